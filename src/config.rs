@@ -1,0 +1,531 @@
+//! Configuration: a TOML file is parsed into [`RawConfig`] (serde, unknown keys rejected), then
+//! validated into [`Config`], the only type the rest of the program sees.
+//!
+//! The file format is a contract with config management (Chef, Puppet, Ansible templates):
+//! `config/shuffle-janitor.toml` documents every key and is parsed by a test.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use globset::{GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::spark::Kind;
+
+/// Where the packaged config lives; used when `--config` is not given and the file exists.
+pub const DEFAULT_PATH: &str = "/etc/shuffle-janitor/config.toml";
+
+/// A configuration error: which file, which key, what value, and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{origin}: {key} ({value}) {problem}")]
+    Invalid {
+        origin: String,
+        key: String,
+        value: String,
+        problem: String,
+    },
+}
+
+/// Which timestamps make a file's last use; the newest of the chosen ones wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Timestamp {
+    Mtime,
+    Atime,
+    Ctime,
+}
+
+/// The file as written: every key optional (defaults below), nothing validated yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub roots: Vec<String>,
+    pub max_age: String,
+    pub min_age: String,
+    pub age_basis: Vec<Timestamp>,
+    pub kinds: Vec<Kind>,
+    pub protect: Vec<String>,
+    pub interval: String,
+    pub dry_run: bool,
+    pub skip_open_files: bool,
+    pub watermark: RawWatermark,
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWatermark {
+    pub high: f64,
+    pub low: f64,
+    pub poll: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            roots: vec!["/tmp".into()],
+            max_age: "6h".into(),
+            min_age: "15m".into(),
+            age_basis: vec![Timestamp::Mtime, Timestamp::Atime],
+            kinds: vec![Kind::Shuffle, Kind::Temp],
+            protect: vec![],
+            interval: "10m".into(),
+            dry_run: false,
+            skip_open_files: true,
+            watermark: RawWatermark::default(),
+            metrics: RawMetrics::default(),
+        }
+    }
+}
+
+impl Default for RawWatermark {
+    fn default() -> Self {
+        RawWatermark {
+            high: 0.85,
+            low: 0.75,
+            poll: "5s".into(),
+        }
+    }
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: "0.0.0.0:19337".into(),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` for the built-in defaults.
+    pub source: Option<PathBuf>,
+    /// Absolute paths or shell globs, expanded at every sweep (disks are mounted late).
+    pub roots: Vec<String>,
+    pub max_age: Duration,
+    pub min_age: Duration,
+    pub age_basis: Vec<Timestamp>,
+    /// Kinds that may be deleted.
+    pub kinds: Vec<Kind>,
+    pub protect: Protect,
+    pub interval: Duration,
+    pub dry_run: bool,
+    pub skip_open_files: bool,
+    pub watermark: Watermark,
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Watermark {
+    pub high: f64,
+    pub low: f64,
+    pub poll: Duration,
+}
+
+/// The `protect` globs, compiled once. A file is protected when a pattern matches its path or
+/// the path of any directory above it, so `"/data/spark/spark-keep*"` protects a whole tree.
+#[derive(Debug, Clone, Default)]
+pub struct Protect {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Protect {
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether `path` itself matches a pattern (callers check the ancestors they walk through).
+    pub fn matches(&self, path: &Path) -> bool {
+        !self.patterns.is_empty() && self.set.is_match(path)
+    }
+}
+
+impl Config {
+    /// Loads `path` if given; otherwise [`DEFAULT_PATH`] when it exists, else the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Config::from_file(path),
+            None if Path::new(DEFAULT_PATH).exists() => Config::from_file(Path::new(DEFAULT_PATH)),
+            None => RawConfig::default().validate(None),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, Some(path))
+    }
+
+    pub fn from_toml(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.map_or_else(|| PathBuf::from("<config>"), Path::to_owned),
+            source: Box::new(e),
+        })?;
+        raw.validate(path)
+    }
+
+    /// The effective configuration in the file's own format, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        let raw = RawConfig {
+            roots: self.roots.clone(),
+            max_age: humantime::format_duration(self.max_age).to_string(),
+            min_age: humantime::format_duration(self.min_age).to_string(),
+            age_basis: self.age_basis.clone(),
+            kinds: self.kinds.clone(),
+            protect: self.protect.patterns.clone(),
+            interval: humantime::format_duration(self.interval).to_string(),
+            dry_run: self.dry_run,
+            skip_open_files: self.skip_open_files,
+            watermark: RawWatermark {
+                high: self.watermark.high,
+                low: self.watermark.low,
+                poll: humantime::format_duration(self.watermark.poll).to_string(),
+            },
+            metrics: RawMetrics {
+                listen: self.listen.to_string(),
+            },
+        };
+        toml::to_string(&raw).expect("a config always serialises")
+    }
+
+    pub fn may_delete(&self, kind: Kind) -> bool {
+        self.kinds.contains(&kind)
+    }
+}
+
+impl RawConfig {
+    /// Turns the parsed file into a [`Config`], or says which key is wrong and what is allowed.
+    pub fn validate(self, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let origin = path.map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+        let invalid = |key: &str, value: &dyn fmt::Display, problem: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            key: key.to_string(),
+            value: value.to_string(),
+            problem,
+        };
+        let duration = |key: &str, value: &str| {
+            let d = humantime::parse_duration(value).map_err(|e| {
+                invalid(
+                    key,
+                    &format!("{value:?}"),
+                    format!("is not a duration ({e}); write e.g. \"90s\", \"15m\" or \"6h\""),
+                )
+            })?;
+            Ok::<_, ConfigError>(d)
+        };
+
+        if self.roots.is_empty() {
+            return Err(invalid("roots", &"[]", "must name at least one Spark local dir".into()));
+        }
+        for root in &self.roots {
+            if let Err(problem) = check_root_pattern(root) {
+                return Err(invalid("roots", &format!("{root:?}"), problem));
+            }
+        }
+        let max_age = duration("max_age", &self.max_age)?;
+        let min_age = duration("min_age", &self.min_age)?;
+        if min_age > max_age {
+            return Err(invalid(
+                "min_age",
+                &format!("{:?}", self.min_age),
+                format!("must not be longer than max_age ({:?})", self.max_age),
+            ));
+        }
+        if self.age_basis.is_empty() {
+            return Err(invalid(
+                "age_basis",
+                &"[]",
+                "must name at least one of \"mtime\", \"atime\", \"ctime\"".into(),
+            ));
+        }
+        if self.kinds.contains(&Kind::Other) {
+            return Err(invalid(
+                "kinds",
+                &"\"other\"",
+                "is not a kind that may be deleted; allowed: shuffle, temp, merged, rdd, broadcast, taskresult".into(),
+            ));
+        }
+        let mut builder = GlobSetBuilder::new();
+        for pattern in &self.protect {
+            if !pattern.starts_with('/') {
+                return Err(invalid(
+                    "protect",
+                    &format!("{pattern:?}"),
+                    "must be an absolute path glob".into(),
+                ));
+            }
+            let glob = globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| {
+                    invalid(
+                        "protect",
+                        &format!("{pattern:?}"),
+                        format!("is not a valid glob: {}", e.kind()),
+                    )
+                })?;
+            builder.add(glob);
+        }
+        let set = builder
+            .build()
+            .map_err(|e| invalid("protect", &format!("{:?}", self.protect), e.to_string()))?;
+        let interval = duration("interval", &self.interval)?;
+        if interval.is_zero() {
+            return Err(invalid(
+                "interval",
+                &format!("{:?}", self.interval),
+                "must be longer than 0s".into(),
+            ));
+        }
+        let wm = &self.watermark;
+        for (key, value) in [("watermark.high", wm.high), ("watermark.low", wm.low)] {
+            if !(value > 0.0 && value <= 1.0) {
+                return Err(invalid(
+                    key,
+                    &value,
+                    "must be a fraction of the filesystem in (0, 1], e.g. 0.85".into(),
+                ));
+            }
+        }
+        if wm.low >= wm.high {
+            return Err(invalid(
+                "watermark.low",
+                &wm.low,
+                format!("must be below watermark.high ({})", wm.high),
+            ));
+        }
+        let poll = duration("watermark.poll", &wm.poll)?;
+        if poll.is_zero() {
+            return Err(invalid(
+                "watermark.poll",
+                &format!("{:?}", wm.poll),
+                "must be longer than 0s".into(),
+            ));
+        }
+        let listen: SocketAddr = self.metrics.listen.parse().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                &format!("{:?}", self.metrics.listen),
+                "is not an address:port; write e.g. \"0.0.0.0:19337\" or \"127.0.0.1:19337\"".into(),
+            )
+        })?;
+
+        let mut age_basis = self.age_basis;
+        age_basis.dedup();
+        let mut kinds = self.kinds;
+        kinds.sort();
+        kinds.dedup();
+        Ok(Config {
+            source: path.map(Path::to_owned),
+            roots: self.roots,
+            max_age,
+            min_age,
+            age_basis,
+            kinds,
+            protect: Protect {
+                patterns: self.protect,
+                set,
+            },
+            interval,
+            dry_run: self.dry_run,
+            skip_open_files: self.skip_open_files,
+            watermark: Watermark {
+                high: wm.high,
+                low: wm.low,
+                poll,
+            },
+            listen,
+        })
+    }
+}
+
+/// Directories that are never a Spark local dir. The classifier alone would keep them safe (it
+/// only deletes Spark names inside `blockmgr-*` trees); refusing them catches a typo early.
+const SYSTEM_TREES: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr",
+];
+const SYSTEM_DIRS: &[&str] = &["/", "/home", "/media", "/mnt", "/opt", "/root", "/run", "/srv", "/var"];
+
+/// Checks one `roots` entry, literal or glob. `Err` says what is wrong and what to write.
+pub fn check_root_pattern(root: &str) -> Result<(), String> {
+    let path = Path::new(root);
+    if !path.is_absolute() {
+        return Err("must be an absolute path (a Spark local dir such as \"/data1/spark\")".into());
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err("must not contain \".\" or \"..\"; write the directory itself".into());
+    }
+    if let Err(e) = glob::Pattern::new(root) {
+        return Err(format!("is not a valid glob: {e}"));
+    }
+    check_root_path(path)
+}
+
+/// Checks a concrete root (also each path a glob expands to, at every sweep).
+pub fn check_root_path(path: &Path) -> Result<(), String> {
+    let normal: PathBuf = path.components().collect();
+    if SYSTEM_DIRS.iter().any(|d| normal == Path::new(d)) {
+        return Err("is a system directory, not a Spark local dir".into());
+    }
+    if SYSTEM_TREES.iter().any(|d| normal.starts_with(d)) {
+        return Err("is inside a system directory, not a Spark local dir".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text, Some(Path::new("/etc/sj.toml")))
+            .expect_err(text)
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_toml("", None).unwrap();
+        assert_eq!(c.roots, ["/tmp"]);
+        assert_eq!(c.max_age, Duration::from_secs(6 * 3600));
+        assert_eq!(c.min_age, Duration::from_secs(15 * 60));
+        assert_eq!(c.age_basis, [Timestamp::Mtime, Timestamp::Atime]);
+        assert_eq!(c.kinds, [Kind::Shuffle, Kind::Temp]);
+        assert!(c.protect.is_empty());
+        assert_eq!(c.interval, Duration::from_secs(600));
+        assert!(!c.dry_run);
+        assert!(c.skip_open_files);
+        assert_eq!(
+            c.watermark,
+            Watermark {
+                high: 0.85,
+                low: 0.75,
+                poll: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(c.listen, "0.0.0.0:19337".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_file_key_value_and_what_is_allowed() {
+        assert_eq!(
+            err("[watermark]\nlow = 0.9"),
+            "/etc/sj.toml: watermark.low (0.9) must be below watermark.high (0.85)"
+        );
+        let e = err("max_age = \"6x\"");
+        assert!(e.starts_with("/etc/sj.toml: max_age (\"6x\") is not a duration"), "{e}");
+        let e = err("min_age = \"7h\"");
+        assert!(
+            e.contains("min_age (\"7h\") must not be longer than max_age (\"6h\")"),
+            "{e}"
+        );
+        let e = err("[watermark]\nhigh = 1.5");
+        assert!(e.contains("watermark.high (1.5) must be a fraction"), "{e}");
+        let e = err("[watermark]\nlow = 0");
+        assert!(e.contains("watermark.low (0) must be a fraction"), "{e}");
+        let e = err("[metrics]\nlisten = \"localhost\"");
+        assert!(
+            e.contains("metrics.listen (\"localhost\") is not an address:port"),
+            "{e}"
+        );
+        let e = err("protect = [\"relative/*\"]");
+        assert!(
+            e.contains("protect (\"relative/*\") must be an absolute path glob"),
+            "{e}"
+        );
+        let e = err("protect = [\"/a/[\"]");
+        assert!(e.contains("protect (\"/a/[\") is not a valid glob"), "{e}");
+        let e = err("kinds = [\"other\"]");
+        assert!(e.contains("kinds (\"other\") is not a kind that may be deleted"), "{e}");
+        let e = err("interval = \"0s\"");
+        assert!(e.contains("interval (\"0s\") must be longer than 0s"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_refused_with_their_location() {
+        let e = err("max_age = \"6h\"\nmax_aeg = \"1h\"");
+        assert!(e.starts_with("/etc/sj.toml: "), "{e}");
+        assert!(e.contains("max_aeg"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+        let e = err("[watermark]\nhihg = 0.9");
+        assert!(e.contains("hihg"), "{e}");
+        let e = err("age_basis = [\"birth\"]");
+        assert!(e.contains("unknown variant `birth`"), "{e}");
+        assert!(e.contains("mtime"), "{e}");
+        let e = err("kinds = [\"shufle\"]");
+        assert!(e.contains("unknown variant `shufle`"), "{e}");
+        let e = err("dry_run = \"yes\"");
+        assert!(e.contains("dry_run"), "{e}");
+    }
+
+    #[test]
+    fn roots_that_are_not_spark_local_dirs_are_refused() {
+        for root in [
+            "/", "/etc", "/usr/lib", "/var", "/home", "/root", "/proc/1", "/dev/shm", "/bin",
+        ] {
+            let e = err(&format!("roots = [\"{root}\"]"));
+            assert!(e.contains(&format!("roots (\"{root}\") is ")), "{e}");
+            assert!(e.contains("system directory"), "{e}");
+        }
+        let e = err("roots = [\"data/spark\"]");
+        assert!(e.contains("must be an absolute path"), "{e}");
+        let e = err("roots = [\"/data/../etc\"]");
+        assert!(e.contains("must not contain"), "{e}");
+        let e = err("roots = []");
+        assert!(e.contains("roots ([]) must name at least one"), "{e}");
+        for ok in [
+            "/tmp",
+            "/data*/spark",
+            "/var/data",
+            "/mnt/disk1/spark",
+            "/home/spark/local",
+        ] {
+            Config::from_toml(&format!("roots = [\"{ok}\"]"), None).unwrap();
+        }
+    }
+
+    #[test]
+    fn protect_matches_whole_names_not_across_directories() {
+        let c = Config::from_toml("protect = [\"/data/*/keep_*\", \"/data/spark/spark-pin*\"]", None).unwrap();
+        assert!(c.protect.matches(Path::new("/data/spark/keep_me")));
+        assert!(!c.protect.matches(Path::new("/data/spark/x/keep_me")));
+        assert!(c.protect.matches(Path::new("/data/spark/spark-pinned")));
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config::from_toml(
+            "roots = [\"/data*/spark\"]\nmax_age = \"90m\"\nprotect = [\"/x/*\"]",
+            None,
+        )
+        .unwrap();
+        let again = Config::from_toml(&c.to_toml(), None).unwrap();
+        assert_eq!(again.roots, c.roots);
+        assert_eq!(again.max_age, Duration::from_secs(5400));
+        assert_eq!(again.protect.patterns, ["/x/*"]);
+        assert_eq!(again.watermark, c.watermark);
+    }
+}

@@ -1,0 +1,27 @@
+//! shuffle-janitor: deletes stale Apache Spark shuffle files from a node's local dirs, safely.
+//!
+//! # Layout
+//!
+//! The decision is pure and tested without the OS; the OS is touched at the edges.
+//!
+//! - [`config`]: TOML file -> parsed [`config::RawConfig`] -> validated [`config::Config`].
+//! - [`spark`]: Spark's directory layouts and block file names (pure).
+//! - [`policy`]: units, TTL, floor, pressure and purge -> verdicts (pure, property-tested).
+//! - [`scan`]: walks the roots once, one `lstat` per Spark file, errors as values.
+//! - [`delete`]: safe unlink: directory fds opened without following symlinks, re-stat, `unlinkat`.
+//! - [`disk`]: statvfs, mountinfo, file timestamps.
+//! - [`open_files`]: which files processes hold open (`/proc/*/fd`).
+//! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command.
+//! - [`report`]: what a sweep did, as text and JSON.
+//! - [`cli`]: the command line (clap definitions only).
+
+pub mod cli;
+pub mod config;
+pub mod delete;
+pub mod disk;
+pub mod open_files;
+pub mod policy;
+pub mod report;
+pub mod scan;
+pub mod spark;
+pub mod sweep;

@@ -1,0 +1,476 @@
+//! The decision: which units go, and why. Pure: it sees facts (last use, bytes, flags), the
+//! filesystem's usage, the rules and *now*; it never touches the OS, so tests call it directly.
+//!
+//! A *unit* is what is deleted whole or not at all: one map output (every file with the same
+//! `shuffle_S_M_R` stem in one block store), one merged shuffle partition, or a single file of
+//! another kind. The rules, in the order they are applied to a unit:
+//!
+//! 1. a kind the config does not allow is out of scope (`Exempt`);
+//! 2. a unit with a protected file is kept (`protected`);
+//! 3. a unit used less than `min_age` ago is kept, whatever the pressure (`young`);
+//! 4. a unit with a file held open is kept (`open`);
+//! 5. a unit unused for more than `max_age` goes (`ttl`);
+//! 6. the rest may go under pressure, least recently used first, until the filesystem's projected
+//!    use is at the low watermark (`pressure`, or `manual` for a purge).
+//!
+//! One [`Planner`] serves one filesystem: the sweep feeds it each unit as it scans, deletes the
+//! TTL ones at once, and asks [`Planner::finish`] which pooled units pressure takes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::spark::Kind;
+
+/// Nanoseconds since the Unix epoch (file timestamps and *now* alike).
+pub type Nanos = i64;
+
+pub fn nanos(d: Duration) -> Nanos {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Why a unit is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// Unused for longer than `max_age`.
+    Ttl,
+    /// Its filesystem was above the high watermark.
+    Pressure,
+    /// A purge (`sweep --purge`, SIGUSR2) down to the low watermark.
+    Manual,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ttl => "ttl",
+            Reason::Pressure => "pressure",
+            Reason::Manual => "manual",
+        }
+    }
+}
+
+/// Why a file that might have gone was kept. `Changed` and `Unknown` are decided at the edges
+/// (deletion and classification); the policy gives the first three.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Skip {
+    Young,
+    Open,
+    Protected,
+    Changed,
+    Unknown,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 5] = [Skip::Young, Skip::Open, Skip::Protected, Skip::Changed, Skip::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Young => "young",
+            Skip::Open => "open",
+            Skip::Protected => "protected",
+            Skip::Changed => "changed",
+            Skip::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the policy knows of one unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitFacts {
+    pub kind: Kind,
+    /// The newest last use of its files.
+    pub last_use: Nanos,
+    /// Disk space its deletion returns (allocated blocks, not apparent size).
+    pub bytes: u64,
+    /// Some file matches a `protect` glob.
+    pub protected: bool,
+    /// Some file is held open by a process (only set when `skip_open_files` is on).
+    pub open: bool,
+}
+
+/// The age rules, taken from the validated config.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub max_age: Duration,
+    pub min_age: Duration,
+    pub kinds: Vec<Kind>,
+}
+
+/// The policy's answer for one unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delete now.
+    Delete(Reason),
+    /// Keep, and count why.
+    Keep(Skip),
+    /// A kind the config does not allow to delete: not a candidate at all.
+    Exempt,
+    /// Old enough to go under pressure; kept unless pressure takes it.
+    Eligible,
+}
+
+/// Whether the filesystem must shed load in this sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// TTL, plus pressure when use is at or above the high watermark.
+    Sweep,
+    /// TTL, plus eviction down to the low watermark whatever the use (`--purge`, SIGUSR2).
+    Purge,
+}
+
+/// A filesystem's usage as `df` counts it: `used / (used + avail)` is its use ratio
+/// (the root-reserved blocks are in neither).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub used: u64,
+    pub avail: u64,
+}
+
+impl Usage {
+    pub fn ratio(&self) -> f64 {
+        let size = self.used.saturating_add(self.avail);
+        if size == 0 { 0.0 } else { self.used as f64 / size as f64 }
+    }
+
+    /// Bytes to free to bring use down to `low` (0 when it is there already).
+    pub fn above(&self, low: f64) -> u64 {
+        let size = self.used.saturating_add(self.avail) as f64;
+        let target = (low * size).floor() as u64;
+        self.used.saturating_sub(target)
+    }
+}
+
+/// How many bytes this sweep must free on a filesystem, and under which reason.
+pub fn pressure_need(usage: Usage, high: f64, low: f64, mode: Mode) -> Option<(u64, Reason)> {
+    let need = usage.above(low);
+    match mode {
+        Mode::Purge if need > 0 => Some((need, Reason::Manual)),
+        Mode::Sweep if usage.ratio() >= high && need > 0 => Some((need, Reason::Pressure)),
+        _ => None,
+    }
+}
+
+/// Judges one unit by the rules at `now` (see the module docs for the order).
+pub fn judge(unit: &UnitFacts, rules: &Rules, now: Nanos) -> Verdict {
+    if !rules.kinds.contains(&unit.kind) {
+        return Verdict::Exempt;
+    }
+    if unit.protected {
+        return Verdict::Keep(Skip::Protected);
+    }
+    // A last use in the future (clock skew, a restored backup) is young: keep.
+    let age = now.saturating_sub(unit.last_use);
+    if age < nanos(rules.min_age) {
+        return Verdict::Keep(Skip::Young);
+    }
+    if unit.open {
+        return Verdict::Keep(Skip::Open);
+    }
+    if age > nanos(rules.max_age) {
+        return Verdict::Delete(Reason::Ttl);
+    }
+    Verdict::Eligible
+}
+
+/// Why pressure could not free all it had to: the bytes it was short by and the bytes the rules
+/// held back, so an operator sees what is filling the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Shortfall {
+    pub missing_bytes: u64,
+    pub young_bytes: u64,
+    pub open_bytes: u64,
+    pub protected_bytes: u64,
+}
+
+/// What [`Planner::finish`] decided for the pooled units.
+#[derive(Debug)]
+pub struct Selection<H> {
+    /// Units pressure takes, least recently used first, with the reason (pressure or manual).
+    pub chosen: Vec<H>,
+    pub reason: Option<Reason>,
+    /// Pooled units left alone (pressure was met before them).
+    pub spared: Vec<H>,
+    /// Set when the filesystem still needs space and nothing more may go.
+    pub shortfall: Option<Shortfall>,
+}
+
+/// The decisions for one filesystem in one sweep. `H` is whatever the caller needs to find a
+/// pooled unit's files again (the sweep keeps paths; tests keep indices).
+#[derive(Debug)]
+pub struct Planner<H> {
+    rules: Rules,
+    now: Nanos,
+    need: Option<(u64, Reason)>,
+    freed: u64,
+    held: Shortfall,
+    pool: Vec<(Nanos, u64, H)>,
+}
+
+impl<H> Planner<H> {
+    pub fn new(rules: Rules, now: Nanos, need: Option<(u64, Reason)>) -> Self {
+        Planner {
+            rules,
+            now,
+            need,
+            freed: 0,
+            held: Shortfall::default(),
+            pool: Vec::new(),
+        }
+    }
+
+    /// Whether pooled units may be taken by pressure (if not, `Eligible` units are just kept).
+    pub fn under_pressure(&self) -> bool {
+        self.need.is_some()
+    }
+
+    /// Judges a unit; an `Eligible` one is pooled for pressure when there is pressure.
+    /// `handle` is called only for units that are pooled.
+    pub fn offer(&mut self, unit: &UnitFacts, handle: impl FnOnce() -> H) -> Verdict {
+        let verdict = judge(unit, &self.rules, self.now);
+        match verdict {
+            Verdict::Eligible if self.need.is_some() => self.pool.push((unit.last_use, unit.bytes, handle())),
+            Verdict::Keep(Skip::Young) => self.held.young_bytes += unit.bytes,
+            Verdict::Keep(Skip::Open) => self.held.open_bytes += unit.bytes,
+            Verdict::Keep(Skip::Protected) => self.held.protected_bytes += unit.bytes,
+            _ => {}
+        }
+        verdict
+    }
+
+    /// Counts bytes freed by TTL deletions (as planned, in a dry run), which pressure then need
+    /// not free again.
+    pub fn freed(&mut self, bytes: u64) {
+        self.freed = self.freed.saturating_add(bytes);
+    }
+
+    /// Takes pooled units, least recently used first, until the projected use is at the low
+    /// watermark.
+    pub fn finish(mut self) -> Selection<H> {
+        let Some((need, reason)) = self.need else {
+            return Selection {
+                chosen: Vec::new(),
+                reason: None,
+                spared: self.pool.into_iter().map(|(_, _, h)| h).collect(),
+                shortfall: None,
+            };
+        };
+        // Stable: ties keep scan order, so a dry run and the real run pick the same units.
+        self.pool.sort_by_key(|&(last_use, _, _)| last_use);
+        let mut freed = self.freed;
+        let mut chosen = Vec::new();
+        let mut spared = Vec::new();
+        for (_, bytes, handle) in self.pool {
+            if freed < need {
+                freed = freed.saturating_add(bytes);
+                chosen.push(handle);
+            } else {
+                spared.push(handle);
+            }
+        }
+        let shortfall = (freed < need).then(|| Shortfall {
+            missing_bytes: need - freed,
+            ..self.held
+        });
+        Selection {
+            chosen,
+            reason: Some(reason),
+            spared,
+            shortfall,
+        }
+    }
+}
+
+/// Groups the files of one block store into units: sorts `files` by stem and returns, for each
+/// unit, the range of its files. Files of different stores must never be grouped together:
+/// shuffle ids restart at 0 in every application.
+pub fn group_units<F>(files: &mut [F], stem: impl Fn(&F) -> &str) -> Vec<std::ops::Range<usize>> {
+    files.sort_unstable_by(|a, b| stem(a).cmp(stem(b)));
+    let mut units = Vec::new();
+    let mut start = 0;
+    for i in 1..=files.len() {
+        if i == files.len() || stem(&files[i]) != stem(&files[start]) {
+            units.push(start..i);
+            start = i;
+        }
+    }
+    units
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000_000;
+
+    fn rules() -> Rules {
+        Rules {
+            max_age: Duration::from_secs(360 * 60),
+            min_age: Duration::from_secs(15 * 60),
+            kinds: vec![Kind::Shuffle, Kind::Temp],
+        }
+    }
+
+    fn unit(age_min: i64) -> UnitFacts {
+        UnitFacts {
+            kind: Kind::Shuffle,
+            last_use: 1_000_000 * MIN - age_min * MIN,
+            bytes: 100,
+            protected: false,
+            open: false,
+        }
+    }
+
+    const NOW: Nanos = 1_000_000 * MIN;
+
+    #[test]
+    fn rules_apply_in_order() {
+        let r = rules();
+        assert_eq!(judge(&unit(361), &r, NOW), Verdict::Delete(Reason::Ttl));
+        assert_eq!(judge(&unit(360), &r, NOW), Verdict::Eligible);
+        assert_eq!(judge(&unit(15), &r, NOW), Verdict::Eligible);
+        assert_eq!(judge(&unit(14), &r, NOW), Verdict::Keep(Skip::Young));
+        assert_eq!(
+            judge(&unit(-60), &r, NOW),
+            Verdict::Keep(Skip::Young),
+            "future timestamps are young"
+        );
+        assert_eq!(
+            judge(
+                &UnitFacts {
+                    open: true,
+                    ..unit(999)
+                },
+                &r,
+                NOW
+            ),
+            Verdict::Keep(Skip::Open)
+        );
+        assert_eq!(
+            judge(&UnitFacts { open: true, ..unit(1) }, &r, NOW),
+            Verdict::Keep(Skip::Young)
+        );
+        assert_eq!(
+            judge(
+                &UnitFacts {
+                    protected: true,
+                    ..unit(999)
+                },
+                &r,
+                NOW
+            ),
+            Verdict::Keep(Skip::Protected)
+        );
+        assert_eq!(
+            judge(
+                &UnitFacts {
+                    kind: Kind::Rdd,
+                    ..unit(999)
+                },
+                &r,
+                NOW
+            ),
+            Verdict::Exempt
+        );
+        assert_eq!(
+            judge(
+                &UnitFacts {
+                    kind: Kind::Other,
+                    ..unit(999)
+                },
+                &r,
+                NOW
+            ),
+            Verdict::Exempt
+        );
+    }
+
+    #[test]
+    fn need_follows_the_watermarks() {
+        let u = Usage { used: 90, avail: 10 };
+        assert_eq!(pressure_need(u, 0.85, 0.75, Mode::Sweep), Some((15, Reason::Pressure)));
+        assert_eq!(pressure_need(u, 0.95, 0.75, Mode::Sweep), None);
+        assert_eq!(pressure_need(u, 0.95, 0.75, Mode::Purge), Some((15, Reason::Manual)));
+        let low = Usage { used: 50, avail: 50 };
+        assert_eq!(pressure_need(low, 0.85, 0.75, Mode::Purge), None);
+        assert_eq!(
+            pressure_need(Usage { used: 0, avail: 0 }, 0.85, 0.75, Mode::Purge),
+            None
+        );
+        assert_eq!(Usage { used: 85, avail: 15 }.ratio(), 0.85);
+    }
+
+    #[test]
+    fn pressure_takes_least_recently_used_first_and_stops_at_low() {
+        let mut p = Planner::new(rules(), NOW, Some((250, Reason::Pressure)));
+        for (i, age) in [20, 300, 100, 200, 30].into_iter().enumerate() {
+            assert_eq!(p.offer(&unit(age), || i), Verdict::Eligible);
+        }
+        let s = p.finish();
+        assert_eq!(s.chosen, [1, 3, 2], "ages 300, 200, 100 minutes");
+        assert_eq!(s.spared, [4, 0]);
+        assert_eq!(s.reason, Some(Reason::Pressure));
+        assert_eq!(s.shortfall, None);
+    }
+
+    #[test]
+    fn ttl_deletions_count_towards_the_need() {
+        let mut p = Planner::new(rules(), NOW, Some((150, Reason::Pressure)));
+        assert_eq!(p.offer(&unit(400), || 9), Verdict::Delete(Reason::Ttl));
+        p.freed(100);
+        p.offer(&unit(100), || 0);
+        p.offer(&unit(200), || 1);
+        assert_eq!(p.finish().chosen, [1]);
+    }
+
+    #[test]
+    fn a_shortfall_says_what_held_the_bytes_back() {
+        let mut p = Planner::new(rules(), NOW, Some((1000, Reason::Manual)));
+        p.offer(&unit(5), || 0);
+        p.offer(
+            &UnitFacts {
+                open: true,
+                ..unit(500)
+            },
+            || 1,
+        );
+        p.offer(
+            &UnitFacts {
+                protected: true,
+                ..unit(500)
+            },
+            || 2,
+        );
+        p.offer(&unit(100), || 3);
+        let s = p.finish();
+        assert_eq!(s.chosen, [3]);
+        assert_eq!(
+            s.shortfall,
+            Some(Shortfall {
+                missing_bytes: 900,
+                young_bytes: 100,
+                open_bytes: 100,
+                protected_bytes: 100
+            })
+        );
+    }
+
+    #[test]
+    fn without_pressure_nothing_is_pooled() {
+        let mut p: Planner<usize> = Planner::new(rules(), NOW, None);
+        assert_eq!(p.offer(&unit(100), || unreachable!("not pooled")), Verdict::Eligible);
+        let s = p.finish();
+        assert!(s.chosen.is_empty() && s.spared.is_empty() && s.shortfall.is_none());
+    }
+
+    #[test]
+    fn grouping_puts_equal_stems_together() {
+        let mut files = vec!["b", "a", "b", "c", "a", "b"];
+        let units = group_units(&mut files, |f| f);
+        assert_eq!(files, ["a", "a", "b", "b", "b", "c"]);
+        assert_eq!(units, [0..2, 2..5, 5..6]);
+        assert!(group_units(&mut Vec::<&str>::new(), |f| f).is_empty());
+    }
+}

@@ -1,0 +1,422 @@
+//! What a sweep did and saw: totals by reason and kind, skips by reason, errors by operation,
+//! an inventory per root, and (on request) every file deleted. Rendered as text or JSON by the
+//! CLI and turned into metrics by the daemon.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::policy::{Nanos, Reason, Shortfall, Skip};
+use crate::spark::Kind;
+
+/// The operation an error happened in (the `op` label of `shuffle_janitor_errors_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Walk,
+    Stat,
+    Unlink,
+    Statvfs,
+    Watch,
+    Config,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [Op::Walk, Op::Stat, Op::Unlink, Op::Statvfs, Op::Watch, Op::Config];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Walk => "walk",
+            Op::Stat => "stat",
+            Op::Unlink => "unlink",
+            Op::Statvfs => "statvfs",
+            Op::Watch => "watch",
+            Op::Config => "config",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+    }
+}
+
+/// One file deleted (or, in a dry run, that would be).
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub kind: Kind,
+    pub reason: Reason,
+    pub age_seconds: u64,
+}
+
+/// Upper bounds of the age histogram's buckets; the last bucket is everything older.
+pub const AGE_BUCKETS: [(Duration, &str); 5] = [
+    (Duration::from_secs(15 * 60), "15m"),
+    (Duration::from_secs(3600), "1h"),
+    (Duration::from_secs(6 * 3600), "6h"),
+    (Duration::from_secs(24 * 3600), "1d"),
+    (Duration::from_secs(7 * 24 * 3600), "7d"),
+];
+
+/// Spark files of one kind under one root, as seen before deletion.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Inventory {
+    pub files: u64,
+    pub bytes: u64,
+    /// The oldest last use (Unix nanoseconds).
+    pub oldest_last_use: Option<Nanos>,
+    /// Files by age of last use: under 15m, 1h, 6h, 1d, 7d, and older.
+    pub age_histogram: [u64; AGE_BUCKETS.len() + 1],
+}
+
+impl Inventory {
+    pub fn add(&mut self, bytes: u64, last_use: Nanos, now: Nanos) {
+        self.files += 1;
+        self.bytes += bytes;
+        self.oldest_last_use = Some(self.oldest_last_use.map_or(last_use, |o| o.min(last_use)));
+        let age = Duration::from_nanos(now.saturating_sub(last_use).max(0) as u64);
+        let bucket = AGE_BUCKETS
+            .iter()
+            .position(|(b, _)| age < *b)
+            .unwrap_or(AGE_BUCKETS.len());
+        self.age_histogram[bucket] += 1;
+    }
+
+    fn merge(&mut self, o: &Inventory) {
+        self.files += o.files;
+        self.bytes += o.bytes;
+        self.oldest_last_use = match (self.oldest_last_use, o.oldest_last_use) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (a, b) in self.age_histogram.iter_mut().zip(o.age_histogram) {
+            *a += b;
+        }
+    }
+}
+
+/// One configured root (or one path its glob expanded to).
+#[derive(Clone, Debug, Serialize)]
+pub struct RootReport {
+    pub path: PathBuf,
+    /// False when it does not exist (yet): looked at again next sweep.
+    pub present: bool,
+    pub mountpoint: Option<PathBuf>,
+    /// What was there before this sweep deleted anything.
+    pub kinds: BTreeMap<Kind, Inventory>,
+    /// Oldest last use among files of deletable kinds that this sweep kept.
+    pub oldest_kept_last_use: Option<Nanos>,
+    /// Removed by this sweep (what is left = `kinds` minus this).
+    pub deleted: BTreeMap<Kind, Tally>,
+}
+
+impl RootReport {
+    pub fn new(path: PathBuf, present: bool, mountpoint: Option<PathBuf>) -> Self {
+        RootReport {
+            path,
+            present,
+            mountpoint,
+            kinds: BTreeMap::new(),
+            oldest_kept_last_use: None,
+            deleted: BTreeMap::new(),
+        }
+    }
+
+    fn merge(&mut self, o: &RootReport) {
+        for (k, inv) in &o.kinds {
+            self.kinds.entry(*k).or_default().merge(inv);
+        }
+        for (k, t) in &o.deleted {
+            self.deleted.entry(*k).or_default().add(*t);
+        }
+        self.oldest_kept_last_use = match (self.oldest_kept_last_use, o.oldest_kept_last_use) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// One filesystem holding roots.
+#[derive(Clone, Debug, Serialize)]
+pub struct FsReport {
+    pub mountpoint: PathBuf,
+    pub used_ratio: f64,
+    /// Bytes this sweep had to free for pressure or a purge, and why.
+    pub need_bytes: u64,
+    pub need_reason: Option<Reason>,
+    /// Set when it could not free them all.
+    pub shortfall: Option<Shortfall>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub purge: bool,
+    pub now: Nanos,
+    pub duration_seconds: f64,
+    /// True when the sweep was stopped before its end (shutdown).
+    pub cancelled: bool,
+    pub deleted: BTreeMap<Reason, BTreeMap<Kind, Tally>>,
+    pub skipped: BTreeMap<Skip, u64>,
+    pub errors: BTreeMap<Op, u64>,
+    pub roots: Vec<RootReport>,
+    pub filesystems: Vec<FsReport>,
+    /// Processes whose open files could not be read (see `skip_open_files`).
+    pub open_files_unreadable: usize,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Report {
+    pub fn new(dry_run: bool, purge: bool, now: Nanos) -> Self {
+        Report {
+            dry_run,
+            purge,
+            now,
+            duration_seconds: 0.0,
+            cancelled: false,
+            deleted: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            roots: Vec::new(),
+            filesystems: Vec::new(),
+            open_files_unreadable: 0,
+            candidates: Vec::new(),
+        }
+    }
+
+    pub fn deleted_total(&self) -> Tally {
+        let mut t = Tally::default();
+        self.deleted.values().flat_map(|m| m.values()).for_each(|x| t.add(*x));
+        t
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn skip(&mut self, why: Skip, files: u64) {
+        *self.skipped.entry(why).or_default() += files;
+    }
+
+    pub fn error(&mut self, op: Op) {
+        *self.errors.entry(op).or_default() += 1;
+    }
+
+    pub fn root_mut(&mut self, path: &Path) -> Option<&mut RootReport> {
+        self.roots.iter_mut().find(|r| r.path == path)
+    }
+
+    /// Adds the counts of a report made by another thread over other filesystems. Roots are
+    /// matched by path; filesystems and candidates are appended.
+    pub fn merge(&mut self, o: Report) {
+        self.cancelled |= o.cancelled;
+        for (r, kinds) in o.deleted {
+            for (k, t) in kinds {
+                self.deleted.entry(r).or_default().entry(k).or_default().add(t);
+            }
+        }
+        for (s, n) in o.skipped {
+            self.skip(s, n);
+        }
+        for (op, n) in o.errors {
+            *self.errors.entry(op).or_default() += n;
+        }
+        for root in &o.roots {
+            match self.root_mut(&root.path) {
+                Some(mine) => mine.merge(root),
+                None => self.roots.push(root.clone()),
+            }
+        }
+        self.filesystems.extend(o.filesystems);
+        self.candidates.extend(o.candidates);
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let total = self.deleted_total();
+        let mut v = serde_json::to_value(self).expect("a report always serialises");
+        let obj = v.as_object_mut().expect("an object");
+        obj.insert("deleted_files".into(), total.files.into());
+        obj.insert("deleted_bytes".into(), total.bytes.into());
+        obj.insert("errors_by_op".into(), obj["errors"].clone());
+        obj.insert("errors".into(), self.error_count().into());
+        v
+    }
+
+    /// The summary table `sweep` prints, with one line per file in a dry run.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        if self.dry_run {
+            for c in &self.candidates {
+                let age = humantime::format_duration(Duration::from_secs(c.age_seconds));
+                let _ = writeln!(
+                    s,
+                    "would delete {} ({} bytes, {}, {}, last used {} ago)",
+                    c.path.display(),
+                    c.bytes,
+                    c.kind,
+                    c.reason.as_str(),
+                    age
+                );
+            }
+            if !self.candidates.is_empty() {
+                s.push('\n');
+            }
+        }
+        let verb = if self.dry_run { "would delete" } else { "deleted" };
+        let _ = writeln!(s, "{:<10} {:<11} {:>10} {:>16}", "reason", "kind", "files", "bytes");
+        for (reason, kinds) in &self.deleted {
+            for (kind, t) in kinds {
+                let _ = writeln!(
+                    s,
+                    "{:<10} {:<11} {:>10} {:>16}",
+                    reason.as_str(),
+                    kind.as_str(),
+                    t.files,
+                    t.bytes
+                );
+            }
+        }
+        let total = self.deleted_total();
+        let _ = writeln!(
+            s,
+            "{:<22} {:>10} {:>16}",
+            format!("{verb} (total)"),
+            total.files,
+            total.bytes
+        );
+        let skipped: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|(k, n)| format!("{} {n}", k.as_str()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "skipped files: {}",
+            if skipped.is_empty() {
+                "none".into()
+            } else {
+                skipped.join(", ")
+            }
+        );
+        let errors: Vec<String> = self.errors.iter().map(|(k, n)| format!("{} {n}", k.as_str())).collect();
+        let _ = writeln!(
+            s,
+            "errors: {}",
+            if errors.is_empty() {
+                "none".into()
+            } else {
+                errors.join(", ")
+            }
+        );
+        for fs in &self.filesystems {
+            let _ = write!(
+                s,
+                "filesystem {}: {:.1}% used",
+                fs.mountpoint.display(),
+                fs.used_ratio * 100.0
+            );
+            if let Some(reason) = fs.need_reason {
+                let _ = write!(s, ", {} needed {} bytes freed", reason.as_str(), fs.need_bytes);
+            }
+            if let Some(sf) = fs.shortfall {
+                let _ = write!(
+                    s,
+                    ", {} bytes short (held back: young {}, open {}, protected {})",
+                    sf.missing_bytes, sf.young_bytes, sf.open_bytes, sf.protected_bytes
+                );
+            }
+            s.push('\n');
+        }
+        for root in self.roots.iter().filter(|r| !r.present) {
+            let _ = writeln!(
+                s,
+                "root {} does not exist (yet); it is looked at again next sweep",
+                root.path.display()
+            );
+        }
+        if self.cancelled {
+            s.push_str("cancelled before the end\n");
+        }
+        let _ = writeln!(s, "duration: {:.3}s", self.duration_seconds);
+        s
+    }
+
+    /// The inventory `report` prints.
+    pub fn inventory_text(&self) -> String {
+        let mut s = String::new();
+        let buckets: Vec<String> = AGE_BUCKETS
+            .iter()
+            .map(|(_, l)| format!("<{l}"))
+            .chain([format!(">={}", AGE_BUCKETS[AGE_BUCKETS.len() - 1].1)])
+            .collect();
+        for root in &self.roots {
+            let _ = writeln!(
+                s,
+                "root {}{}",
+                root.path.display(),
+                if root.present { "" } else { " (does not exist yet)" }
+            );
+            if root.kinds.is_empty() && root.present {
+                let _ = writeln!(s, "  no Spark files");
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "  {:<11} {:>9} {:>14} {:>12}  age histogram ({})",
+                "kind",
+                "files",
+                "bytes",
+                "oldest",
+                buckets.join(" ")
+            );
+            for (kind, inv) in &root.kinds {
+                let oldest = inv.oldest_last_use.map_or_else(
+                    || "-".to_string(),
+                    |o| {
+                        humantime::format_duration(Duration::from_secs((self.now - o).max(0) as u64 / 1_000_000_000))
+                            .to_string()
+                    },
+                );
+                let hist: Vec<String> = inv.age_histogram.iter().map(u64::to_string).collect();
+                let _ = writeln!(
+                    s,
+                    "  {:<11} {:>9} {:>14} {:>12}  {}",
+                    kind.as_str(),
+                    inv.files,
+                    inv.bytes,
+                    oldest,
+                    hist.join(" ")
+                );
+            }
+        }
+        let total = self.deleted_total();
+        let _ = writeln!(
+            s,
+            "\na sweep now would reclaim {} files, {} bytes:",
+            total.files, total.bytes
+        );
+        s.push_str(
+            &self
+                .to_text()
+                .lines()
+                .filter(|l| !l.starts_with("would delete "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        s.push('\n');
+        s
+    }
+}

@@ -1,0 +1,382 @@
+//! Spark's local-dir layouts and block file names (pure: no I/O).
+//!
+//! Everything here mirrors Spark's own sources: `DiskBlockManager.scala` for the directory layout,
+//! `BlockId.scala` for the names, `ShuffleChecksumHelper` for checksum files and
+//! `Utils.tempFileWith` for the in-progress `.<uuid>` names. A name that does not parse is not
+//! Spark's and is never deleted, which is what lets the janitor share `/tmp` with anything.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a Spark block file is. The first six are the kinds an operator can allow to be deleted
+/// (config key `kinds`); `Other` are Spark names that are never deleted (streaming inputs,
+/// Python stream blocks, test blocks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `shuffle_S_M_R.{data,index,checksum.ALGO}` and their in-progress `.<uuid>` names.
+    Shuffle,
+    /// `temp_shuffle_<uuid>`, `temp_local_<uuid>`: spills and fetch-to-disk, live only in a task.
+    Temp,
+    /// `shuffleMerged_<app>_S_<merge>_R.{data,index,meta}`: push-based shuffle (YARN).
+    Merged,
+    /// `rdd_R_P`: a cached partition; deleting it makes Spark recompute.
+    Rdd,
+    /// `broadcast_N[_pieceK]`.
+    Broadcast,
+    /// `taskresult_T`.
+    Taskresult,
+    /// Recognised Spark names that no configuration may delete.
+    Other,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Shuffle,
+        Kind::Temp,
+        Kind::Merged,
+        Kind::Rdd,
+        Kind::Broadcast,
+        Kind::Taskresult,
+        Kind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Shuffle => "shuffle",
+            Kind::Temp => "temp",
+            Kind::Merged => "merged",
+            Kind::Rdd => "rdd",
+            Kind::Broadcast => "broadcast",
+            Kind::Taskresult => "taskresult",
+            Kind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A recognised block file: its kind and the stem that groups it with the other files of the
+/// same unit inside one block store. For a map output the stem is `shuffle_S_M_R`, shared by its
+/// data, index, checksum and in-progress files; for a merged shuffle partition it is the name
+/// without `.data`/`.index`/`.meta`; every other kind is a unit of one file (stem = name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block<'a> {
+    pub kind: Kind,
+    pub stem: &'a str,
+}
+
+/// Parses a file name found in a block store's sub-directory. `None`: not Spark's.
+pub fn parse_block_file(name: &str) -> Option<Block<'_>> {
+    let single = |kind| Some(Block { kind, stem: name });
+    if let Some(rest) = name.strip_prefix("shuffle_") {
+        return parse_shuffle(rest).map(|stem_len| Block {
+            kind: Kind::Shuffle,
+            stem: &name[.."shuffle_".len() + stem_len],
+        });
+    }
+    if let Some(rest) = name.strip_prefix("shuffleMerged_") {
+        return parse_merged(rest).map(|stem_len| Block {
+            kind: Kind::Merged,
+            stem: &name[.."shuffleMerged_".len() + stem_len],
+        });
+    }
+    if let Some(id) = name
+        .strip_prefix("temp_shuffle_")
+        .or_else(|| name.strip_prefix("temp_local_"))
+    {
+        // BlockId.scala: temp_(shuffle|local)_([-A-Fa-f0-9]+)
+        return (!id.is_empty() && id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())).then_some(Block {
+            kind: Kind::Temp,
+            stem: name,
+        });
+    }
+    if let Some(rest) = name.strip_prefix("rdd_") {
+        // rdd_([0-9]+)_([0-9]+)
+        let (rdd, split) = rest.split_once('_')?;
+        return (digits(rdd) && digits(split)).then_some(Block {
+            kind: Kind::Rdd,
+            stem: name,
+        });
+    }
+    if let Some(rest) = name.strip_prefix("broadcast_") {
+        // broadcast_([0-9]+)([_A-Za-z0-9]*)
+        let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let field = &rest[n..];
+        return (n > 0 && field.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric())).then_some(Block {
+            kind: Kind::Broadcast,
+            stem: name,
+        });
+    }
+    if let Some(rest) = name.strip_prefix("taskresult_") {
+        return digits(rest).then_some(Block {
+            kind: Kind::Taskresult,
+            stem: name,
+        });
+    }
+    // input-S-U, python-stream-S-U and test_*: recognised, never deleted.
+    let two_numbers = |rest: &str| rest.split_once('-').is_some_and(|(a, b)| digits(a) && digits(b));
+    let other = name.strip_prefix("input-").is_some_and(two_numbers)
+        || name.strip_prefix("python-stream-").is_some_and(two_numbers)
+        || name.starts_with("test_");
+    if other {
+        return single(Kind::Other);
+    }
+    None
+}
+
+/// After `shuffle_`: `S_M_R` then `.data`, `.index` or `.checksum.ALGO`, each optionally followed
+/// by `.<uuid>` (the writer's in-progress name). Returns the length of `S_M_R`.
+fn parse_shuffle(rest: &str) -> Option<usize> {
+    let (ids, suffix) = rest.split_once('.')?;
+    let mut parts = ids.split('_');
+    let ok = (0..3).all(|_| parts.next().is_some_and(digits)) && parts.next().is_none();
+    if !ok {
+        return None;
+    }
+    let after = if let Some(after) = suffix.strip_prefix("data") {
+        after
+    } else if let Some(after) = suffix.strip_prefix("index") {
+        after
+    } else {
+        let algo_and_after = suffix.strip_prefix("checksum.")?;
+        let algo_len = algo_and_after.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        if algo_len == 0 {
+            return None;
+        }
+        &algo_and_after[algo_len..]
+    };
+    match after {
+        "" => Some(ids.len()),
+        _ => after.strip_prefix('.').filter(|u| is_uuid(u)).map(|_| ids.len()),
+    }
+}
+
+/// After `shuffleMerged_`: `<appId>_S_<mergeId>_R.(data|index|meta)`, where the app id may itself
+/// contain underscores (`application_1700000000000_0001`). Returns the length of the stem part.
+fn parse_merged(rest: &str) -> Option<usize> {
+    let (stem, ext) = rest.rsplit_once('.')?;
+    if !matches!(ext, "data" | "index" | "meta") {
+        return None;
+    }
+    let mut parts = stem.rsplitn(4, '_');
+    let ok = (0..3).all(|_| parts.next().is_some_and(digits));
+    let app = parts.next()?;
+    (ok && app.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric())).then_some(stem.len())
+}
+
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `java.util.UUID.toString()`: 8-4-4-4-12 lower-case hex digits.
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Where a directory sits in one of Spark's local-dir layouts. The walk only descends into
+/// directories that have a role, so unrelated trees that share a root (say `/tmp`) cost nothing.
+///
+/// | manager | path below the root |
+/// | --- | --- |
+/// | Mesos, local, any with the shuffle service | `blockmgr-*/NN/` |
+/// | standalone worker | `spark-*/executor-*/blockmgr-*/NN/` |
+/// | Kubernetes | `spark-*/blockmgr-*/NN/` |
+/// | YARN (root = an NM local dir) | `usercache/<user>/appcache/application_*/{blockmgr-*,merge_manager*}/NN/` |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirRole {
+    /// A configured root.
+    Root,
+    /// `spark-<uuid>`: a driver's or worker's scratch dir.
+    SparkScratch,
+    /// `executor-<uuid>` inside a standalone worker's `spark-*` dir.
+    Executor,
+    /// YARN `usercache`, then `<user>`, then `appcache`.
+    YarnUserCache,
+    YarnUser,
+    YarnAppCache,
+    /// YARN `application_<ts>_<n>`.
+    YarnApp,
+    /// `blockmgr-<uuid>` or `merge_manager*`: one block store, the grouping scope of units.
+    Store,
+    /// `NN`: a hashed sub-directory of a store, the only place block files live.
+    SubDir,
+}
+
+/// The role of directory `name` inside a directory of role `parent`; `None` means the walk does
+/// not enter it (its files are not Spark blocks).
+pub fn child_dir_role(parent: DirRole, name: &str) -> Option<DirRole> {
+    let store = name.starts_with("blockmgr-") || name.starts_with("merge_manager");
+    match parent {
+        DirRole::Root if store => Some(DirRole::Store),
+        DirRole::Root if name.starts_with("spark-") => Some(DirRole::SparkScratch),
+        DirRole::Root if name == "usercache" => Some(DirRole::YarnUserCache),
+        DirRole::Root if name.starts_with("application_") => Some(DirRole::YarnApp),
+        DirRole::SparkScratch if store => Some(DirRole::Store),
+        DirRole::SparkScratch if name.starts_with("executor-") => Some(DirRole::Executor),
+        DirRole::Executor if store => Some(DirRole::Store),
+        DirRole::YarnUserCache => Some(DirRole::YarnUser),
+        DirRole::YarnUser if name == "appcache" => Some(DirRole::YarnAppCache),
+        DirRole::YarnAppCache if name.starts_with("application_") => Some(DirRole::YarnApp),
+        DirRole::YarnApp if store => Some(DirRole::Store),
+        // `format("%02x", subDirId)`: two hex digits by default, more for a larger
+        // `spark.diskStore.subDirectories`.
+        DirRole::Store if name.len() >= 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Some(DirRole::SubDir)
+        }
+        _ => None,
+    }
+}
+
+/// Classifies a path relative to a root, the way the walk does it component by component.
+/// Returns the block when the path is a file in a store's sub-directory with a Spark name.
+pub fn classify_relative(path: &str) -> Option<Block<'_>> {
+    let mut parts = path.split('/').filter(|p| !p.is_empty()).peekable();
+    let mut role = DirRole::Root;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return (role == DirRole::SubDir).then(|| parse_block_file(part)).flatten();
+        }
+        role = child_dir_role(role, part)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "d4b709a2-9f76-464d-83d2-3da158a06ef0";
+
+    fn kind(name: &str) -> Option<Kind> {
+        parse_block_file(name).map(|b| b.kind)
+    }
+
+    fn stem(name: &str) -> Option<&str> {
+        parse_block_file(name).map(|b| b.stem)
+    }
+
+    #[test]
+    fn map_output_files_share_one_stem() {
+        for name in [
+            "shuffle_0_8_0.data".to_string(),
+            "shuffle_0_8_0.index".to_string(),
+            "shuffle_0_8_0.checksum.ADLER32".to_string(),
+            "shuffle_0_8_0.checksum.CRC32C".to_string(),
+            format!("shuffle_0_8_0.data.{UUID}"),
+            format!("shuffle_0_8_0.index.{UUID}"),
+            format!("shuffle_0_8_0.checksum.ADLER32.{UUID}"),
+        ] {
+            assert_eq!(kind(&name), Some(Kind::Shuffle), "{name}");
+            assert_eq!(stem(&name), Some("shuffle_0_8_0"), "{name}");
+        }
+        // Spark 3.0+ uses the task attempt id (a Long) as the map id.
+        assert_eq!(
+            stem("shuffle_12_9223372036854775807_0.data"),
+            Some("shuffle_12_9223372036854775807_0")
+        );
+    }
+
+    #[test]
+    fn near_misses_are_not_spark_names() {
+        for name in [
+            "shuffle_0_8.data",
+            "shuffle_0_8_0_1.data",
+            "shuffle_a_8_0.data",
+            "shuffle_0_8_0.dat",
+            "shuffle_0_8_0.data.",
+            "shuffle_0_8_0.data.tmp",
+            "shuffle_0_8_0.data.d4b709a2",
+            "shuffle_0_8_0.checksum",
+            "shuffle_0_8_0.checksum.",
+            "shuffle_0_8_0.index.bak",
+            "shuffle_0_8_0",
+            "temp_shuffle_",
+            "temp_shuffle_xyz",
+            "rdd_1",
+            "rdd_1_2_3",
+            "rdd_1_x",
+            "broadcast_",
+            "broadcast_x",
+            "broadcast_1-piece0",
+            "taskresult_",
+            "taskresult_1a",
+            "shuffleMerged_app_1_2.data",
+            "shuffleMerged_app_1_2_3.bin",
+            "input-1",
+            "python-stream-1-x",
+            "tmp60mx6sg0",
+            "core.1234",
+            ".shuffle_0_8_0.data",
+        ] {
+            assert_eq!(parse_block_file(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn other_kinds_are_units_of_one_file() {
+        for (name, k) in [
+            ("temp_shuffle_cbcc5095-ca79-44ce-9c7d-6cb2562f1410", Kind::Temp),
+            ("temp_local_cbcc5095-ca79-44ce-9c7d-6cb2562f1410", Kind::Temp),
+            ("rdd_1_0", Kind::Rdd),
+            ("broadcast_0", Kind::Broadcast),
+            ("broadcast_0_piece0", Kind::Broadcast),
+            ("taskresult_42", Kind::Taskresult),
+            ("input-0-1700000000000", Kind::Other),
+            ("python-stream-3-4", Kind::Other),
+            ("test_anything", Kind::Other),
+        ] {
+            assert_eq!(kind(name), Some(k), "{name}");
+            assert_eq!(stem(name), Some(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn merged_files_group_by_partition() {
+        let app = "shuffleMerged_application_1700000000000_0001_3_0_7";
+        for ext in ["data", "index", "meta"] {
+            let name = format!("{app}.{ext}");
+            assert_eq!(kind(&name), Some(Kind::Merged), "{name}");
+            assert_eq!(stem(&name), Some(app), "{name}");
+        }
+    }
+
+    #[test]
+    fn layouts_of_every_cluster_manager() {
+        let f = "shuffle_0_1_0.index";
+        for path in [
+            format!("blockmgr-8ef70c7d-f7b0-46e5-a2b0-ccbc7824c13e/0f/{f}"),
+            format!("spark-0d7c/executor-595b/blockmgr-17ee/0f/{f}"),
+            format!("spark-0d7c/blockmgr-17ee/0f/{f}"),
+            format!("usercache/alice/appcache/application_1700000000000_0001/blockmgr-17ee/0f/{f}"),
+            format!("application_1700000000000_0001/blockmgr-17ee/0f/{f}"),
+            format!("usercache/alice/appcache/application_1_1/merge_manager_1/1a/{f}"),
+            format!("blockmgr-x/1ff/{f}"),
+        ] {
+            assert_eq!(classify_relative(&path).map(|b| b.kind), Some(Kind::Shuffle), "{path}");
+        }
+        for path in [
+            f.to_string(),                                    // loose in the root
+            format!("blockmgr-x/{f}"),                        // not in a sub-directory
+            format!("blockmgr-x/0F/{f}"),                     // upper-case is not Spark's
+            format!("blockmgr-x/0/{f}"),                      // one digit is not Spark's
+            format!("blockmgr-x/0f/deeper/{f}"),              // too deep
+            format!("other/blockmgr-x/0f/{f}"),               // not a Spark layout
+            format!("spark-1/userFiles-2/blockmgr-x/0f/{f}"), // not an executor dir
+            format!("spark-1/pyspark-2/{f}"),
+            format!("usercache/alice/filecache/1/blockmgr-x/0f/{f}"),
+        ] {
+            assert_eq!(classify_relative(&path), None, "{path}");
+        }
+    }
+}

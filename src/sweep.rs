@@ -1,0 +1,528 @@
+//! One sweep: resolve the roots, then for each filesystem (in parallel) walk its roots, judge
+//! each store's units as it is read, delete the TTL ones at once, and let pressure take the
+//! least recently used of the rest. Used by `sweep`, `report` and the daemon.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::ops::ControlFlow;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, info, warn};
+
+use crate::config::{self, Config};
+use crate::delete::{self, Failure, StoreDir};
+use crate::disk::{self, Mounts};
+use crate::open_files::OpenFiles;
+use crate::policy::{self, Mode, Nanos, Planner, Reason, Rules, Skip, UnitFacts, Verdict};
+use crate::report::{Candidate, FsReport, Op, Report, RootReport, Tally};
+use crate::scan::{self, ScanOp, Store, StoreFile, Visitor};
+
+/// How to run a sweep (the config says the rest).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    /// Decide and report, delete nothing (also when the config says `dry_run`).
+    pub dry_run: bool,
+    /// Keep every deleted file in [`Report::candidates`] (costs memory per file).
+    pub list_files: bool,
+}
+
+/// A root as resolved for this sweep.
+#[derive(Clone, Debug)]
+struct Root {
+    path: PathBuf,
+    dev: u64,
+}
+
+/// Runs one sweep. `cancel` is checked between units; a cancelled sweep reports what it did.
+pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
+    let started = Instant::now();
+    let now = policy::nanos(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+    let dry_run = opts.dry_run || cfg.dry_run;
+    let mut report = Report::new(dry_run, opts.mode == Mode::Purge, now);
+    let mounts = Mounts::read().unwrap_or_else(|e| {
+        warn!(error = %e, "cannot read /proc/self/mountinfo; filesystems are named by device");
+        Mounts::default()
+    });
+    let roots = resolve_roots(cfg, &mounts, &mut report);
+
+    // Roots grouped by filesystem: pressure is per filesystem, and filesystems are walked in
+    // parallel (different disks); roots on one filesystem are walked one after the other.
+    let mut by_dev: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, r) in roots.iter().enumerate() {
+        by_dev.entry(r.dev).or_default().push(i);
+    }
+    let open = if cfg.skip_open_files && !by_dev.is_empty() {
+        let devs: Vec<u64> = by_dev.keys().copied().collect();
+        match OpenFiles::scan(Path::new("/proc"), &devs) {
+            Ok(open) => {
+                if open.unreadable > 0 {
+                    warn!(
+                        processes = open.unreadable,
+                        "cannot read the open files of some processes (needs root or CAP_SYS_PTRACE); \
+                         files they hold open may be deleted (their space returns when they close them)"
+                    );
+                }
+                Some(open)
+            }
+            Err(e) => {
+                // Unsure which files are open: keep them all rather than guess.
+                warn!(error = %e, "cannot read /proc: keeping every unit as if open this sweep");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    report.open_files_unreadable = open.as_ref().map_or(0, |o| o.unreadable);
+    let open_unknown = cfg.skip_open_files && open.is_none();
+
+    let parts: Vec<Report> = std::thread::scope(|s| {
+        let handles: Vec<_> = by_dev
+            .iter()
+            .map(|(&dev, idx)| {
+                let fs = FsSweep {
+                    cfg,
+                    dry_run,
+                    list_files: opts.list_files,
+                    now,
+                    roots: &roots,
+                    open: open.as_ref(),
+                    open_unknown,
+                    cancel,
+                    report: Report {
+                        // Indexed like `roots`, so a store's root index finds its entry.
+                        roots: roots
+                            .iter()
+                            .map(|r| RootReport::new(r.path.clone(), true, None))
+                            .collect(),
+                        ..Report::new(dry_run, opts.mode == Mode::Purge, now)
+                    },
+                    planner: Planner::new(rules(cfg), now, None),
+                    first_errors: Vec::new(),
+                };
+                let mountpoint = mount_point(&mounts, &roots[idx[0]].path, dev);
+                s.spawn(move || fs.run(idx, opts.mode, mountpoint))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a sweep thread panicked"))
+            .collect()
+    });
+    for part in parts {
+        report.merge(part);
+    }
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    let total = report.deleted_total();
+    info!(
+        dry_run,
+        purge = report.purge,
+        deleted_files = total.files,
+        deleted_bytes = total.bytes,
+        errors = report.error_count(),
+        skipped = report.skipped.values().sum::<u64>(),
+        seconds = report.duration_seconds,
+        "sweep done"
+    );
+    report
+}
+
+fn rules(cfg: &Config) -> Rules {
+    Rules {
+        max_age: cfg.max_age,
+        min_age: cfg.min_age,
+        kinds: cfg.kinds.clone(),
+    }
+}
+
+fn mount_point(mounts: &Mounts, path: &Path, dev: u64) -> PathBuf {
+    mounts
+        .find(path, dev)
+        .map_or_else(|| path.to_owned(), |m| m.mount_point.clone())
+}
+
+/// Expands globs, drops duplicates, and records every root (present or not) in the report.
+fn resolve_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<Root> {
+    let mut roots: Vec<Root> = Vec::new();
+    for pattern in &cfg.roots {
+        let is_glob = pattern.contains(['*', '?', '[']);
+        let paths: Vec<PathBuf> = if is_glob {
+            match glob::glob(pattern) {
+                Ok(paths) => paths.filter_map(Result::ok).collect(),
+                Err(e) => {
+                    warn!(root = %pattern, error = %e, "invalid root glob");
+                    report.error(Op::Config);
+                    continue;
+                }
+            }
+        } else {
+            vec![PathBuf::from(pattern)]
+        };
+        if paths.is_empty() {
+            info!(root = %pattern, "no directory matches this root (yet); looking again next sweep");
+            report.roots.push(RootReport::new(pattern.into(), false, None));
+        }
+        for path in paths {
+            if let Err(problem) = config::check_root_path(&path) {
+                warn!(root = %path.display(), "root skipped: it {problem}");
+                report.error(Op::Config);
+                continue;
+            }
+            // The root itself may be a symlink (the operator's choice); nothing below it is followed.
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => m,
+                Ok(_) => {
+                    warn!(root = %path.display(), "root is not a directory; skipped");
+                    report.error(Op::Walk);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    info!(root = %path.display(), "root does not exist (yet); looking again next sweep");
+                    report.roots.push(RootReport::new(path, false, None));
+                    continue;
+                }
+                Err(e) => {
+                    warn!(root = %path.display(), error = %e, "cannot stat root; skipped");
+                    report.error(Op::Stat);
+                    continue;
+                }
+            };
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if roots.iter().any(|r| r.path == canonical) {
+                continue;
+            }
+            let mp = mount_point(mounts, &canonical, meta.dev());
+            report.roots.push(RootReport::new(canonical.clone(), true, Some(mp)));
+            roots.push(Root {
+                path: canonical,
+                dev: meta.dev(),
+            });
+        }
+    }
+    roots
+}
+
+/// A unit waiting for pressure's decision: where it is and its files.
+struct Pooled {
+    store: Arc<StoreMeta>,
+    files: Vec<StoreFile>,
+    facts: UnitFacts,
+}
+
+/// What deletion needs of a store once its files have been handed out to units.
+#[derive(Debug)]
+struct StoreMeta {
+    root: usize,
+    rel: PathBuf,
+    dev: u64,
+    subdirs: Vec<Box<str>>,
+}
+
+/// The sweep of one filesystem, on its own thread.
+struct FsSweep<'a> {
+    cfg: &'a Config,
+    dry_run: bool,
+    list_files: bool,
+    now: Nanos,
+    roots: &'a [Root],
+    open: Option<&'a OpenFiles>,
+    /// `skip_open_files` is on but `/proc` could not be read: every unit counts as open.
+    open_unknown: bool,
+    cancel: &'a AtomicBool,
+    report: Report,
+    planner: Planner<Pooled>,
+    /// Operations that already logged their first error (later ones go to debug).
+    first_errors: Vec<Op>,
+}
+
+impl FsSweep<'_> {
+    fn run(mut self, root_indices: &[usize], mode: Mode, mountpoint: PathBuf) -> Report {
+        let probe = &self.roots[root_indices[0]].path;
+        let mut fs = FsReport {
+            mountpoint,
+            used_ratio: 0.0,
+            need_bytes: 0,
+            need_reason: None,
+            shortfall: None,
+        };
+        match disk::usage(probe) {
+            Ok(usage) => {
+                fs.used_ratio = usage.ratio();
+                let wm = self.cfg.watermark;
+                let need = policy::pressure_need(usage, wm.high, wm.low, mode);
+                if let Some((bytes, reason)) = need {
+                    info!(mountpoint = %fs.mountpoint.display(), used = usage.ratio(), need_bytes = bytes,
+                          reason = reason.as_str(), "filesystem must shed load");
+                    fs.need_bytes = bytes;
+                    fs.need_reason = Some(reason);
+                }
+                self.planner = Planner::new(rules(self.cfg), self.now, need);
+            }
+            Err(e) => self.error(Op::Statvfs, probe, &e),
+        }
+
+        let nested: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        for &i in root_indices {
+            let root = &self.roots[i];
+            let skip: Vec<PathBuf> = nested.iter().filter(|p| **p != root.path).cloned().collect();
+            if scan::walk_root(&root.path, i, root.dev, &skip, &mut self).is_break() {
+                break;
+            }
+        }
+
+        let planner = std::mem::replace(&mut self.planner, Planner::new(rules(self.cfg), self.now, None));
+        let selection = planner.finish();
+        let mut dir: Option<(Arc<StoreMeta>, StoreDir)> = None;
+        for unit in selection.chosen {
+            if self.cancelled() {
+                break;
+            }
+            let reason = selection.reason.expect("chosen units have a reason");
+            let freed = self.delete(&unit.store, &unit.files, &unit.facts, reason, &mut dir);
+            if freed.is_none() {
+                self.kept(&unit.store, &unit.facts);
+            }
+        }
+        for unit in selection.spared {
+            self.kept(&unit.store, &unit.facts);
+        }
+        if let Some(sf) = selection.shortfall {
+            warn!(
+                mountpoint = %fs.mountpoint.display(),
+                missing_bytes = sf.missing_bytes,
+                young_bytes = sf.young_bytes,
+                open_bytes = sf.open_bytes,
+                protected_bytes = sf.protected_bytes,
+                "cannot free enough: everything left is young, open or protected"
+            );
+            fs.shortfall = Some(sf);
+        }
+        self.report.filesystems.push(fs);
+        self.report
+    }
+
+    fn cancelled(&mut self) -> bool {
+        let c = self.cancel.load(Ordering::Relaxed);
+        self.report.cancelled |= c;
+        c
+    }
+
+    /// Counts an error; logs the first of each operation at warn with its path.
+    fn error(&mut self, op: Op, path: &Path, e: &dyn std::fmt::Display) {
+        self.report.error(op);
+        if self.first_errors.contains(&op) {
+            debug!(op = op.as_str(), path = %path.display(), error = %e, "error");
+        } else {
+            self.first_errors.push(op);
+            warn!(op = op.as_str(), path = %path.display(), error = %e, "error (further ones of this kind at debug)");
+        }
+    }
+
+    /// Records a kept unit of a deletable kind for the root's oldest-kept age.
+    fn kept(&mut self, store: &StoreMeta, facts: &UnitFacts) {
+        let root = &mut self.report.roots[store.root];
+        root.oldest_kept_last_use = Some(
+            root.oldest_kept_last_use
+                .map_or(facts.last_use, |o| o.min(facts.last_use)),
+        );
+    }
+
+    /// Whether a protect glob matches `path` or a directory above it below its root.
+    fn protected_dir(&self, root: &Path, rel: &Path) -> bool {
+        let protect = &self.cfg.protect;
+        let mut p = root.to_path_buf();
+        protect.matches(&p)
+            || rel.components().any(|c| {
+                p.push(c);
+                protect.matches(&p)
+            })
+    }
+
+    fn process_store(&mut self, store: Store) -> ControlFlow<()> {
+        let root_path = self.roots[store.root].path.clone();
+        let protect_on = !self.cfg.protect.is_empty();
+        let store_protected = protect_on && self.protected_dir(&root_path, &store.rel);
+        let subdir_protected: Vec<bool> = store
+            .subdirs
+            .iter()
+            .map(|d| protect_on && !store_protected && self.cfg.protect.matches(&root_path.join(&store.rel).join(&**d)))
+            .collect();
+        let Store {
+            root,
+            rel,
+            dev,
+            subdirs,
+            mut files,
+        } = store;
+        let meta = Arc::new(StoreMeta {
+            root,
+            rel,
+            dev,
+            subdirs,
+        });
+        let units = policy::group_units(&mut files, StoreFile::stem);
+        let basis = &self.cfg.age_basis;
+        let mut dir: Option<(Arc<StoreMeta>, StoreDir)> = None;
+        for range in units {
+            if self.cancelled() {
+                return ControlFlow::Break(());
+            }
+            let unit = &files[range];
+            let mut facts = UnitFacts {
+                kind: unit[0].kind,
+                last_use: Nanos::MIN,
+                bytes: 0,
+                protected: store_protected,
+                open: self.open_unknown,
+            };
+            for f in unit {
+                let last_use = f.stat.last_use(basis);
+                facts.last_use = facts.last_use.max(last_use);
+                facts.bytes += f.stat.alloc;
+                facts.protected |= subdir_protected[f.subdir as usize]
+                    || (protect_on && self.cfg.protect.matches(&file_path(&root_path, &meta, f)));
+                facts.open |= self.open.is_some_and(|o| o.contains(f.stat.dev, f.stat.ino));
+                self.report.roots[meta.root]
+                    .kinds
+                    .entry(f.kind)
+                    .or_default()
+                    .add(f.stat.size, last_use, self.now);
+            }
+            let pooled = || Pooled {
+                store: meta.clone(),
+                files: unit.to_vec(),
+                facts,
+            };
+            match self.planner.offer(&facts, pooled) {
+                Verdict::Delete(reason) => match self.delete(&meta, unit, &facts, reason, &mut dir) {
+                    Some(freed) => self.planner.freed(freed),
+                    None => self.kept(&meta, &facts),
+                },
+                Verdict::Keep(why) => {
+                    self.report.skip(why, unit.len() as u64);
+                    self.kept(&meta, &facts);
+                }
+                Verdict::Eligible if !self.planner.under_pressure() => self.kept(&meta, &facts),
+                Verdict::Eligible | Verdict::Exempt => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Deletes one unit (or, in a dry run, lists it). Returns the allocated bytes freed, or
+    /// `None` when the unit was kept (changed since it was judged, or an error).
+    fn delete(
+        &mut self,
+        store: &Arc<StoreMeta>,
+        files: &[StoreFile],
+        facts: &UnitFacts,
+        reason: Reason,
+        dir: &mut Option<(Arc<StoreMeta>, StoreDir)>,
+    ) -> Option<u64> {
+        let root = self.roots[store.root].path.clone();
+        let age_seconds = (self.now.saturating_sub(facts.last_use).max(0) / 1_000_000_000) as u64;
+        if self.dry_run {
+            for f in files {
+                self.deleted(&root, store, f, reason, age_seconds);
+            }
+            return Some(facts.bytes);
+        }
+        if !dir.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, store)) {
+            match StoreDir::open(&root, &store.rel, store.dev, store.subdirs.len()) {
+                Ok(d) => *dir = Some((store.clone(), d)),
+                Err(e) => {
+                    let path = root.join(&store.rel);
+                    if delete::open_failure_is_change(&e) {
+                        debug!(path = %path.display(), error = %e, "store changed since the walk; kept");
+                        self.report.skip(Skip::Changed, files.len() as u64);
+                    } else {
+                        self.error(Op::Unlink, &path, &e);
+                    }
+                    *dir = None;
+                    return None;
+                }
+            }
+        }
+        let (_, handle) = dir.as_mut().expect("opened above");
+        let outcome = handle.delete_unit(&store.subdirs, files, &self.cfg.age_basis, facts.last_use);
+        for (i, failure, e) in &outcome.errors {
+            let op = match failure {
+                Failure::Stat => Op::Stat,
+                Failure::Unlink => Op::Unlink,
+            };
+            self.error(op, &file_path(&root, store, &files[*i]), e);
+        }
+        if outcome.changed {
+            debug!(path = %file_path(&root, store, &files[0]).display(), "unit changed since it was judged; kept");
+            self.report.skip(Skip::Changed, files.len() as u64);
+            return None;
+        }
+        if outcome.removed.is_empty() && !outcome.errors.is_empty() {
+            return None;
+        }
+        let mut freed = 0;
+        for &i in &outcome.removed {
+            freed += files[i].stat.alloc;
+            self.deleted(&root, store, &files[i], reason, age_seconds);
+        }
+        Some(freed)
+    }
+
+    fn deleted(&mut self, root: &Path, store: &StoreMeta, f: &StoreFile, reason: Reason, age_seconds: u64) {
+        let t = Tally {
+            files: 1,
+            bytes: f.stat.size,
+        };
+        self.report
+            .deleted
+            .entry(reason)
+            .or_default()
+            .entry(f.kind)
+            .or_default()
+            .add(t);
+        self.report.roots[store.root].deleted.entry(f.kind).or_default().add(t);
+        if self.list_files || tracing::enabled!(tracing::Level::DEBUG) {
+            let path = file_path(root, store, f);
+            debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = self.dry_run, "delete");
+            if self.list_files {
+                self.report.candidates.push(Candidate {
+                    path,
+                    bytes: f.stat.size,
+                    kind: f.kind,
+                    reason,
+                    age_seconds,
+                });
+            }
+        }
+    }
+}
+
+fn file_path(root: &Path, store: &StoreMeta, f: &StoreFile) -> PathBuf {
+    let mut p = root.join(&store.rel);
+    p.push(&*store.subdirs[f.subdir as usize]);
+    p.push(&*f.name);
+    p
+}
+
+impl Visitor for FsSweep<'_> {
+    fn store(&mut self, store: Store) -> ControlFlow<()> {
+        self.process_store(store)
+    }
+
+    fn unknown(&mut self, _path: &Path) {
+        self.report.skip(Skip::Unknown, 1);
+    }
+
+    fn error(&mut self, op: ScanOp, path: &Path, error: &io::Error) {
+        let op = match op {
+            ScanOp::Walk => Op::Walk,
+            ScanOp::Stat => Op::Stat,
+        };
+        FsSweep::error(self, op, path, error);
+    }
+}
