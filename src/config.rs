@@ -529,3 +529,30 @@ mod tests {
         assert_eq!(again.watermark, c.watermark);
     }
 }
+
+#[cfg(test)]
+mod shipped_file {
+    use super::*;
+
+    /// The shipped file documents every key with its default value.
+    #[test]
+    fn the_shipped_config_sets_every_key_to_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/shuffle-janitor.toml");
+        let shipped = Config::from_file(&path).unwrap();
+        let defaults = RawConfig::default().validate(None).unwrap();
+        assert_eq!(shipped.to_toml(), defaults.to_toml());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let keys = toml::from_str::<toml::Table>(&defaults.to_toml()).unwrap();
+        for (key, value) in &keys {
+            match value.as_table() {
+                Some(section) => {
+                    assert!(text.contains(&format!("\n[{key}]\n")), "section [{key}] is documented");
+                    for sub in section.keys() {
+                        assert!(text.contains(&format!("\n{sub} = ")), "{key}.{sub} is set in the file");
+                    }
+                }
+                None => assert!(text.contains(&format!("\n{key} = ")), "{key} is set in the file"),
+            }
+        }
+    }
+}

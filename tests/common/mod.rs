@@ -1,0 +1,113 @@
+//! A temporary Spark local dir with back-dated files, and helpers to run the binary on it.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use filetime::FileTime;
+
+pub const HOUR: Duration = Duration::from_secs(3600);
+pub const MIN: Duration = Duration::from_secs(60);
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        TestEnv {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The Spark local dir the janitor is pointed at.
+    pub fn root(&self) -> PathBuf {
+        let r = self.dir.path().join("local");
+        std::fs::create_dir_all(&r).unwrap();
+        r
+    }
+
+    /// A directory beside the root, never to be touched.
+    pub fn outside(&self) -> PathBuf {
+        let r = self.dir.path().join("outside");
+        std::fs::create_dir_all(&r).unwrap();
+        r
+    }
+
+    /// Creates `rel` below the root with `len` bytes, last modified and accessed `age` ago.
+    pub fn file(&self, rel: &str, len: usize, age: Duration) -> PathBuf {
+        let p = self.root().join(rel);
+        write_aged(&p, len, age);
+        p
+    }
+
+    pub fn config(&self, extra: &str) -> PathBuf {
+        let p = self.dir.path().join("config.toml");
+        let text = format!("roots = [{:?}]\n{extra}\n", self.root().display().to_string());
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run shuffle-janitor")
+    }
+
+    /// `sweep --format json` with the given extra arguments; returns the parsed report.
+    pub fn sweep_json(&self, config: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+        let mut args = vec!["sweep", "--format", "json", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), json)
+    }
+}
+
+pub fn write_aged(p: &Path, len: usize, age: Duration) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, vec![b'x'; len]).unwrap();
+    set_age(p, age);
+}
+
+pub fn set_age(p: &Path, age: Duration) {
+    let t = FileTime::from_system_time(SystemTime::now() - age);
+    filetime::set_file_times(p, t, t).unwrap();
+}
+
+/// Paths listed in a JSON report's `candidates`, sorted.
+pub fn candidate_paths(report: &serde_json::Value) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = report["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| PathBuf::from(c["path"].as_str().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every regular file and symlink below `dir`, sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

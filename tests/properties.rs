@@ -1,0 +1,268 @@
+//! Property tests: the policy over random units and clocks, and whole sweeps over random trees
+//! on a real filesystem. Whatever the input, nothing outside the roots, nothing unknown, nothing
+//! protected and nothing younger than `min_age` is deleted, and no unit is deleted in part.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use common::*;
+use proptest::prelude::*;
+use shuffle_janitor::config::Config;
+use shuffle_janitor::policy::{Mode, Planner, Reason, Rules, Skip, UnitFacts, Verdict};
+use shuffle_janitor::spark::{self, Kind};
+use shuffle_janitor::sweep;
+
+const MINUTE: i64 = 60_000_000_000;
+const NOW: i64 = 1_000_000 * MINUTE;
+
+fn unit_strategy() -> impl Strategy<Value = UnitFacts> {
+    (
+        0..Kind::ALL.len(),
+        -30i64..2000,
+        0u64..10_000,
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(k, age, bytes, protected, open)| UnitFacts {
+            kind: Kind::ALL[k],
+            last_use: NOW - age * MINUTE,
+            bytes,
+            protected,
+            open,
+        })
+}
+
+fn rules_strategy() -> impl Strategy<Value = Rules> {
+    (0u64..120, 0u64..900, prop::collection::vec(0..6usize, 0..6)).prop_map(|(min, extra, kinds)| Rules {
+        min_age: Duration::from_secs(min * 60),
+        max_age: Duration::from_secs((min + extra) * 60),
+        kinds: kinds.into_iter().map(|k| Kind::ALL[k]).collect(),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_planner_never_takes_what_it_must_keep(
+        units in prop::collection::vec(unit_strategy(), 0..60),
+        rules in rules_strategy(),
+        need in prop::option::of((0u64..400_000, prop::bool::ANY)),
+    ) {
+        let need = need.map(|(n, manual)| (n, if manual { Reason::Manual } else { Reason::Pressure }));
+        let mut p = Planner::new(rules.clone(), NOW, need);
+        let mut ttl_freed = 0;
+        let mut ttl = Vec::new();
+        let mut eligible = Vec::new();
+        for (i, u) in units.iter().enumerate() {
+            match p.offer(u, || i) {
+                Verdict::Delete(reason) => {
+                    prop_assert_eq!(reason, Reason::Ttl);
+                    ttl_freed += u.bytes;
+                    p.freed(u.bytes);
+                    ttl.push(i);
+                }
+                Verdict::Eligible => eligible.push(i),
+                Verdict::Keep(Skip::Young) => prop_assert!(NOW - u.last_use < rules.min_age.as_nanos() as i64),
+                Verdict::Keep(Skip::Protected) => prop_assert!(u.protected),
+                Verdict::Keep(Skip::Open) => prop_assert!(u.open),
+                Verdict::Keep(other) => prop_assert!(false, "the policy never says {:?}", other),
+                Verdict::Exempt => prop_assert!(!rules.kinds.contains(&u.kind)),
+            }
+        }
+        let s = p.finish();
+        let age = |i: usize| NOW - units[i].last_use;
+        for &i in ttl.iter().chain(&s.chosen) {
+            let u = &units[i];
+            prop_assert!(rules.kinds.contains(&u.kind), "kind {:?} not allowed", u.kind);
+            prop_assert!(!u.protected && !u.open);
+            prop_assert!(age(i) >= rules.min_age.as_nanos() as i64, "younger than min_age");
+        }
+        for &i in &ttl {
+            prop_assert!(age(i) > rules.max_age.as_nanos() as i64);
+        }
+        match need {
+            None => prop_assert!(s.chosen.is_empty() && s.shortfall.is_none()),
+            Some((need, reason)) => {
+                prop_assert_eq!(s.reason, Some(reason));
+                // Pressure considers exactly the eligible units, oldest first.
+                let mut all: Vec<usize> = s.chosen.iter().chain(&s.spared).copied().collect();
+                all.sort();
+                prop_assert_eq!(&all, &eligible);
+                if let (Some(newest_chosen), Some(oldest_spared)) =
+                    (s.chosen.iter().map(|&i| units[i].last_use).max(), s.spared.iter().map(|&i| units[i].last_use).min())
+                {
+                    prop_assert!(newest_chosen <= oldest_spared, "least recently used first");
+                }
+                // It stops as soon as the projected use is at the low watermark...
+                let freed = ttl_freed + s.chosen.iter().map(|&i| units[i].bytes).sum::<u64>();
+                if let Some(&last) = s.chosen.last() {
+                    prop_assert!(freed - units[last].bytes < need, "took one unit too many");
+                }
+                // ...and is short only when nothing eligible is left.
+                match s.shortfall {
+                    None => prop_assert!(freed >= need),
+                    Some(sf) => {
+                        prop_assert!(s.spared.is_empty());
+                        prop_assert_eq!(sf.missing_bytes, need - freed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One file of a random tree: where it is, what it is called, how old it is.
+#[derive(Clone, Debug)]
+struct GenFile {
+    layout: usize,
+    store: usize,
+    subdir: usize,
+    name: String,
+    age_tens_of_minutes: u64,
+}
+
+const LAYOUTS: [&str; 5] = [
+    "",
+    "spark-0d7c/executor-595b/",
+    "usercache/alice/appcache/application_1700000000000_0001/",
+    "spark-0d7c/",
+    "not-spark/", // a look-alike outside any Spark layout: never touched
+];
+
+fn name_strategy() -> impl Strategy<Value = String> {
+    let uuid = "94c8e855-5b9c-4832-bc04-1aa4f2b6903b";
+    // Few stems, so that the files of one map output often share a store (and straddle the
+    // limits with different ages).
+    prop_oneof![
+        6 => (0..2u32, 0..2u32, 0..4usize).prop_map(move |(s, m, ext)| {
+            let ext = ["data", "index", "checksum.ADLER32", &format!("data.{uuid}")][ext].to_string();
+            format!("shuffle_{s}_{m}_0.{ext}")
+        }),
+        1 => (0..3u32).prop_map(|n| format!("temp_shuffle_0be8a54c-b7f5-4f0e-b4c1-9f86469369a{n}")),
+        1 => (0..3u32).prop_map(|n| format!("rdd_1_{n}")),
+        1 => (0..3u32).prop_map(|n| format!("broadcast_{n}_piece0")),
+        1 => Just("shuffle_0_1_0.data.tmp".to_string()),
+        1 => Just("core.4242".to_string()),
+        1 => "[a-z_0-9][a-z_.0-9]{0,11}",
+    ]
+}
+
+fn tree_strategy() -> impl Strategy<Value = Vec<GenFile>> {
+    prop::collection::vec(
+        (0..LAYOUTS.len(), 0..2usize, 0..4usize, name_strategy(), 0..60u64).prop_map(
+            |(layout, store, subdir, name, age)| GenFile {
+                layout,
+                store,
+                subdir,
+                name,
+                age_tens_of_minutes: age,
+            },
+        ),
+        1..40,
+    )
+}
+
+fn rel_path(f: &GenFile) -> String {
+    // A store's sub-directories; "0G" is not Spark's (upper case, not hex).
+    let subdir = ["00", "0f", "3e", "0G"][f.subdir];
+    format!("{}blockmgr-{}/{subdir}/{}", LAYOUTS[f.layout], f.store, f.name)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn a_sweep_never_deletes_what_it_must_keep(
+        tree in tree_strategy(),
+        min_tens in 0u64..6,
+        extra_tens in 0u64..30,
+        purge in prop::bool::ANY,
+        protect_store in prop::option::of(0..2usize),
+        rdd in prop::bool::ANY,
+    ) {
+        let env = TestEnv::new();
+        let root = env.root();
+        // Ages are multiples of 10 minutes and the limits sit 5 minutes off them, so a second
+        // spent running the test cannot move a file across a limit.
+        let min_age = min_tens * 10 + 5;
+        let max_age = min_age + extra_tens * 10;
+        let mut ages: BTreeMap<String, u64> = BTreeMap::new();
+        for f in &tree {
+            let rel = rel_path(f);
+            let age = ages.entry(rel.clone()).or_insert(f.age_tens_of_minutes * 10);
+            write_aged(&root.join(&rel), 10, Duration::from_secs(*age * 60));
+        }
+        // Old Spark files beside the root: never touched.
+        let outside = env.outside().join("blockmgr-0/00/shuffle_0_0_0.data");
+        write_aged(&outside, 10, 100 * HOUR);
+
+        let protect = protect_store
+            .map(|s| format!("protect = [\"{}/**/blockmgr-{s}\"]", root.display()))
+            .unwrap_or_default();
+        let kinds = if rdd { "kinds = [\"shuffle\", \"temp\", \"rdd\"]" } else { "" };
+        let text = format!(
+            "roots = [{:?}]\nmin_age = \"{min_age}m\"\nmax_age = \"{max_age}m\"\n{protect}\n{kinds}\n\
+             [watermark]\nhigh = 0.5\nlow = 0.000001\n",
+            root.display().to_string()
+        );
+        let cfg = Config::from_toml(&text, None).unwrap();
+        let opts = sweep::Options { mode: if purge { Mode::Purge } else { Mode::Sweep }, dry_run: false, list_files: true };
+        let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
+        prop_assert_eq!(report.error_count(), 0);
+
+        // Units as the janitor must see them: (store dir, stem) -> files.
+        let mut units: BTreeMap<(PathBuf, String), Vec<String>> = BTreeMap::new();
+        for rel in ages.keys() {
+            if let Some(block) = spark::classify_relative(rel) {
+                let store = Path::new(rel).parent().unwrap().parent().unwrap().to_owned();
+                units.entry((store, block.stem.to_string())).or_default().push(rel.clone());
+            }
+        }
+        let deleted: BTreeSet<String> = ages.keys().filter(|rel| !root.join(rel).exists()).cloned().collect();
+        let listed: BTreeSet<String> = report
+            .candidates
+            .iter()
+            .map(|c| c.path.strip_prefix(&root).expect("deleted below the root").to_str().unwrap().to_string())
+            .collect();
+        prop_assert_eq!(&deleted, &listed, "the report lists exactly what is gone");
+        prop_assert!(outside.exists(), "nothing outside the roots");
+
+        for rel in &deleted {
+            let block = spark::classify_relative(rel);
+            prop_assert!(block.is_some(), "{} is not a Spark block in a Spark layout", rel);
+            let block = block.unwrap();
+            prop_assert!(cfg.may_delete(block.kind), "{} is of a kind not allowed", rel);
+            if let Some(s) = protect_store {
+                prop_assert!(!rel.contains(&format!("blockmgr-{s}/")), "{} is protected", rel);
+            }
+        }
+        for ((_, stem), files) in &units {
+            let gone = files.iter().filter(|f| deleted.contains(*f)).count();
+            prop_assert!(gone == 0 || gone == files.len(), "unit {} deleted in part: {:?}", stem, files);
+            if gone > 0 {
+                let newest = files.iter().map(|f| ages[f]).min().unwrap();
+                prop_assert!(newest >= min_age, "unit {} used {}m ago, min_age {}m", stem, newest, min_age);
+                if !purge {
+                    prop_assert!(newest > max_age, "unit {} deleted by TTL at {}m", stem, newest);
+                }
+            } else if newest_age(files, &ages) > max_age && unit_deletable(files, &cfg, protect_store) {
+                prop_assert!(false, "unit {} older than max_age was kept: {:?}", stem, files);
+            }
+        }
+    }
+}
+
+fn newest_age(files: &[String], ages: &BTreeMap<String, u64>) -> u64 {
+    files.iter().map(|f| ages[f]).min().unwrap()
+}
+
+fn unit_deletable(files: &[String], cfg: &Config, protect_store: Option<usize>) -> bool {
+    let kind = spark::classify_relative(&files[0]).unwrap().kind;
+    let protected = protect_store.is_some_and(|s| files[0].contains(&format!("blockmgr-{s}/")));
+    cfg.may_delete(kind) && !protected
+}

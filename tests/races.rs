@@ -1,0 +1,166 @@
+//! What happens when the tree changes between the walk's decision and the deletion. The sweep
+//! cannot be paused in between from outside, so these drive its two halves (scan, then
+//! `StoreDir::delete_unit`) the way the sweep does and change the tree in the middle.
+
+mod common;
+
+use std::io;
+use std::ops::ControlFlow;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::Path;
+
+use common::*;
+use shuffle_janitor::config::Timestamp;
+use shuffle_janitor::delete::StoreDir;
+use shuffle_janitor::disk::FileStat;
+use shuffle_janitor::scan::{self, ScanOp, Store, StoreFile, Visitor};
+
+const BM: &str = "blockmgr-17ee28d4-9c6f-4141-8390-73ad9b25ad4c";
+const BASIS: &[Timestamp] = &[Timestamp::Mtime, Timestamp::Atime];
+
+#[derive(Default)]
+struct Collect(Vec<Store>);
+
+impl Visitor for Collect {
+    fn store(&mut self, store: Store) -> ControlFlow<()> {
+        self.0.push(store);
+        ControlFlow::Continue(())
+    }
+    fn unknown(&mut self, _: &Path) {}
+    fn error(&mut self, op: ScanOp, path: &Path, e: &io::Error) {
+        panic!("{op:?} {}: {e}", path.display())
+    }
+}
+
+/// A map output in three sub-directories, scanned: returns the store and its unit's files.
+fn scanned(env: &TestEnv) -> (Store, Vec<StoreFile>) {
+    env.file(&format!("{BM}/0c/shuffle_0_4_0.data"), 300, 9 * HOUR);
+    env.file(&format!("{BM}/30/shuffle_0_4_0.index"), 24, 9 * HOUR);
+    env.file(&format!("{BM}/34/shuffle_0_4_0.checksum.ADLER32"), 8, 9 * HOUR);
+    let root = env.root();
+    let dev = std::fs::metadata(&root).unwrap().dev();
+    let mut c = Collect::default();
+    assert!(scan::walk_root(&root, 0, dev, &[], &mut c).is_continue());
+    let store = c.0.pop().expect("one store");
+    let files = store.files.clone();
+    assert_eq!(files.len(), 3);
+    (store, files)
+}
+
+fn last_use(files: &[StoreFile]) -> i64 {
+    files.iter().map(|f| f.stat.last_use(BASIS)).max().unwrap()
+}
+
+fn open(env: &TestEnv, store: &Store) -> io::Result<StoreDir> {
+    StoreDir::open(&env.root(), &store.rel, store.dev, store.subdirs.len())
+}
+
+#[test]
+fn an_unchanged_unit_is_deleted_whole() {
+    let env = TestEnv::new();
+    let (store, files) = scanned(&env);
+    let out = open(&env, &store)
+        .unwrap()
+        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+    assert!(!out.changed && out.errors.is_empty(), "{out:?}");
+    assert_eq!(out.removed.len(), 3);
+    assert!(files_below(&env.root()).is_empty());
+}
+
+#[test]
+fn a_symlink_planted_in_place_of_a_subdirectory_does_not_redirect_the_deletion() {
+    let env = TestEnv::new();
+    let (store, files) = scanned(&env);
+    // Replace 30/ (which holds the index) with a symlink to a directory holding a hard link to
+    // the same inode: the re-stat alone would find nothing changed, so only refusing to follow
+    // the symlink keeps the victim.
+    let victim_dir = env.outside();
+    let victim = victim_dir.join("shuffle_0_4_0.index");
+    let nn = env.root().join(BM).join("30");
+    std::fs::hard_link(nn.join("shuffle_0_4_0.index"), &victim).unwrap();
+    std::fs::rename(&nn, env.root().join("moved-away")).unwrap();
+    symlink(&victim_dir, &nn).unwrap();
+
+    let out = open(&env, &store)
+        .unwrap()
+        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+    assert!(out.changed, "{out:?}");
+    assert!(out.removed.is_empty(), "nothing of the unit goes: {out:?}");
+    assert!(victim.exists(), "the symlink was not followed");
+    assert!(env.root().join(format!("{BM}/0c/shuffle_0_4_0.data")).exists());
+}
+
+#[test]
+fn a_symlink_planted_in_place_of_the_store_is_not_followed() {
+    let env = TestEnv::new();
+    let (store, _) = scanned(&env);
+    let victim_dir = env.outside();
+    std::fs::rename(env.root().join(BM), env.root().join("moved-away")).unwrap();
+    symlink(&victim_dir, env.root().join(BM)).unwrap();
+    let e = open(&env, &store).expect_err("a symlink is not opened as the store");
+    assert!(shuffle_janitor::delete::open_failure_is_change(&e), "{e}");
+}
+
+#[test]
+fn a_file_that_changed_after_the_decision_keeps_its_whole_unit() {
+    let env = TestEnv::new();
+    let (store, files) = scanned(&env);
+    // The writer re-commits the index (new content, new mtime) after the walk.
+    let index = env.root().join(format!("{BM}/30/shuffle_0_4_0.index"));
+    std::fs::write(&index, vec![b'y'; 48]).unwrap();
+    let out = open(&env, &store)
+        .unwrap()
+        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+    assert!(out.changed, "{out:?}");
+    assert!(out.removed.is_empty());
+    assert_eq!(files_below(&env.root()).len(), 3, "all three files kept");
+}
+
+#[test]
+fn a_file_replaced_by_another_inode_with_the_same_size_and_times_is_kept() {
+    let env = TestEnv::new();
+    let (store, files) = scanned(&env);
+    let data = env.root().join(format!("{BM}/0c/shuffle_0_4_0.data"));
+    let old = std::fs::metadata(&data).unwrap();
+    let tmp = env.root().join(format!("{BM}/0c/new"));
+    std::fs::write(&tmp, vec![b'z'; 300]).unwrap();
+    let t = filetime::FileTime::from_last_modification_time(&old);
+    filetime::set_file_times(&tmp, t, t).unwrap();
+    std::fs::rename(&tmp, &data).unwrap();
+    assert_ne!(std::fs::metadata(&data).unwrap().ino(), old.ino());
+    let out = open(&env, &store)
+        .unwrap()
+        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+    assert!(out.changed, "{out:?}");
+    assert!(data.exists());
+}
+
+#[test]
+fn a_file_read_after_the_decision_keeps_its_unit_when_atime_counts() {
+    let env = TestEnv::new();
+    let (store, files) = scanned(&env);
+    // The shuffle service reads the index: atime moves (set by hand: mounts may be relatime).
+    let index = env.root().join(format!("{BM}/30/shuffle_0_4_0.index"));
+    let mtime = filetime::FileTime::from_last_modification_time(&std::fs::metadata(&index).unwrap());
+    filetime::set_file_times(&index, filetime::FileTime::now(), mtime).unwrap();
+    let mut dir = open(&env, &store).unwrap();
+    let out = dir.delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+    assert!(out.changed, "{out:?}");
+    // With mtime alone as the basis, a read does not count as use.
+    let out = dir.delete_unit(&store.subdirs, &files, &[Timestamp::Mtime], last_use(&files));
+    assert!(!out.changed && out.removed.len() == 3, "{out:?}");
+}
+
+#[test]
+fn files_already_gone_are_not_errors() {
+    let env = TestEnv::new();
+    let (store, files) = scanned(&env);
+    std::fs::remove_file(env.root().join(format!("{BM}/34/shuffle_0_4_0.checksum.ADLER32"))).unwrap();
+    let out = open(&env, &store)
+        .unwrap()
+        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+    assert!(!out.changed && out.errors.is_empty(), "{out:?}");
+    assert_eq!(out.removed.len(), 2);
+    let stat = FileStat::from_metadata(&std::fs::metadata(env.root()).unwrap());
+    assert_eq!(stat.dev, store.dev);
+}

@@ -1,0 +1,356 @@
+//! End to end: the `shuffle-janitor` binary on temporary Spark local dirs with back-dated files.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+const BM: &str = "blockmgr-8ef70c7d-f7b0-46e5-a2b0-ccbc7824c13e";
+const UUID: &str = "d4b709a2-9f76-464d-83d2-3da158a06ef0";
+
+/// A small store with one map output per situation.
+struct Tree {
+    old: Vec<PathBuf>,
+    fresh: Vec<PathBuf>,
+    half_fresh: Vec<PathBuf>,
+    old_temp: PathBuf,
+    unknown: Vec<PathBuf>,
+}
+
+fn tree(env: &TestEnv) -> Tree {
+    let old = vec![
+        env.file(&format!("{BM}/04/shuffle_0_8_0.data"), 3000, 8 * HOUR),
+        env.file(&format!("{BM}/08/shuffle_0_8_0.index"), 72, 8 * HOUR),
+        env.file(&format!("{BM}/25/shuffle_0_8_0.checksum.ADLER32"), 40, 8 * HOUR),
+        env.file(&format!("{BM}/04/shuffle_0_8_0.data.{UUID}"), 100, 9 * HOUR),
+    ];
+    let fresh = vec![
+        env.file(&format!("{BM}/06/shuffle_1_2_0.data"), 3000, 5 * MIN),
+        env.file(&format!("{BM}/0a/shuffle_1_2_0.index"), 72, 5 * MIN),
+    ];
+    // Data written long ago, index rewritten recently: the unit's last use is recent.
+    let half_fresh = vec![
+        env.file(&format!("{BM}/0c/shuffle_2_19_0.data"), 3000, 8 * HOUR),
+        env.file(&format!("{BM}/11/shuffle_2_19_0.index"), 72, 30 * MIN),
+    ];
+    let old_temp = env.file(
+        &format!("{BM}/15/temp_shuffle_3e906d6e-e8fd-485b-86ee-c7aaff2629b5"),
+        500,
+        8 * HOUR,
+    );
+    let unknown = vec![
+        env.file(&format!("{BM}/15/rdd_1_0"), 100, 8 * HOUR), // kind not allowed by default
+        env.file(&format!("{BM}/15/core.1234"), 100, 8 * HOUR),
+        env.file(&format!("{BM}/15/shuffle_0_9_0.data.tmp"), 100, 8 * HOUR),
+        env.file(&format!("{BM}/shuffle_0_10_0.data"), 100, 8 * HOUR), // not in an NN dir
+        env.file("shuffle_0_11_0.data", 100, 8 * HOUR),                // loose in the root
+        env.file(&format!("other/{BM}/00/shuffle_0_12_0.data"), 100, 8 * HOUR), // not a Spark layout
+        env.file("spark-1/pyspark-2/tmp60mx6sg0", 100, 8 * HOUR),
+    ];
+    Tree {
+        old,
+        fresh,
+        half_fresh,
+        old_temp,
+        unknown,
+    }
+}
+
+#[test]
+fn dry_run_deletes_nothing_and_lists_exactly_what_a_real_run_deletes() {
+    let env = TestEnv::new();
+    let t = tree(&env);
+    let cfg = env.config("");
+    let before = files_below(&env.root());
+
+    let (code, dry) = env.sweep_json(&cfg, &["--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(files_below(&env.root()), before, "a dry run deletes nothing");
+    let listed = candidate_paths(&dry);
+    let mut expected: Vec<PathBuf> = t.old.iter().cloned().chain([t.old_temp.clone()]).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let (code, real) = env.sweep_json(&cfg, &[]);
+    assert_eq!(code, 0, "{real}");
+    assert_eq!(
+        candidate_paths(&real),
+        listed,
+        "the real run deletes what the dry run listed"
+    );
+    assert_eq!(real["deleted_files"], 5);
+    assert_eq!(real["deleted_bytes"], 3000 + 72 + 40 + 100 + 500);
+    assert_eq!(real["errors"], 0);
+    for c in real["candidates"].as_array().unwrap() {
+        assert_eq!(c["reason"], "ttl");
+        assert!(c["age_seconds"].as_u64().unwrap() >= 8 * 3600, "{c}");
+    }
+    let after = files_below(&env.root());
+    let gone: Vec<PathBuf> = before.iter().filter(|p| !after.contains(p)).cloned().collect();
+    assert_eq!(gone, listed);
+}
+
+#[test]
+fn ttl_deletes_old_units_whole_and_keeps_fresh_ones() {
+    let env = TestEnv::new();
+    let t = tree(&env);
+    let out = env.run(&["sweep", "--config", env.config("").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ttl        shuffle"), "{text}");
+    for p in t.old.iter().chain([&t.old_temp]) {
+        assert!(!p.exists(), "{} should be gone", p.display());
+    }
+    for p in t.fresh.iter().chain(&t.half_fresh).chain(&t.unknown) {
+        assert!(p.exists(), "{} should be kept", p.display());
+    }
+}
+
+#[test]
+fn min_age_holds_even_for_a_purge() {
+    let env = TestEnv::new();
+    let t = tree(&env);
+    // A purge to a low watermark no real filesystem is under: everything allowed must go.
+    let cfg = env.config("[watermark]\nhigh = 0.5\nlow = 0.000001");
+    let (code, report) = env.sweep_json(&cfg, &["--purge"]);
+    assert_eq!(code, 0, "{report}");
+    for p in t.fresh.iter().chain(&t.unknown) {
+        assert!(
+            p.exists(),
+            "{} is younger than min_age or not Spark's: kept",
+            p.display()
+        );
+    }
+    for p in t.half_fresh.iter().chain(&t.old) {
+        assert!(!p.exists(), "{} is older than min_age: purged", p.display());
+    }
+    let reasons: Vec<&str> = report["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"manual") && reasons.contains(&"ttl"), "{reasons:?}");
+    assert_eq!(report["skipped"]["young"], 2);
+    assert!(report["filesystems"][0]["shortfall"].is_object(), "{report}");
+}
+
+#[test]
+fn protected_and_symlinked_files_survive() {
+    let env = TestEnv::new();
+    let outside = env.outside();
+    let victim = outside.join("shuffle_5_5_0.data");
+    write_aged(&victim, 100, 9 * HOUR);
+    let victim_dir = outside.join("nn");
+    let victim_in_dir = victim_dir.join("shuffle_6_6_0.index");
+    write_aged(&victim_in_dir, 100, 9 * HOUR);
+    // A symlink with a Spark name, and a whole NN directory that is a symlink.
+    let link = env.root().join(format!("{BM}/0d/shuffle_5_5_0.data"));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    symlink(&victim, &link).unwrap();
+    symlink(&victim_dir, env.root().join(format!("{BM}/0e"))).unwrap();
+    // A store reached through a symlinked executor directory.
+    symlink(&victim_dir, env.root().join(format!("{BM}-link"))).unwrap();
+    let protected = env.file(
+        &format!("spark-pin/executor-1/{BM}/01/shuffle_7_7_0.data"),
+        100,
+        9 * HOUR,
+    );
+    let protected_file = env.file(&format!("{BM}/02/shuffle_8_8_0.index"), 100, 9 * HOUR);
+    let doomed = env.file(&format!("{BM}/03/shuffle_9_9_0.index"), 100, 9 * HOUR);
+    let root = env.root().display().to_string();
+    let cfg = env.config(&format!("protect = [\"{root}/spark-pin\", \"{root}/*/*/shuffle_8_*\"]"));
+
+    let (code, report) = env.sweep_json(&cfg, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(candidate_paths(&report), std::slice::from_ref(&doomed));
+    assert!(!doomed.exists());
+    for p in [&victim, &victim_in_dir, &protected, &protected_file] {
+        assert!(p.exists(), "{} must survive", p.display());
+    }
+    assert!(link.symlink_metadata().is_ok(), "a symlink is never deleted");
+    assert_eq!(report["skipped"]["protected"], 2);
+}
+
+#[test]
+fn files_on_another_filesystem_survive() {
+    if !is_root() {
+        eprintln!("SKIPPED files_on_another_filesystem_survive: mounting a tmpfs needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let mnt = env.root().join(format!("{BM}/1f"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let other_fs = env.file(&format!("{BM}/1f/shuffle_3_3_0.data"), 100, 9 * HOUR);
+    let same_fs = env.file(&format!("{BM}/20/shuffle_4_4_0.data"), 100, 9 * HOUR);
+    let (code, report) = env.sweep_json(&env.config(""), &[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(other_fs.exists(), "a file on another filesystem is never deleted");
+    assert!(!same_fs.exists());
+}
+
+#[test]
+fn layouts_of_standalone_and_yarn_are_swept() {
+    let env = TestEnv::new();
+    let standalone = env.file(
+        &format!("spark-0d7c7cd6-70e7-4627-8195-dcbaba50fa9d/executor-595b98f6-1747-4ac5-ace8-57c288df367f/{BM}/0f/shuffle_0_1_0.index"),
+        10,
+        9 * HOUR,
+    );
+    let yarn = env.file(
+        &format!("usercache/alice/appcache/application_1700000000000_0001/{BM}/0f/shuffle_0_1_0.index"),
+        10,
+        9 * HOUR,
+    );
+    let k8s = env.file(&format!("spark-0d7c/{BM}/0f/shuffle_0_1_0.index"), 10, 9 * HOUR);
+    let (code, report) = env.sweep_json(&env.config(""), &[]);
+    assert_eq!(code, 0, "{report}");
+    let mut expected = vec![standalone, yarn, k8s];
+    expected.sort();
+    assert_eq!(candidate_paths(&report), expected);
+}
+
+#[test]
+fn bad_configs_exit_2_name_the_key_and_delete_nothing() {
+    let env = TestEnv::new();
+    let t = tree(&env);
+    let root = env.root().display().to_string();
+    for (text, needle) in [
+        (
+            format!("roots = [{root:?}]\n[watermark]\nlow = 0.9"),
+            "watermark.low (0.9) must be below watermark.high (0.85)",
+        ),
+        (format!("roots = [{root:?}]\nmax_aeg = \"1h\""), "max_aeg"),
+        (
+            "roots = [\"relative/dir\"]".to_string(),
+            "roots (\"relative/dir\") must be an absolute path",
+        ),
+        (
+            "roots = [\"/etc\"]".to_string(),
+            "roots (\"/etc\") is inside a system directory",
+        ),
+        (
+            format!("roots = [{root:?}]\nmin_age = \"7h\""),
+            "min_age (\"7h\") must not be longer than max_age",
+        ),
+        (
+            format!("roots = [{root:?}]\nmax_age = \"soon\""),
+            "max_age (\"soon\") is not a duration",
+        ),
+    ] {
+        let cfg = env.dir.path().join("bad.toml");
+        std::fs::write(&cfg, &text).unwrap();
+        for cmd in ["sweep", "check-config", "report"] {
+            let out = env.run(&[cmd, "--config", cfg.to_str().unwrap()]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} with {text}: {stderr}");
+            assert!(stderr.contains(needle), "{cmd} with {text}: {stderr}");
+            assert!(stderr.contains(cfg.to_str().unwrap()), "names the file: {stderr}");
+        }
+    }
+    let out = env.run(&[
+        "sweep",
+        "--config",
+        env.dir.path().join("missing.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml: cannot read the config file"));
+    let out = env.run(&["sweep", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    for p in t.old.iter().chain(&t.fresh) {
+        assert!(p.exists(), "{} must survive a bad config", p.display());
+    }
+}
+
+#[test]
+fn a_root_that_does_not_exist_yet_is_reported_not_fatal() {
+    let env = TestEnv::new();
+    let old = env.file(&format!("{BM}/00/shuffle_0_0_0.data"), 10, 9 * HOUR);
+    let missing = env.dir.path().join("not-mounted-yet");
+    let cfg = env.dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "roots = [{:?}, {:?}]",
+            missing.display().to_string(),
+            env.root().display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, report) = env.sweep_json(&cfg, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(!old.exists());
+    let roots = report["roots"].as_array().unwrap();
+    assert!(
+        roots
+            .iter()
+            .any(|r| r["path"] == missing.to_str().unwrap() && r["present"] == false),
+        "{report}"
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_and_report_inventories() {
+    let env = TestEnv::new();
+    let _t = tree(&env);
+    let cfg = env.config("max_age = \"2h\"");
+    let out = env.run(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_age = \"2h\""), "{text}");
+    assert!(text.contains("min_age = \"15m\""), "{text}");
+    assert!(text.contains("high = 0.85"), "{text}");
+
+    let before = files_below(&env.root());
+    let out = env.run(&["report", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shuffle"), "{text}");
+    assert!(text.contains("a sweep now would reclaim 5 files"), "{text}");
+    let out = env.run(&["report", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shuffle = &json["roots"][0]["kinds"]["shuffle"];
+    assert_eq!(shuffle["files"], 8, "{json}");
+    assert_eq!(json["deleted_files"], 5);
+    assert_eq!(files_below(&env.root()), before, "report deletes nothing");
+}
+
+#[test]
+fn an_undeletable_file_exits_1_and_the_sweep_goes_on() {
+    let env = TestEnv::new();
+    let stuck = env.file(&format!("{BM}/00/shuffle_0_0_0.data"), 10, 9 * HOUR);
+    let other = env.file(&format!("{BM}/01/shuffle_0_1_0.data"), 10, 9 * HOUR);
+    // chattr +i makes unlink fail with EPERM even for root, where the filesystem supports it.
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&stuck)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !immutable {
+        eprintln!("SKIPPED an_undeletable_file_exits_1: chattr +i is not supported here");
+        return;
+    }
+    let (code, report) = env.sweep_json(&env.config(""), &[]);
+    let _ = Command::new("chattr").arg("-i").arg(&stuck).status();
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["errors_by_op"]["unlink"], 1, "{report}");
+    assert!(stuck.exists());
+    assert!(!other.exists(), "the sweep went on after the error");
+}
