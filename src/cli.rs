@@ -52,6 +52,10 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: a sweep at start and every `interval`, eviction as soon as a filesystem
+    /// crosses the high watermark, metrics on `metrics.listen`. Signals: SIGHUP reloads the
+    /// config, SIGUSR1 sweeps now, SIGUSR2 purges to the low watermark now, SIGTERM stops.
+    Run(ConfigArg),
     /// One pass: delete units unused for longer than max_age, and evict least recently used
     /// units from any filesystem above the high watermark until it is at the low one.
     Sweep(SweepArgs),

@@ -98,6 +98,28 @@ impl Mount {
     }
 }
 
+/// Why atime cannot be trusted as a last use on `mount` with this `max_age`, if it cannot.
+pub fn atime_caveat(mount: &Mount, max_age: std::time::Duration) -> Option<String> {
+    if mount.has_option("noatime") {
+        return Some(format!(
+            "{} is mounted noatime: atime never moves there, so reads count as use only while the \
+             daemon watches them with inotify",
+            mount.mount_point.display()
+        ));
+    }
+    // relatime is the kernel's default when neither strictatime nor noatime is given.
+    let relatime = mount.has_option("relatime") || !mount.has_option("strictatime");
+    if relatime && max_age < std::time::Duration::from_secs(24 * 3600) {
+        return Some(format!(
+            "{} is mounted relatime: atime can be up to 24 h stale, longer than max_age ({}), so \
+             reads count as use only while the daemon watches them with inotify",
+            mount.mount_point.display(),
+            humantime::format_duration(max_age)
+        ));
+    }
+    None
+}
+
 /// The mount table, read once per sweep (mounts come and go with disks).
 #[derive(Clone, Debug, Default)]
 pub struct Mounts(Vec<Mount>);
@@ -190,6 +212,25 @@ garbage
         let tmp = m.find(Path::new("/tmp/x"), rustix::fs::makedev(0, 25)).unwrap();
         assert_eq!(tmp.fs_type, "tmpfs");
         assert!(m.find(Path::new("/tmp/x"), 12345).is_none());
+    }
+
+    #[test]
+    fn atime_caveats_follow_the_mount_options() {
+        let m = Mounts::parse(MOUNTINFO);
+        let six_hours = std::time::Duration::from_secs(6 * 3600);
+        let two_days = std::time::Duration::from_secs(48 * 3600);
+        let data = m.find(Path::new("/data 1"), rustix::fs::makedev(8, 17)).unwrap();
+        assert!(atime_caveat(data, two_days).unwrap().contains("noatime"));
+        let root = m.find(Path::new("/"), rustix::fs::makedev(254, 0)).unwrap();
+        assert!(atime_caveat(root, six_hours).unwrap().contains("relatime"));
+        assert_eq!(atime_caveat(root, two_days), None);
+        let tmp = m.find(Path::new("/tmp"), rustix::fs::makedev(0, 25)).unwrap();
+        assert!(atime_caveat(tmp, six_hours).is_some(), "relatime is the default");
+        let strict = Mount {
+            options: "rw,strictatime".into(),
+            ..tmp.clone()
+        };
+        assert_eq!(atime_caveat(&strict, six_hours), None);
     }
 
     #[test]

@@ -11,15 +11,19 @@
 //! - [`delete`]: safe unlink: directory fds opened without following symlinks, re-stat, `unlinkat`.
 //! - [`disk`]: statvfs, mountinfo, file timestamps.
 //! - [`open_files`]: which files processes hold open (`/proc/*/fd`).
+//! - [`opens`]: when each unit was last opened, as the daemon's inotify watch saw it.
 //! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command.
 //! - [`report`]: what a sweep did, as text and JSON.
+//! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
 //! - [`cli`]: the command line (clap definitions only).
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod delete;
 pub mod disk;
 pub mod open_files;
+pub mod opens;
 pub mod policy;
 pub mod report;
 pub mod scan;

@@ -19,6 +19,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     match cli.command {
+        Command::Run(args) => {
+            let cfg = match Config::load(args.config.as_deref()) {
+                Ok(cfg) => cfg,
+                Err(e) => return config_error(&e),
+            };
+            let path = cfg.source.clone();
+            match shuffle_janitor::daemon::run(path, cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("shuffle-janitor: {e}");
+                    ExitCode::from(EXIT_PARTIAL)
+                }
+            }
+        }
         Command::CheckConfig(args) => match Config::load(args.config.as_deref()) {
             Ok(cfg) => {
                 let source = cfg
@@ -40,6 +55,7 @@ fn main() -> ExitCode {
                 mode: if args.purge { Mode::Purge } else { Mode::Sweep },
                 dry_run: args.dry_run,
                 list_files: args.format == Format::Json || args.dry_run || cfg.dry_run,
+                opens: None,
             };
             let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
             match args.format {
@@ -61,6 +77,7 @@ fn main() -> ExitCode {
                 mode: Mode::Sweep,
                 dry_run: true,
                 list_files: args.format == Format::Json,
+                opens: None,
             };
             let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
             match args.format {
@@ -93,7 +110,8 @@ fn init_logging(cli: &Cli) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -52,6 +52,43 @@ impl OpenFiles {
     }
 }
 
+/// Bytes of deleted Spark block files below `roots` that some process still holds open: unlinked
+/// but not yet returned to the filesystem. Each inode counts once.
+pub fn unfreed_bytes(proc: &Path, roots: &[std::path::PathBuf]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut bytes = 0;
+    let Ok(procs) = std::fs::read_dir(proc) else { return 0 };
+    for p in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let Some(path) = target.to_str().and_then(|t| t.strip_suffix(" (deleted)")) else {
+                continue;
+            };
+            let path = Path::new(path);
+            let spark = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(crate::spark::parse_block_file)
+                .is_some();
+            if !spark || !roots.iter().any(|r| path.starts_with(r)) {
+                continue;
+            }
+            if let Ok(m) = std::fs::metadata(fd.path())
+                && seen.insert((m.dev(), m.ino()))
+            {
+                bytes += m.blocks() * 512;
+            }
+        }
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +105,15 @@ mod tests {
         let open = OpenFiles::scan(Path::new("/proc"), &[h.dev()]).unwrap();
         assert!(open.contains(h.dev(), h.ino()));
         assert!(!open.contains(c.dev(), c.ino()));
+        // Unlinked while held open: its blocks are not back until the file is closed.
+        let spark = dir.path().join("shuffle_0_1_0.data");
+        let mut f = std::fs::File::create(&spark).unwrap();
+        std::io::Write::write_all(&mut f, &[7u8; 8192]).unwrap();
+        f.sync_all().unwrap();
+        std::fs::remove_file(&spark).unwrap();
+        assert!(unfreed_bytes(Path::new("/proc"), &[dir.path().to_owned()]) >= 8192);
+        drop(f);
+        assert_eq!(unfreed_bytes(Path::new("/proc"), &[dir.path().to_owned()]), 0);
         let other_dev = OpenFiles::scan(Path::new("/proc"), &[h.dev().wrapping_add(1)]).unwrap();
         assert!(!other_dev.contains(h.dev(), h.ino()));
     }

@@ -238,6 +238,14 @@ pub fn child_dir_role(parent: DirRole, name: &str) -> Option<DirRole> {
     }
 }
 
+/// The role of a directory given by its path relative to a root (`""` is the root itself);
+/// `None` when the walk would not enter it.
+pub fn dir_role(rel: &str) -> Option<DirRole> {
+    rel.split('/')
+        .filter(|p| !p.is_empty())
+        .try_fold(DirRole::Root, child_dir_role)
+}
+
 /// Classifies a path relative to a root, the way the walk does it component by component.
 /// Returns the block when the path is a file in a store's sub-directory with a Spark name.
 pub fn classify_relative(path: &str) -> Option<Block<'_>> {
@@ -349,6 +357,17 @@ mod tests {
             assert_eq!(kind(&name), Some(Kind::Merged), "{name}");
             assert_eq!(stem(&name), Some(app), "{name}");
         }
+    }
+
+    #[test]
+    fn directory_roles_follow_the_layouts() {
+        assert_eq!(dir_role(""), Some(DirRole::Root));
+        assert_eq!(dir_role("spark-1/executor-2"), Some(DirRole::Executor));
+        assert_eq!(dir_role("spark-1/executor-2/blockmgr-3"), Some(DirRole::Store));
+        assert_eq!(dir_role("spark-1/executor-2/blockmgr-3/3f"), Some(DirRole::SubDir));
+        assert_eq!(dir_role("usercache/bob/appcache"), Some(DirRole::YarnAppCache));
+        assert_eq!(dir_role("spark-1/userFiles-2"), None);
+        assert_eq!(dir_role("blockmgr-3/3f/deeper"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::{self, Config};
 use crate::delete::{self, Failure, StoreDir};
 use crate::disk::{self, Mounts};
 use crate::open_files::OpenFiles;
+use crate::opens::OpenLog;
 use crate::policy::{self, Mode, Nanos, Planner, Reason, Rules, Skip, UnitFacts, Verdict};
 use crate::report::{Candidate, FsReport, Op, Report, RootReport, Tally};
 use crate::scan::{self, ScanOp, Store, StoreFile, Visitor};
@@ -29,6 +30,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Keep every deleted file in [`Report::candidates`] (costs memory per file).
     pub list_files: bool,
+    /// Opens seen by the daemon's watch: they count as use, whatever atime says.
+    pub opens: Option<Arc<OpenLog>>,
 }
 
 /// A root as resolved for this sweep.
@@ -48,7 +51,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         warn!(error = %e, "cannot read /proc/self/mountinfo; filesystems are named by device");
         Mounts::default()
     });
-    let roots = resolve_roots(cfg, &mounts, &mut report);
+    let roots = present_roots(cfg, &mounts, &mut report);
 
     // Roots grouped by filesystem: pressure is per filesystem, and filesystems are walked in
     // parallel (different disks); roots on one filesystem are walked one after the other.
@@ -89,6 +92,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
                     cfg,
                     dry_run,
                     list_files: opts.list_files,
+                    opens: opts.opens.as_deref(),
                     now,
                     roots: &roots,
                     open: open.as_ref(),
@@ -140,23 +144,37 @@ fn rules(cfg: &Config) -> Rules {
     }
 }
 
-fn mount_point(mounts: &Mounts, path: &Path, dev: u64) -> PathBuf {
+/// The mount point holding `path`, or the path itself when the mount table does not say.
+pub fn mount_point(mounts: &Mounts, path: &Path, dev: u64) -> PathBuf {
     mounts
         .find(path, dev)
         .map_or_else(|| path.to_owned(), |m| m.mount_point.clone())
 }
 
-/// Expands globs, drops duplicates, and records every root (present or not) in the report.
-fn resolve_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<Root> {
-    let mut roots: Vec<Root> = Vec::new();
+/// What became of one configured root (or one path its glob expanded to) this time.
+#[derive(Clone, Debug)]
+pub enum RootStatus {
+    /// A directory on device `dev` (canonical path; duplicates dropped).
+    Present { path: PathBuf, dev: u64 },
+    /// Does not exist (yet): disks are mounted late.
+    Missing(PathBuf),
+    /// Refused or unreadable, with the operation to count and why.
+    Problem { path: PathBuf, op: Op, why: String },
+}
+
+/// Expands globs and checks each root. Touches the filesystem, logs nothing.
+pub fn resolve_roots(cfg: &Config) -> Vec<RootStatus> {
+    let mut out: Vec<RootStatus> = Vec::new();
     for pattern in &cfg.roots {
-        let is_glob = pattern.contains(['*', '?', '[']);
-        let paths: Vec<PathBuf> = if is_glob {
+        let paths: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) {
             match glob::glob(pattern) {
                 Ok(paths) => paths.filter_map(Result::ok).collect(),
                 Err(e) => {
-                    warn!(root = %pattern, error = %e, "invalid root glob");
-                    report.error(Op::Config);
+                    out.push(RootStatus::Problem {
+                        path: pattern.into(),
+                        op: Op::Config,
+                        why: e.to_string(),
+                    });
                     continue;
                 }
             }
@@ -164,44 +182,66 @@ fn resolve_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<Root
             vec![PathBuf::from(pattern)]
         };
         if paths.is_empty() {
-            info!(root = %pattern, "no directory matches this root (yet); looking again next sweep");
-            report.roots.push(RootReport::new(pattern.into(), false, None));
+            out.push(RootStatus::Missing(pattern.into()));
         }
         for path in paths {
             if let Err(problem) = config::check_root_path(&path) {
-                warn!(root = %path.display(), "root skipped: it {problem}");
-                report.error(Op::Config);
+                out.push(RootStatus::Problem {
+                    path,
+                    op: Op::Config,
+                    why: format!("it {problem}"),
+                });
                 continue;
             }
             // The root itself may be a symlink (the operator's choice); nothing below it is followed.
-            let meta = match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => m,
-                Ok(_) => {
-                    warn!(root = %path.display(), "root is not a directory; skipped");
-                    report.error(Op::Walk);
-                    continue;
+            let status = match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                    RootStatus::Present {
+                        path: canonical,
+                        dev: m.dev(),
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    info!(root = %path.display(), "root does not exist (yet); looking again next sweep");
-                    report.roots.push(RootReport::new(path, false, None));
-                    continue;
-                }
-                Err(e) => {
-                    warn!(root = %path.display(), error = %e, "cannot stat root; skipped");
-                    report.error(Op::Stat);
-                    continue;
-                }
+                Ok(_) => RootStatus::Problem {
+                    path,
+                    op: Op::Walk,
+                    why: "it is not a directory".into(),
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => RootStatus::Missing(path),
+                Err(e) => RootStatus::Problem {
+                    path,
+                    op: Op::Stat,
+                    why: e.to_string(),
+                },
             };
-            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if roots.iter().any(|r| r.path == canonical) {
-                continue;
+            let duplicate = matches!(&status, RootStatus::Present { path, .. }
+                if out.iter().any(|o| matches!(o, RootStatus::Present { path: p, .. } if p == path)));
+            if !duplicate {
+                out.push(status);
             }
-            let mp = mount_point(mounts, &canonical, meta.dev());
-            report.roots.push(RootReport::new(canonical.clone(), true, Some(mp)));
-            roots.push(Root {
-                path: canonical,
-                dev: meta.dev(),
-            });
+        }
+    }
+    out
+}
+
+/// Resolves the roots, logs and records each in the report, and returns those present.
+fn present_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<Root> {
+    let mut roots = Vec::new();
+    for status in resolve_roots(cfg) {
+        match status {
+            RootStatus::Present { path, dev } => {
+                let mp = mount_point(mounts, &path, dev);
+                report.roots.push(RootReport::new(path.clone(), true, Some(mp)));
+                roots.push(Root { path, dev });
+            }
+            RootStatus::Missing(path) => {
+                info!(root = %path.display(), "root does not exist (yet); looking again next sweep");
+                report.roots.push(RootReport::new(path, false, None));
+            }
+            RootStatus::Problem { path, op, why } => {
+                warn!(root = %path.display(), "root skipped: {why}");
+                report.error(op);
+            }
         }
     }
     roots
@@ -228,6 +268,7 @@ struct FsSweep<'a> {
     cfg: &'a Config,
     dry_run: bool,
     list_files: bool,
+    opens: Option<&'a OpenLog>,
     now: Nanos,
     roots: &'a [Root],
     open: Option<&'a OpenFiles>,
@@ -367,6 +408,7 @@ impl FsSweep<'_> {
         });
         let units = policy::group_units(&mut files, StoreFile::stem);
         let basis = &self.cfg.age_basis;
+        let store_path = self.opens.map(|_| root_path.join(&meta.rel));
         let mut dir: Option<(Arc<StoreMeta>, StoreDir)> = None;
         for range in units {
             if self.cancelled() {
@@ -392,6 +434,11 @@ impl FsSweep<'_> {
                     .entry(f.kind)
                     .or_default()
                     .add(f.stat.size, last_use, self.now);
+            }
+            if let (Some(opens), Some(store_path)) = (self.opens, &store_path)
+                && let Some(opened) = opens.last_open(store_path, unit[0].stem())
+            {
+                facts.last_use = facts.last_use.max(opened);
             }
             let pooled = || Pooled {
                 store: meta.clone(),

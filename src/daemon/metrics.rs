@@ -1,0 +1,304 @@
+//! The daemon's Prometheus metrics. Names and labels are a contract with dashboards and alerts
+//! (`deploy/` and the README list them); change them only with a deprecation.
+
+use std::collections::BTreeMap;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::policy::{Reason, Skip};
+use crate::report::{Op, Report};
+use crate::spark::Kind;
+
+/// Why a sweep ran (the `trigger` label of `shuffle_janitor_sweeps_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    Interval,
+    Pressure,
+    Signal,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Interval => "interval",
+            Trigger::Pressure => "pressure",
+            Trigger::Signal => "signal",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reclaimed_bytes: IntCounterVec,
+    deleted_files: IntCounterVec,
+    oldest_file_age: GaugeVec,
+    tracked_bytes: GaugeVec,
+    tracked_files: GaugeVec,
+    pub filesystem_used_ratio: GaugeVec,
+    watermark_ratio: GaugeVec,
+    skipped_files: IntCounterVec,
+    errors: IntCounterVec,
+    sweeps: IntCounterVec,
+    sweep_duration: Histogram,
+    last_sweep_timestamp: Gauge,
+    pub unfreed_bytes: IntGauge,
+    pressure_unmet: GaugeVec,
+    pub inotify_active: IntGauge,
+    pub config_last_reload_successful: IntGauge,
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let m = Metrics {
+            reclaimed_bytes: counter_vec(
+                &r,
+                "shuffle_janitor_reclaimed_bytes_total",
+                "Bytes of Spark files deleted, by reason (ttl, pressure, manual).",
+                &["reason"],
+            ),
+            deleted_files: counter_vec(
+                &r,
+                "shuffle_janitor_deleted_files_total",
+                "Spark files deleted, by reason and kind.",
+                &["reason", "kind"],
+            ),
+            oldest_file_age: gauge_vec(
+                &r,
+                "shuffle_janitor_oldest_file_age_seconds",
+                "Age of the oldest last use among deletable files kept by the last sweep; 0 when none.",
+                &["root"],
+            ),
+            tracked_bytes: gauge_vec(
+                &r,
+                "shuffle_janitor_tracked_bytes",
+                "Bytes of Spark files left after the last sweep, by root and kind.",
+                &["root", "kind"],
+            ),
+            tracked_files: gauge_vec(
+                &r,
+                "shuffle_janitor_tracked_files",
+                "Spark files left after the last sweep, by root and kind.",
+                &["root", "kind"],
+            ),
+            filesystem_used_ratio: gauge_vec(
+                &r,
+                "shuffle_janitor_filesystem_used_ratio",
+                "Fraction of each filesystem holding a root in use, as df counts it.",
+                &["mountpoint"],
+            ),
+            watermark_ratio: gauge_vec(
+                &r,
+                "shuffle_janitor_watermark_ratio",
+                "Configured watermarks (high, low) as fractions of a filesystem.",
+                &["level"],
+            ),
+            skipped_files: counter_vec(
+                &r,
+                "shuffle_janitor_skipped_files_total",
+                "Files kept although judged, by reason (young, open, protected, changed, unknown).",
+                &["reason"],
+            ),
+            errors: counter_vec(
+                &r,
+                "shuffle_janitor_errors_total",
+                "Errors by operation (walk, stat, unlink, statvfs, watch, config).",
+                &["op"],
+            ),
+            sweeps: counter_vec(
+                &r,
+                "shuffle_janitor_sweeps_total",
+                "Sweeps run, by trigger (startup, interval, pressure, signal).",
+                &["trigger"],
+            ),
+            sweep_duration: {
+                let opts = HistogramOpts::new("shuffle_janitor_sweep_duration_seconds", "Duration of sweeps.")
+                    .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]);
+                let h = Histogram::with_opts(opts).expect("valid metric");
+                r.register(Box::new(h.clone())).expect("registered once");
+                h
+            },
+            last_sweep_timestamp: {
+                let g = Gauge::new(
+                    "shuffle_janitor_last_sweep_timestamp_seconds",
+                    "Unix time at which the last sweep ended.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            unfreed_bytes: int_gauge(
+                &r,
+                "shuffle_janitor_unfreed_bytes",
+                "Bytes of deleted Spark files still held open by a process, so not yet returned to the filesystem.",
+            ),
+            pressure_unmet: gauge_vec(
+                &r,
+                "shuffle_janitor_pressure_unmet",
+                "1 while a filesystem is above the high watermark and nothing more may be deleted.",
+                &["mountpoint"],
+            ),
+            inotify_active: int_gauge(
+                &r,
+                "shuffle_janitor_inotify_active",
+                "1 while open tracking by inotify works, 0 after falling back to timestamps.",
+            ),
+            config_last_reload_successful: int_gauge(
+                &r,
+                "shuffle_janitor_config_last_reload_successful",
+                "1 if the last configuration (re)load succeeded, 0 if it failed and the old one runs on.",
+            ),
+            registry: r,
+        };
+        let build = GaugeVec::new(
+            Opts::new("shuffle_janitor_build_info", "Build of the running daemon; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        m.registry.register(Box::new(build)).expect("registered once");
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("registered once");
+        // Label values known up front are exported at 0, so rate() and alerts work from the start.
+        for r in [Reason::Ttl, Reason::Pressure, Reason::Manual] {
+            m.reclaimed_bytes.with_label_values(&[r.as_str()]);
+        }
+        for s in Skip::ALL {
+            m.skipped_files.with_label_values(&[s.as_str()]);
+        }
+        for op in Op::ALL {
+            m.errors.with_label_values(&[op.as_str()]);
+        }
+        for t in [Trigger::Startup, Trigger::Interval, Trigger::Pressure, Trigger::Signal] {
+            m.sweeps.with_label_values(&[t.as_str()]);
+        }
+        m.config_last_reload_successful.set(1);
+        m
+    }
+
+    pub fn set_watermarks(&self, high: f64, low: f64) {
+        self.watermark_ratio.with_label_values(&["high"]).set(high);
+        self.watermark_ratio.with_label_values(&["low"]).set(low);
+    }
+
+    pub fn error(&self, op: Op) {
+        self.errors.with_label_values(&[op.as_str()]).inc();
+    }
+
+    /// Folds one sweep's report into the metrics.
+    pub fn record_sweep(&self, trigger: Trigger, report: &Report, ended_unix: f64) {
+        self.sweeps.with_label_values(&[trigger.as_str()]).inc();
+        self.sweep_duration.observe(report.duration_seconds);
+        self.last_sweep_timestamp.set(ended_unix);
+        if !report.dry_run {
+            for (reason, kinds) in &report.deleted {
+                for (kind, t) in kinds {
+                    self.reclaimed_bytes
+                        .with_label_values(&[reason.as_str()])
+                        .inc_by(t.bytes);
+                    self.deleted_files
+                        .with_label_values(&[reason.as_str(), kind.as_str()])
+                        .inc_by(t.files);
+                }
+            }
+        }
+        for (skip, n) in &report.skipped {
+            self.skipped_files.with_label_values(&[skip.as_str()]).inc_by(*n);
+        }
+        for (op, n) in &report.errors {
+            self.errors.with_label_values(&[op.as_str()]).inc_by(*n);
+        }
+        // Per-root gauges describe the tree now: reset so vanished roots and kinds disappear.
+        self.oldest_file_age.reset();
+        self.tracked_bytes.reset();
+        self.tracked_files.reset();
+        for root in report.roots.iter().filter(|r| r.present) {
+            let name = root.path.to_string_lossy();
+            let age = root
+                .oldest_kept_last_use
+                .map_or(0.0, |t| ((report.now - t).max(0) as f64) / 1e9);
+            self.oldest_file_age.with_label_values(&[&name]).set(age);
+            for kind in Kind::ALL {
+                let seen = root.kinds.get(&kind).cloned().unwrap_or_default();
+                let gone = if report.dry_run {
+                    Default::default()
+                } else {
+                    root.deleted.get(&kind).copied().unwrap_or_default()
+                };
+                if seen.files == 0 {
+                    continue;
+                }
+                self.tracked_files
+                    .with_label_values(&[&name, kind.as_str()])
+                    .set((seen.files - gone.files) as f64);
+                self.tracked_bytes
+                    .with_label_values(&[&name, kind.as_str()])
+                    .set((seen.bytes - gone.bytes) as f64);
+            }
+        }
+        let mut unmet: BTreeMap<String, f64> = BTreeMap::new();
+        for fs in &report.filesystems {
+            let name = fs.mountpoint.to_string_lossy().into_owned();
+            self.filesystem_used_ratio
+                .with_label_values(&[&name])
+                .set(fs.used_ratio);
+            let v = if fs.shortfall.is_some() && fs.need_reason == Some(Reason::Pressure) {
+                1.0
+            } else {
+                0.0
+            };
+            unmet.insert(name, v);
+        }
+        self.pressure_unmet.reset();
+        for (name, v) in unmet {
+            self.pressure_unmet.with_label_values(&[&name]).set(v);
+        }
+    }
+
+    /// Clears `pressure_unmet` for a filesystem that went back under the high watermark.
+    pub fn pressure_relieved(&self, mountpoint: &str) {
+        if let Ok(g) = self.pressure_unmet.get_metric_with_label_values(&[mountpoint]) {
+            g.set(0.0);
+        }
+    }
+
+    /// The text exposition format and its Content-Type.
+    pub fn render(&self) -> (Vec<u8>, String) {
+        let encoder = TextEncoder::new();
+        let mut buf = Vec::new();
+        encoder
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encoding to memory");
+        (buf, encoder.format_type().to_string())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
