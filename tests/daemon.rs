@@ -1,0 +1,516 @@
+//! The daemon, end to end: the real binary on a temporary config, scraped over HTTP with a real
+//! client, driven by real signals, on real (tmpfs) filesystems where the test runs as root.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustix::process::{Pid, Signal, kill_process};
+
+const BM: &str = "blockmgr-646dd966-f4a1-418b-90b6-9ce0ed5d3da5";
+
+/// The tests here measure latencies: one daemon at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &TestEnv, config: &Path) -> Daemon {
+        let log = env.dir.path().join("daemon.log");
+        let port = free_port();
+        // The test's config names the port by placeholder.
+        let text = std::fs::read_to_string(config)
+            .unwrap()
+            .replace("PORT", &port.to_string());
+        std::fs::write(config, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+            .args(["run", "--log-level", "debug", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the daemon");
+        let d = Daemon { child, port, log };
+        d.wait_for("ready", Duration::from_secs(10), || {
+            d.get("/-/ready").is_some_and(|(s, _, _)| s == 200)
+        });
+        d
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Status, Content-Type and body; `None` when nothing answers.
+    fn get(&self, path: &str) -> Option<(u16, String, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut resp = agent.get(&self.url(path)).call().ok()?;
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = resp.body_mut().read_to_string().ok()?;
+        Some((resp.status().as_u16(), ctype, body))
+    }
+
+    fn metrics(&self) -> String {
+        let (status, _, body) = self.get("/metrics").expect("metrics answer");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// One sample of the scrape: `name` with all of `labels`.
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        sample(&self.metrics(), name, labels)
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill_process(Pid::from_raw(self.child.id() as i32).unwrap(), sig).unwrap();
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !ok() {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; daemon log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_metric(&self, name: &str, labels: &[(&str, &str)], pred: impl Fn(f64) -> bool) -> f64 {
+        let mut last = None;
+        self.wait_for(&format!("{name}{labels:?}"), Duration::from_secs(10), || {
+            last = self.metric(name, labels);
+            last.is_some_and(&pred)
+        });
+        last.unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        let all = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        (n == name && all).then(|| value.parse().unwrap())
+    })
+}
+
+fn config(env: &TestEnv, extra: &str) -> PathBuf {
+    env.config(&format!("{extra}\n[metrics]\nlisten = \"127.0.0.1:PORT\"\n"))
+}
+
+/// A tmpfs mounted by the test (root only), unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            return None;
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs at {}", at.display());
+        Some(Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn metrics_after_a_sweep_match_what_was_deleted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let old = [
+        env.file(&format!("{BM}/0c/shuffle_0_0_0.data"), 5000, 8 * HOUR),
+        env.file(&format!("{BM}/30/shuffle_0_0_0.index"), 16, 8 * HOUR),
+        env.file(
+            &format!("{BM}/13/temp_shuffle_b7d08763-d2f3-4573-95fe-53ce0765f38c"),
+            700,
+            8 * HOUR,
+        ),
+    ];
+    let fresh = env.file(&format!("{BM}/0d/shuffle_0_3_0.index"), 24, 20 * MIN);
+    let young = env.file(&format!("{BM}/1d/shuffle_0_4_0.index"), 24, MIN);
+    let d = Daemon::start(&env, &config(&env, ""));
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+
+    let (status, ctype, text) = d.get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    for p in &old {
+        assert!(!p.exists());
+    }
+    assert!(fresh.exists() && young.exists());
+    let root = env.root().canonicalize().unwrap().display().to_string();
+    let m = |name: &str, labels: &[(&str, &str)]| {
+        sample(&text, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} in\n{text}"))
+    };
+    assert_eq!(m("shuffle_janitor_reclaimed_bytes_total", &[("reason", "ttl")]), 5716.0);
+    assert_eq!(
+        m("shuffle_janitor_reclaimed_bytes_total", &[("reason", "pressure")]),
+        0.0
+    );
+    assert_eq!(m("shuffle_janitor_reclaimed_bytes_total", &[("reason", "manual")]), 0.0);
+    assert_eq!(
+        m(
+            "shuffle_janitor_deleted_files_total",
+            &[("reason", "ttl"), ("kind", "shuffle")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        m(
+            "shuffle_janitor_deleted_files_total",
+            &[("reason", "ttl"), ("kind", "temp")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m("shuffle_janitor_tracked_files", &[("root", &root), ("kind", "shuffle")]),
+        2.0
+    );
+    assert_eq!(
+        m("shuffle_janitor_tracked_bytes", &[("root", &root), ("kind", "shuffle")]),
+        48.0
+    );
+    let oldest = m("shuffle_janitor_oldest_file_age_seconds", &[("root", &root)]);
+    assert!((1200.0..1300.0).contains(&oldest), "the 20-minute-old unit: {oldest}");
+    assert_eq!(m("shuffle_janitor_skipped_files_total", &[("reason", "young")]), 1.0);
+    for reason in ["open", "protected", "changed", "unknown"] {
+        assert_eq!(
+            m("shuffle_janitor_skipped_files_total", &[("reason", reason)]),
+            0.0,
+            "{reason}"
+        );
+    }
+    for op in ["walk", "stat", "unlink", "statvfs", "watch", "config"] {
+        assert_eq!(m("shuffle_janitor_errors_total", &[("op", op)]), 0.0, "{op}");
+    }
+    for trigger in ["interval", "pressure", "signal"] {
+        assert_eq!(
+            m("shuffle_janitor_sweeps_total", &[("trigger", trigger)]),
+            0.0,
+            "{trigger}"
+        );
+    }
+    assert_eq!(m("shuffle_janitor_sweep_duration_seconds_count", &[]), 1.0);
+    let last = m("shuffle_janitor_last_sweep_timestamp_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - 60.0..=now).contains(&last), "{last} vs {now}");
+    let used = sample(&text, "shuffle_janitor_filesystem_used_ratio", &[]).expect("a filesystem");
+    assert!((0.0..=1.0).contains(&used));
+    assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "high")]), 0.85);
+    assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "low")]), 0.75);
+    assert_eq!(m("shuffle_janitor_unfreed_bytes", &[]), 0.0);
+    assert_eq!(m("shuffle_janitor_inotify_active", &[]), 1.0);
+    assert_eq!(m("shuffle_janitor_config_last_reload_successful", &[]), 1.0);
+    assert_eq!(
+        m("shuffle_janitor_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        1.0
+    );
+    assert!(m("process_resident_memory_bytes", &[]) > 0.0);
+    assert!(text.contains("# TYPE shuffle_janitor_pressure_unmet gauge"), "{text}");
+
+    let (status, _, body) = d.get("/-/healthy").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, ctype, body) = d.get("/").unwrap();
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/html"));
+    for link in ["metrics", "-/healthy", "-/ready"] {
+        assert!(body.contains(&format!("href=\"{link}\"")), "{body}");
+    }
+    assert_eq!(d.get("/nope").unwrap().0, 404);
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_one_running() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let cfg = config(&env, "max_age = \"6h\"");
+    let d = Daemon::start(&env, &cfg);
+    let good = std::fs::read_to_string(&cfg).unwrap();
+
+    std::fs::write(
+        &cfg,
+        good.replace(
+            "max_age = \"6h\"",
+            "max_age = \"6h\"\n[watermark]\nlow = 0.9\nhigh = 0.8",
+        ),
+    )
+    .unwrap();
+    d.signal(Signal::HUP);
+    d.wait_metric("shuffle_janitor_config_last_reload_successful", &[], |v| v == 0.0);
+    assert_eq!(d.metric("shuffle_janitor_errors_total", &[("op", "config")]), Some(1.0));
+    assert!(
+        d.log_text()
+            .contains("watermark.low (0.9) must be below watermark.high (0.8)"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.metric("shuffle_janitor_watermark_ratio", &[("level", "low")]),
+        Some(0.75),
+        "old config in force"
+    );
+
+    // Fixed: the new values are in force and the gauge is back to 1.
+    std::fs::write(
+        &cfg,
+        good.replace("max_age = \"6h\"", "max_age = \"6h\"\n[watermark]\nlow = 0.5"),
+    )
+    .unwrap();
+    d.signal(Signal::HUP);
+    d.wait_metric("shuffle_janitor_config_last_reload_successful", &[], |v| v == 1.0);
+    assert_eq!(
+        d.metric("shuffle_janitor_watermark_ratio", &[("level", "low")]),
+        Some(0.5)
+    );
+}
+
+#[test]
+fn sigusr1_sweeps_now_and_sigusr2_purges_to_low() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    // No filesystem is under this low watermark: a purge takes everything past min_age.
+    let d = Daemon::start(
+        &env,
+        &config(&env, "interval = \"1h\"\n[watermark]\nhigh = 0.999\nlow = 0.000001"),
+    );
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+
+    let old = env.file(&format!("{BM}/0c/shuffle_1_0_0.data"), 100, 8 * HOUR);
+    let eligible = env.file(&format!("{BM}/0c/shuffle_1_1_0.data"), 200, HOUR);
+    let young = env.file(&format!("{BM}/0c/shuffle_1_2_0.data"), 300, 2 * MIN);
+    d.signal(Signal::USR1);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
+    assert!(!old.exists(), "SIGUSR1 swept: the old unit is gone");
+    assert!(eligible.exists() && young.exists());
+
+    d.signal(Signal::USR2);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 2.0);
+    assert!(!eligible.exists(), "SIGUSR2 purged a unit older than min_age");
+    assert!(young.exists(), "a purge never takes what is younger than min_age");
+    assert_eq!(
+        d.metric("shuffle_janitor_reclaimed_bytes_total", &[("reason", "manual")]),
+        Some(200.0)
+    );
+    assert_eq!(
+        d.metric("shuffle_janitor_reclaimed_bytes_total", &[("reason", "ttl")]),
+        Some(100.0)
+    );
+}
+
+#[test]
+fn sigterm_stops_the_daemon_with_exit_0_within_5s() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    for i in 0..200 {
+        env.file(&format!("{BM}/{:02x}/shuffle_2_{i}_0.data", i % 64), 10, 8 * HOUR);
+    }
+    let mut d = Daemon::start(&env, &config(&env, ""));
+    let start = Instant::now();
+    d.signal(Signal::TERM);
+    let status = d
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("still running after 5 s:\n{}", d.log_text()));
+    assert!(status.success(), "{status:?}: {}", d.log_text());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(d.log_text().contains("shuffle-janitor stopped"));
+}
+
+#[test]
+fn a_nearly_full_filesystem_is_brought_under_low_fast_and_nothing_young_goes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let Some(_fs) = Tmpfs::mount(&env.root(), "size=64m") else {
+        eprintln!("SKIPPED a_nearly_full_filesystem: mounting a tmpfs needs root");
+        return;
+    };
+    const MB: usize = 1 << 20;
+    // 44 MiB of map outputs last used two hours ago (older than min_age, younger than max_age),
+    // and 4 MiB written a minute ago: 75 % of 64 MiB, under the high watermark.
+    let mut aged = Vec::new();
+    for i in 0..44 {
+        aged.push(env.file(
+            &format!("{BM}/{:02x}/shuffle_0_{i}_0.data", i % 64),
+            MB,
+            2 * HOUR + i as u32 * MIN,
+        ));
+        aged.push(env.file(
+            &format!("{BM}/{:02x}/shuffle_0_{i}_0.index", (i + 7) % 64),
+            64,
+            2 * HOUR + i as u32 * MIN,
+        ));
+    }
+    let mut young: Vec<PathBuf> = (0..4)
+        .map(|i| env.file(&format!("{BM}/3f/shuffle_1_{i}_0.data"), MB, MIN))
+        .collect();
+    // Default settings (poll every 5 s, high 0.85, low 0.75) but for the roots and the port.
+    let d = Daemon::start(&env, &config(&env, ""));
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    assert!(aged.iter().all(|p| p.exists()), "below high, nothing but TTL goes");
+    let usage = || shuffle_janitor::disk::usage(&env.root()).unwrap().ratio();
+    assert!(usage() < 0.85, "{}", usage());
+
+    // A new executor writes 10 MiB: past the high watermark.
+    let new_store = "blockmgr-0be8a54c-b7f5-4f0e-b4c1-9f86469369af";
+    for i in 0..10 {
+        young.push(env.file(
+            &format!("{new_store}/{:02x}/shuffle_0_{i}_0.data", i),
+            MB,
+            Duration::ZERO,
+        ));
+    }
+    let crossed = Instant::now();
+    let above = usage();
+    assert!(above >= 0.85, "the test must cross high: {above}");
+    let first = loop {
+        if aged.iter().any(|p| !p.exists()) {
+            break crossed.elapsed();
+        }
+        assert!(
+            crossed.elapsed() < Duration::from_secs(10),
+            "nothing deleted:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    d.wait_for("use under low", Duration::from_secs(10), || usage() <= 0.75);
+    let under = crossed.elapsed();
+    eprintln!("tmpfs at {above:.3} of 64 MiB: first deletion after {first:?}, under low after {under:?}");
+    assert!(
+        first <= Duration::from_secs(2),
+        "from crossing high to the first deletion: {first:?}"
+    );
+    for p in &young {
+        assert!(p.exists(), "{} is younger than min_age", p.display());
+    }
+    // Least recently used first (unit i was last used 2 h + i minutes ago), and whole units.
+    let gone: Vec<usize> = (0..44).filter(|i| !aged[2 * i].exists()).collect();
+    assert!(!gone.is_empty());
+    assert_eq!(gone, (44 - gone.len()..44).collect::<Vec<_>>(), "oldest first");
+    for i in 0..44 {
+        assert_eq!(aged[2 * i].exists(), aged[2 * i + 1].exists(), "unit {i} whole");
+    }
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "pressure")], |v| v >= 1.0);
+    assert!(
+        d.metric("shuffle_janitor_reclaimed_bytes_total", &[("reason", "pressure")])
+            .unwrap()
+            > 0.0
+    );
+    let ratio = d.wait_metric("shuffle_janitor_filesystem_used_ratio", &[], |v| v <= 0.75);
+    assert!(ratio > 0.5, "it stops at low: {ratio}");
+}
+
+#[test]
+fn a_map_output_read_after_its_mtime_survives_a_ttl_its_mtime_alone_would_fail() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    // On a noatime mount a read does not move atime; without root (no mount), leaving atime out
+    // of age_basis makes the same point.
+    let fs = Tmpfs::mount(&env.root(), "size=16m,noatime");
+    let basis = if fs.is_some() { "" } else { "age_basis = [\"mtime\"]" };
+    let read = [
+        env.file(&format!("{BM}/0c/shuffle_3_0_0.data"), 100, Duration::ZERO),
+        env.file(&format!("{BM}/30/shuffle_3_0_0.index"), 16, Duration::ZERO),
+    ];
+    let unread = [
+        env.file(&format!("{BM}/0d/shuffle_3_1_0.data"), 100, Duration::ZERO),
+        env.file(&format!("{BM}/31/shuffle_3_1_0.index"), 16, Duration::ZERO),
+    ];
+    let t0 = Instant::now();
+    let d = Daemon::start(
+        &env,
+        &config(
+            &env,
+            &format!("max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\n{basis}"),
+        ),
+    );
+    assert_eq!(d.metric("shuffle_janitor_inotify_active", &[]), Some(1.0));
+
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t0.elapsed()));
+    for p in &read {
+        let before = std::fs::metadata(p).unwrap();
+        std::fs::read(p).unwrap();
+        if fs.is_some() {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(
+                std::fs::metadata(p).unwrap().atime(),
+                before.atime(),
+                "noatime: atime does not move"
+            );
+        }
+    }
+    // At 8 s the unread unit is 8 s past its write (TTL 6 s); the read one only 5 s past its read.
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(t0.elapsed()));
+    assert!(
+        unread.iter().all(|p| !p.exists()),
+        "never read: deleted by TTL\n{}",
+        d.log_text()
+    );
+    assert!(
+        read.iter().all(|p| p.exists()),
+        "read at 3 s: still in use\n{}",
+        d.log_text()
+    );
+    // And it is tracked, not exempt: 6 s after its read it goes too.
+    d.wait_for("the read unit's TTL", Duration::from_secs(6), || {
+        read.iter().all(|p| !p.exists())
+    });
+}
