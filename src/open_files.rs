@@ -1,8 +1,9 @@
 //! Which files some process holds open, read from `/proc/*/fd` once per sweep.
 //!
 //! Unlinking an open file frees nothing until it is closed, and a file held open is in use, so
-//! with `skip_open_files` such units are kept (reason `open`). Reading another user's fds needs
-//! root or `CAP_SYS_PTRACE`; processes that cannot be read are counted so the sweep can say so.
+//! with `skip_open_files` such units are kept (reason `open`). Following another user's fds needs
+//! `CAP_SYS_PTRACE` (root without it may list them but not stat them); processes whose fds cannot
+//! be read are counted so the sweep can say so.
 
 use std::collections::HashSet;
 use std::io;
@@ -34,15 +35,21 @@ impl OpenFiles {
                 }
                 Err(_) => continue, // the process exited meanwhile
             };
+            let mut refused = false;
             for fd in fds.flatten() {
                 // stat follows the magic link to the open file itself.
-                if let Ok(m) = std::fs::metadata(fd.path()) {
-                    use std::os::unix::fs::MetadataExt;
-                    if m.is_file() && devs.contains(&m.dev()) {
-                        open.files.insert((m.dev(), m.ino()));
+                match std::fs::metadata(fd.path()) {
+                    Ok(m) => {
+                        use std::os::unix::fs::MetadataExt;
+                        if m.is_file() && devs.contains(&m.dev()) {
+                            open.files.insert((m.dev(), m.ino()));
+                        }
                     }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
+                    Err(_) => {} // closed meanwhile, or not a file
                 }
             }
+            open.unreadable += usize::from(refused);
         }
         Ok(open)
     }
@@ -60,6 +67,13 @@ pub fn unfreed_bytes(proc: &Path, roots: &[std::path::PathBuf]) -> u64 {
     let mut bytes = 0;
     let Ok(procs) = std::fs::read_dir(proc) else { return 0 };
     for p in procs.flatten() {
+        if !p
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
         let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
             continue;
         };

@@ -66,7 +66,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
                 if open.unreadable > 0 {
                     warn!(
                         processes = open.unreadable,
-                        "cannot read the open files of some processes (needs root or CAP_SYS_PTRACE); \
+                        "cannot read the open files of some processes (needs CAP_SYS_PTRACE); \
                          files they hold open may be deleted (their space returns when they close them)"
                     );
                 }
