@@ -65,11 +65,11 @@ fn main() {
         let mut in_store = 0;
         let mut map = 0u64;
         while in_store < per_store && made < files {
-            let t = if map % 2 == 0 { old } else { fresh };
+            let t = if map.is_multiple_of(2) { old } else { fresh };
             let r = rng.next() % 100;
             let names: Vec<(String, usize)> = if r < 5 {
                 vec![(format!("temp_shuffle_{}", rng.uuid()), 512)]
-            } else if r < 6 && map % 10 == 0 {
+            } else if r < 6 && map.is_multiple_of(10) {
                 vec![(format!("core.{map}"), 64)] // not Spark's: never touched
             } else {
                 let stem = format!("shuffle_{}_{}_0", map % 7, map);
