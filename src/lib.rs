@@ -7,8 +7,9 @@
 //! - [`config`]: TOML file -> parsed [`config::RawConfig`] -> validated [`config::Config`].
 //! - [`spark`]: Spark's directory layouts and block file names (pure).
 //! - [`policy`]: units, TTL, floor, pressure and purge -> verdicts (pure, property-tested).
-//! - [`scan`]: walks the roots once, one `lstat` per Spark file, errors as values.
-//! - [`delete`]: safe unlink: directory fds opened without following symlinks, re-stat, `unlinkat`.
+//! - [`scan`]: walks the roots once to find the block stores, errors as values.
+//! - [`store_dir`]: one store read and deleted in through directory fds opened without following
+//!   symlinks: `getdents`, one `fstatat` per Spark file, re-stat before `unlinkat`.
 //! - [`disk`]: statvfs, mountinfo, file timestamps.
 //! - [`open_files`]: which files processes hold open (`/proc/*/fd`).
 //! - [`opens`]: when each unit was last opened, as the daemon's inotify watch saw it.
@@ -20,7 +21,6 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod delete;
 pub mod disk;
 pub mod open_files;
 pub mod opens;
@@ -28,4 +28,5 @@ pub mod policy;
 pub mod report;
 pub mod scan;
 pub mod spark;
+pub mod store_dir;
 pub mod sweep;

@@ -246,6 +246,16 @@ impl<H> Planner<H> {
         self.freed = self.freed.saturating_add(bytes);
     }
 
+    /// Takes over what another planner of the same filesystem saw (the sweep reads stores on
+    /// several threads, each with its own planner).
+    pub fn absorb(&mut self, other: Planner<H>) {
+        self.freed = self.freed.saturating_add(other.freed);
+        self.held.young_bytes += other.held.young_bytes;
+        self.held.open_bytes += other.held.open_bytes;
+        self.held.protected_bytes += other.held.protected_bytes;
+        self.pool.extend(other.pool);
+    }
+
     /// Takes pooled units, least recently used first, until the projected use is at the low
     /// watermark.
     pub fn finish(mut self) -> Selection<H> {
@@ -423,6 +433,22 @@ mod tests {
         p.offer(&unit(100), || 0);
         p.offer(&unit(200), || 1);
         assert_eq!(p.finish().chosen, [1]);
+    }
+
+    #[test]
+    fn planners_of_one_filesystem_merge_into_one_order() {
+        let need = Some((250, Reason::Pressure));
+        let (mut a, mut b) = (Planner::new(rules(), NOW, need), Planner::new(rules(), NOW, need));
+        a.offer(&unit(20), || 0);
+        a.offer(&unit(300), || 1);
+        b.offer(&unit(100), || 2);
+        b.offer(&unit(200), || 3);
+        b.offer(&unit(5), || 4);
+        a.freed(50);
+        a.absorb(b);
+        let s = a.finish();
+        assert_eq!(s.chosen, [1, 3], "300 and 200 minutes, plus the 50 bytes freed by TTL");
+        assert_eq!(s.spared, [2, 0]);
     }
 
     #[test]

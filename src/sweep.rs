@@ -1,26 +1,28 @@
-//! One sweep: resolve the roots, then for each filesystem (in parallel) walk its roots, judge
-//! each store's units as it is read, delete the TTL ones at once, and let pressure take the
-//! least recently used of the rest. Used by `sweep`, `report` and the daemon.
+//! One sweep: resolve the roots, then for each filesystem (in parallel) walk its roots to find
+//! the block stores, read and judge each store on a worker thread, delete its TTL units at
+//! once, and finally let pressure take the least recently used of the rest. Used by `sweep`,
+//! `report` and the daemon.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
 use crate::config::{self, Config};
-use crate::delete::{self, Failure, StoreDir};
 use crate::disk::{self, Mounts};
 use crate::open_files::OpenFiles;
 use crate::opens::OpenLog;
 use crate::policy::{self, Mode, Nanos, Planner, Reason, Rules, Skip, UnitFacts, Verdict};
 use crate::report::{Candidate, FsReport, Op, Report, RootReport, Tally};
-use crate::scan::{self, ScanOp, Store, StoreFile, Visitor};
+use crate::scan::{self, Visitor};
+use crate::store_dir::{self, Failure, StoreDir, StoreFile};
 
 /// How to run a sweep (the config says the rest).
 #[derive(Clone, Debug)]
@@ -41,6 +43,40 @@ struct Root {
     dev: u64,
 }
 
+/// What every thread of one sweep shares.
+struct Ctx<'a> {
+    cfg: &'a Config,
+    dry_run: bool,
+    purge: bool,
+    list_files: bool,
+    opens: Option<&'a OpenLog>,
+    now: Nanos,
+    roots: &'a [Root],
+    open: Option<&'a OpenFiles>,
+    /// `skip_open_files` is on but `/proc` could not be read: every unit counts as open.
+    open_unknown: bool,
+    cancel: &'a AtomicBool,
+}
+
+impl Ctx<'_> {
+    /// An empty report whose roots are indexed like `roots`, so a store's root index finds its
+    /// entry; reports of threads are merged by root path.
+    fn report(&self) -> Report {
+        Report {
+            roots: self
+                .roots
+                .iter()
+                .map(|r| RootReport::new(r.path.clone(), true, None))
+                .collect(),
+            ..Report::new(self.dry_run, self.purge, self.now)
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
 /// Runs one sweep. `cancel` is checked between units; a cancelled sweep reports what it did.
 pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
     let started = Instant::now();
@@ -53,8 +89,8 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
     });
     let roots = present_roots(cfg, &mounts, &mut report);
 
-    // Roots grouped by filesystem: pressure is per filesystem, and filesystems are walked in
-    // parallel (different disks); roots on one filesystem are walked one after the other.
+    // Roots grouped by filesystem: pressure is per filesystem, and filesystems are swept in
+    // parallel (different disks).
     let mut by_dev: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, r) in roots.iter().enumerate() {
         by_dev.entry(r.dev).or_default().push(i);
@@ -66,8 +102,8 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
                 if open.unreadable > 0 {
                     warn!(
                         processes = open.unreadable,
-                        "cannot read the open files of some processes (needs CAP_SYS_PTRACE); \
-                         files they hold open may be deleted (their space returns when they close them)"
+                        "cannot read the open files of some processes (needs CAP_SYS_PTRACE); files they \
+                         hold open may be deleted (their space returns when they close them)"
                     );
                 }
                 Some(open)
@@ -82,35 +118,28 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         None
     };
     report.open_files_unreadable = open.as_ref().map_or(0, |o| o.unreadable);
-    let open_unknown = cfg.skip_open_files && open.is_none();
-
+    let ctx = Ctx {
+        cfg,
+        dry_run,
+        purge: opts.mode == Mode::Purge,
+        list_files: opts.list_files,
+        opens: opts.opens.as_deref(),
+        now,
+        roots: &roots,
+        open: open.as_ref(),
+        open_unknown: cfg.skip_open_files && open.is_none(),
+        cancel,
+    };
+    // Reading a store is mostly syscalls that run in parallel in the kernel: a few workers per
+    // filesystem (one walks, the others read and delete).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let parts: Vec<Report> = std::thread::scope(|s| {
         let handles: Vec<_> = by_dev
             .iter()
             .map(|(&dev, idx)| {
-                let fs = FsSweep {
-                    cfg,
-                    dry_run,
-                    list_files: opts.list_files,
-                    opens: opts.opens.as_deref(),
-                    now,
-                    roots: &roots,
-                    open: open.as_ref(),
-                    open_unknown,
-                    cancel,
-                    report: Report {
-                        // Indexed like `roots`, so a store's root index finds its entry.
-                        roots: roots
-                            .iter()
-                            .map(|r| RootReport::new(r.path.clone(), true, None))
-                            .collect(),
-                        ..Report::new(dry_run, opts.mode == Mode::Purge, now)
-                    },
-                    planner: Planner::new(rules(cfg), now, None),
-                    first_errors: Vec::new(),
-                };
                 let mountpoint = mount_point(&mounts, &roots[idx[0]].path, dev);
-                s.spawn(move || fs.run(idx, opts.mode, mountpoint))
+                let ctx = &ctx;
+                s.spawn(move || sweep_filesystem(ctx, idx, opts.mode, mountpoint, workers))
             })
             .collect();
         handles
@@ -121,6 +150,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
     for part in parts {
         report.merge(part);
     }
+    report.cancelled |= cancel.load(Ordering::Relaxed);
     report.duration_seconds = started.elapsed().as_secs_f64();
     let total = report.deleted_total();
     info!(
@@ -247,6 +277,114 @@ fn present_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<Root
     roots
 }
 
+/// Sweeps the roots of one filesystem: its usage decides the pressure; a walker finds stores and
+/// `workers` threads read, judge and TTL-delete them; then pressure picks from what all of them
+/// pooled.
+fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: PathBuf, workers: usize) -> Report {
+    let probe = &ctx.roots[root_indices[0]].path;
+    let mut fs = FsReport {
+        mountpoint,
+        used_ratio: 0.0,
+        need_bytes: 0,
+        need_reason: None,
+        shortfall: None,
+    };
+    let mut walker = Walker {
+        tx: None,
+        report: ctx.report(),
+        first_errors: Vec::new(),
+        cancel: ctx.cancel,
+    };
+    let mut need = None;
+    match disk::usage(probe) {
+        Ok(usage) => {
+            fs.used_ratio = usage.ratio();
+            let wm = ctx.cfg.watermark;
+            need = policy::pressure_need(usage, wm.high, wm.low, mode);
+            if let Some((bytes, reason)) = need {
+                info!(mountpoint = %fs.mountpoint.display(), used = usage.ratio(), need_bytes = bytes,
+                      reason = reason.as_str(), "filesystem must shed load");
+                fs.need_bytes = bytes;
+                fs.need_reason = Some(reason);
+            }
+        }
+        Err(e) => log_error(&mut walker.first_errors, &mut walker.report, Op::Statvfs, probe, &e),
+    }
+
+    let (tx, rx) = sync_channel::<(usize, PathBuf)>(workers * 4);
+    let rx = Mutex::new(rx);
+    walker.tx = Some(tx);
+    let mut done: Vec<Worker> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = &rx;
+                s.spawn(move || Worker::new(ctx, need).drain(rx))
+            })
+            .collect();
+        let all: Vec<PathBuf> = ctx.roots.iter().map(|r| r.path.clone()).collect();
+        for &i in root_indices {
+            let root = &ctx.roots[i].path;
+            let nested: Vec<PathBuf> = all.iter().filter(|p| *p != root).cloned().collect();
+            if scan::walk_root(root, i, &nested, &mut walker).is_break() {
+                break;
+            }
+        }
+        walker.tx = None; // the workers finish what is queued, then stop
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a sweep worker panicked"))
+            .collect()
+    });
+
+    // One worker takes over the others' planners and deletes what pressure chooses.
+    let mut main = done.pop().expect("at least one worker");
+    for w in done {
+        main.report.merge(w.report);
+        main.planner.absorb(w.planner);
+    }
+    main.report.merge(walker.report);
+    let mut report = main.pressure(fs);
+    report.cancelled |= ctx.cancelled();
+    report
+}
+
+/// The walking thread: hands stores to the workers.
+struct Walker<'a> {
+    tx: Option<SyncSender<(usize, PathBuf)>>,
+    report: Report,
+    first_errors: Vec<Op>,
+    cancel: &'a AtomicBool,
+}
+
+impl Visitor for Walker<'_> {
+    fn store(&mut self, root: usize, rel: PathBuf) -> ControlFlow<()> {
+        let tx = self.tx.as_ref().expect("walking");
+        if self.cancel.load(Ordering::Relaxed) || tx.send((root, rel)).is_err() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn unknown(&mut self) {
+        self.report.skip(Skip::Unknown, 1);
+    }
+
+    fn error(&mut self, path: &Path, error: &io::Error) {
+        log_error(&mut self.first_errors, &mut self.report, Op::Walk, path, error);
+    }
+}
+
+/// Counts an error; logs the first of each operation (per thread) at warn with its path.
+fn log_error(first: &mut Vec<Op>, report: &mut Report, op: Op, path: &Path, e: &dyn std::fmt::Display) {
+    report.error(op);
+    if first.contains(&op) {
+        debug!(op = op.as_str(), path = %path.display(), error = %e, "error");
+    } else {
+        first.push(op);
+        warn!(op = op.as_str(), path = %path.display(), error = %e, "error (further ones of this kind at debug)");
+    }
+}
+
 /// A unit waiting for pressure's decision: where it is and its files.
 struct Pooled {
     store: Arc<StoreMeta>,
@@ -263,69 +401,159 @@ struct StoreMeta {
     subdirs: Vec<Box<str>>,
 }
 
-/// The sweep of one filesystem, on its own thread.
-struct FsSweep<'a> {
-    cfg: &'a Config,
-    dry_run: bool,
-    list_files: bool,
-    opens: Option<&'a OpenLog>,
-    now: Nanos,
-    roots: &'a [Root],
-    open: Option<&'a OpenFiles>,
-    /// `skip_open_files` is on but `/proc` could not be read: every unit counts as open.
-    open_unknown: bool,
-    cancel: &'a AtomicBool,
+/// Reads, judges and deletes in stores, on one thread.
+struct Worker<'a> {
+    ctx: &'a Ctx<'a>,
     report: Report,
     planner: Planner<Pooled>,
-    /// Operations that already logged their first error (later ones go to debug).
     first_errors: Vec<Op>,
+    /// getdents' buffer, reused for every directory.
+    buf: Vec<u8>,
 }
 
-impl FsSweep<'_> {
-    fn run(mut self, root_indices: &[usize], mode: Mode, mountpoint: PathBuf) -> Report {
-        let probe = &self.roots[root_indices[0]].path;
-        let mut fs = FsReport {
-            mountpoint,
-            used_ratio: 0.0,
-            need_bytes: 0,
-            need_reason: None,
-            shortfall: None,
+impl<'a> Worker<'a> {
+    fn new(ctx: &'a Ctx<'a>, need: Option<(u64, Reason)>) -> Self {
+        Worker {
+            ctx,
+            report: ctx.report(),
+            planner: Planner::new(rules(ctx.cfg), ctx.now, need),
+            first_errors: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn drain(mut self, rx: &Mutex<Receiver<(usize, PathBuf)>>) -> Self {
+        loop {
+            let job = rx.lock().expect("queue poisoned").recv();
+            match job {
+                Ok((root, rel)) if !self.ctx.cancelled() => self.store(root, rel),
+                Ok(_) => {} // cancelled: let the walker's queue drain
+                Err(_) => return self,
+            }
+        }
+    }
+
+    fn error(&mut self, op: Op, path: &Path, e: &dyn std::fmt::Display) {
+        log_error(&mut self.first_errors, &mut self.report, op, path, e);
+    }
+
+    /// Records a kept unit of a deletable kind for the root's oldest-kept age.
+    fn kept(&mut self, store: &StoreMeta, facts: &UnitFacts) {
+        let root = &mut self.report.roots[store.root];
+        root.oldest_kept_last_use = Some(
+            root.oldest_kept_last_use
+                .map_or(facts.last_use, |o| o.min(facts.last_use)),
+        );
+    }
+
+    /// Whether a protect glob matches `root`, or a directory below it on the way to `rel`.
+    fn protected_dir(&self, root: &Path, rel: &Path) -> bool {
+        let protect = &self.ctx.cfg.protect;
+        let mut p = root.to_path_buf();
+        protect.matches(&p)
+            || rel.components().any(|c| {
+                p.push(c);
+                protect.matches(&p)
+            })
+    }
+
+    /// Reads one store, judges its units, deletes the TTL ones and pools the rest for pressure.
+    fn store(&mut self, root: usize, rel: PathBuf) {
+        let ctx = self.ctx;
+        let root_path = &ctx.roots[root].path;
+        let dev = ctx.roots[root].dev;
+        let mut dir = match StoreDir::open(root_path, &rel, dev) {
+            Ok(d) => d,
+            // Replaced by a symlink, moved to another filesystem or gone since the walk saw it.
+            Err(e) if store_dir::open_failure_is_change(&e) => return self.report.skip(Skip::Unknown, 1),
+            Err(e) => return self.error(Op::Walk, &root_path.join(&rel), &e),
         };
-        match disk::usage(probe) {
-            Ok(usage) => {
-                fs.used_ratio = usage.ratio();
-                let wm = self.cfg.watermark;
-                let need = policy::pressure_need(usage, wm.high, wm.low, mode);
-                if let Some((bytes, reason)) = need {
-                    info!(mountpoint = %fs.mountpoint.display(), used = usage.ratio(), need_bytes = bytes,
-                          reason = reason.as_str(), "filesystem must shed load");
-                    fs.need_bytes = bytes;
-                    fs.need_reason = Some(reason);
+        let listing = dir.read(&mut self.buf);
+        self.report.skip(Skip::Unknown, listing.unknown);
+        for (failure, sub, e) in &listing.errors {
+            let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
+            self.error(op, &root_path.join(&rel).join(sub), e);
+        }
+        let store_path = root_path.join(&rel);
+        let protect_on = !ctx.cfg.protect.is_empty();
+        let store_protected = protect_on && self.protected_dir(root_path, &rel);
+        let subdir_protected: Vec<bool> = listing
+            .subdirs
+            .iter()
+            .map(|d| protect_on && !store_protected && ctx.cfg.protect.matches(&store_path.join(&**d)))
+            .collect();
+        let mut files = listing.files;
+        let meta = Arc::new(StoreMeta {
+            root,
+            rel,
+            dev,
+            subdirs: listing.subdirs,
+        });
+        let units = policy::group_units(&mut files, StoreFile::stem);
+        let basis = &ctx.cfg.age_basis;
+        let mut dir = Some((meta.clone(), dir));
+        for range in units {
+            if ctx.cancelled() {
+                return;
+            }
+            let unit = &files[range];
+            let mut facts = UnitFacts {
+                kind: unit[0].kind,
+                last_use: Nanos::MIN,
+                bytes: 0,
+                protected: store_protected,
+                open: ctx.open_unknown,
+            };
+            for f in unit {
+                let last_use = f.stat.last_use(basis);
+                facts.last_use = facts.last_use.max(last_use);
+                facts.bytes += f.stat.alloc;
+                facts.protected |= subdir_protected[f.subdir as usize]
+                    || (protect_on && ctx.cfg.protect.matches(&file_path(root_path, &meta, f)));
+                facts.open |= ctx.open.is_some_and(|o| o.contains(f.stat.dev, f.stat.ino));
+                self.report.roots[root]
+                    .kinds
+                    .entry(f.kind)
+                    .or_default()
+                    .add(f.stat.size, last_use, ctx.now);
+            }
+            if let Some(opened) = ctx.opens.and_then(|o| o.last_open(&store_path, unit[0].stem())) {
+                facts.last_use = facts.last_use.max(opened);
+            }
+            let pooled = || Pooled {
+                store: meta.clone(),
+                files: unit.to_vec(),
+                facts,
+            };
+            match self.planner.offer(&facts, pooled) {
+                Verdict::Delete(reason) => match self.delete(&meta, unit, &facts, reason, &mut dir) {
+                    Some(freed) => self.planner.freed(freed),
+                    None => self.kept(&meta, &facts),
+                },
+                Verdict::Keep(why) => {
+                    self.report.skip(why, unit.len() as u64);
+                    self.kept(&meta, &facts);
                 }
-                self.planner = Planner::new(rules(self.cfg), self.now, need);
-            }
-            Err(e) => self.error(Op::Statvfs, probe, &e),
-        }
-
-        let nested: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
-        for &i in root_indices {
-            let root = &self.roots[i];
-            let skip: Vec<PathBuf> = nested.iter().filter(|p| **p != root.path).cloned().collect();
-            if scan::walk_root(&root.path, i, root.dev, &skip, &mut self).is_break() {
-                break;
+                Verdict::Eligible if !self.planner.under_pressure() => self.kept(&meta, &facts),
+                Verdict::Eligible | Verdict::Exempt => {}
             }
         }
+    }
 
-        let planner = std::mem::replace(&mut self.planner, Planner::new(rules(self.cfg), self.now, None));
+    /// Deletes what pressure chooses among the pooled units, least recently used first.
+    fn pressure(mut self, mut fs: FsReport) -> Report {
+        let planner = std::mem::replace(&mut self.planner, Planner::new(rules(self.ctx.cfg), self.ctx.now, None));
         let selection = planner.finish();
         let mut dir: Option<(Arc<StoreMeta>, StoreDir)> = None;
         for unit in selection.chosen {
-            if self.cancelled() {
+            if self.ctx.cancelled() {
                 break;
             }
             let reason = selection.reason.expect("chosen units have a reason");
-            let freed = self.delete(&unit.store, &unit.files, &unit.facts, reason, &mut dir);
-            if freed.is_none() {
+            if self
+                .delete(&unit.store, &unit.files, &unit.facts, reason, &mut dir)
+                .is_none()
+            {
                 self.kept(&unit.store, &unit.facts);
             }
         }
@@ -347,122 +575,9 @@ impl FsSweep<'_> {
         self.report
     }
 
-    fn cancelled(&mut self) -> bool {
-        let c = self.cancel.load(Ordering::Relaxed);
-        self.report.cancelled |= c;
-        c
-    }
-
-    /// Counts an error; logs the first of each operation at warn with its path.
-    fn error(&mut self, op: Op, path: &Path, e: &dyn std::fmt::Display) {
-        self.report.error(op);
-        if self.first_errors.contains(&op) {
-            debug!(op = op.as_str(), path = %path.display(), error = %e, "error");
-        } else {
-            self.first_errors.push(op);
-            warn!(op = op.as_str(), path = %path.display(), error = %e, "error (further ones of this kind at debug)");
-        }
-    }
-
-    /// Records a kept unit of a deletable kind for the root's oldest-kept age.
-    fn kept(&mut self, store: &StoreMeta, facts: &UnitFacts) {
-        let root = &mut self.report.roots[store.root];
-        root.oldest_kept_last_use = Some(
-            root.oldest_kept_last_use
-                .map_or(facts.last_use, |o| o.min(facts.last_use)),
-        );
-    }
-
-    /// Whether a protect glob matches `path` or a directory above it below its root.
-    fn protected_dir(&self, root: &Path, rel: &Path) -> bool {
-        let protect = &self.cfg.protect;
-        let mut p = root.to_path_buf();
-        protect.matches(&p)
-            || rel.components().any(|c| {
-                p.push(c);
-                protect.matches(&p)
-            })
-    }
-
-    fn process_store(&mut self, store: Store) -> ControlFlow<()> {
-        let root_path = self.roots[store.root].path.clone();
-        let protect_on = !self.cfg.protect.is_empty();
-        let store_protected = protect_on && self.protected_dir(&root_path, &store.rel);
-        let subdir_protected: Vec<bool> = store
-            .subdirs
-            .iter()
-            .map(|d| protect_on && !store_protected && self.cfg.protect.matches(&root_path.join(&store.rel).join(&**d)))
-            .collect();
-        let Store {
-            root,
-            rel,
-            dev,
-            subdirs,
-            mut files,
-        } = store;
-        let meta = Arc::new(StoreMeta {
-            root,
-            rel,
-            dev,
-            subdirs,
-        });
-        let units = policy::group_units(&mut files, StoreFile::stem);
-        let basis = &self.cfg.age_basis;
-        let store_path = self.opens.map(|_| root_path.join(&meta.rel));
-        let mut dir: Option<(Arc<StoreMeta>, StoreDir)> = None;
-        for range in units {
-            if self.cancelled() {
-                return ControlFlow::Break(());
-            }
-            let unit = &files[range];
-            let mut facts = UnitFacts {
-                kind: unit[0].kind,
-                last_use: Nanos::MIN,
-                bytes: 0,
-                protected: store_protected,
-                open: self.open_unknown,
-            };
-            for f in unit {
-                let last_use = f.stat.last_use(basis);
-                facts.last_use = facts.last_use.max(last_use);
-                facts.bytes += f.stat.alloc;
-                facts.protected |= subdir_protected[f.subdir as usize]
-                    || (protect_on && self.cfg.protect.matches(&file_path(&root_path, &meta, f)));
-                facts.open |= self.open.is_some_and(|o| o.contains(f.stat.dev, f.stat.ino));
-                self.report.roots[meta.root]
-                    .kinds
-                    .entry(f.kind)
-                    .or_default()
-                    .add(f.stat.size, last_use, self.now);
-            }
-            if let (Some(opens), Some(store_path)) = (self.opens, &store_path)
-                && let Some(opened) = opens.last_open(store_path, unit[0].stem())
-            {
-                facts.last_use = facts.last_use.max(opened);
-            }
-            let pooled = || Pooled {
-                store: meta.clone(),
-                files: unit.to_vec(),
-                facts,
-            };
-            match self.planner.offer(&facts, pooled) {
-                Verdict::Delete(reason) => match self.delete(&meta, unit, &facts, reason, &mut dir) {
-                    Some(freed) => self.planner.freed(freed),
-                    None => self.kept(&meta, &facts),
-                },
-                Verdict::Keep(why) => {
-                    self.report.skip(why, unit.len() as u64);
-                    self.kept(&meta, &facts);
-                }
-                Verdict::Eligible if !self.planner.under_pressure() => self.kept(&meta, &facts),
-                Verdict::Eligible | Verdict::Exempt => {}
-            }
-        }
-        ControlFlow::Continue(())
-    }
-
     /// Deletes one unit (or, in a dry run, lists it). Returns the allocated bytes freed, or
-    /// `None` when the unit was kept (changed since it was judged, or an error).
+    /// `None` when the unit was kept (changed since it was judged, or an error). `dir` caches
+    /// the open store, re-opened when the unit is in another one.
     fn delete(
         &mut self,
         store: &Arc<StoreMeta>,
@@ -471,41 +586,42 @@ impl FsSweep<'_> {
         reason: Reason,
         dir: &mut Option<(Arc<StoreMeta>, StoreDir)>,
     ) -> Option<u64> {
-        let root = self.roots[store.root].path.clone();
-        let age_seconds = (self.now.saturating_sub(facts.last_use).max(0) / 1_000_000_000) as u64;
-        if self.dry_run {
+        let root = &self.ctx.roots[store.root].path;
+        let age_seconds = (self.ctx.now.saturating_sub(facts.last_use).max(0) / 1_000_000_000) as u64;
+        if self.ctx.dry_run {
             for f in files {
-                self.deleted(&root, store, f, reason, age_seconds);
+                self.deleted(root, store, f, reason, age_seconds);
             }
             return Some(facts.bytes);
         }
         if !dir.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, store)) {
-            match StoreDir::open(&root, &store.rel, store.dev, store.subdirs.len()) {
+            *dir = None;
+            match StoreDir::open(root, &store.rel, store.dev) {
                 Ok(d) => *dir = Some((store.clone(), d)),
                 Err(e) => {
                     let path = root.join(&store.rel);
-                    if delete::open_failure_is_change(&e) {
+                    if store_dir::open_failure_is_change(&e) {
                         debug!(path = %path.display(), error = %e, "store changed since the walk; kept");
                         self.report.skip(Skip::Changed, files.len() as u64);
                     } else {
                         self.error(Op::Unlink, &path, &e);
                     }
-                    *dir = None;
                     return None;
                 }
             }
         }
         let (_, handle) = dir.as_mut().expect("opened above");
-        let outcome = handle.delete_unit(&store.subdirs, files, &self.cfg.age_basis, facts.last_use);
+        let outcome = handle.delete_unit(&store.subdirs, files, &self.ctx.cfg.age_basis, facts.last_use);
         for (i, failure, e) in &outcome.errors {
             let op = match failure {
+                Failure::Walk => Op::Walk,
                 Failure::Stat => Op::Stat,
                 Failure::Unlink => Op::Unlink,
             };
-            self.error(op, &file_path(&root, store, &files[*i]), e);
+            self.error(op, &file_path(root, store, &files[*i]), e);
         }
         if outcome.changed {
-            debug!(path = %file_path(&root, store, &files[0]).display(), "unit changed since it was judged; kept");
+            debug!(path = %file_path(root, store, &files[0]).display(), "unit changed since it was judged; kept");
             self.report.skip(Skip::Changed, files.len() as u64);
             return None;
         }
@@ -515,7 +631,7 @@ impl FsSweep<'_> {
         let mut freed = 0;
         for &i in &outcome.removed {
             freed += files[i].stat.alloc;
-            self.deleted(&root, store, &files[i], reason, age_seconds);
+            self.deleted(root, store, &files[i], reason, age_seconds);
         }
         Some(freed)
     }
@@ -533,10 +649,10 @@ impl FsSweep<'_> {
             .or_default()
             .add(t);
         self.report.roots[store.root].deleted.entry(f.kind).or_default().add(t);
-        if self.list_files || tracing::enabled!(tracing::Level::DEBUG) {
+        if self.ctx.list_files || tracing::enabled!(tracing::Level::DEBUG) {
             let path = file_path(root, store, f);
-            debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = self.dry_run, "delete");
-            if self.list_files {
+            debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = self.ctx.dry_run, "delete");
+            if self.ctx.list_files {
                 self.report.candidates.push(Candidate {
                     path,
                     bytes: f.stat.size,
@@ -554,22 +670,4 @@ fn file_path(root: &Path, store: &StoreMeta, f: &StoreFile) -> PathBuf {
     p.push(&*store.subdirs[f.subdir as usize]);
     p.push(&*f.name);
     p
-}
-
-impl Visitor for FsSweep<'_> {
-    fn store(&mut self, store: Store) -> ControlFlow<()> {
-        self.process_store(store)
-    }
-
-    fn unknown(&mut self, _path: &Path) {
-        self.report.skip(Skip::Unknown, 1);
-    }
-
-    fn error(&mut self, op: ScanOp, path: &Path, error: &io::Error) {
-        let op = match op {
-            ScanOp::Walk => Op::Walk,
-            ScanOp::Stat => Op::Stat,
-        };
-        FsSweep::error(self, op, path, error);
-    }
 }

@@ -1,58 +1,55 @@
 //! What happens when the tree changes between the walk's decision and the deletion. The sweep
-//! cannot be paused in between from outside, so these drive its two halves (scan, then
-//! `StoreDir::delete_unit`) the way the sweep does and change the tree in the middle.
+//! cannot be paused in between from outside, so these drive its two halves (`StoreDir::read`,
+//! then `StoreDir::delete_unit`) the way the sweep does and change the tree in the middle.
 
 mod common;
 
 use std::io;
-use std::ops::ControlFlow;
 use std::os::unix::fs::{MetadataExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use shuffle_janitor::config::Timestamp;
-use shuffle_janitor::delete::StoreDir;
 use shuffle_janitor::disk::FileStat;
-use shuffle_janitor::scan::{self, ScanOp, Store, StoreFile, Visitor};
+use shuffle_janitor::store_dir::{StoreDir, StoreFile, open_failure_is_change};
 
 const BM: &str = "blockmgr-17ee28d4-9c6f-4141-8390-73ad9b25ad4c";
 const BASIS: &[Timestamp] = &[Timestamp::Mtime, Timestamp::Atime];
 
-#[derive(Default)]
-struct Collect(Vec<Store>);
-
-impl Visitor for Collect {
-    fn store(&mut self, store: Store) -> ControlFlow<()> {
-        self.0.push(store);
-        ControlFlow::Continue(())
-    }
-    fn unknown(&mut self, _: &Path) {}
-    fn error(&mut self, op: ScanOp, path: &Path, e: &io::Error) {
-        panic!("{op:?} {}: {e}", path.display())
-    }
+/// A scanned store: where it is and what the sweep judged.
+struct Store {
+    rel: PathBuf,
+    dev: u64,
+    subdirs: Vec<Box<str>>,
 }
 
-/// A map output in three sub-directories, scanned: returns the store and its unit's files.
+/// A map output in three sub-directories, read the way the sweep reads it.
 fn scanned(env: &TestEnv) -> (Store, Vec<StoreFile>) {
     env.file(&format!("{BM}/0c/shuffle_0_4_0.data"), 300, 9 * HOUR);
     env.file(&format!("{BM}/30/shuffle_0_4_0.index"), 24, 9 * HOUR);
     env.file(&format!("{BM}/34/shuffle_0_4_0.checksum.ADLER32"), 8, 9 * HOUR);
     let root = env.root();
     let dev = std::fs::metadata(&root).unwrap().dev();
-    let mut c = Collect::default();
-    assert!(scan::walk_root(&root, 0, dev, &[], &mut c).is_continue());
-    let store = c.0.pop().expect("one store");
-    let files = store.files.clone();
-    assert_eq!(files.len(), 3);
-    (store, files)
+    let listing = StoreDir::open(&root, Path::new(BM), dev).unwrap().read(&mut Vec::new());
+    assert!(listing.errors.is_empty(), "{:?}", listing.errors);
+    assert_eq!(listing.files.len(), 3);
+    (
+        Store {
+            rel: BM.into(),
+            dev,
+            subdirs: listing.subdirs,
+        },
+        listing.files,
+    )
 }
 
 fn last_use(files: &[StoreFile]) -> i64 {
     files.iter().map(|f| f.stat.last_use(BASIS)).max().unwrap()
 }
 
+/// Opens the store again for deletion, as the sweep does after judging.
 fn open(env: &TestEnv, store: &Store) -> io::Result<StoreDir> {
-    StoreDir::open(&env.root(), &store.rel, store.dev, store.subdirs.len())
+    StoreDir::open(&env.root(), &store.rel, store.dev)
 }
 
 #[test]
@@ -98,7 +95,7 @@ fn a_symlink_planted_in_place_of_the_store_is_not_followed() {
     std::fs::rename(env.root().join(BM), env.root().join("moved-away")).unwrap();
     symlink(&victim_dir, env.root().join(BM)).unwrap();
     let e = open(&env, &store).expect_err("a symlink is not opened as the store");
-    assert!(shuffle_janitor::delete::open_failure_is_change(&e), "{e}");
+    assert!(open_failure_is_change(&e), "{e}");
 }
 
 #[test]
@@ -163,4 +160,28 @@ fn files_already_gone_are_not_errors() {
     assert_eq!(out.removed.len(), 2);
     let stat = FileStat::from_metadata(&std::fs::metadata(env.root()).unwrap());
     assert_eq!(stat.dev, store.dev);
+}
+
+#[test]
+fn a_swap_after_reading_cannot_redirect_a_deletion_through_the_same_fds() {
+    let env = TestEnv::new();
+    env.file(&format!("{BM}/0c/shuffle_0_4_0.data"), 300, 9 * HOUR);
+    env.file(&format!("{BM}/30/shuffle_0_4_0.index"), 24, 9 * HOUR);
+    let root = env.root();
+    let dev = std::fs::metadata(&root).unwrap().dev();
+    let mut dir = StoreDir::open(&root, Path::new(BM), dev).unwrap();
+    let listing = dir.read(&mut Vec::new());
+    // After the read, 30/ is moved away and replaced by a symlink to a hard link of the index.
+    let nn = root.join(BM).join("30");
+    let victim = env.outside().join("shuffle_0_4_0.index");
+    std::fs::hard_link(nn.join("shuffle_0_4_0.index"), &victim).unwrap();
+    let moved = root.join("moved-away");
+    std::fs::rename(&nn, &moved).unwrap();
+    symlink(env.outside(), &nn).unwrap();
+    let out = dir.delete_unit(&listing.subdirs, &listing.files, BASIS, last_use(&listing.files));
+    assert!(!out.changed && out.errors.is_empty(), "{out:?}");
+    // The name that was judged went (in the directory it really is in); the victim did not.
+    assert!(victim.exists());
+    assert!(!moved.join("shuffle_0_4_0.index").exists());
+    assert!(!root.join(format!("{BM}/0c/shuffle_0_4_0.data")).exists());
 }

@@ -1,0 +1,335 @@
+//! One block store (`blockmgr-*` or `merge_manager*`), read and deleted in through directory
+//! file descriptors, in the manner of systemd-tmpfiles' `dir_cleanup()`.
+//!
+//! The store is opened from its root one component at a time with `O_NOFOLLOW | O_DIRECTORY`,
+//! checking the device at each step, so a directory swapped for a symlink (or a mount placed
+//! over it) cannot redirect either the scan or a deletion. Its `NN` sub-directories are read
+//! with `getdents` and their files stat'ed relative to the directory's fd: one `fstatat` per
+//! Spark file and no path resolution from the root. Before unlinking, every file of a unit is
+//! stat'ed again and compared with what was judged; only if the whole unit is still as judged is
+//! it unlinked, with `unlinkat` on the same fd.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
+
+use crate::config::Timestamp;
+use crate::disk::FileStat;
+use crate::policy::Nanos;
+use crate::spark::{self, DirRole, Kind};
+
+/// Directories on the way to a store: only traversed, never read.
+const PATH_FLAGS: OFlags = OFlags::PATH
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+/// The store and its sub-directories: read with getdents.
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+/// Sub-directory fds kept open per store; past this (a large `spark.diskStore.subDirectories`)
+/// they are re-opened when needed, so a sweep's fd count stays small.
+const MAX_OPEN_SUBDIRS: usize = 128;
+
+/// A Spark block file inside a store's sub-directory.
+#[derive(Clone, Debug)]
+pub struct StoreFile {
+    /// Index into the store's sub-directory names.
+    pub subdir: u32,
+    pub name: Box<str>,
+    /// `name[..stem_len]` is the unit stem (see [`spark::Block`]).
+    pub stem_len: u16,
+    pub kind: Kind,
+    pub stat: FileStat,
+}
+
+impl StoreFile {
+    pub fn stem(&self) -> &str {
+        &self.name[..usize::from(self.stem_len)]
+    }
+}
+
+/// What reading a store found besides its Spark files.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Names of its `NN` sub-directories.
+    pub subdirs: Vec<Box<str>>,
+    pub files: Vec<StoreFile>,
+    /// Entries that are not Spark block files in a sub-directory: never touched.
+    pub unknown: u64,
+    /// Sub-directories or files that could not be read or stat'ed.
+    pub errors: Vec<(Failure, String, io::Error)>,
+}
+
+/// What became of one unit.
+#[derive(Debug, Default)]
+pub struct UnitOutcome {
+    /// Indices (into the unit's files) of the files unlinked.
+    pub removed: Vec<usize>,
+    /// Something changed since the unit was judged: nothing was deleted.
+    pub changed: bool,
+    /// Failures with the file they concern (by index) and the operation.
+    pub errors: Vec<(usize, Failure, io::Error)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Reading a directory.
+    Walk,
+    Stat,
+    Unlink,
+}
+
+/// An open block store.
+#[derive(Debug)]
+pub struct StoreDir {
+    dir: OwnedFd,
+    dev: u64,
+    subdirs: Vec<Option<OwnedFd>>,
+    open_subdirs: usize,
+}
+
+/// A directory on the way to a file is on another device than the walk saw.
+#[derive(Debug, thiserror::Error)]
+#[error("directory is on another filesystem than when it was walked")]
+struct DeviceChanged;
+
+/// Whether an error from opening a directory means the tree changed under us (a symlink or a
+/// non-directory where a directory was, or another filesystem), rather than a failure to report.
+fn is_change(e: &io::Error) -> bool {
+    matches!(
+        rustix::io::Errno::from_io_error(e),
+        Some(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP)
+    ) || e.get_ref().is_some_and(|inner| inner.is::<DeviceChanged>())
+}
+
+/// Whether a failure to open a store means it was swapped or moved (keep everything, reason
+/// `changed`) rather than an error to count.
+pub fn open_failure_is_change(e: &io::Error) -> bool {
+    is_change(e) || e.kind() == io::ErrorKind::NotFound
+}
+
+fn check_dev(fd: &impl AsFd, dev: u64) -> io::Result<()> {
+    let st = rustix::fs::fstat(fd)?;
+    if FileStat::from_rustix(&st).dev == dev {
+        Ok(())
+    } else {
+        Err(io::Error::other(DeviceChanged))
+    }
+}
+
+impl StoreDir {
+    /// Opens `root/rel` without following any symlink below `root` and without leaving `dev`.
+    /// `root` itself is the operator's and may be a symlink.
+    pub fn open(root: &Path, rel: &Path, dev: u64) -> io::Result<StoreDir> {
+        let parts: Vec<_> = rel.components().collect();
+        let mut dir = rustix::fs::open(root, PATH_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())?;
+        check_dev(&dir, dev)?;
+        for (i, c) in parts.iter().enumerate() {
+            let Component::Normal(name) = c else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "store path is not plain"));
+            };
+            let flags = if i + 1 == parts.len() { READ_FLAGS } else { PATH_FLAGS };
+            dir = rustix::fs::openat(&dir, *name, flags, Mode::empty())?;
+            check_dev(&dir, dev)?;
+        }
+        Ok(StoreDir {
+            dir,
+            dev,
+            subdirs: Vec::new(),
+            open_subdirs: 0,
+        })
+    }
+
+    fn subdir(&mut self, index: usize, name: &str) -> io::Result<&OwnedFd> {
+        if self.subdirs.len() <= index {
+            self.subdirs.resize_with(index + 1, || None);
+        }
+        if self.subdirs[index].is_none() {
+            if self.open_subdirs >= MAX_OPEN_SUBDIRS {
+                // Close one to stay under the cap; it is re-opened if needed again.
+                if let Some(slot) = self.subdirs.iter_mut().find(|s| s.is_some()) {
+                    *slot = None;
+                    self.open_subdirs -= 1;
+                }
+            }
+            let fd = rustix::fs::openat(&self.dir, name, READ_FLAGS, Mode::empty())?;
+            check_dev(&fd, self.dev)?;
+            self.subdirs[index] = Some(fd);
+            self.open_subdirs += 1;
+        }
+        Ok(self.subdirs[index].as_ref().expect("opened above"))
+    }
+
+    /// Reads the store: its `NN` sub-directories and the Spark files in them, one `fstatat`
+    /// per Spark file. `buf` is getdents' buffer, reused across stores.
+    pub fn read(&mut self, buf: &mut Vec<u8>) -> Listing {
+        let mut out = Listing::default();
+        let mut names: Vec<Box<str>> = Vec::new();
+        let r = for_each_entry(&self.dir, buf, |name, ftype| {
+            let role = name
+                .to_str()
+                .ok()
+                .and_then(|n| spark::child_dir_role(DirRole::Store, n));
+            match (role, ftype) {
+                (Some(DirRole::SubDir), FileType::Directory) => names.push(name.to_str().expect("hex").into()),
+                _ => out.unknown += 1,
+            }
+        });
+        if let Err(e) = r {
+            out.errors.push((Failure::Walk, String::new(), e));
+            return out;
+        }
+        for (index, sub) in names.iter().enumerate() {
+            self.read_subdir(index, sub, buf, &mut out);
+        }
+        out.subdirs = names;
+        out
+    }
+
+    fn read_subdir(&mut self, index: usize, sub: &str, buf: &mut Vec<u8>, out: &mut Listing) {
+        let dev = self.dev;
+        let fd = match self.subdir(index, sub) {
+            Ok(fd) => fd,
+            Err(e) if is_change(&e) || e.kind() == io::ErrorKind::NotFound => {
+                // Swapped for a symlink or a mount since the listing, or gone: not ours.
+                out.unknown += 1;
+                return;
+            }
+            Err(e) => {
+                out.errors.push((Failure::Walk, sub.to_string(), e));
+                return;
+            }
+        };
+        let mut candidates: Vec<(Box<str>, spark::Kind, u16)> = Vec::new();
+        let r = for_each_entry(fd, buf, |name, ftype| {
+            // A symlink is never followed and never a candidate; DT_UNKNOWN (some filesystems)
+            // is settled by the stat below.
+            let block = name
+                .to_str()
+                .ok()
+                .filter(|_| matches!(ftype, FileType::RegularFile | FileType::Unknown));
+            match block.and_then(|n| spark::parse_block_file(n).map(|b| (n, b))) {
+                Some((n, b)) => candidates.push((n.into(), b.kind, b.stem.len() as u16)),
+                None => out.unknown += 1,
+            }
+        });
+        if let Err(e) = r {
+            out.errors.push((Failure::Walk, sub.to_string(), e));
+        }
+        for (name, kind, stem_len) in candidates {
+            match rustix::fs::statat(fd, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => {
+                    let stat = FileStat::from_rustix(&st);
+                    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || stat.dev != dev {
+                        out.unknown += 1; // not a regular file, or bind-mounted from elsewhere
+                        continue;
+                    }
+                    out.files.push(StoreFile {
+                        subdir: index as u32,
+                        name,
+                        stem_len,
+                        kind,
+                        stat,
+                    });
+                }
+                // Gone between getdents and stat (a task finished its spill): nothing to do.
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => out.errors.push((Failure::Stat, format!("{sub}/{name}"), e.into())),
+            }
+        }
+    }
+
+    /// Deletes one unit whole, or nothing of it if any file is no longer what was judged:
+    /// another inode, size or mtime, not a regular file, or used after `judged_last_use`.
+    /// A file already gone counts as neither.
+    pub fn delete_unit(
+        &mut self,
+        subdir_names: &[Box<str>],
+        files: &[StoreFile],
+        basis: &[Timestamp],
+        judged_last_use: Nanos,
+    ) -> UnitOutcome {
+        let mut out = UnitOutcome::default();
+        let mut present = Vec::with_capacity(files.len());
+        for (i, f) in files.iter().enumerate() {
+            let index = f.subdir as usize;
+            let stat = self
+                .subdir(index, &subdir_names[index])
+                .and_then(|dir| Ok(rustix::fs::statat(dir, &*f.name, AtFlags::SYMLINK_NOFOLLOW)?));
+            match stat {
+                Ok(st) => {
+                    let now = FileStat::from_rustix(&st);
+                    let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+                    if !regular || !now.same_file(&f.stat) || now.last_use(basis) > judged_last_use {
+                        out.changed = true;
+                        return out;
+                    }
+                    present.push(i);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if is_change(&e) => {
+                    out.changed = true;
+                    return out;
+                }
+                Err(e) => {
+                    out.errors.push((i, Failure::Stat, e));
+                    return out;
+                }
+            }
+        }
+        for i in present {
+            let f = &files[i];
+            let index = f.subdir as usize;
+            let result = self
+                .subdir(index, &subdir_names[index])
+                .and_then(|dir| Ok(rustix::fs::unlinkat(dir, &*f.name, AtFlags::empty())?));
+            match result {
+                Ok(()) => out.removed.push(i),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => out.errors.push((i, Failure::Unlink, e)),
+            }
+        }
+        out
+    }
+}
+
+/// Calls `f` with each entry's name and type (from `d_type`), skipping `.` and `..`.
+fn for_each_entry(fd: &OwnedFd, buf: &mut Vec<u8>, mut f: impl FnMut(&CStr, FileType)) -> io::Result<()> {
+    if buf.capacity() < 32 * 1024 {
+        buf.reserve(32 * 1024);
+    }
+    // getdents continues from the fd's offset: start from the top even if read before.
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0))?;
+    loop {
+        let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+        let mut dir = RawDir::new(fd, spare);
+        let mut grow = false;
+        while let Some(entry) = dir.next() {
+            match entry {
+                Ok(e) => {
+                    let name = e.file_name();
+                    if name.to_bytes() != b"." && name.to_bytes() != b".." {
+                        f(name, e.file_type());
+                    }
+                }
+                // The buffer cannot hold one entry (an extremely long name): grow and go on.
+                Err(rustix::io::Errno::INVAL) => {
+                    grow = true;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !grow {
+            return Ok(());
+        }
+        let more = buf.capacity() * 2;
+        buf.reserve(more);
+    }
+}
