@@ -381,6 +381,11 @@ pub fn check_root_pattern(root: &str) -> Result<(), String> {
     if let Err(e) = glob::Pattern::new(root) {
         return Err(format!("is not a valid glob: {e}"));
     }
+    // "/*" or "/*/spark" would match every top directory, system ones included.
+    let first = path.components().nth(1).map(|c| c.as_os_str().to_string_lossy());
+    if first.is_some_and(|c| c.starts_with(['*', '?', '['])) {
+        return Err("must start with a literal top directory (\"/data*/spark\" is fine, \"/*/spark\" is not)".into());
+    }
     check_root_path(path)
 }
 
@@ -492,6 +497,10 @@ mod tests {
         }
         let e = err("roots = [\"data/spark\"]");
         assert!(e.contains("must be an absolute path"), "{e}");
+        for glob_at_top in ["/*", "/*/spark", "/?mp", "/[dt]ata"] {
+            let e = err(&format!("roots = [\"{glob_at_top}\"]"));
+            assert!(e.contains("must start with a literal top directory"), "{e}");
+        }
         let e = err("roots = [\"/data/../etc\"]");
         assert!(e.contains("must not contain"), "{e}");
         let e = err("roots = []");

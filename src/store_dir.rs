@@ -15,7 +15,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, StatxAttributes, StatxFlags};
 
 use crate::config::Timestamp;
 use crate::disk::FileStat;
@@ -32,6 +32,8 @@ const READ_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
+/// File attributes that make `unlink` fail with EPERM whatever the permissions.
+const UNDELETABLE: StatxAttributes = StatxAttributes::IMMUTABLE.union(StatxAttributes::APPEND);
 /// Sub-directory fds kept open per store; past this (a large `spark.diskStore.subDirectories`)
 /// they are re-opened when needed, so a sweep's fd count stays small.
 const MAX_OPEN_SUBDIRS: usize = 128;
@@ -177,7 +179,11 @@ impl StoreDir {
                 .ok()
                 .and_then(|n| spark::child_dir_role(DirRole::Store, n));
             match (role, ftype) {
-                (Some(DirRole::SubDir), FileType::Directory) => names.push(name.to_str().expect("hex").into()),
+                // DT_UNKNOWN (XFS without ftype, some network filesystems): opening it with
+                // O_DIRECTORY | O_NOFOLLOW settles it, and a non-directory counts as unknown.
+                (Some(DirRole::SubDir), FileType::Directory | FileType::Unknown) => {
+                    names.push(name.to_str().expect("hex").into())
+                }
                 _ => out.unknown += 1,
             }
         });
@@ -259,15 +265,27 @@ impl StoreDir {
         let mut present = Vec::with_capacity(files.len());
         for (i, f) in files.iter().enumerate() {
             let index = f.subdir as usize;
-            let stat = self
-                .subdir(index, &subdir_names[index])
-                .and_then(|dir| Ok(rustix::fs::statat(dir, &*f.name, AtFlags::SYMLINK_NOFOLLOW)?));
+            let stat = self.subdir(index, &subdir_names[index]).and_then(|dir| {
+                Ok(rustix::fs::statx(
+                    dir,
+                    &*f.name,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                    StatxFlags::BASIC_STATS,
+                )?)
+            });
             match stat {
                 Ok(st) => {
-                    let now = FileStat::from_rustix(&st);
-                    let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+                    let now = FileStat::from_statx(&st);
+                    let regular = FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::RegularFile;
                     if !regular || !now.same_file(&f.stat) || now.last_use(basis) > judged_last_use {
                         out.changed = true;
+                        return out;
+                    }
+                    // An immutable or append-only file cannot be unlinked, not even by root:
+                    // finding out only at its unlink would leave the rest of the unit deleted.
+                    if st.stx_attributes.intersects(UNDELETABLE) {
+                        out.errors
+                            .push((i, Failure::Unlink, io::Error::from(rustix::io::Errno::PERM)));
                         return out;
                     }
                     present.push(i);

@@ -39,8 +39,21 @@ pub struct Options {
 /// A root as resolved for this sweep.
 #[derive(Clone, Debug)]
 struct Root {
+    /// Canonical: every open starts here.
     path: PathBuf,
     dev: u64,
+    /// The path as configured (or as its glob expanded), when a symlink made it differ from
+    /// `path`: `protect` globs are written against it, so they are matched below both.
+    given: Option<PathBuf>,
+    /// A `protect` glob matches the root or a directory above it: nothing below may go.
+    protected: bool,
+}
+
+impl Root {
+    /// The root's names that `protect` globs may be written against.
+    fn names(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.path.as_path()).chain(self.given.as_deref())
+    }
 }
 
 /// What every thread of one sweep shares.
@@ -153,7 +166,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
     report.cancelled |= cancel.load(Ordering::Relaxed);
     report.duration_seconds = started.elapsed().as_secs_f64();
     let total = report.deleted_total();
-    info!(
+    debug!(
         dry_run,
         purge = report.purge,
         deleted_files = total.files,
@@ -184,8 +197,8 @@ pub fn mount_point(mounts: &Mounts, path: &Path, dev: u64) -> PathBuf {
 /// What became of one configured root (or one path its glob expanded to) this time.
 #[derive(Clone, Debug)]
 pub enum RootStatus {
-    /// A directory on device `dev` (canonical path; duplicates dropped).
-    Present { path: PathBuf, dev: u64 },
+    /// A directory on device `dev` (canonical path; duplicates dropped), found as `given`.
+    Present { path: PathBuf, dev: u64, given: PathBuf },
     /// Does not exist (yet): disks are mounted late.
     Missing(PathBuf),
     /// Refused or unreadable, with the operation to count and why.
@@ -225,13 +238,26 @@ pub fn resolve_roots(cfg: &Config) -> Vec<RootStatus> {
             }
             // The root itself may be a symlink (the operator's choice); nothing below it is followed.
             let status = match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => {
-                    let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-                    RootStatus::Present {
-                        path: canonical,
-                        dev: m.dev(),
-                    }
-                }
+                Ok(m) if m.is_dir() => match std::fs::canonicalize(&path) {
+                    // A symlink into a system directory is refused like the directory itself.
+                    Ok(canonical) => match config::check_root_path(&canonical) {
+                        Ok(()) => RootStatus::Present {
+                            path: canonical,
+                            dev: m.dev(),
+                            given: path,
+                        },
+                        Err(problem) => RootStatus::Problem {
+                            why: format!("it resolves to {}, which {problem}", canonical.display()),
+                            path,
+                            op: Op::Config,
+                        },
+                    },
+                    Err(e) => RootStatus::Problem {
+                        path,
+                        op: Op::Stat,
+                        why: e.to_string(),
+                    },
+                },
                 Ok(_) => RootStatus::Problem {
                     path,
                     op: Op::Walk,
@@ -259,10 +285,23 @@ fn present_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<Root
     let mut roots = Vec::new();
     for status in resolve_roots(cfg) {
         match status {
-            RootStatus::Present { path, dev } => {
+            RootStatus::Present { path, dev, given } => {
                 let mp = mount_point(mounts, &path, dev);
                 report.roots.push(RootReport::new(path.clone(), true, Some(mp)));
-                roots.push(Root { path, dev });
+                let given = (given != path).then_some(given);
+                let protected = !cfg.protect.is_empty()
+                    && std::iter::once(&path)
+                        .chain(&given)
+                        .any(|p| p.ancestors().any(|a| cfg.protect.matches(a)));
+                if protected {
+                    info!(root = %path.display(), "root is protected: nothing below it is deleted");
+                }
+                roots.push(Root {
+                    path,
+                    dev,
+                    given,
+                    protected,
+                });
             }
             RootStatus::Missing(path) => {
                 info!(root = %path.display(), "root does not exist (yet); looking again next sweep");
@@ -446,15 +485,22 @@ impl<'a> Worker<'a> {
         );
     }
 
-    /// Whether a protect glob matches `root`, or a directory below it on the way to `rel`.
-    fn protected_dir(&self, root: &Path, rel: &Path) -> bool {
+    /// Whether a protect glob matches a directory below `root` on the way to `rel`, under any
+    /// of the root's names (the root and those above it are [`Root::protected`]).
+    fn protected_dir(&self, root: &Root, rel: &Path) -> bool {
         let protect = &self.ctx.cfg.protect;
-        let mut p = root.to_path_buf();
-        protect.matches(&p)
-            || rel.components().any(|c| {
+        root.names().any(|name| {
+            let mut p = name.to_path_buf();
+            rel.components().any(|c| {
                 p.push(c);
                 protect.matches(&p)
             })
+        })
+    }
+
+    /// Whether a protect glob matches `rel` below `root`, under any of the root's names.
+    fn protected_path(&self, root: &Root, rel: &Path) -> bool {
+        root.names().any(|name| self.ctx.cfg.protect.matches(&name.join(rel)))
     }
 
     /// Reads one store, judges its units, deletes the TTL ones and pools the rest for pressure.
@@ -476,11 +522,12 @@ impl<'a> Worker<'a> {
         }
         let store_path = root_path.join(&rel);
         let protect_on = !ctx.cfg.protect.is_empty();
-        let store_protected = protect_on && self.protected_dir(root_path, &rel);
+        let root_meta = &ctx.roots[root];
+        let store_protected = protect_on && (root_meta.protected || self.protected_dir(root_meta, &rel));
         let subdir_protected: Vec<bool> = listing
             .subdirs
             .iter()
-            .map(|d| protect_on && !store_protected && ctx.cfg.protect.matches(&store_path.join(&**d)))
+            .map(|d| protect_on && !store_protected && self.protected_path(root_meta, &rel.join(&**d)))
             .collect();
         let mut files = listing.files;
         let meta = Arc::new(StoreMeta {
@@ -509,7 +556,7 @@ impl<'a> Worker<'a> {
                 facts.last_use = facts.last_use.max(last_use);
                 facts.bytes += f.stat.alloc;
                 facts.protected |= subdir_protected[f.subdir as usize]
-                    || (protect_on && ctx.cfg.protect.matches(&file_path(root_path, &meta, f)));
+                    || (protect_on && self.protected_path(root_meta, &file_rel(&meta, f)));
                 facts.open |= ctx.open.is_some_and(|o| o.contains(f.stat.dev, f.stat.ino));
                 self.report.roots[root]
                     .kinds
@@ -532,7 +579,10 @@ impl<'a> Worker<'a> {
                 },
                 Verdict::Keep(why) => {
                     self.report.skip(why, unit.len() as u64);
-                    self.kept(&meta, &facts);
+                    // A protected unit is not deletable: it must not age the root's oldest.
+                    if why != Skip::Protected {
+                        self.kept(&meta, &facts);
+                    }
                 }
                 Verdict::Eligible if !self.planner.under_pressure() => self.kept(&meta, &facts),
                 Verdict::Eligible | Verdict::Exempt => {}
@@ -594,6 +644,16 @@ impl<'a> Worker<'a> {
             }
             return Some(facts.bytes);
         }
+        // Opened since it was judged (the watch saw it; on a noatime disk the re-stat would not).
+        let opened = self
+            .ctx
+            .opens
+            .and_then(|o| o.last_open(&root.join(&store.rel), files[0].stem()));
+        if opened.is_some_and(|t| t > facts.last_use) {
+            debug!(path = %file_path(root, store, &files[0]).display(), "unit opened since it was judged; kept");
+            self.report.skip(Skip::Changed, files.len() as u64);
+            return None;
+        }
         if !dir.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, store)) {
             *dir = None;
             match StoreDir::open(root, &store.rel, store.dev) {
@@ -627,6 +687,11 @@ impl<'a> Worker<'a> {
         }
         if outcome.removed.is_empty() && !outcome.errors.is_empty() {
             return None;
+        }
+        if !outcome.errors.is_empty() {
+            // Unlink failed after others of the unit went (checked beforehand, so rare).
+            warn!(path = %file_path(root, store, &files[0]).display(), removed = outcome.removed.len(),
+                  files = files.len(), "unit deleted only in part");
         }
         let mut freed = 0;
         for &i in &outcome.removed {
@@ -666,8 +731,12 @@ impl<'a> Worker<'a> {
 }
 
 fn file_path(root: &Path, store: &StoreMeta, f: &StoreFile) -> PathBuf {
-    let mut p = root.join(&store.rel);
-    p.push(&*store.subdirs[f.subdir as usize]);
+    root.join(file_rel(store, f))
+}
+
+/// A file's path relative to its root.
+fn file_rel(store: &StoreMeta, f: &StoreFile) -> PathBuf {
+    let mut p = store.rel.join(&*store.subdirs[f.subdir as usize]);
     p.push(&*f.name);
     p
 }

@@ -354,3 +354,57 @@ fn an_undeletable_file_exits_1_and_the_sweep_goes_on() {
     assert!(stuck.exists());
     assert!(!other.exists(), "the sweep went on after the error");
 }
+
+#[test]
+fn a_unit_with_one_undeletable_file_is_kept_whole() {
+    let env = TestEnv::new();
+    let data = env.file(&format!("{BM}/0c/shuffle_2_5_0.data"), 10, 9 * HOUR);
+    let index = env.file(&format!("{BM}/30/shuffle_2_5_0.index"), 10, 9 * HOUR);
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&index)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !immutable {
+        eprintln!("SKIPPED a_unit_with_one_undeletable_file: chattr +i is not supported here");
+        return;
+    }
+    let (code, report) = env.sweep_json(&env.config(""), &[]);
+    let _ = Command::new("chattr").arg("-i").arg(&index).status();
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["errors_by_op"]["unlink"], 1, "{report}");
+    assert!(index.exists());
+    assert!(data.exists(), "a .data without its .index is worse than both: {report}");
+    assert_eq!(report["deleted_files"], 0, "{report}");
+}
+
+#[test]
+fn protect_holds_through_a_symlinked_root_and_above_the_root() {
+    let env = TestEnv::new();
+    let via_link = env.file(&format!("{BM}/01/shuffle_1_1_0.data"), 100, 9 * HOUR);
+    let unprotected = env.file(&format!("{BM}/02/shuffle_2_2_0.data"), 100, 9 * HOUR);
+    // The operator names the root through a symlink and writes protect globs against that name.
+    let link = env.dir.path().join("link");
+    symlink(env.root(), &link).unwrap();
+    let cfg = env.dir.path().join("link.toml");
+    let link_s = link.display().to_string();
+    std::fs::write(
+        &cfg,
+        format!("roots = [\"{link_s}\"]\nprotect = [\"{link_s}/*/*/shuffle_1_*\"]\n"),
+    )
+    .unwrap();
+    let (code, report) = env.sweep_json(&cfg, &["--dry-run"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["skipped"]["protected"], 1, "{report}");
+    let listed = candidate_paths(&report);
+    assert_eq!(listed.len(), 1, "{report}");
+    assert!(listed[0].ends_with(format!("{BM}/02/shuffle_2_2_0.data")), "{report}");
+
+    // A glob matching a directory above the root protects everything below it.
+    let above = env.dir.path().display().to_string();
+    let (code, report) = env.sweep_json(&env.config(&format!("protect = [\"{above}\"]")), &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["deleted_files"], 0, "{report}");
+    assert_eq!(report["skipped"]["protected"], 2, "{report}");
+    assert!(via_link.exists() && unprotected.exists());
+}

@@ -186,6 +186,9 @@ impl Metrics {
         // Label values known up front are exported at 0, so rate() and alerts work from the start.
         for r in [Reason::Ttl, Reason::Pressure, Reason::Manual] {
             m.reclaimed_bytes.with_label_values(&[r.as_str()]);
+            for k in Kind::ALL.into_iter().filter(|&k| k != Kind::Other) {
+                m.deleted_files.with_label_values(&[r.as_str(), k.as_str()]);
+            }
         }
         for s in Skip::ALL {
             m.skipped_files.with_label_values(&[s.as_str()]);

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::disk::{self, Mounts};
@@ -73,12 +73,19 @@ impl Job {
 
 struct Running {
     job: Job,
+    /// Some filesystem was at or above the high watermark when it started, so it evicts.
+    evicts: bool,
     handle: JoinHandle<(Report, u64)>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), DaemonError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Two workers: /metrics and the health endpoints keep answering while the loop waits on a
+    // slow statvfs (sweeps themselves run on the blocking pool).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let result = rt.block_on(async move {
         let (tx, rx) = mpsc::channel(16);
         signals::forward(tx)?;
@@ -107,6 +114,8 @@ struct Daemon {
     pressure_quiet_until: Option<Instant>,
     /// Filesystems at or above the high watermark at the last check.
     above_high: BTreeMap<PathBuf, bool>,
+    /// The present roots (canonical path, device) the watch was last set to.
+    watched_roots: Vec<(PathBuf, u64)>,
 }
 
 impl Daemon {
@@ -138,9 +147,10 @@ impl Daemon {
             check_at: None,
             pressure_quiet_until: None,
             above_high: BTreeMap::new(),
+            watched_roots: Vec::new(),
         };
         daemon.warn_about_atime();
-        daemon.rewatch();
+        daemon.rewatch(daemon.present_roots());
         ready.store(true, Ordering::Relaxed);
         info!(
             listen = %daemon.cfg.listen,
@@ -217,9 +227,18 @@ impl Daemon {
         t
     }
 
-    /// Starts a sweep now, or folds it into the follow-up of the one running.
+    /// Starts a sweep now, or folds it into the follow-up of the one running. Pressure does not
+    /// wait for a sweep that started below the high watermark: that one is cancelled (at a unit
+    /// boundary) so eviction starts at once.
     fn request(&mut self, job: Job) {
-        if self.running.is_some() {
+        if let Some(running) = &self.running {
+            if job.trigger == Trigger::Pressure && !running.evicts && running.job.mode != Mode::Purge {
+                info!(
+                    cancelled = running.job.trigger.as_str(),
+                    "pressure pre-empts the sweep in hand"
+                );
+                self.cancel.store(true, Ordering::Relaxed);
+            }
             self.pending = Some(self.pending.map_or(job, |p| p.merge(job)));
         } else {
             self.start_sweep(job);
@@ -227,11 +246,12 @@ impl Daemon {
     }
 
     fn start_sweep(&mut self, job: Job) {
-        info!(
+        debug!(
             trigger = job.trigger.as_str(),
             purge = job.mode == Mode::Purge,
             "sweep starting"
         );
+        let evicts = self.above_high.values().any(|&above| above);
         self.cancel.store(false, Ordering::Relaxed);
         let cfg = self.cfg.clone();
         let cancel = self.cancel.clone();
@@ -252,7 +272,7 @@ impl Daemon {
             let unfreed = open_files::unfreed_bytes(Path::new("/proc"), &roots);
             (report, unfreed)
         });
-        self.running = Some(Running { job, handle });
+        self.running = Some(Running { job, evicts, handle });
     }
 
     fn finished(&mut self, job: Job, report: &Report, unfreed: u64) {
@@ -273,24 +293,56 @@ impl Daemon {
         let total = report.deleted_total();
         info!(
             trigger = job.trigger.as_str(),
+            purge = job.mode == Mode::Purge,
             deleted_files = total.files,
             deleted_bytes = total.bytes,
+            skipped_files = report.skipped.values().sum::<u64>(),
             errors = report.error_count(),
             unfreed_bytes = unfreed,
+            cancelled = report.cancelled,
             seconds = report.duration_seconds,
             "sweep finished"
         );
+        // The gauges show use after the deletions, not the use the sweep started from.
+        self.read_usage();
     }
 
-    /// Reads usage of every filesystem holding a root; starts a pressure sweep when one is at
-    /// or above the high watermark.
+    /// The roots present now (canonical path, device).
+    fn present_roots(&self) -> Vec<(PathBuf, u64)> {
+        sweep::resolve_roots(&self.cfg)
+            .into_iter()
+            .filter_map(|s| match s {
+                RootStatus::Present { path, dev, .. } => Some((path, dev)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Starts a pressure sweep when a filesystem holding a root is at or above the high
+    /// watermark. Also notices roots that appeared (disks mounted late) and watches them.
     fn check_pressure(&mut self) {
+        let pressure = self.read_usage();
+        let quiet = self.pressure_quiet_until.is_some_and(|t| Instant::now() < t);
+        if pressure && !quiet {
+            // A sweep already running decided its need at its start: queue a follow-up.
+            self.request(Job {
+                trigger: Trigger::Pressure,
+                mode: Mode::Sweep,
+            });
+        }
+    }
+
+    /// Reads usage of every filesystem holding a root into the gauges; true when one is at or
+    /// above the high watermark.
+    fn read_usage(&mut self) -> bool {
+        let present = self.present_roots();
+        if present != self.watched_roots {
+            self.rewatch(present.clone());
+        }
         let mounts = Mounts::read().unwrap_or_default();
         let mut devs: BTreeMap<u64, PathBuf> = BTreeMap::new();
-        for status in sweep::resolve_roots(&self.cfg) {
-            if let RootStatus::Present { path, dev } = status {
-                devs.entry(dev).or_insert(path);
-            }
+        for (path, dev) in present {
+            devs.entry(dev).or_insert(path);
         }
         let mut pressure = false;
         for (dev, path) in devs {
@@ -319,14 +371,7 @@ impl Daemon {
                 }
             }
         }
-        let quiet = self.pressure_quiet_until.is_some_and(|t| Instant::now() < t);
-        if pressure && !quiet {
-            // A sweep already running decided its need at its start: queue a follow-up.
-            self.request(Job {
-                trigger: Trigger::Pressure,
-                mode: Mode::Sweep,
-            });
-        }
+        pressure
     }
 
     fn on_watch(&mut self, ev: WatchEvent) {
@@ -361,15 +406,15 @@ impl Daemon {
     }
 
     /// (Re)watches the present roots.
-    fn rewatch(&mut self) {
-        let roots: Vec<PathBuf> = sweep::resolve_roots(&self.cfg)
-            .into_iter()
-            .filter_map(|s| match s {
-                RootStatus::Present { path, .. } => Some(path),
-                _ => None,
-            })
-            .collect();
-        let added = self.watch.set_roots(roots);
+    fn rewatch(&mut self, present: Vec<(PathBuf, u64)>) {
+        // A root now on another device has had a filesystem mounted over it (or removed).
+        let remounted = present
+            .iter()
+            .any(|(p, dev)| self.watched_roots.iter().any(|(q, old)| p == q && dev != old));
+        let added = self
+            .watch
+            .set_roots(present.iter().map(|(p, _)| p.clone()).collect(), remounted);
+        self.watched_roots = present;
         self.count_watch(&added);
     }
 
@@ -379,7 +424,7 @@ impl Daemon {
         }
         let mounts = Mounts::read().unwrap_or_default();
         for status in sweep::resolve_roots(&self.cfg) {
-            if let RootStatus::Present { path, dev } = status
+            if let RootStatus::Present { path, dev, .. } = status
                 && let Some(caveat) = mounts
                     .find(&path, dev)
                     .and_then(|m| disk::atime_caveat(m, self.cfg.max_age))
@@ -404,7 +449,7 @@ impl Daemon {
                     .set_watermarks(self.cfg.watermark.high, self.cfg.watermark.low);
                 self.metrics.config_last_reload_successful.set(1);
                 self.warn_about_atime();
-                self.rewatch();
+                self.rewatch(self.present_roots());
                 info!(config = %self.config_name(), "configuration reloaded");
                 true
             }

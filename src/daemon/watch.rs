@@ -77,14 +77,20 @@ impl Watch {
                     for p in ev.paths {
                         let _ = tx.send(WatchEvent::NewDir(p));
                     }
+                    // A new executor's store: it is about to write.
+                    if !pending.swap(true, Ordering::AcqRel) {
+                        let _ = tx.send(WatchEvent::Activity);
+                    }
                 }
                 EventKind::Remove(RemoveKind::Folder) => {
                     for p in ev.paths {
                         let _ = tx.send(WatchEvent::GoneDir(p));
                     }
                 }
+                // Writes to files that already exist fill the disk too. The flag makes a burst of
+                // them one message until the loop takes it.
                 EventKind::Create(_)
-                | EventKind::Modify(ModifyKind::Name(_))
+                | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Data(_))
                 | EventKind::Access(AccessKind::Close(AccessMode::Write))
                     if !pending.swap(true, Ordering::AcqRel) =>
                 {
@@ -118,12 +124,14 @@ impl Watch {
         self.watched.len()
     }
 
-    /// Sets the (resolved) roots, dropping watches of directories no longer below one.
-    pub fn set_roots(&mut self, roots: Vec<PathBuf>) -> Added {
+    /// Sets the (resolved) roots, dropping watches of directories no longer below one. With
+    /// `fresh`, every watch is dropped first (a filesystem was mounted over a root: the old
+    /// watches are on the hidden directories).
+    pub fn set_roots(&mut self, roots: Vec<PathBuf>, fresh: bool) -> Added {
         let stale: Vec<PathBuf> = self
             .watched
             .iter()
-            .filter(|d| !roots.iter().any(|r| d.starts_with(r)))
+            .filter(|d| fresh || !roots.iter().any(|r| d.starts_with(r)))
             .cloned()
             .collect();
         for d in stale {
