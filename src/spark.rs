@@ -133,12 +133,20 @@ pub fn parse_block_file(name: &str) -> Option<Block<'_>> {
 /// After `shuffle_`: `S_M_R` then `.data`, `.index` or `.checksum.ALGO`, each optionally followed
 /// by `.<uuid>` (the writer's in-progress name). Returns the length of `S_M_R`.
 fn parse_shuffle(rest: &str) -> Option<usize> {
-    let (ids, suffix) = rest.split_once('.')?;
-    let mut parts = ids.split('_');
-    let ok = (0..3).all(|_| parts.next().is_some_and(digits)) && parts.next().is_none();
-    if !ok {
-        return None;
+    // Byte by byte: this runs for every file of every sweep.
+    let b = rest.as_bytes();
+    let mut i = 0;
+    for sep in [b'_', b'_', b'.'] {
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start || b.get(i) != Some(&sep) {
+            return None;
+        }
+        i += 1;
     }
+    let (ids, suffix) = (&rest[..i - 1], &rest[i..]);
     let after = if let Some(after) = suffix.strip_prefix("data") {
         after
     } else if let Some(after) = suffix.strip_prefix("index") {

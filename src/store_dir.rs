@@ -46,6 +46,8 @@ pub struct StoreFile {
     pub name: Box<str>,
     /// `name[..stem_len]` is the unit stem (see [`spark::Block`]).
     pub stem_len: u16,
+    /// A hash of the stem: grouping sorts by it first, so stems are compared only on a tie.
+    stem_hash: u32,
     pub kind: Kind,
     pub stat: FileStat,
 }
@@ -54,6 +56,16 @@ impl StoreFile {
     pub fn stem(&self) -> &str {
         &self.name[..usize::from(self.stem_len)]
     }
+
+    pub fn stem_hash(&self) -> u32 {
+        self.stem_hash
+    }
+}
+
+/// FNV-1a: cheap, and good enough to make ties rare among one store's stems.
+fn fnv1a(s: &str) -> u32 {
+    s.bytes()
+        .fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 /// What reading a store found besides its Spark files.
@@ -238,6 +250,7 @@ impl StoreDir {
                     }
                     out.files.push(StoreFile {
                         subdir: index as u32,
+                        stem_hash: fnv1a(&name[..usize::from(stem_len)]),
                         name,
                         stem_len,
                         kind,

@@ -536,7 +536,7 @@ impl<'a> Worker<'a> {
             dev,
             subdirs: listing.subdirs,
         });
-        let units = policy::group_units(&mut files, StoreFile::stem);
+        let units = policy::group_units(&mut files, StoreFile::stem, StoreFile::stem_hash);
         let basis = &ctx.cfg.age_basis;
         let mut dir = Some((meta.clone(), dir));
         for range in units {
