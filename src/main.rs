@@ -100,7 +100,9 @@ fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::try_new(&cli.log_level).unwrap_or_else(|e| {
+        // notify warns for every watched directory Spark removes (its watch is gone with it):
+        // expected here, and a flood when an application ends.
+        EnvFilter::try_new(format!("{},notify=error", cli.log_level)).unwrap_or_else(|e| {
             eprintln!(
                 "shuffle-janitor: --log-level {:?} is not a level ({e}); using info",
                 cli.log_level

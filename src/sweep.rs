@@ -8,7 +8,7 @@ use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -112,7 +112,9 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         let devs: Vec<u64> = by_dev.keys().copied().collect();
         match OpenFiles::scan(Path::new("/proc"), &devs) {
             Ok(open) => {
-                if open.unreadable > 0 {
+                // The daemon sweeps every few minutes: say it when the number changes, not each time.
+                static LAST_UNREADABLE: AtomicUsize = AtomicUsize::new(0);
+                if open.unreadable > 0 && LAST_UNREADABLE.swap(open.unreadable, Ordering::Relaxed) != open.unreadable {
                     warn!(
                         processes = open.unreadable,
                         "cannot read the open files of some processes (needs CAP_SYS_PTRACE); files they \

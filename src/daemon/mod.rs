@@ -156,6 +156,7 @@ impl Daemon {
             listen = %daemon.cfg.listen,
             config = %daemon.config_name(),
             roots = ?daemon.cfg.roots,
+            watched_dirs = daemon.watch.watched(),
             "shuffle-janitor running"
         );
         sd_notify(&[sd_notify::NotifyState::Ready]);

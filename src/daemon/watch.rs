@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::opens::OpenLog;
 use crate::policy;
@@ -219,9 +219,9 @@ impl Watch {
     }
 }
 
-/// Logs what adding watches did.
+/// Logs what adding watches did (at debug: every new executor adds some).
 pub fn log_added(added: &Added, total: usize) {
     if added.watches > 0 {
-        info!(new = added.watches, total, "watching Spark directories");
+        debug!(new = added.watches, total, "watching Spark directories");
     }
 }
