@@ -257,6 +257,18 @@ fn metrics_after_a_sweep_match_what_was_deleted() {
     assert!((0.0..=1.0).contains(&used));
     assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "high")]), 0.85);
     assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "low")]), 0.75);
+    for (setting, secs) in [
+        ("interval", 600.0),
+        ("max_age", 21600.0),
+        ("min_age", 900.0),
+        ("poll", 5.0),
+    ] {
+        assert_eq!(
+            m("shuffle_janitor_config_seconds", &[("setting", setting)]),
+            secs,
+            "{setting}"
+        );
+    }
     assert_eq!(m("shuffle_janitor_unfreed_bytes", &[]), 0.0);
     assert_eq!(m("shuffle_janitor_inotify_active", &[]), 1.0);
     assert_eq!(m("shuffle_janitor_config_last_reload_successful", &[]), 1.0);
@@ -334,9 +346,19 @@ fn sigusr1_sweeps_now_and_sigusr2_purges_to_low() {
     );
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
 
-    let old = env.file(&format!("{BM}/0c/shuffle_1_0_0.data"), 100, 8 * HOUR);
-    let eligible = env.file(&format!("{BM}/0c/shuffle_1_1_0.data"), 200, HOUR);
-    let young = env.file(&format!("{BM}/0c/shuffle_1_2_0.data"), 300, 2 * MIN);
+    // Written beside the root and moved in: writing them in place is an open the daemon's
+    // watch rightly counts as use now, whatever mtime the test sets afterwards.
+    let moved_in = |rel: &str, len, age| {
+        let staged = env.outside().join(rel.replace('/', "_"));
+        write_aged(&staged, len, age);
+        let dest = env.root().join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::rename(&staged, &dest).unwrap();
+        dest
+    };
+    let old = moved_in(&format!("{BM}/0c/shuffle_1_0_0.data"), 100, 8 * HOUR);
+    let eligible = moved_in(&format!("{BM}/0c/shuffle_1_1_0.data"), 200, HOUR);
+    let young = moved_in(&format!("{BM}/0c/shuffle_1_2_0.data"), 300, 2 * MIN);
     d.signal(Signal::USR1);
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
     assert!(!old.exists(), "SIGUSR1 swept: the old unit is gone");

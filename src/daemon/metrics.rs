@@ -7,6 +7,7 @@ use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
+use crate::config::Config;
 use crate::policy::{Reason, Skip};
 use crate::report::{Op, Report};
 use crate::spark::Kind;
@@ -40,6 +41,7 @@ pub struct Metrics {
     tracked_files: GaugeVec,
     pub filesystem_used_ratio: GaugeVec,
     watermark_ratio: GaugeVec,
+    config_seconds: GaugeVec,
     skipped_files: IntCounterVec,
     errors: IntCounterVec,
     sweeps: IntCounterVec,
@@ -114,6 +116,12 @@ impl Metrics {
                 "shuffle_janitor_watermark_ratio",
                 "Configured watermarks (high, low) as fractions of a filesystem.",
                 &["level"],
+            ),
+            config_seconds: gauge_vec(
+                &r,
+                "shuffle_janitor_config_seconds",
+                "Configured durations (interval, max_age, min_age, poll), so alerts can follow them.",
+                &["setting"],
             ),
             skipped_files: counter_vec(
                 &r,
@@ -203,9 +211,20 @@ impl Metrics {
         m
     }
 
-    pub fn set_watermarks(&self, high: f64, low: f64) {
-        self.watermark_ratio.with_label_values(&["high"]).set(high);
-        self.watermark_ratio.with_label_values(&["low"]).set(low);
+    /// Exports the settings that dashboards and alerts compare against.
+    pub fn set_config(&self, cfg: &Config) {
+        self.watermark_ratio
+            .with_label_values(&["high"])
+            .set(cfg.watermark.high);
+        self.watermark_ratio.with_label_values(&["low"]).set(cfg.watermark.low);
+        for (setting, d) in [
+            ("interval", cfg.interval),
+            ("max_age", cfg.max_age),
+            ("min_age", cfg.min_age),
+            ("poll", cfg.watermark.poll),
+        ] {
+            self.config_seconds.with_label_values(&[setting]).set(d.as_secs_f64());
+        }
     }
 
     pub fn error(&self, op: Op) {

@@ -121,7 +121,7 @@ struct Daemon {
 impl Daemon {
     async fn start(config_path: Option<PathBuf>, cfg: Config) -> Result<Daemon, DaemonError> {
         let metrics = Arc::new(Metrics::new());
-        metrics.set_watermarks(cfg.watermark.high, cfg.watermark.low);
+        metrics.set_config(&cfg);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -446,8 +446,7 @@ impl Daemon {
                     warn!(old = %self.cfg.listen, new = %cfg.listen, "metrics.listen changes take effect on restart");
                 }
                 self.cfg = Arc::new(cfg);
-                self.metrics
-                    .set_watermarks(self.cfg.watermark.high, self.cfg.watermark.low);
+                self.metrics.set_config(&self.cfg);
                 self.metrics.config_last_reload_successful.set(1);
                 self.warn_about_atime();
                 self.rewatch(self.present_roots());
