@@ -319,8 +319,10 @@ fn present_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<Root
 }
 
 /// Sweeps the roots of one filesystem: its usage decides the pressure; a walker finds stores and
-/// `workers` threads read, judge and TTL-delete them; then pressure picks from what all of them
-/// pooled.
+/// `workers` threads read, judge and TTL-delete them, pooling only (root, last use, bytes) of
+/// the units pressure may take; pressure then picks the least recently used of the pool, and a
+/// second pass deletes the units it picked. Two passes instead of pooling every eligible unit's
+/// files keep memory at a few bytes per unit, however many must go.
 fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: PathBuf, workers: usize) -> Report {
     let probe = &ctx.roots[root_indices[0]].path;
     let mut fs = FsReport {
@@ -352,21 +354,58 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
         Err(e) => log_error(&mut walker.first_errors, &mut walker.report, Op::Statvfs, probe, &e),
     }
 
+    let mut done = walk_pass(ctx, root_indices, workers, &mut walker, || Worker::new(ctx, need, None));
+
+    // One worker takes over the others' planners and lets pressure choose.
+    let mut main = done.pop().expect("at least one worker");
+    for w in done {
+        main.report.merge(w.report);
+        main.planner.absorb(w.planner);
+    }
+    main.report.merge(walker.report);
+    let (mut report, evict) = main.pressure(fs);
+    if let Some(evict) = evict.filter(|_| !ctx.cancelled()) {
+        // The second pass counts only what it deletes (and fails to): the first counted the rest.
+        let mut quiet = Walker {
+            tx: None,
+            report: ctx.report(),
+            first_errors: Vec::new(),
+            cancel: ctx.cancel,
+        };
+        for w in walk_pass(ctx, root_indices, workers, &mut quiet, || {
+            Worker::new(ctx, None, Some(&evict))
+        }) {
+            report.merge(w.report);
+        }
+    }
+    report.cancelled |= ctx.cancelled();
+    report
+}
+
+/// Walks the roots of one filesystem once: `walker` finds the stores and hands them to
+/// `workers` threads made by `worker`, which read, judge and delete in them.
+fn walk_pass<'a>(
+    ctx: &Ctx,
+    root_indices: &[usize],
+    workers: usize,
+    walker: &mut Walker,
+    worker: impl Fn() -> Worker<'a> + Sync,
+) -> Vec<Worker<'a>> {
     let (tx, rx) = sync_channel::<(usize, PathBuf)>(workers * 4);
     let rx = Mutex::new(rx);
     walker.tx = Some(tx);
-    let mut done: Vec<Worker> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let rx = &rx;
-                s.spawn(move || Worker::new(ctx, need).drain(rx))
+                let (rx, worker) = (&rx, &worker);
+                s.spawn(move || worker().drain(rx))
             })
             .collect();
         let all: Vec<PathBuf> = ctx.roots.iter().map(|r| r.path.clone()).collect();
         for &i in root_indices {
             let root = &ctx.roots[i].path;
             let nested: Vec<PathBuf> = all.iter().filter(|p| *p != root).cloned().collect();
-            if scan::walk_root(root, i, &nested, &mut walker).is_break() {
+            if scan::walk_root(root, i, &nested, walker).is_break() {
                 break;
             }
         }
@@ -375,18 +414,26 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
             .into_iter()
             .map(|h| h.join().expect("a sweep worker panicked"))
             .collect()
-    });
+    })
+}
 
-    // One worker takes over the others' planners and deletes what pressure chooses.
-    let mut main = done.pop().expect("at least one worker");
-    for w in done {
-        main.report.merge(w.report);
-        main.planner.absorb(w.planner);
+/// What pressure chose, for the second pass: every eligible unit last used before `before`, and
+/// `ties` of those last used exactly then.
+struct Evict {
+    before: Nanos,
+    ties: AtomicUsize,
+    reason: Reason,
+}
+
+impl Evict {
+    fn takes(&self, last_use: Nanos) -> bool {
+        last_use < self.before
+            || (last_use == self.before
+                && self
+                    .ties
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok())
     }
-    main.report.merge(walker.report);
-    let mut report = main.pressure(fs);
-    report.cancelled |= ctx.cancelled();
-    report
 }
 
 /// The walking thread: hands stores to the workers.
@@ -426,11 +473,12 @@ fn log_error(first: &mut Vec<Op>, report: &mut Report, op: Op, path: &Path, e: &
     }
 }
 
-/// A unit waiting for pressure's decision: where it is and its files.
+/// A unit waiting for pressure's decision: its root and last use (its files are found again
+/// by the second pass).
+#[derive(Clone, Copy, Debug)]
 struct Pooled {
-    store: Arc<StoreMeta>,
-    files: Vec<StoreFile>,
-    facts: UnitFacts,
+    root: usize,
+    last_use: Nanos,
 }
 
 /// What deletion needs of a store once its files have been handed out to units.
@@ -447,17 +495,20 @@ struct Worker<'a> {
     ctx: &'a Ctx<'a>,
     report: Report,
     planner: Planner<Pooled>,
+    /// The second pass under pressure: delete what pressure chose, count nothing else.
+    evict: Option<&'a Evict>,
     first_errors: Vec<Op>,
     /// getdents' buffer, reused for every directory.
     buf: Vec<u8>,
 }
 
 impl<'a> Worker<'a> {
-    fn new(ctx: &'a Ctx<'a>, need: Option<(u64, Reason)>) -> Self {
+    fn new(ctx: &'a Ctx<'a>, need: Option<(u64, Reason)>, evict: Option<&'a Evict>) -> Self {
         Worker {
             ctx,
             report: ctx.report(),
             planner: Planner::new(rules(ctx.cfg), ctx.now, need),
+            evict,
             first_errors: Vec::new(),
             buf: Vec::new(),
         }
@@ -479,12 +530,9 @@ impl<'a> Worker<'a> {
     }
 
     /// Records a kept unit of a deletable kind for the root's oldest-kept age.
-    fn kept(&mut self, store: &StoreMeta, facts: &UnitFacts) {
-        let root = &mut self.report.roots[store.root];
-        root.oldest_kept_last_use = Some(
-            root.oldest_kept_last_use
-                .map_or(facts.last_use, |o| o.min(facts.last_use)),
-        );
+    fn kept(&mut self, root: usize, last_use: Nanos) {
+        let root = &mut self.report.roots[root];
+        root.oldest_kept_last_use = Some(root.oldest_kept_last_use.map_or(last_use, |o| o.min(last_use)));
     }
 
     /// Whether a protect glob matches a directory below `root` on the way to `rel`, under any
@@ -508,19 +556,24 @@ impl<'a> Worker<'a> {
     /// Reads one store, judges its units, deletes the TTL ones and pools the rest for pressure.
     fn store(&mut self, root: usize, rel: PathBuf) {
         let ctx = self.ctx;
+        // The second pass under pressure counts only what it deletes: the first counted the rest.
+        let first_pass = self.evict.is_none();
         let root_path = &ctx.roots[root].path;
         let dev = ctx.roots[root].dev;
         let mut dir = match StoreDir::open(root_path, &rel, dev) {
             Ok(d) => d,
+            Err(_) if !first_pass => return,
             // Replaced by a symlink, moved to another filesystem or gone since the walk saw it.
             Err(e) if store_dir::open_failure_is_change(&e) => return self.report.skip(Skip::Unknown, 1),
             Err(e) => return self.error(Op::Walk, &root_path.join(&rel), &e),
         };
         let listing = dir.read(&mut self.buf);
-        self.report.skip(Skip::Unknown, listing.unknown);
-        for (failure, sub, e) in &listing.errors {
-            let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
-            self.error(op, &root_path.join(&rel).join(sub), e);
+        if first_pass {
+            self.report.skip(Skip::Unknown, listing.unknown);
+            for (failure, sub, e) in &listing.errors {
+                let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
+                self.error(op, &root_path.join(&rel).join(sub), e);
+            }
         }
         let store_path = root_path.join(&rel);
         let protect_on = !ctx.cfg.protect.is_empty();
@@ -540,6 +593,7 @@ impl<'a> Worker<'a> {
         });
         let units = policy::group_units(&mut files, StoreFile::stem, StoreFile::stem_hash);
         let basis = &ctx.cfg.age_basis;
+        let evict_rules = self.evict.map(|_| rules(ctx.cfg));
         let mut dir = Some((meta.clone(), dir));
         for range in units {
             if ctx.cancelled() {
@@ -560,58 +614,71 @@ impl<'a> Worker<'a> {
                 facts.protected |= subdir_protected[f.subdir as usize]
                     || (protect_on && self.protected_path(root_meta, &file_rel(&meta, f)));
                 facts.open |= ctx.open.is_some_and(|o| o.contains(f.stat.dev, f.stat.ino));
-                self.report.roots[root]
-                    .kinds
-                    .entry(f.kind)
-                    .or_default()
-                    .add(f.stat.size, last_use, ctx.now);
+                if first_pass {
+                    self.report.roots[root]
+                        .kinds
+                        .entry(f.kind)
+                        .or_default()
+                        .add(f.stat.size, last_use, ctx.now);
+                }
             }
             if let Some(opened) = ctx.opens.and_then(|o| o.last_open(&store_path, unit[0].stem())) {
                 facts.last_use = facts.last_use.max(opened);
             }
+            if let (Some(evict), Some(rules)) = (self.evict, &evict_rules) {
+                // Judged again at the same *now*: a unit used since the first pass is no
+                // longer eligible and stays.
+                let eligible = policy::judge(&facts, rules, ctx.now) == Verdict::Eligible;
+                if eligible
+                    && evict.takes(facts.last_use)
+                    && self.delete(&meta, unit, &facts, evict.reason, &mut dir).is_none()
+                {
+                    self.kept(root, facts.last_use);
+                }
+                continue;
+            }
             let pooled = || Pooled {
-                store: meta.clone(),
-                files: unit.to_vec(),
-                facts,
+                root,
+                last_use: facts.last_use,
             };
             match self.planner.offer(&facts, pooled) {
                 Verdict::Delete(reason) => match self.delete(&meta, unit, &facts, reason, &mut dir) {
                     Some(freed) => self.planner.freed(freed),
-                    None => self.kept(&meta, &facts),
+                    None => self.kept(root, facts.last_use),
                 },
                 Verdict::Keep(why) => {
                     self.report.skip(why, unit.len() as u64);
                     // A protected unit is not deletable: it must not age the root's oldest.
                     if why != Skip::Protected {
-                        self.kept(&meta, &facts);
+                        self.kept(root, facts.last_use);
                     }
                 }
-                Verdict::Eligible if !self.planner.under_pressure() => self.kept(&meta, &facts),
+                Verdict::Eligible if !self.planner.under_pressure() => self.kept(root, facts.last_use),
                 Verdict::Eligible | Verdict::Exempt => {}
             }
         }
     }
 
-    /// Deletes what pressure chooses among the pooled units, least recently used first.
-    fn pressure(mut self, mut fs: FsReport) -> Report {
+    /// Lets pressure choose among the pooled units, least recently used first: returns the
+    /// report so far and what the second pass is to delete.
+    fn pressure(mut self, mut fs: FsReport) -> (Report, Option<Evict>) {
         let planner = std::mem::replace(&mut self.planner, Planner::new(rules(self.ctx.cfg), self.ctx.now, None));
         let selection = planner.finish();
-        let mut dir: Option<(Arc<StoreMeta>, StoreDir)> = None;
-        for unit in selection.chosen {
-            if self.ctx.cancelled() {
-                break;
-            }
-            let reason = selection.reason.expect("chosen units have a reason");
-            if self
-                .delete(&unit.store, &unit.files, &unit.facts, reason, &mut dir)
-                .is_none()
-            {
-                self.kept(&unit.store, &unit.facts);
-            }
+        for unit in &selection.spared {
+            self.kept(unit.root, unit.last_use);
         }
-        for unit in selection.spared {
-            self.kept(&unit.store, &unit.facts);
-        }
+        // Chosen units come least recently used first: the last one is the newest to go.
+        let evict = selection.chosen.last().map(|newest| Evict {
+            before: newest.last_use,
+            ties: AtomicUsize::new(
+                selection
+                    .chosen
+                    .iter()
+                    .filter(|u| u.last_use == newest.last_use)
+                    .count(),
+            ),
+            reason: selection.reason.expect("chosen units have a reason"),
+        });
         if let Some(sf) = selection.shortfall {
             warn!(
                 mountpoint = %fs.mountpoint.display(),
@@ -624,7 +691,7 @@ impl<'a> Worker<'a> {
             fs.shortfall = Some(sf);
         }
         self.report.filesystems.push(fs);
-        self.report
+        (self.report, evict)
     }
 
     /// Deletes one unit (or, in a dry run, lists it). Returns the allocated bytes freed, or
