@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Builds the release tarball and its checksum file:
+#   target/dist/shuffle-janitor-<version>.linux-<arch>.tar.gz
+#   target/dist/sha256sums.txt
+# The tarball holds one directory, shuffle-janitor-<version>.linux-<arch>/, with the binary
+# (stripped), config.toml (every key with its default), shuffle-janitor.service, LICENSE and
+# README.md. <version> is Cargo.toml's; <arch> is Debian's name for this machine (amd64, arm64...,
+# the same as the .deb's). The archive is reproducible: same binary, same bytes.
+#
+# Usage: scripts/release-tarball.sh [--no-build] [OUTDIR]
+#   --no-build  package target/release/shuffle-janitor as it is (it must exist)
+#   OUTDIR      where to write (default target/dist)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+fail() {
+    echo "scripts/release-tarball.sh: $*" >&2
+    exit 1
+}
+
+build=1
+if [[ ${1:-} == --no-build ]]; then
+    build=
+    shift
+fi
+out=${1:-$here/target/dist}
+
+# The version in Cargo.toml's [package] table.
+version=$(awk '/^\[/ { pkg = ($0 == "[package]") } pkg && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }' Cargo.toml)
+[[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] || fail "no version found in Cargo.toml (got '$version')"
+
+if command -v dpkg >/dev/null 2>&1; then
+    arch=$(dpkg --print-architecture)
+else
+    case $(uname -m) in
+        x86_64) arch=amd64 ;;
+        aarch64) arch=arm64 ;;
+        armv7l) arch=armhf ;;
+        *) arch=$(uname -m) ;;
+    esac
+fi
+
+bin=target/release/shuffle-janitor
+if [[ -n $build ]]; then
+    cargo build --release --locked --bin shuffle-janitor
+fi
+[[ -x $bin ]] || fail "$bin not found: build it (cargo build --release) or drop --no-build"
+
+name=shuffle-janitor-$version.linux-$arch
+mkdir -p "$out"
+stage=$(mktemp -d "$out/.stage.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir "$stage/$name"
+install -m 0755 "$bin" "$stage/$name/shuffle-janitor"
+if command -v strip >/dev/null 2>&1; then
+    strip "$stage/$name/shuffle-janitor"
+fi
+install -m 0644 config/shuffle-janitor.toml "$stage/$name/config.toml"
+install -m 0644 systemd/shuffle-janitor.service "$stage/$name/shuffle-janitor.service"
+install -m 0644 LICENSE "$stage/$name/LICENSE"
+install -m 0644 README.md "$stage/$name/README.md"
+
+# Reproducible: fixed order, owner and times (the last commit's, else Cargo.toml's mtime).
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y Cargo.toml)}
+tarball=$name.tar.gz
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
+    --format=gnu -C "$stage" -cf - "$name" | gzip -9 -n >"$out/$tarball.tmp"
+mv "$out/$tarball.tmp" "$out/$tarball"
+(cd "$out" && sha256sum "$tarball" >sha256sums.txt)
+
+echo "$out/$tarball"
+echo "$out/sha256sums.txt"

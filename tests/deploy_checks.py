@@ -1,0 +1,292 @@
+"""Checks of deploy/ for tests/deploy.sh: parsing, the configs embedded in the scheduler files, the
+structure those files must have, and the metric names the alerts, the dashboard and the README use.
+
+    python3 tests/deploy_checks.py COMMAND ARGS...
+
+Each command prints what it checked and exits 1 with a message on the first failure. Needs PyYAML.
+"""
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+
+
+def fail(msg):
+    print(f"tests/deploy_checks.py: FAILED: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def ok(msg):
+    print(f"ok: {msg}")
+
+
+def parse_all():
+    """Every JSON and YAML file under deploy/ parses."""
+    n = 0
+    for p in sorted(DEPLOY.rglob("*")):
+        if p.suffix == ".json":
+            try:
+                json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                fail(f"{p.relative_to(ROOT)}: {e}")
+        elif p.suffix in (".yml", ".yaml"):
+            try:
+                list(yaml.safe_load_all(p.read_text()))
+            except yaml.YAMLError as e:
+                fail(f"{p.relative_to(ROOT)}: {e}")
+        else:
+            continue
+        n += 1
+    if n == 0:
+        fail("no JSON or YAML file under deploy/")
+    ok(f"{n} JSON and YAML files under deploy/ parse")
+
+
+def listen_port(config_text):
+    listen = tomllib.loads(config_text).get("metrics", {}).get("listen", "0.0.0.0:19337")
+    return int(listen.rsplit(":", 1)[1])
+
+
+def marathon_config(out):
+    app = json.loads((DEPLOY / "marathon/shuffle-janitor.json").read_text())
+    Path(out).write_text(app["env"]["SHUFFLE_JANITOR_CONFIG"])
+
+
+def marathon_check(version, arch):
+    app = json.loads((DEPLOY / "marathon/shuffle-janitor.json").read_text())
+    config = app["env"]["SHUFFLE_JANITOR_CONFIG"]
+    if app.get("constraints") != [["hostname", "UNIQUE"]]:
+        fail(f"marathon: constraints are {app.get('constraints')}, not [['hostname', 'UNIQUE']]")
+    roles = app.get("acceptedResourceRoles") or []
+    if not roles or "*" in roles:
+        fail("marathon: acceptedResourceRoles must name the reserved role, not '*'")
+    hc = app.get("healthChecks") or []
+    if not any(h.get("path") == "/-/healthy" and h.get("portIndex") == 0 for h in hc):
+        fail("marathon: no health check on /-/healthy at portIndex 0")
+    port = listen_port(config)
+    ports = [p["port"] for p in app.get("portDefinitions", [])]
+    if ports[:1] != [port] or not app.get("requirePorts"):
+        fail(f"marathon: portDefinitions[0] must be metrics.listen's port {port} with requirePorts, got {ports}")
+    name = f"shuffle-janitor-{version}.linux-{arch}"
+    uris = [f["uri"] for f in app.get("fetch", [])]
+    if not any(u.endswith(f"/{name}.tar.gz") for u in uris):
+        fail(f"marathon: no fetch URI ends in /{name}.tar.gz (Cargo.toml's version): {uris}")
+    if f"$MESOS_SANDBOX/{name}/shuffle-janitor" not in app["cmd"]:
+        fail(f"marathon: cmd does not run $MESOS_SANDBOX/{name}/shuffle-janitor")
+    if "$SHUFFLE_JANITOR_CONFIG" not in app["cmd"]:
+        fail("marathon: cmd does not write $SHUFFLE_JANITOR_CONFIG")
+    ok(f"marathon: one per agent (hostname UNIQUE), role {roles}, port {port}, /-/healthy, fetches {name}.tar.gz")
+
+
+def k8s_docs():
+    return [d for d in yaml.safe_load_all((DEPLOY / "kubernetes/daemonset.yaml").read_text()) if d]
+
+
+def k8s_config(out):
+    cms = [d for d in k8s_docs() if d["kind"] == "ConfigMap"]
+    if len(cms) != 1 or "config.toml" not in cms[0].get("data", {}):
+        fail("kubernetes: expected one ConfigMap with data config.toml")
+    Path(out).write_text(cms[0]["data"]["config.toml"])
+
+
+def fixed_prefix(glob):
+    """The leading components of a root without glob characters."""
+    parts = []
+    for c in glob.split("/")[1:]:
+        if any(ch in c for ch in "*?[{"):
+            break
+        parts.append(c)
+    return "/" + "/".join(parts)
+
+
+def under(path, mount):
+    return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+
+def k8s_check(version):
+    docs = k8s_docs()
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    ds = [d for d in docs if d["kind"] == "DaemonSet"]
+    if len(ds) != 1:
+        fail("kubernetes: expected one DaemonSet")
+    ds = ds[0]
+    spec = ds["spec"]["template"]["spec"]
+    config = tomllib.loads(cm["data"]["config.toml"])
+    (c,) = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+
+    # The config comes from the ConfigMap, at the path the container is told to read.
+    args = c.get("args", [])
+    cfg_path = args[args.index("--config") + 1]
+    cfg_dir = cfg_path.rsplit("/", 1)[0]
+    if cfg_dir not in mounts or volumes[mounts[cfg_dir]["name"]].get("configMap", {}).get("name") != cm["metadata"]["name"]:
+        fail(f"kubernetes: {cfg_dir} is not the ConfigMap {cm['metadata']['name']} mounted")
+    # Every root is on a hostPath mount, at the same path as on the host.
+    for root in config.get("roots", ["/tmp"]):
+        prefix = fixed_prefix(root)
+        hits = [m for m in mounts if under(prefix, m) and "hostPath" in volumes[mounts[m]["name"]]]
+        if not hits:
+            fail(f"kubernetes: root {root} is not below a hostPath mount (mounts: {sorted(mounts)})")
+        m = max(hits, key=len)
+        host = volumes[mounts[m]["name"]]["hostPath"]["path"]
+        if host != m:
+            fail(f"kubernetes: {m} mounts the host's {host}: paths (and the root label) would differ")
+    # Probes on metrics.listen's port.
+    port = listen_port(cm["data"]["config.toml"])
+    named = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
+        get = c.get(probe, {}).get("httpGet", {})
+        p = named.get(get.get("port"), get.get("port"))
+        if get.get("path") != path or p != port:
+            fail(f"kubernetes: {probe} must GET {path} on port {port}, got {get}")
+    # Least privilege.
+    sc = c.get("securityContext", {})
+    caps = sc.get("capabilities", {})
+    if caps.get("drop") != ["ALL"]:
+        fail("kubernetes: capabilities must drop ALL")
+    want = {"DAC_OVERRIDE", "FOWNER"} | ({"SYS_PTRACE"} if config.get("skip_open_files", True) else set())
+    if set(caps.get("add", [])) != want:
+        fail(f"kubernetes: capabilities.add must be {sorted(want)}, got {caps.get('add')}")
+    if config.get("skip_open_files", True) and not spec.get("hostPID"):
+        fail("kubernetes: skip_open_files needs hostPID to see the executors' processes")
+    for key, value in (("readOnlyRootFilesystem", True), ("allowPrivilegeEscalation", False)):
+        if sc.get(key) is not value:
+            fail(f"kubernetes: securityContext.{key} must be {value}")
+    if sc.get("privileged"):
+        fail("kubernetes: must not be privileged")
+    if not any(t.get("operator") == "Exists" and "key" not in t for t in spec.get("tolerations", [])):
+        fail("kubernetes: no toleration for every taint (operator: Exists, no key)")
+    if not c["image"].endswith(f":{version}"):
+        fail(f"kubernetes: image {c['image']} is not tagged {version}")
+    ok(f"kubernetes: roots {config.get('roots')} on hostPath mounts, probes on {port}, "
+       f"capabilities drop ALL add {sorted(want)}, hostPID, read-only root, tolerates all taints")
+
+
+def dashboard_check(rules_out):
+    """The dashboard imports anywhere (a datasource input) and its queries become a rules file
+    for `promtool check rules` to parse."""
+    d = json.loads((DEPLOY / "grafana/shuffle-janitor.json").read_text())
+    inputs = d.get("__inputs", [])
+    if not any(i.get("name") == "DS_PROMETHEUS" and i.get("type") == "datasource" and i.get("pluginId") == "prometheus" for i in inputs):
+        fail("grafana: no __inputs entry DS_PROMETHEUS of type datasource, pluginId prometheus")
+    exprs = []
+    titles = []
+
+    def visit(panels):
+        for p in panels:
+            visit(p.get("panels", []))
+            if p.get("type") == "row":
+                continue
+            titles.append(p["title"])
+            for obj in [p] + p.get("targets", []):
+                ds = obj.get("datasource")
+                if ds != {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}:
+                    fail(f"grafana: panel {p['title']!r} uses datasource {ds}, not ${{DS_PROMETHEUS}}")
+            for t in p.get("targets", []):
+                exprs.append((p["title"], t["expr"]))
+
+    visit(d["panels"])
+    for v in d.get("templating", {}).get("list", []):
+        if v.get("datasource", {}).get("uid") != "${DS_PROMETHEUS}":
+            fail(f"grafana: variable {v['name']} does not use ${{DS_PROMETHEUS}}")
+    ids = [p["id"] for p in d["panels"]]
+    if len(ids) != len(set(ids)):
+        fail("grafana: duplicate panel ids")
+    want = ["reclaimed", "filesystem use", "oldest file age", "tracked bytes", "sweep duration", "errors"]
+    for w in want:
+        if not any(w in t.lower() for t in titles):
+            fail(f"grafana: no panel about {w!r} (panels: {titles})")
+    subst = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$job": ".*", "$instance": ".*"}
+    rules = []
+    for i, (title, e) in enumerate(exprs):
+        for k, v in subst.items():
+            e = e.replace(k, v)
+        if "$" in e:
+            fail(f"grafana: panel {title!r}: unknown variable in {e}")
+        rules.append({"record": f"dashboard:query_{i}", "expr": e})
+    Path(rules_out).write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    ok(f"grafana: DS_PROMETHEUS input, {len(titles)} panels, {len(exprs)} queries (parsed next by promtool)")
+
+
+def exposition(path):
+    """Metric family names in a Prometheus text exposition, and every sample name they give."""
+    families, names = set(), set()
+    for line in Path(path).read_text().splitlines():
+        m = re.match(r"# TYPE (\S+) (\S+)", line)
+        if m:
+            families.add(m.group(1))
+            names.add(m.group(1))
+            if m.group(2) in ("histogram", "summary"):
+                names |= {m.group(1) + s for s in ("_bucket", "_sum", "_count")}
+    return families, names
+
+
+def used_names(text):
+    return set(re.findall(r"\b(shuffle_janitor_[a-z_]+|process_[a-z_]+)\b", text))
+
+
+def metrics_check(scrape):
+    """Every metric the alerts, the dashboard and the README name is one the daemon exports,
+    and the README's metrics table lists every shuffle_janitor_ metric it exports."""
+    families, have = exposition(scrape)
+    ours = {n for n in families if n.startswith("shuffle_janitor_")}
+    if not ours:
+        fail(f"{scrape}: no shuffle_janitor_ metric")
+    sources = {
+        "deploy/prometheus/alerts.yml": (DEPLOY / "prometheus/alerts.yml").read_text(),
+        "deploy/grafana/shuffle-janitor.json": (DEPLOY / "grafana/shuffle-janitor.json").read_text(),
+    }
+    readme = (ROOT / "README.md").read_text()
+    table = re.findall(r"^\| `(shuffle_janitor_[a-z_]+)`", readme, re.M)
+    sources["README.md"] = "\n".join(table)
+    for src, text in sources.items():
+        missing = sorted(used_names(text) - have)
+        if missing:
+            fail(f"{src} uses metrics the daemon does not export: {missing}")
+    undocumented = sorted(ours - set(table))
+    if undocumented:
+        fail(f"README.md's metrics table lacks {undocumented}")
+    ok(f"alerts, dashboard and README use only exported metrics; README lists all {len(ours)} shuffle_janitor_ families")
+
+
+def compare_config(effective, expected_json):
+    """check-config's effective settings equal the values given to the Ansible role."""
+    eff = tomllib.loads(Path(effective).read_text())
+    want = json.loads(Path(expected_json).read_text())
+    pairs = {
+        "roots": eff["roots"], "max_age": eff["max_age"], "min_age": eff["min_age"],
+        "age_basis": eff["age_basis"], "kinds": eff["kinds"], "protect": eff["protect"],
+        "interval": eff["interval"], "dry_run": eff["dry_run"], "skip_open_files": eff["skip_open_files"],
+        "watermark_high": eff["watermark"]["high"], "watermark_low": eff["watermark"]["low"],
+        "watermark_poll": eff["watermark"]["poll"], "metrics_listen": eff["metrics"]["listen"],
+    }
+    for key, got in pairs.items():
+        w = want["shuffle_janitor_" + key]
+        if got != w:
+            fail(f"ansible: {key} is {got!r} in the templated config, the role was given {w!r}")
+    ok(f"ansible: all {len(pairs)} keys of the templated config are the role's values")
+
+
+COMMANDS = {
+    "parse-all": parse_all,
+    "marathon-config": marathon_config,
+    "marathon-check": marathon_check,
+    "k8s-config": k8s_config,
+    "k8s-check": k8s_check,
+    "dashboard-check": dashboard_check,
+    "metrics-check": metrics_check,
+    "compare-config": compare_config,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        fail(f"usage: {sys.argv[0]} {'|'.join(COMMANDS)} ARGS...")
+    COMMANDS[sys.argv[1]](*sys.argv[2:])
