@@ -4,7 +4,8 @@
 //! Spark's. Half of the map outputs (and spills) are back-dated past the TTL.
 //!
 //! cargo run --release --example gentree -- ROOT [FILES] [FILES_PER_STORE]
-//! Prints a JSON line: files, old_files, stores, ttl_minutes (files older than this are old).
+//! Prints a JSON line: files, old_files, old_spark_files (what a TTL sweep must delete), stores,
+//! ttl_minutes (files older than this are old).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -51,7 +52,7 @@ fn main() {
     let now = SystemTime::now();
     let old = FileTime::from_system_time(now - Duration::from_secs((TTL_MINUTES + 24 * 60) * 60));
     let fresh = FileTime::from_system_time(now - Duration::from_secs(60 * 60));
-    let (mut made, mut old_files, mut stores) = (0u64, 0u64, 0u64);
+    let (mut made, mut old_files, mut old_spark, mut stores) = (0u64, 0u64, 0u64, 0u64);
     let write = |path: &Path, len: usize, t: FileTime| {
         std::fs::write(path, vec![b's'; len]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         filetime::set_file_times(path, t, t).unwrap();
@@ -67,9 +68,10 @@ fn main() {
         while in_store < per_store && made < files {
             let t = if map.is_multiple_of(2) { old } else { fresh };
             let r = rng.next() % 100;
+            let foreign = r == 5 && map.is_multiple_of(10);
             let names: Vec<(String, usize)> = if r < 5 {
                 vec![(format!("temp_shuffle_{}", rng.uuid()), 512)]
-            } else if r < 6 && map.is_multiple_of(10) {
+            } else if foreign {
                 vec![(format!("core.{map}"), 64)] // not Spark's: never touched
             } else {
                 let stem = format!("shuffle_{}_{}_0", map % 7, map);
@@ -86,10 +88,13 @@ fn main() {
                 in_store += 1;
                 if t == old {
                     old_files += 1;
+                    old_spark += u64::from(!foreign);
                 }
             }
             map += 1;
         }
     }
-    println!("{{\"files\": {made}, \"old_files\": {old_files}, \"stores\": {stores}, \"ttl_minutes\": {TTL_MINUTES}}}");
+    println!(
+        "{{\"files\": {made}, \"old_files\": {old_files}, \"old_spark_files\": {old_spark}, \"stores\": {stores}, \"ttl_minutes\": {TTL_MINUTES}}}"
+    );
 }
