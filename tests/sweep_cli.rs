@@ -3,7 +3,7 @@
 mod common;
 
 use std::os::unix::fs::symlink;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -332,23 +332,40 @@ fn check_config_prints_the_effective_settings_and_report_inventories() {
     assert_eq!(files_below(&env.root()), before, "report deletes nothing");
 }
 
+/// `chattr +i` on a file, undone when dropped (so the temporary directory can be removed).
+/// Unlink then fails with EPERM even for root.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    /// `None`, after a SKIPPED line naming `test`, where the filesystem does not support it.
+    fn set(path: &Path, test: &str) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED {test}: chattr +i is not supported here");
+        }
+        ok.then(|| Immutable(path.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
 #[test]
 fn an_undeletable_file_exits_1_and_the_sweep_goes_on() {
     let env = TestEnv::new();
     let stuck = env.file(&format!("{BM}/00/shuffle_0_0_0.data"), 10, 9 * HOUR);
     let other = env.file(&format!("{BM}/01/shuffle_0_1_0.data"), 10, 9 * HOUR);
-    // chattr +i makes unlink fail with EPERM even for root, where the filesystem supports it.
-    let immutable = Command::new("chattr")
-        .arg("+i")
-        .arg(&stuck)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !immutable {
-        eprintln!("SKIPPED an_undeletable_file_exits_1: chattr +i is not supported here");
+    let Some(_unset) = Immutable::set(&stuck, "an_undeletable_file_exits_1") else {
         return;
-    }
+    };
     let (code, report) = env.sweep_json(&env.config(""), &[]);
-    let _ = Command::new("chattr").arg("-i").arg(&stuck).status();
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["errors_by_op"]["unlink"], 1, "{report}");
     assert!(stuck.exists());
@@ -360,17 +377,10 @@ fn a_unit_with_one_undeletable_file_is_kept_whole() {
     let env = TestEnv::new();
     let data = env.file(&format!("{BM}/0c/shuffle_2_5_0.data"), 10, 9 * HOUR);
     let index = env.file(&format!("{BM}/30/shuffle_2_5_0.index"), 10, 9 * HOUR);
-    let immutable = Command::new("chattr")
-        .arg("+i")
-        .arg(&index)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !immutable {
-        eprintln!("SKIPPED a_unit_with_one_undeletable_file: chattr +i is not supported here");
+    let Some(_unset) = Immutable::set(&index, "a_unit_with_one_undeletable_file") else {
         return;
-    }
+    };
     let (code, report) = env.sweep_json(&env.config(""), &[]);
-    let _ = Command::new("chattr").arg("-i").arg(&index).status();
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["errors_by_op"]["unlink"], 1, "{report}");
     assert!(index.exists());
