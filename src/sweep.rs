@@ -332,12 +332,7 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
         need_reason: None,
         shortfall: None,
     };
-    let mut walker = Walker {
-        tx: None,
-        report: ctx.report(),
-        first_errors: Vec::new(),
-        cancel: ctx.cancel,
-    };
+    let mut walker = Walker::new(ctx);
     let mut need = None;
     match disk::usage(probe) {
         Ok(usage) => {
@@ -366,12 +361,7 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
     let (mut report, evict) = main.pressure(fs);
     if let Some(evict) = evict.filter(|_| !ctx.cancelled()) {
         // The second pass counts only what it deletes (and fails to): the first counted the rest.
-        let mut quiet = Walker {
-            tx: None,
-            report: ctx.report(),
-            first_errors: Vec::new(),
-            cancel: ctx.cancel,
-        };
+        let mut quiet = Walker::new(ctx);
         for w in walk_pass(ctx, root_indices, workers, &mut quiet, || {
             Worker::new(ctx, None, Some(&evict))
         }) {
@@ -442,6 +432,17 @@ struct Walker<'a> {
     report: Report,
     first_errors: Vec<Op>,
     cancel: &'a AtomicBool,
+}
+
+impl<'a> Walker<'a> {
+    fn new(ctx: &Ctx<'a>) -> Self {
+        Walker {
+            tx: None,
+            report: ctx.report(),
+            first_errors: Vec::new(),
+            cancel: ctx.cancel,
+        }
+    }
 }
 
 impl Visitor for Walker<'_> {
