@@ -4,6 +4,7 @@
 //! and entries that can no longer matter are pruned, so memory stays bounded.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -13,10 +14,13 @@ use crate::spark;
 /// Most units remembered; past this, new opens are not recorded (and timestamps decide).
 pub const MAX_UNITS: usize = 1 << 20;
 
+/// Stem (raw bytes, as the sweep reads names) -> last open.
+type Stems = HashMap<Box<[u8]>, Nanos>;
+
 #[derive(Debug, Default)]
 pub struct OpenLog {
-    // store directory -> stem -> last open
-    units: Mutex<HashMap<PathBuf, HashMap<Box<str>, Nanos>>>,
+    // store directory -> its units' last opens
+    units: Mutex<HashMap<PathBuf, Stems>>,
 }
 
 impl OpenLog {
@@ -24,28 +28,29 @@ impl OpenLog {
     /// Returns false when the path is not a Spark block file or the log is full.
     pub fn record(&self, path: &Path, at: Nanos) -> bool {
         let (Some(name), Some(store)) = (
-            path.file_name().and_then(|n| n.to_str()),
+            path.file_name().map(|n| n.as_bytes()),
             path.parent().and_then(Path::parent),
         ) else {
             return false;
         };
-        let Some(block) = spark::parse_block_file(name) else {
+        let Some((_, stem_len)) = spark::parse_block_name(name) else {
             return false;
         };
+        let stem = &name[..stem_len];
         let mut units = self.units.lock().expect("open log poisoned");
-        if let Some(t) = units.get_mut(store).and_then(|stems| stems.get_mut(block.stem)) {
+        if let Some(t) = units.get_mut(store).and_then(|stems| stems.get_mut(stem)) {
             *t = (*t).max(at);
             return true;
         }
-        if units.values().map(HashMap::len).sum::<usize>() >= MAX_UNITS {
+        if units.values().map(Stems::len).sum::<usize>() >= MAX_UNITS {
             return false;
         }
-        units.entry(store.to_owned()).or_default().insert(block.stem.into(), at);
+        units.entry(store.to_owned()).or_default().insert(stem.into(), at);
         true
     }
 
     /// The last open of the unit `stem` in the store at `store`, if seen.
-    pub fn last_open(&self, store: &Path, stem: &str) -> Option<Nanos> {
+    pub fn last_open(&self, store: &Path, stem: &[u8]) -> Option<Nanos> {
         self.units
             .lock()
             .expect("open log poisoned")
@@ -69,7 +74,7 @@ impl OpenLog {
             .lock()
             .expect("open log poisoned")
             .values()
-            .map(HashMap::len)
+            .map(Stems::len)
             .sum()
     }
 
@@ -90,8 +95,8 @@ mod tests {
         assert!(log.record(&store.join("30/shuffle_0_4_0.index"), 30));
         assert!(log.record(&store.join("0c/shuffle_0_4_0.data"), 20));
         assert!(!log.record(&store.join("0c/core.1"), 40), "not a Spark file");
-        assert_eq!(log.last_open(store, "shuffle_0_4_0"), Some(30));
-        assert_eq!(log.last_open(Path::new("/data/blockmgr-2"), "shuffle_0_4_0"), None);
+        assert_eq!(log.last_open(store, b"shuffle_0_4_0"), Some(30));
+        assert_eq!(log.last_open(Path::new("/data/blockmgr-2"), b"shuffle_0_4_0"), None);
         assert_eq!(log.len(), 1);
         log.prune(31);
         assert!(log.is_empty());

@@ -293,35 +293,70 @@ impl<H> Planner<H> {
     }
 }
 
-/// Groups the files of one block store into units: orders `files` by (`hash` of the stem, stem)
-/// and returns, for each unit, the range of its files. Files of different stores must never be
-/// grouped together: shuffle ids restart at 0 in every application.
-pub fn group_units<F>(
-    files: &mut Vec<F>,
-    stem: impl Fn(&F) -> &str,
-    hash: impl Fn(&F) -> u32,
-) -> Vec<std::ops::Range<usize>> {
-    // Sorting small (hash, index) keys, stems compared only on a hash tie, then moving each
-    // file once, costs a fraction of sorting the files themselves by name.
-    let mut keys: Vec<(u32, u32)> = files.iter().enumerate().map(|(i, f)| (hash(f), i as u32)).collect();
-    keys.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| stem(&files[a.1 as usize]).cmp(stem(&files[b.1 as usize])))
-    });
-    let mut slots: Vec<Option<F>> = files.drain(..).map(Some).collect();
-    files.extend(
-        keys.iter()
-            .map(|&(_, i)| slots[i as usize].take().expect("each index once")),
-    );
-    let mut units = Vec::new();
-    let mut start = 0;
-    for i in 1..=files.len() {
-        if i == files.len() || stem(&files[i]) != stem(&files[start]) {
-            units.push(start..i);
-            start = i;
+/// Groups the files of one block store into units. Files of different stores must never be
+/// grouped together: shuffle ids restart at 0 in every application. One `Grouping` is reused
+/// store after store, so its buffers are allocated once per sweep thread.
+#[derive(Debug)]
+pub struct Grouping<F> {
+    keys: Vec<u64>,
+    /// The files of the last store grouped, ordered by (hash of the stem, stem).
+    pub files: Vec<F>,
+    /// For each unit, the range of its files in `files`.
+    pub units: Vec<std::ops::Range<usize>>,
+}
+
+impl<F> Default for Grouping<F> {
+    fn default() -> Self {
+        Grouping {
+            keys: Vec::new(),
+            files: Vec::new(),
+            units: Vec::new(),
         }
     }
-    units
+}
+
+impl<F: Clone> Grouping<F> {
+    pub fn group<'s>(&mut self, files: &[F], stem: impl Fn(&F) -> &'s [u8], hash: impl Fn(&F) -> u32) {
+        // Sorting plain integers (hash above, index below), stems compared only within a run
+        // of equal hashes, then copying each file once, costs a fraction of sorting the files
+        // by name.
+        assert!(
+            u32::try_from(files.len()).is_ok(),
+            "more files in one store than indices"
+        );
+        let keys = &mut self.keys;
+        keys.clear();
+        keys.extend(
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (u64::from(hash(f)) << 32) | i as u64),
+        );
+        keys.sort_unstable();
+        let file = |key: &u64| &files[(key & 0xffff_ffff) as usize];
+        let same_hash = |a: &u64, b: &u64| a >> 32 == b >> 32;
+        // Mostly a run is the files of one unit; when stems collide, ordering the run by stem
+        // (stable: scan order within a unit) makes each stem's files neighbours.
+        let mut start = 0;
+        while start < keys.len() {
+            let len = keys[start..].iter().take_while(|k| same_hash(k, &keys[start])).count();
+            if len > 1 {
+                keys[start..start + len].sort_by(|a, b| stem(file(a)).cmp(stem(file(b))));
+            }
+            start += len;
+        }
+        self.files.clear();
+        self.files.extend(keys.iter().map(|k| file(k).clone()));
+        self.units.clear();
+        let mut start = 0;
+        for i in 1..=keys.len() {
+            if i == keys.len() || !same_hash(&keys[i], &keys[start]) || stem(&self.files[i]) != stem(&self.files[start])
+            {
+                self.units.push(start..i);
+                start = i;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,15 +543,20 @@ mod tests {
 
     #[test]
     fn grouping_puts_equal_stems_together() {
-        let mut files = vec!["b", "a", "b", "c", "a", "b"];
-        let units = group_units(&mut files, |f| f, |_| 0);
-        assert_eq!(files, ["a", "a", "b", "b", "b", "c"]);
-        assert_eq!(units, [0..2, 2..5, 5..6]);
-        // Hash ties between different stems still make different units.
-        let mut files = vec!["bb", "a", "cc", "bb", "a", "cc"];
-        let units = group_units(&mut files, |f| f, |f| f.len() as u32);
-        assert_eq!(files, ["a", "a", "bb", "bb", "cc", "cc"]);
-        assert_eq!(units, [0..2, 2..4, 4..6]);
-        assert!(group_units(&mut Vec::<&str>::new(), |f| f, |_| 0).is_empty());
+        let mut g = Grouping::default();
+        g.group(&["b", "a", "b", "c", "a", "b"], |f| f.as_bytes(), |_| 0);
+        assert_eq!(g.files, ["a", "a", "b", "b", "b", "c"]);
+        assert_eq!(g.units, [0..2, 2..5, 5..6]);
+        // Hash ties between different stems still make different units; and the buffers of
+        // the last store are reused, not appended to.
+        g.group(
+            &["bb", "a", "cc", "bb", "a", "cc"],
+            |f| f.as_bytes(),
+            |f| f.len() as u32,
+        );
+        assert_eq!(g.files, ["a", "a", "bb", "bb", "cc", "cc"]);
+        assert_eq!(g.units, [0..2, 2..4, 4..6]);
+        g.group(&[], |f: &&str| f.as_bytes(), |_| 0);
+        assert!(g.files.is_empty() && g.units.is_empty());
     }
 }

@@ -73,68 +73,62 @@ pub struct Block<'a> {
 
 /// Parses a file name found in a block store's sub-directory. `None`: not Spark's.
 pub fn parse_block_file(name: &str) -> Option<Block<'_>> {
-    let single = |kind| Some(Block { kind, stem: name });
-    if let Some(rest) = name.strip_prefix("shuffle_") {
-        return parse_shuffle(rest).map(|stem_len| Block {
-            kind: Kind::Shuffle,
-            stem: &name[.."shuffle_".len() + stem_len],
-        });
+    // A stem shorter than the name ends before an ASCII byte: a character boundary.
+    parse_block_name(name.as_bytes()).map(|(kind, stem_len)| Block {
+        kind,
+        stem: &name[..stem_len],
+    })
+}
+
+/// [`parse_block_file`] on the raw bytes of a name, as `getdents` returns them: its kind and the
+/// length of its stem. A name it recognises is valid UTF-8 (ASCII but for `test_*`), and checking
+/// the bytes directly spares the sweep a UTF-8 validation of every file name it sees.
+pub fn parse_block_name(name: &[u8]) -> Option<(Kind, usize)> {
+    let whole = |kind| Some((kind, name.len()));
+    if let Some(rest) = name.strip_prefix(b"shuffle_") {
+        return parse_shuffle(rest).map(|stem_len| (Kind::Shuffle, b"shuffle_".len() + stem_len));
     }
-    if let Some(rest) = name.strip_prefix("shuffleMerged_") {
-        return parse_merged(rest).map(|stem_len| Block {
-            kind: Kind::Merged,
-            stem: &name[.."shuffleMerged_".len() + stem_len],
-        });
+    if let Some(rest) = name.strip_prefix(b"shuffleMerged_") {
+        return parse_merged(rest).map(|stem_len| (Kind::Merged, b"shuffleMerged_".len() + stem_len));
     }
     if let Some(id) = name
-        .strip_prefix("temp_shuffle_")
-        .or_else(|| name.strip_prefix("temp_local_"))
+        .strip_prefix(b"temp_shuffle_")
+        .or_else(|| name.strip_prefix(b"temp_local_"))
     {
         // BlockId.scala: temp_(shuffle|local)_([-A-Fa-f0-9]+)
-        return (!id.is_empty() && id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())).then_some(Block {
-            kind: Kind::Temp,
-            stem: name,
-        });
+        return (!id.is_empty() && id.iter().all(|&b| b == b'-' || b.is_ascii_hexdigit()))
+            .then_some((Kind::Temp, name.len()));
     }
-    if let Some(rest) = name.strip_prefix("rdd_") {
+    if let Some(rest) = name.strip_prefix(b"rdd_") {
         // rdd_([0-9]+)_([0-9]+)
-        let (rdd, split) = rest.split_once('_')?;
-        return (digits(rdd) && digits(split)).then_some(Block {
-            kind: Kind::Rdd,
-            stem: name,
-        });
+        let (rdd, split) = split_once(rest, b'_')?;
+        return (digits(rdd) && digits(split)).then_some((Kind::Rdd, name.len()));
     }
-    if let Some(rest) = name.strip_prefix("broadcast_") {
+    if let Some(rest) = name.strip_prefix(b"broadcast_") {
         // broadcast_([0-9]+)([_A-Za-z0-9]*)
-        let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         let field = &rest[n..];
-        return (n > 0 && field.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric())).then_some(Block {
-            kind: Kind::Broadcast,
-            stem: name,
-        });
+        return (n > 0 && field.iter().all(|&b| b == b'_' || b.is_ascii_alphanumeric()))
+            .then_some((Kind::Broadcast, name.len()));
     }
-    if let Some(rest) = name.strip_prefix("taskresult_") {
-        return digits(rest).then_some(Block {
-            kind: Kind::Taskresult,
-            stem: name,
-        });
+    if let Some(rest) = name.strip_prefix(b"taskresult_") {
+        return digits(rest).then_some((Kind::Taskresult, name.len()));
     }
     // input-S-U, python-stream-S-U and test_*: recognised, never deleted.
-    let two_numbers = |rest: &str| rest.split_once('-').is_some_and(|(a, b)| digits(a) && digits(b));
-    let other = name.strip_prefix("input-").is_some_and(two_numbers)
-        || name.strip_prefix("python-stream-").is_some_and(two_numbers)
-        || name.starts_with("test_");
+    let two_numbers = |rest: &[u8]| split_once(rest, b'-').is_some_and(|(a, b)| digits(a) && digits(b));
+    let other = name.strip_prefix(b"input-").is_some_and(two_numbers)
+        || name.strip_prefix(b"python-stream-").is_some_and(two_numbers)
+        || (name.starts_with(b"test_") && std::str::from_utf8(name).is_ok());
     if other {
-        return single(Kind::Other);
+        return whole(Kind::Other);
     }
     None
 }
 
 /// After `shuffle_`: `S_M_R` then `.data`, `.index` or `.checksum.ALGO`, each optionally followed
 /// by `.<uuid>` (the writer's in-progress name). Returns the length of `S_M_R`.
-fn parse_shuffle(rest: &str) -> Option<usize> {
+fn parse_shuffle(b: &[u8]) -> Option<usize> {
     // Byte by byte: this runs for every file of every sweep.
-    let b = rest.as_bytes();
     let mut i = 0;
     for sep in [b'_', b'_', b'.'] {
         let start = i;
@@ -146,45 +140,50 @@ fn parse_shuffle(rest: &str) -> Option<usize> {
         }
         i += 1;
     }
-    let (ids, suffix) = (&rest[..i - 1], &rest[i..]);
-    let after = if let Some(after) = suffix.strip_prefix("data") {
+    let (ids, suffix) = (&b[..i - 1], &b[i..]);
+    let after = if let Some(after) = suffix.strip_prefix(b"data") {
         after
-    } else if let Some(after) = suffix.strip_prefix("index") {
+    } else if let Some(after) = suffix.strip_prefix(b"index") {
         after
     } else {
-        let algo_and_after = suffix.strip_prefix("checksum.")?;
-        let algo_len = algo_and_after.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        let algo_and_after = suffix.strip_prefix(b"checksum.")?;
+        let algo_len = algo_and_after.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
         if algo_len == 0 {
             return None;
         }
         &algo_and_after[algo_len..]
     };
     match after {
-        "" => Some(ids.len()),
-        _ => after.strip_prefix('.').filter(|u| is_uuid(u)).map(|_| ids.len()),
+        [] => Some(ids.len()),
+        _ => after.strip_prefix(b".").filter(|u| is_uuid(u)).map(|_| ids.len()),
     }
 }
 
 /// After `shuffleMerged_`: `<appId>_S_<mergeId>_R.(data|index|meta)`, where the app id may itself
 /// contain underscores (`application_1700000000000_0001`). Returns the length of the stem part.
-fn parse_merged(rest: &str) -> Option<usize> {
-    let (stem, ext) = rest.rsplit_once('.')?;
-    if !matches!(ext, "data" | "index" | "meta") {
+fn parse_merged(rest: &[u8]) -> Option<usize> {
+    let dot = rest.iter().rposition(|&b| b == b'.')?;
+    let (stem, ext) = (&rest[..dot], &rest[dot + 1..]);
+    if !matches!(ext, b"data" | b"index" | b"meta") {
         return None;
     }
-    let mut parts = stem.rsplitn(4, '_');
+    let mut parts = stem.rsplitn(4, |&b| b == b'_');
     let ok = (0..3).all(|_| parts.next().is_some_and(digits));
     let app = parts.next()?;
-    (ok && app.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric())).then_some(stem.len())
+    (ok && app.iter().all(|&b| b == b'_' || b.is_ascii_alphanumeric())).then_some(stem.len())
 }
 
-fn digits(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|&b| b == sep)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+fn digits(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
 }
 
 /// `java.util.UUID.toString()`: 8-4-4-4-12 lower-case hex digits.
-fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
+fn is_uuid(b: &[u8]) -> bool {
     b.len() == 36
         && b.iter().enumerate().all(|(i, &c)| match i {
             8 | 13 | 18 | 23 => c == b'-',
@@ -336,6 +335,17 @@ mod tests {
             ".shuffle_0_8_0.data",
         ] {
             assert_eq!(parse_block_file(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn raw_names_parse_as_their_text_and_invalid_utf8_is_never_spark() {
+        for name in ["shuffle_0_8_0.checksum.ADLER32", "temp_local_cbcc5095", "test_x", "core.1"] {
+            let text = parse_block_file(name).map(|b| (b.kind, b.stem.len()));
+            assert_eq!(parse_block_name(name.as_bytes()), text, "{name}");
+        }
+        for name in [&b"test_\xff"[..], b"shuffle_0_8_0.data\xff", b"rdd_1_\xc3\xa9"] {
+            assert_eq!(parse_block_name(name), None, "{name:?}");
         }
     }
 

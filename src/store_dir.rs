@@ -10,6 +10,7 @@
 //! it unlinked, with `unlinkat` on the same fd.
 
 use std::ffi::CStr;
+use std::hash::Hasher;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
@@ -38,14 +39,16 @@ const UNDELETABLE: StatxAttributes = StatxAttributes::IMMUTABLE.union(StatxAttri
 /// they are re-opened when needed, so a sweep's fd count stays small.
 const MAX_OPEN_SUBDIRS: usize = 128;
 
-/// A Spark block file inside a store's sub-directory.
-#[derive(Clone, Debug)]
+/// A Spark block file inside a store's sub-directory. Its name is kept in the store's
+/// [`Names`], not in a string of its own: one allocation per store instead of one per file.
+#[derive(Clone, Copy, Debug)]
 pub struct StoreFile {
     /// Index into the store's sub-directory names.
     pub subdir: u32,
-    pub name: Box<str>,
+    name_at: usize,
+    name_len: u16,
     /// `name[..stem_len]` is the unit stem (see [`spark::Block`]).
-    pub stem_len: u16,
+    stem_len: u16,
     /// A hash of the stem: grouping sorts by it first, so stems are compared only on a tie.
     stem_hash: u32,
     pub kind: Kind,
@@ -53,8 +56,12 @@ pub struct StoreFile {
 }
 
 impl StoreFile {
-    pub fn stem(&self) -> &str {
-        &self.name[..usize::from(self.stem_len)]
+    pub fn name<'a>(&self, names: &'a Names) -> &'a [u8] {
+        &names.0[self.name_at..self.name_at + usize::from(self.name_len)]
+    }
+
+    pub fn stem<'a>(&self, names: &'a Names) -> &'a [u8] {
+        &names.0[self.name_at..self.name_at + usize::from(self.stem_len)]
     }
 
     pub fn stem_hash(&self) -> u32 {
@@ -62,22 +69,40 @@ impl StoreFile {
     }
 }
 
-/// FNV-1a: cheap, and good enough to make ties rare among one store's stems.
-fn fnv1a(s: &str) -> u32 {
-    s.bytes()
-        .fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+/// The file names of one store's [`StoreFile`]s, end to end.
+#[derive(Debug, Default)]
+pub struct Names(Vec<u8>);
+
+/// Fx hashes eight bytes per step: cheap, and good enough to make ties rare among one store's
+/// stems (a tie costs only a comparison of the two stems).
+fn stem_hash(stem: &[u8]) -> u32 {
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(stem);
+    let h = h.finish();
+    (h ^ (h >> 32)) as u32
 }
 
-/// What reading a store found besides its Spark files.
+/// What reading a store found: its Spark files and everything else it counted.
 #[derive(Debug, Default)]
 pub struct Listing {
     /// Names of its `NN` sub-directories.
     pub subdirs: Vec<Box<str>>,
     pub files: Vec<StoreFile>,
+    pub names: Names,
     /// Entries that are not Spark block files in a sub-directory: never touched.
     pub unknown: u64,
     /// Sub-directories or files that could not be read or stat'ed.
     pub errors: Vec<(Failure, String, io::Error)>,
+}
+
+impl Listing {
+    fn clear(&mut self) {
+        self.subdirs.clear();
+        self.files.clear();
+        self.names.0.clear();
+        self.unknown = 0;
+        self.errors.clear();
+    }
 }
 
 /// What became of one unit.
@@ -180,11 +205,11 @@ impl StoreDir {
         Ok(self.subdirs[index].as_ref().expect("opened above"))
     }
 
-    /// Reads the store: its `NN` sub-directories and the Spark files in them, one `fstatat`
-    /// per Spark file. `buf` is getdents' buffer, reused across stores.
-    pub fn read(&mut self, buf: &mut Vec<u8>) -> Listing {
-        let mut out = Listing::default();
-        let mut names: Vec<Box<str>> = Vec::new();
+    /// Reads the store into `out` (cleared first, its buffers reused): its `NN` sub-directories
+    /// and the Spark files in them, one `fstatat` per Spark file. `buf` is getdents' buffer.
+    pub fn read(&mut self, buf: &mut Vec<u8>, out: &mut Listing) {
+        out.clear();
+        let mut subdirs = std::mem::take(&mut out.subdirs);
         let r = for_each_entry(&self.dir, buf, |name, ftype| {
             let role = name
                 .to_str()
@@ -194,20 +219,19 @@ impl StoreDir {
                 // DT_UNKNOWN (XFS without ftype, some network filesystems): opening it with
                 // O_DIRECTORY | O_NOFOLLOW settles it, and a non-directory counts as unknown.
                 (Some(DirRole::SubDir), FileType::Directory | FileType::Unknown) => {
-                    names.push(name.to_str().expect("hex").into())
+                    subdirs.push(name.to_str().expect("hex").into())
                 }
                 _ => out.unknown += 1,
             }
         });
         if let Err(e) = r {
             out.errors.push((Failure::Walk, String::new(), e));
-            return out;
+        } else {
+            for (index, sub) in subdirs.iter().enumerate() {
+                self.read_subdir(index, sub, buf, out);
+            }
         }
-        for (index, sub) in names.iter().enumerate() {
-            self.read_subdir(index, sub, buf, &mut out);
-        }
-        out.subdirs = names;
-        out
+        out.subdirs = subdirs;
     }
 
     fn read_subdir(&mut self, index: usize, sub: &str, buf: &mut Vec<u8>, out: &mut Listing) {
@@ -224,43 +248,49 @@ impl StoreDir {
                 return;
             }
         };
-        let mut candidates: Vec<(Box<str>, spark::Kind, u16)> = Vec::new();
+        let subdir = index as u32;
         let r = for_each_entry(fd, buf, |name, ftype| {
             // A symlink is never followed and never a candidate; DT_UNKNOWN (some filesystems)
             // is settled by the stat below.
-            let block = name
-                .to_str()
-                .ok()
-                .filter(|_| matches!(ftype, FileType::RegularFile | FileType::Unknown));
-            match block.and_then(|n| spark::parse_block_file(n).map(|b| (n, b))) {
-                Some((n, b)) => candidates.push((n.into(), b.kind, b.stem.len() as u16)),
-                None => out.unknown += 1,
-            }
-        });
-        if let Err(e) = r {
-            out.errors.push((Failure::Walk, sub.to_string(), e));
-        }
-        for (name, kind, stem_len) in candidates {
-            match rustix::fs::statat(fd, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+            let bytes = name.to_bytes();
+            let block = match ftype {
+                FileType::RegularFile | FileType::Unknown => spark::parse_block_name(bytes),
+                _ => None,
+            };
+            let Some((kind, stem_len)) = block else {
+                out.unknown += 1;
+                return;
+            };
+            // Stat'ed as it is listed, by the name getdents gave (already NUL-terminated).
+            match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => {
                     let stat = FileStat::from_rustix(&st);
                     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || stat.dev != dev {
                         out.unknown += 1; // not a regular file, or bind-mounted from elsewhere
-                        continue;
+                        return;
                     }
+                    let name_at = out.names.0.len();
+                    out.names.0.extend_from_slice(bytes);
                     out.files.push(StoreFile {
-                        subdir: index as u32,
-                        stem_hash: fnv1a(&name[..usize::from(stem_len)]),
-                        name,
-                        stem_len,
+                        subdir,
+                        name_at,
+                        // NAME_MAX is 255.
+                        name_len: bytes.len() as u16,
+                        stem_len: stem_len as u16,
+                        stem_hash: stem_hash(&bytes[..stem_len]),
                         kind,
                         stat,
                     });
                 }
                 // Gone between getdents and stat (a task finished its spill): nothing to do.
                 Err(rustix::io::Errno::NOENT) => {}
-                Err(e) => out.errors.push((Failure::Stat, format!("{sub}/{name}"), e.into())),
+                Err(e) => out
+                    .errors
+                    .push((Failure::Stat, format!("{sub}/{}", name.to_string_lossy()), e.into())),
             }
+        });
+        if let Err(e) = r {
+            out.errors.push((Failure::Walk, sub.to_string(), e));
         }
     }
 
@@ -270,6 +300,7 @@ impl StoreDir {
     pub fn delete_unit(
         &mut self,
         subdir_names: &[Box<str>],
+        names: &Names,
         files: &[StoreFile],
         basis: &[Timestamp],
         judged_last_use: Nanos,
@@ -281,7 +312,7 @@ impl StoreDir {
             let stat = self.subdir(index, &subdir_names[index]).and_then(|dir| {
                 Ok(rustix::fs::statx(
                     dir,
-                    &*f.name,
+                    f.name(names),
                     AtFlags::SYMLINK_NOFOLLOW,
                     StatxFlags::BASIC_STATS,
                 )?)
@@ -319,7 +350,7 @@ impl StoreDir {
             let index = f.subdir as usize;
             let result = self
                 .subdir(index, &subdir_names[index])
-                .and_then(|dir| Ok(rustix::fs::unlinkat(dir, &*f.name, AtFlags::empty())?));
+                .and_then(|dir| Ok(rustix::fs::unlinkat(dir, f.name(names), AtFlags::empty())?));
             match result {
                 Ok(()) => out.removed.push(i),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

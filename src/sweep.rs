@@ -4,8 +4,10 @@
 //! `report` and the daemon.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io;
 use std::ops::ControlFlow;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,10 +21,11 @@ use crate::config::{self, Config};
 use crate::disk::{self, Mounts};
 use crate::open_files::OpenFiles;
 use crate::opens::OpenLog;
-use crate::policy::{self, Mode, Nanos, Planner, Reason, Rules, Skip, UnitFacts, Verdict};
-use crate::report::{Candidate, FsReport, Op, Report, RootReport, Tally};
+use crate::policy::{self, Grouping, Mode, Nanos, Planner, Reason, Rules, Skip, UnitFacts, Verdict};
+use crate::report::{Candidate, FsReport, Inventory, Op, Report, RootReport, Tally};
 use crate::scan::{self, Visitor};
-use crate::store_dir::{self, Failure, StoreDir, StoreFile};
+use crate::spark::Kind;
+use crate::store_dir::{self, Failure, Listing, Names, StoreDir, StoreFile};
 
 /// How to run a sweep (the config says the rest).
 #[derive(Clone, Debug)]
@@ -482,13 +485,13 @@ struct Pooled {
     last_use: Nanos,
 }
 
-/// What deletion needs of a store once its files have been handed out to units.
+/// The store whose units are being judged, as deletion and logging need it.
 #[derive(Debug)]
-struct StoreMeta {
+struct StoreMeta<'l> {
     root: usize,
-    rel: PathBuf,
-    dev: u64,
-    subdirs: Vec<Box<str>>,
+    rel: &'l Path,
+    subdirs: &'l [Box<str>],
+    names: &'l Names,
 }
 
 /// Reads, judges and deletes in stores, on one thread.
@@ -501,6 +504,9 @@ struct Worker<'a> {
     first_errors: Vec<Op>,
     /// getdents' buffer, reused for every directory.
     buf: Vec<u8>,
+    /// The last store's listing and grouping: their buffers are reused for the next store.
+    listing: Listing,
+    grouping: Grouping<StoreFile>,
 }
 
 impl<'a> Worker<'a> {
@@ -512,6 +518,8 @@ impl<'a> Worker<'a> {
             evict,
             first_errors: Vec::new(),
             buf: Vec::new(),
+            listing: Listing::default(),
+            grouping: Grouping::default(),
         }
     }
 
@@ -560,47 +568,57 @@ impl<'a> Worker<'a> {
         // The second pass under pressure counts only what it deletes: the first counted the rest.
         let first_pass = self.evict.is_none();
         let root_path = &ctx.roots[root].path;
-        let dev = ctx.roots[root].dev;
-        let mut dir = match StoreDir::open(root_path, &rel, dev) {
+        let mut dir = match StoreDir::open(root_path, &rel, ctx.roots[root].dev) {
             Ok(d) => d,
             Err(_) if !first_pass => return,
             // Replaced by a symlink, moved to another filesystem or gone since the walk saw it.
             Err(e) if store_dir::open_failure_is_change(&e) => return self.report.skip(Skip::Unknown, 1),
             Err(e) => return self.error(Op::Walk, &root_path.join(&rel), &e),
         };
-        let listing = dir.read(&mut self.buf);
+        let mut listing = std::mem::take(&mut self.listing);
+        dir.read(&mut self.buf, &mut listing);
         if first_pass {
             self.report.skip(Skip::Unknown, listing.unknown);
             for (failure, sub, e) in &listing.errors {
                 let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
                 self.error(op, &root_path.join(&rel).join(sub), e);
             }
+            self.inventory(root, &listing.files);
         }
-        let store_path = root_path.join(&rel);
-        let protect_on = !ctx.cfg.protect.is_empty();
+        let mut grouping = std::mem::take(&mut self.grouping);
+        grouping.group(&listing.files, |f| f.stem(&listing.names), StoreFile::stem_hash);
+        let store = StoreMeta {
+            root,
+            rel: &rel,
+            subdirs: &listing.subdirs,
+            names: &listing.names,
+        };
+        self.judge_units(&store, &mut dir, &grouping);
+        self.listing = listing;
+        self.grouping = grouping;
+    }
+
+    /// Judges the units of one store (grouped in `grouping`): deletes the TTL ones and pools
+    /// the rest for pressure, or in the second pass deletes those pressure chose.
+    fn judge_units(&mut self, store: &StoreMeta, dir: &mut StoreDir, grouping: &Grouping<StoreFile>) {
+        let ctx = self.ctx;
+        let root = store.root;
         let root_meta = &ctx.roots[root];
-        let store_protected = protect_on && (root_meta.protected || self.protected_dir(root_meta, &rel));
-        let subdir_protected: Vec<bool> = listing
+        let store_path = root_meta.path.join(store.rel);
+        let protect_on = !ctx.cfg.protect.is_empty();
+        let store_protected = protect_on && (root_meta.protected || self.protected_dir(root_meta, store.rel));
+        let subdir_protected: Vec<bool> = store
             .subdirs
             .iter()
-            .map(|d| protect_on && !store_protected && self.protected_path(root_meta, &rel.join(&**d)))
+            .map(|d| protect_on && !store_protected && self.protected_path(root_meta, &store.rel.join(&**d)))
             .collect();
-        let mut files = listing.files;
-        let meta = Arc::new(StoreMeta {
-            root,
-            rel,
-            dev,
-            subdirs: listing.subdirs,
-        });
-        let units = policy::group_units(&mut files, StoreFile::stem, StoreFile::stem_hash);
         let basis = &ctx.cfg.age_basis;
         let evict_rules = self.evict.map(|_| rules(ctx.cfg));
-        let mut dir = Some((meta.clone(), dir));
-        for range in units {
+        for range in grouping.units.iter().cloned() {
             if ctx.cancelled() {
                 return;
             }
-            let unit = &files[range];
+            let unit = &grouping.files[range];
             let mut facts = UnitFacts {
                 kind: unit[0].kind,
                 last_use: Nanos::MIN,
@@ -609,21 +627,16 @@ impl<'a> Worker<'a> {
                 open: ctx.open_unknown,
             };
             for f in unit {
-                let last_use = f.stat.last_use(basis);
-                facts.last_use = facts.last_use.max(last_use);
+                facts.last_use = facts.last_use.max(f.stat.last_use(basis));
                 facts.bytes += f.stat.alloc;
                 facts.protected |= subdir_protected[f.subdir as usize]
-                    || (protect_on && self.protected_path(root_meta, &file_rel(&meta, f)));
+                    || (protect_on && self.protected_path(root_meta, &file_rel(store, f)));
                 facts.open |= ctx.open.is_some_and(|o| o.contains(f.stat.dev, f.stat.ino));
-                if first_pass {
-                    self.report.roots[root]
-                        .kinds
-                        .entry(f.kind)
-                        .or_default()
-                        .add(f.stat.size, last_use, ctx.now);
-                }
             }
-            if let Some(opened) = ctx.opens.and_then(|o| o.last_open(&store_path, unit[0].stem())) {
+            if let Some(opened) = ctx
+                .opens
+                .and_then(|o| o.last_open(&store_path, unit[0].stem(store.names)))
+            {
                 facts.last_use = facts.last_use.max(opened);
             }
             if let (Some(evict), Some(rules)) = (self.evict, &evict_rules) {
@@ -632,7 +645,7 @@ impl<'a> Worker<'a> {
                 let eligible = policy::judge(&facts, rules, ctx.now) == Verdict::Eligible;
                 if eligible
                     && evict.takes(facts.last_use)
-                    && self.delete(&meta, unit, &facts, evict.reason, &mut dir).is_none()
+                    && self.delete(store, dir, unit, &facts, evict.reason).is_none()
                 {
                     self.kept(root, facts.last_use);
                 }
@@ -643,7 +656,7 @@ impl<'a> Worker<'a> {
                 last_use: facts.last_use,
             };
             match self.planner.offer(&facts, pooled) {
-                Verdict::Delete(reason) => match self.delete(&meta, unit, &facts, reason, &mut dir) {
+                Verdict::Delete(reason) => match self.delete(store, dir, unit, &facts, reason) {
                     Some(freed) => self.planner.freed(freed),
                     None => self.kept(root, facts.last_use),
                 },
@@ -657,6 +670,19 @@ impl<'a> Worker<'a> {
                 Verdict::Eligible if !self.planner.under_pressure() => self.kept(root, facts.last_use),
                 Verdict::Eligible | Verdict::Exempt => {}
             }
+        }
+    }
+
+    /// Counts a store's files in its root's inventory (what was there before anything was
+    /// deleted). Summed per kind in an array first: a map lookup per file costs more.
+    fn inventory(&mut self, root: usize, files: &[StoreFile]) {
+        let mut kinds: [Inventory; Kind::ALL.len()] = Default::default();
+        for f in files {
+            kinds[f.kind as usize].add(f.stat.size, f.stat.last_use(&self.ctx.cfg.age_basis), self.ctx.now);
+        }
+        let inventory = &mut self.report.roots[root].kinds;
+        for (kind, inv) in Kind::ALL.into_iter().zip(kinds).filter(|(_, inv)| inv.files > 0) {
+            inventory.entry(kind).or_default().merge(&inv);
         }
     }
 
@@ -695,16 +721,16 @@ impl<'a> Worker<'a> {
         (self.report, evict)
     }
 
-    /// Deletes one unit (or, in a dry run, lists it). Returns the allocated bytes freed, or
-    /// `None` when the unit was kept (changed since it was judged, or an error). `dir` caches
-    /// the open store, re-opened when the unit is in another one.
+    /// Deletes one unit of the store open as `dir` (or, in a dry run, lists it). Returns the
+    /// allocated bytes freed, or `None` when the unit was kept (changed since it was judged, or
+    /// an error).
     fn delete(
         &mut self,
-        store: &Arc<StoreMeta>,
+        store: &StoreMeta,
+        dir: &mut StoreDir,
         files: &[StoreFile],
         facts: &UnitFacts,
         reason: Reason,
-        dir: &mut Option<(Arc<StoreMeta>, StoreDir)>,
     ) -> Option<u64> {
         let root = &self.ctx.roots[store.root].path;
         let age_seconds = (self.ctx.now.saturating_sub(facts.last_use).max(0) / 1_000_000_000) as u64;
@@ -718,30 +744,19 @@ impl<'a> Worker<'a> {
         let opened = self
             .ctx
             .opens
-            .and_then(|o| o.last_open(&root.join(&store.rel), files[0].stem()));
+            .and_then(|o| o.last_open(&root.join(store.rel), files[0].stem(store.names)));
         if opened.is_some_and(|t| t > facts.last_use) {
             debug!(path = %file_path(root, store, &files[0]).display(), "unit opened since it was judged; kept");
             self.report.skip(Skip::Changed, files.len() as u64);
             return None;
         }
-        if !dir.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, store)) {
-            *dir = None;
-            match StoreDir::open(root, &store.rel, store.dev) {
-                Ok(d) => *dir = Some((store.clone(), d)),
-                Err(e) => {
-                    let path = root.join(&store.rel);
-                    if store_dir::open_failure_is_change(&e) {
-                        debug!(path = %path.display(), error = %e, "store changed since the walk; kept");
-                        self.report.skip(Skip::Changed, files.len() as u64);
-                    } else {
-                        self.error(Op::Unlink, &path, &e);
-                    }
-                    return None;
-                }
-            }
-        }
-        let (_, handle) = dir.as_mut().expect("opened above");
-        let outcome = handle.delete_unit(&store.subdirs, files, &self.ctx.cfg.age_basis, facts.last_use);
+        let outcome = dir.delete_unit(
+            store.subdirs,
+            store.names,
+            files,
+            &self.ctx.cfg.age_basis,
+            facts.last_use,
+        );
         for (i, failure, e) in &outcome.errors {
             let op = match failure {
                 Failure::Walk => Op::Walk,
@@ -807,6 +822,6 @@ fn file_path(root: &Path, store: &StoreMeta, f: &StoreFile) -> PathBuf {
 /// A file's path relative to its root.
 fn file_rel(store: &StoreMeta, f: &StoreFile) -> PathBuf {
     let mut p = store.rel.join(&*store.subdirs[f.subdir as usize]);
-    p.push(&*f.name);
+    p.push(OsStr::from_bytes(f.name(store.names)));
     p
 }

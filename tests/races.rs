@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use shuffle_janitor::config::Timestamp;
 use shuffle_janitor::disk::FileStat;
-use shuffle_janitor::store_dir::{StoreDir, StoreFile, open_failure_is_change};
+use shuffle_janitor::store_dir::{Listing, Names, StoreDir, StoreFile, open_failure_is_change};
 
 const BM: &str = "blockmgr-17ee28d4-9c6f-4141-8390-73ad9b25ad4c";
 const BASIS: &[Timestamp] = &[Timestamp::Mtime, Timestamp::Atime];
@@ -21,6 +21,7 @@ struct Store {
     rel: PathBuf,
     dev: u64,
     subdirs: Vec<Box<str>>,
+    names: Names,
 }
 
 /// A map output in three sub-directories, read the way the sweep reads it.
@@ -30,7 +31,10 @@ fn scanned(env: &TestEnv) -> (Store, Vec<StoreFile>) {
     env.file(&format!("{BM}/34/shuffle_0_4_0.checksum.ADLER32"), 8, 9 * HOUR);
     let root = env.root();
     let dev = std::fs::metadata(&root).unwrap().dev();
-    let listing = StoreDir::open(&root, Path::new(BM), dev).unwrap().read(&mut Vec::new());
+    let mut listing = Listing::default();
+    StoreDir::open(&root, Path::new(BM), dev)
+        .unwrap()
+        .read(&mut Vec::new(), &mut listing);
     assert!(listing.errors.is_empty(), "{:?}", listing.errors);
     assert_eq!(listing.files.len(), 3);
     (
@@ -38,6 +42,7 @@ fn scanned(env: &TestEnv) -> (Store, Vec<StoreFile>) {
             rel: BM.into(),
             dev,
             subdirs: listing.subdirs,
+            names: listing.names,
         },
         listing.files,
     )
@@ -58,7 +63,7 @@ fn an_unchanged_unit_is_deleted_whole() {
     let (store, files) = scanned(&env);
     let out = open(&env, &store)
         .unwrap()
-        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+        .delete_unit(&store.subdirs, &store.names, &files, BASIS, last_use(&files));
     assert!(!out.changed && out.errors.is_empty(), "{out:?}");
     assert_eq!(out.removed.len(), 3);
     assert!(files_below(&env.root()).is_empty());
@@ -80,7 +85,7 @@ fn a_symlink_planted_in_place_of_a_subdirectory_does_not_redirect_the_deletion()
 
     let out = open(&env, &store)
         .unwrap()
-        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+        .delete_unit(&store.subdirs, &store.names, &files, BASIS, last_use(&files));
     assert!(out.changed, "{out:?}");
     assert!(out.removed.is_empty(), "nothing of the unit goes: {out:?}");
     assert!(victim.exists(), "the symlink was not followed");
@@ -107,7 +112,7 @@ fn a_file_that_changed_after_the_decision_keeps_its_whole_unit() {
     std::fs::write(&index, vec![b'y'; 48]).unwrap();
     let out = open(&env, &store)
         .unwrap()
-        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+        .delete_unit(&store.subdirs, &store.names, &files, BASIS, last_use(&files));
     assert!(out.changed, "{out:?}");
     assert!(out.removed.is_empty());
     assert_eq!(files_below(&env.root()).len(), 3, "all three files kept");
@@ -127,7 +132,7 @@ fn a_file_replaced_by_another_inode_with_the_same_size_and_times_is_kept() {
     assert_ne!(std::fs::metadata(&data).unwrap().ino(), old.ino());
     let out = open(&env, &store)
         .unwrap()
-        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+        .delete_unit(&store.subdirs, &store.names, &files, BASIS, last_use(&files));
     assert!(out.changed, "{out:?}");
     assert!(data.exists());
 }
@@ -141,10 +146,16 @@ fn a_file_read_after_the_decision_keeps_its_unit_when_atime_counts() {
     let mtime = filetime::FileTime::from_last_modification_time(&std::fs::metadata(&index).unwrap());
     filetime::set_file_times(&index, filetime::FileTime::now(), mtime).unwrap();
     let mut dir = open(&env, &store).unwrap();
-    let out = dir.delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+    let out = dir.delete_unit(&store.subdirs, &store.names, &files, BASIS, last_use(&files));
     assert!(out.changed, "{out:?}");
     // With mtime alone as the basis, a read does not count as use.
-    let out = dir.delete_unit(&store.subdirs, &files, &[Timestamp::Mtime], last_use(&files));
+    let out = dir.delete_unit(
+        &store.subdirs,
+        &store.names,
+        &files,
+        &[Timestamp::Mtime],
+        last_use(&files),
+    );
     assert!(!out.changed && out.removed.len() == 3, "{out:?}");
 }
 
@@ -155,7 +166,7 @@ fn files_already_gone_are_not_errors() {
     std::fs::remove_file(env.root().join(format!("{BM}/34/shuffle_0_4_0.checksum.ADLER32"))).unwrap();
     let out = open(&env, &store)
         .unwrap()
-        .delete_unit(&store.subdirs, &files, BASIS, last_use(&files));
+        .delete_unit(&store.subdirs, &store.names, &files, BASIS, last_use(&files));
     assert!(!out.changed && out.errors.is_empty(), "{out:?}");
     assert_eq!(out.removed.len(), 2);
     let stat = FileStat::from_metadata(&std::fs::metadata(env.root()).unwrap());
@@ -170,7 +181,8 @@ fn a_swap_after_reading_cannot_redirect_a_deletion_through_the_same_fds() {
     let root = env.root();
     let dev = std::fs::metadata(&root).unwrap().dev();
     let mut dir = StoreDir::open(&root, Path::new(BM), dev).unwrap();
-    let listing = dir.read(&mut Vec::new());
+    let mut listing = Listing::default();
+    dir.read(&mut Vec::new(), &mut listing);
     // After the read, 30/ is moved away and replaced by a symlink to a hard link of the index.
     let nn = root.join(BM).join("30");
     let victim = env.outside().join("shuffle_0_4_0.index");
@@ -178,7 +190,13 @@ fn a_swap_after_reading_cannot_redirect_a_deletion_through_the_same_fds() {
     let moved = root.join("moved-away");
     std::fs::rename(&nn, &moved).unwrap();
     symlink(env.outside(), &nn).unwrap();
-    let out = dir.delete_unit(&listing.subdirs, &listing.files, BASIS, last_use(&listing.files));
+    let out = dir.delete_unit(
+        &listing.subdirs,
+        &listing.names,
+        &listing.files,
+        BASIS,
+        last_use(&listing.files),
+    );
     assert!(!out.changed && out.errors.is_empty(), "{out:?}");
     // The name that was judged went (in the directory it really is in); the victim did not.
     assert!(victim.exists());
