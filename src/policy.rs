@@ -335,25 +335,31 @@ impl<F: Clone> Grouping<F> {
         keys.sort_unstable();
         let file = |key: &u64| &files[(key & 0xffff_ffff) as usize];
         let same_hash = |a: &u64, b: &u64| a >> 32 == b >> 32;
-        // Mostly a run is the files of one unit; when stems collide, ordering the run by stem
-        // (stable: scan order within a unit) makes each stem's files neighbours.
+        self.files.clear();
+        self.units.clear();
         let mut start = 0;
         while start < keys.len() {
             let len = keys[start..].iter().take_while(|k| same_hash(k, &keys[start])).count();
-            if len > 1 {
-                keys[start..start + len].sort_by(|a, b| stem(file(a)).cmp(stem(file(b))));
-            }
+            let run = &mut keys[start..start + len];
             start += len;
-        }
-        self.files.clear();
-        self.files.extend(keys.iter().map(|k| file(k).clone()));
-        self.units.clear();
-        let mut start = 0;
-        for i in 1..=keys.len() {
-            if i == keys.len() || !same_hash(&keys[i], &keys[start]) || stem(&self.files[i]) != stem(&self.files[start])
-            {
-                self.units.push(start..i);
-                start = i;
+            let first = stem(file(&run[0]));
+            let at = self.files.len();
+            if run[1..].iter().all(|k| stem(file(k)) == first) {
+                // Mostly a run is the files of one unit.
+                self.files.extend(run.iter().map(|k| file(k).clone()));
+                self.units.push(at..self.files.len());
+                continue;
+            }
+            // Stems collided: ordered by stem (stable: scan order within a unit), each stem's
+            // files are neighbours.
+            run.sort_by(|a, b| stem(file(a)).cmp(stem(file(b))));
+            self.files.extend(run.iter().map(|k| file(k).clone()));
+            let mut unit = at;
+            for i in at + 1..=self.files.len() {
+                if i == self.files.len() || stem(&self.files[i]) != stem(&self.files[unit]) {
+                    self.units.push(unit..i);
+                    unit = i;
+                }
             }
         }
     }

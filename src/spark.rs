@@ -340,7 +340,12 @@ mod tests {
 
     #[test]
     fn raw_names_parse_as_their_text_and_invalid_utf8_is_never_spark() {
-        for name in ["shuffle_0_8_0.checksum.ADLER32", "temp_local_cbcc5095", "test_x", "core.1"] {
+        for name in [
+            "shuffle_0_8_0.checksum.ADLER32",
+            "temp_local_cbcc5095",
+            "test_x",
+            "core.1",
+        ] {
             let text = parse_block_file(name).map(|b| (b.kind, b.stem.len()));
             assert_eq!(parse_block_name(name.as_bytes()), text, "{name}");
         }

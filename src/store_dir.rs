@@ -3,11 +3,13 @@
 //!
 //! The store is opened from its root one component at a time with `O_NOFOLLOW | O_DIRECTORY`,
 //! checking the device at each step, so a directory swapped for a symlink (or a mount placed
-//! over it) cannot redirect either the scan or a deletion. Its `NN` sub-directories are read
-//! with `getdents` and their files stat'ed relative to the directory's fd: one `fstatat` per
-//! Spark file and no path resolution from the root. Before unlinking, every file of a unit is
-//! stat'ed again and compared with what was judged; only if the whole unit is still as judged is
-//! it unlinked, with `unlinkat` on the same fd.
+//! over it) cannot redirect either the scan or a deletion. Each `NN` sub-directory is opened
+//! once as an `O_PATH` fd, kept for the whole store, and everything in it is done relative to
+//! that fd: it is listed with `getdents` through `.` opened from it (closed as soon as it is
+//! read), its files are stat'ed, one `fstatat` per Spark file and no path resolution from the
+//! root, and before unlinking every file of a unit is stat'ed again and compared with what was
+//! judged; only if the whole unit is still as judged is it unlinked, with `unlinkat` on the same
+//! fd.
 
 use std::ffi::CStr;
 use std::hash::Hasher;
@@ -23,12 +25,13 @@ use crate::disk::FileStat;
 use crate::policy::Nanos;
 use crate::spark::{self, DirRole, Kind};
 
-/// Directories on the way to a store: only traversed, never read.
+/// Directories on the way to a store, and its sub-directories: only used as the directory of
+/// `*at()` calls, never read through.
 const PATH_FLAGS: OFlags = OFlags::PATH
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
-/// The store and its sub-directories: read with getdents.
+/// The store, and a sub-directory while it is listed: read with getdents.
 const READ_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
@@ -197,7 +200,7 @@ impl StoreDir {
                     self.open_subdirs -= 1;
                 }
             }
-            let fd = rustix::fs::openat(&self.dir, name, READ_FLAGS, Mode::empty())?;
+            let fd = rustix::fs::openat(&self.dir, name, PATH_FLAGS, Mode::empty())?;
             check_dev(&fd, self.dev)?;
             self.subdirs[index] = Some(fd);
             self.open_subdirs += 1;
@@ -248,8 +251,15 @@ impl StoreDir {
                 return;
             }
         };
+        // Listed through a read fd of its own, closed right after: ext4 keeps a listed
+        // directory's entries in a tree until the fd that read them is closed, and freeing
+        // 64 of them per store at once, long after they were read, cost more than a syscall.
+        let list = match rustix::fs::openat(fd, c".", READ_FLAGS, Mode::empty()) {
+            Ok(list) => list,
+            Err(e) => return out.errors.push((Failure::Walk, sub.to_string(), e.into())),
+        };
         let subdir = index as u32;
-        let r = for_each_entry(fd, buf, |name, ftype| {
+        let r = for_each_entry(&list, buf, |name, ftype| {
             // A symlink is never followed and never a candidate; DT_UNKNOWN (some filesystems)
             // is settled by the stat below.
             let bytes = name.to_bytes();
