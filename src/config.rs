@@ -231,6 +231,10 @@ impl RawConfig {
                     format!("is not a duration ({e}); write e.g. \"90s\", \"15m\" or \"6h\""),
                 )
             })?;
+            // Every timer and age is computed from these: bounded, nothing can overflow.
+            if d > MAX_DURATION {
+                return Err(invalid(key, &format!("{value:?}"), "must be at most 10 years".into()));
+            }
             Ok::<_, ConfigError>(d)
         };
 
@@ -243,6 +247,13 @@ impl RawConfig {
             }
         }
         let max_age = duration("max_age", &self.max_age)?;
+        if max_age.is_zero() {
+            return Err(invalid(
+                "max_age",
+                &format!("{:?}", self.max_age),
+                "must be longer than 0s (0s would delete every closed map output at once)".into(),
+            ));
+        }
         let min_age = duration("min_age", &self.min_age)?;
         if min_age > max_age {
             return Err(invalid(
@@ -258,6 +269,15 @@ impl RawConfig {
                 "must name at least one of \"mtime\", \"atime\", \"ctime\"".into(),
             ));
         }
+        if self.kinds.is_empty() {
+            return Err(invalid(
+                "kinds",
+                &"[]",
+                "must name at least one kind (shuffle, temp, merged, rdd, broadcast, taskresult); \
+                 to delete nothing, set dry_run = true"
+                    .into(),
+            ));
+        }
         if self.kinds.contains(&Kind::Other) {
             return Err(invalid(
                 "kinds",
@@ -266,25 +286,31 @@ impl RawConfig {
             ));
         }
         let mut builder = GlobSetBuilder::new();
-        for pattern in &self.protect {
-            if !pattern.starts_with('/') {
+        let mut protect = Vec::with_capacity(self.protect.len());
+        for given in &self.protect {
+            if !given.starts_with('/') {
                 return Err(invalid(
                     "protect",
-                    &format!("{pattern:?}"),
+                    &format!("{given:?}"),
                     "must be an absolute path glob".into(),
                 ));
             }
-            let glob = globset::GlobBuilder::new(pattern)
+            // Matched against clean paths: "/a//b/", "/a/./b" would never match, so they are
+            // written the way paths are ("/a/b"). ".." cannot be matched at all.
+            let pattern =
+                normalize_glob(given).map_err(|problem| invalid("protect", &format!("{given:?}"), problem))?;
+            let glob = globset::GlobBuilder::new(&pattern)
                 .literal_separator(true)
                 .build()
                 .map_err(|e| {
                     invalid(
                         "protect",
-                        &format!("{pattern:?}"),
+                        &format!("{given:?}"),
                         format!("is not a valid glob: {}", e.kind()),
                     )
                 })?;
             builder.add(glob);
+            protect.push(pattern);
         }
         let set = builder
             .build()
@@ -342,10 +368,7 @@ impl RawConfig {
             min_age,
             age_basis,
             kinds,
-            protect: Protect {
-                patterns: self.protect,
-                set,
-            },
+            protect: Protect { patterns: protect, set },
             interval,
             dry_run: self.dry_run,
             skip_open_files: self.skip_open_files,
@@ -357,6 +380,25 @@ impl RawConfig {
             listen,
         })
     }
+}
+
+/// The longest duration accepted anywhere in the config.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// A path glob written the way clean paths are: no empty or `.` components, no trailing slash.
+fn normalize_glob(pattern: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(pattern.len());
+    for part in pattern.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err("must not contain \"..\"; write the directory itself".into());
+        }
+        out.push('/');
+        out.push_str(part);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
 }
 
 /// Directories that are never a Spark local dir. The classifier alone would keep them safe (it
@@ -380,6 +422,11 @@ pub fn check_root_pattern(root: &str) -> Result<(), String> {
     }
     if let Err(e) = glob::Pattern::new(root) {
         return Err(format!("is not a valid glob: {e}"));
+    }
+    if root.contains("**") {
+        // It would make every directory below a root a root of its own (stores and NN
+        // directories included), which is never what a Spark local dir is.
+        return Err("must not use \"**\"; name the Spark local dirs themselves (\"/data*/spark\" is fine)".into());
     }
     // "/*" or "/*/spark" would match every top directory, system ones included.
     let first = path.components().nth(1).map(|c| c.as_os_str().to_string_lossy());
@@ -467,6 +514,38 @@ mod tests {
         assert!(e.contains("kinds (\"other\") is not a kind that may be deleted"), "{e}");
         let e = err("interval = \"0s\"");
         assert!(e.contains("interval (\"0s\") must be longer than 0s"), "{e}");
+        let e = err("max_age = \"0s\"\nmin_age = \"0s\"");
+        assert!(e.contains("max_age (\"0s\") must be longer than 0s"), "{e}");
+        let e = err("kinds = []");
+        assert!(e.contains("kinds ([]) must name at least one kind"), "{e}");
+        assert!(e.contains("dry_run = true"), "{e}");
+        for (key, text) in [
+            ("interval", "interval = \"300000000000y\""),
+            ("max_age", "max_age = \"11y\""),
+            ("watermark.poll", "[watermark]\npoll = \"11years\""),
+        ] {
+            let e = err(text);
+            assert!(
+                e.contains(&format!("{key} (")) && e.contains("must be at most 10 years"),
+                "{e}"
+            );
+        }
+        let e = err("roots = [\"/data/**\"]");
+        assert!(e.contains("must not use \"**\""), "{e}");
+        let e = err("protect = [\"/data/../etc\"]");
+        assert!(e.contains("protect (\"/data/../etc\") must not contain"), "{e}");
+    }
+
+    #[test]
+    fn protect_patterns_are_written_the_way_paths_are() {
+        let c = Config::from_toml(
+            "protect = [\"/tmp/x/r/blockmgr-keep/\", \"/tmp//x/./r/*\", \"/\"]",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.protect.patterns, ["/tmp/x/r/blockmgr-keep", "/tmp/x/r/*", "/"]);
+        assert!(c.protect.matches(Path::new("/tmp/x/r/blockmgr-keep")));
+        assert!(c.protect.matches(Path::new("/tmp/x/r/anything")));
     }
 
     #[test]

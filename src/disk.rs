@@ -15,13 +15,18 @@ pub struct FileStat {
     pub ino: u64,
     /// Apparent size, as `ls -l` shows it.
     pub size: u64,
-    /// Allocated bytes (`st_blocks * 512`): what deleting it returns to the filesystem.
+    /// Allocated bytes (`st_blocks * 512`): what deleting its last link returns to the
+    /// filesystem (a sparse file frees less than its size).
     pub alloc: u64,
+    /// Hard links: deleting one of several frees nothing.
+    pub nlink: u64,
     pub mtime: Nanos,
     pub atime: Nanos,
     pub ctime: Nanos,
 }
 
+/// Seconds and nanoseconds as [`Nanos`]; times outside 1678-2261 saturate at the ends of the
+/// range (every age computed from them saturates too, so they read as very old or very new).
 fn ts(sec: i64, nsec: i64) -> Nanos {
     sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
@@ -33,6 +38,7 @@ impl FileStat {
             ino: m.ino(),
             size: m.size(),
             alloc: m.blocks().saturating_mul(512),
+            nlink: m.nlink(),
             mtime: ts(m.mtime(), m.mtime_nsec()),
             atime: ts(m.atime(), m.atime_nsec()),
             ctime: ts(m.ctime(), m.ctime_nsec()),
@@ -47,6 +53,7 @@ impl FileStat {
             ino: s.st_ino as u64,
             size: s.st_size.max(0) as u64,
             alloc: (s.st_blocks as u64).saturating_mul(512),
+            nlink: s.st_nlink as u64,
             mtime: ts(s.st_mtime as i64, s.st_mtime_nsec as i64),
             atime: ts(s.st_atime as i64, s.st_atime_nsec as i64),
             ctime: ts(s.st_ctime as i64, s.st_ctime_nsec as i64),
@@ -61,6 +68,7 @@ impl FileStat {
             ino: s.stx_ino,
             size: s.stx_size,
             alloc: s.stx_blocks.saturating_mul(512),
+            nlink: u64::from(s.stx_nlink),
             mtime: t(&s.stx_mtime),
             atime: t(&s.stx_atime),
             ctime: t(&s.stx_ctime),
@@ -78,6 +86,13 @@ impl FileStat {
             })
             .max()
             .unwrap_or(self.mtime)
+    }
+
+    /// What deleting this file returns to the filesystem: its allocated blocks when this is its
+    /// only link, nothing when another link keeps the data (the one truth for "reclaimed bytes",
+    /// used by metrics, reports and pressure alike).
+    pub fn freeable(&self) -> u64 {
+        if self.nlink <= 1 { self.alloc } else { 0 }
     }
 
     /// Still the file that was judged: same inode on the same device, same size and mtime.
@@ -109,6 +124,30 @@ pub struct Mount {
 impl Mount {
     pub fn has_option(&self, option: &str) -> bool {
         self.options.split(',').any(|o| o == option)
+    }
+}
+
+/// How reads move atime on a mount (see mount(8)): what a file's atime can prove about reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtimeMode {
+    /// Every read moves atime.
+    Strict,
+    /// A read moves atime only when atime is not newer than mtime or ctime, or older than 24 h.
+    Relatime,
+    /// Reads never move atime.
+    NoAtime,
+}
+
+impl Mount {
+    pub fn atime_mode(&self) -> AtimeMode {
+        if self.has_option("noatime") {
+            AtimeMode::NoAtime
+        } else if self.has_option("relatime") {
+            AtimeMode::Relatime
+        } else {
+            // The kernel shows no atime option for strictatime.
+            AtimeMode::Strict
+        }
     }
 }
 
@@ -252,6 +291,7 @@ garbage
             ino: 2,
             size: 3,
             alloc: 4096,
+            nlink: 1,
             mtime: 10,
             atime: 30,
             ctime: 20,
@@ -263,6 +303,8 @@ garbage
         assert!(!s.same_file(&FileStat { size: 4, ..s }));
         assert!(!s.same_file(&FileStat { ino: 5, ..s }));
         assert!(!s.same_file(&FileStat { mtime: 11, ..s }));
+        assert_eq!(s.freeable(), 4096);
+        assert_eq!(FileStat { nlink: 2, ..s }.freeable(), 0, "another link keeps the data");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`config`]: TOML file -> parsed [`config::RawConfig`] -> validated [`config::Config`].
 //! - [`spark`]: Spark's directory layouts and block file names (pure).
 //! - [`policy`]: units, TTL, floor, pressure and purge -> verdicts (pure, property-tested).
+//! - [`fsx`]: the `*at()` primitives: directories opened without following symlinks and checked
+//!   to be on the root's own mount, listed with `getdents`.
 //! - [`scan`]: walks the roots once to find the block stores, errors as values.
 //! - [`store_dir`]: one store read and deleted in through directory fds opened without following
 //!   symlinks: `getdents`, one `fstatat` per Spark file, re-stat before `unlinkat`.
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod disk;
+pub mod fsx;
 pub mod open_files;
 pub mod opens;
 pub mod policy;

@@ -1,107 +1,145 @@
 //! Parses the command line, sets up logging, dispatches, and maps outcomes to exit codes.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use shuffle_janitor::cli::{Cli, Command, Format, LogFormat};
-use shuffle_janitor::config::Config;
+use shuffle_janitor::cli::{Cli, Command, ConfigArg, Format, LogFormat, ReportArgs, SweepArgs};
+use shuffle_janitor::config::{Config, ConfigError};
 use shuffle_janitor::policy::Mode;
+use shuffle_janitor::report::Report;
 use shuffle_janitor::sweep::{self, Options};
 
-/// 0 done; 1 done but some files could not be deleted; 2 bad usage or config (nothing deleted).
-const EXIT_PARTIAL: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+/// The exit codes, as documented in `--help` and the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Done.
+    Done = 0,
+    /// Done, but some files could not be deleted or read (or the daemon could not start).
+    Partial = 1,
+    /// Bad usage or bad configuration: nothing at all was deleted.
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    match cli.command {
-        Command::Run(args) => {
-            let cfg = match Config::load(args.config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(e) => return config_error(&e),
-            };
-            let path = cfg.source.clone();
-            match shuffle_janitor::daemon::run(path, cfg) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("shuffle-janitor: {e}");
-                    ExitCode::from(EXIT_PARTIAL)
-                }
-            }
-        }
-        Command::CheckConfig(args) => match Config::load(args.config.as_deref()) {
-            Ok(cfg) => {
-                let source = cfg
-                    .source
-                    .as_ref()
-                    .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
-                println!("# configuration OK ({source}); effective settings:");
-                print!("{}", cfg.to_toml());
-                ExitCode::SUCCESS
-            }
-            Err(e) => config_error(&e),
-        },
-        Command::Sweep(args) => {
-            let cfg = match Config::load(args.config.config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(e) => return config_error(&e),
-            };
-            let opts = Options {
-                mode: if args.purge { Mode::Purge } else { Mode::Sweep },
-                dry_run: args.dry_run,
-                list_files: args.format == Format::Json || args.dry_run || cfg.dry_run,
-                opens: None,
-            };
-            let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
-            match args.format {
-                Format::Text => print!("{}", report.to_text()),
-                Format::Json => println!("{}", report.to_json()),
-            }
-            if report.error_count() > 0 {
-                ExitCode::from(EXIT_PARTIAL)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Command::Report(args) => {
-            let cfg = match Config::load(args.config.config.as_deref()) {
-                Ok(cfg) => cfg,
-                Err(e) => return config_error(&e),
-            };
-            let opts = Options {
-                mode: Mode::Sweep,
-                dry_run: true,
-                list_files: args.format == Format::Json,
-                opens: None,
-            };
-            let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
-            match args.format {
-                Format::Text => print!("{}", report.inventory_text()),
-                Format::Json => println!("{}", report.to_json()),
-            }
-            if report.error_count() > 0 {
-                ExitCode::from(EXIT_PARTIAL)
-            } else {
-                ExitCode::SUCCESS
-            }
+    let exit = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::CheckConfig(args) => check_config(&args),
+        Command::Sweep(args) => sweep_cmd(&args),
+        Command::Report(args) => report_cmd(&args),
+    };
+    exit.into()
+}
+
+fn run(args: &ConfigArg) -> Exit {
+    let cfg = match Config::load(args.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    let path = cfg.source.clone();
+    match shuffle_janitor::daemon::run(path, cfg) {
+        Ok(()) => Exit::Done,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("shuffle-janitor: {e}");
+            Exit::Partial
         }
     }
 }
 
-fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
+fn check_config(args: &ConfigArg) -> Exit {
+    match Config::load(args.config.as_deref()) {
+        Ok(cfg) => {
+            let source = cfg
+                .source
+                .as_ref()
+                .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
+            print_out(&format!(
+                "# configuration OK ({source}); effective settings:\n{}",
+                cfg.to_toml()
+            ));
+            Exit::Done
+        }
+        Err(e) => config_error(&e),
+    }
+}
+
+fn sweep_cmd(args: &SweepArgs) -> Exit {
+    let cfg = match Config::load(args.config.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    let opts = Options {
+        mode: if args.purge { Mode::Purge } else { Mode::Sweep },
+        dry_run: args.dry_run,
+        list_files: args.format == Format::Json || args.dry_run || cfg.dry_run,
+        opens: None,
+    };
+    let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
+    match args.format {
+        Format::Text => print_out(&report.to_text()),
+        Format::Json => print_out(&format!("{}\n", report.to_json())),
+    }
+    outcome(&report)
+}
+
+fn report_cmd(args: &ReportArgs) -> Exit {
+    let cfg = match Config::load(args.config.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    let opts = Options {
+        mode: Mode::Sweep,
+        dry_run: true,
+        list_files: args.format == Format::Json,
+        opens: None,
+    };
+    let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
+    match args.format {
+        Format::Text => print_out(&report.inventory_text()),
+        Format::Json => print_out(&format!("{}\n", report.to_json())),
+    }
+    outcome(&report)
+}
+
+fn outcome(report: &Report) -> Exit {
+    if report.error_count() > 0 {
+        Exit::Partial
+    } else {
+        Exit::Done
+    }
+}
+
+/// Writes to standard output. A reader that went away (`| head`) is not an error worth a
+/// panic or a message: what was done is done, and the exit code says how it went.
+fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("shuffle-janitor: cannot write to standard output: {e}");
+    }
+}
+
+fn config_error(e: &ConfigError) -> Exit {
     eprintln!("shuffle-janitor: bad configuration, nothing was deleted: {e}");
-    ExitCode::from(EXIT_USAGE)
+    Exit::Usage
 }
 
 fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // notify warns for every watched directory Spark removes (its watch is gone with it):
-        // expected here, and a flood when an application ends.
+        // notify warns for every watched directory Spark removes (its watch is gone with it).
         EnvFilter::try_new(format!("{},notify=error", cli.log_level)).unwrap_or_else(|e| {
             eprintln!(
                 "shuffle-janitor: --log-level {:?} is not a level ({e}); using info",

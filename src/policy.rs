@@ -29,6 +29,12 @@ pub fn nanos(d: Duration) -> Nanos {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// Whole seconds from `then` to `now`, 0 when `then` is in the future; never overflows
+/// (timestamps far in the past saturate).
+pub fn age_seconds(now: Nanos, then: Nanos) -> u64 {
+    (now.saturating_sub(then).max(0) / 1_000_000_000) as u64
+}
+
 /// Why a unit is deleted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,20 +57,31 @@ impl Reason {
     }
 }
 
-/// Why a file that might have gone was kept. `Changed` and `Unknown` are decided at the edges
-/// (deletion and classification); the policy gives the first three.
+/// Why a file that might have gone was kept. `Changed`, `Unknown` and `Incomplete` are decided
+/// at the edges (deletion, classification and reading); the policy gives the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Skip {
     Young,
     Open,
     Protected,
+    /// Changed (or used) between the decision and the deletion.
     Changed,
+    /// Not Spark's, or not where Spark puts its files.
     Unknown,
+    /// In a store that could not be listed whole: none of its units is known whole.
+    Incomplete,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 5] = [Skip::Young, Skip::Open, Skip::Protected, Skip::Changed, Skip::Unknown];
+    pub const ALL: [Skip; 6] = [
+        Skip::Young,
+        Skip::Open,
+        Skip::Protected,
+        Skip::Changed,
+        Skip::Unknown,
+        Skip::Incomplete,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,6 +90,7 @@ impl Skip {
             Skip::Protected => "protected",
             Skip::Changed => "changed",
             Skip::Unknown => "unknown",
+            Skip::Incomplete => "incomplete",
         }
     }
 }

@@ -2,15 +2,46 @@
 //! an inventory per root, and (on request) every file deleted. Rendered as text or JSON by the
 //! CLI and turned into metrics by the daemon.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use crate::policy::{Nanos, Reason, Shortfall, Skip};
+use crate::policy::{self, Nanos, Reason, Shortfall, Skip};
 use crate::spark::Kind;
+
+/// A path as text: as it is when it is UTF-8; otherwise each byte that is not UTF-8 is written
+/// `\xNN` (as `ls --quoting-style=escape` and Python's backslashreplace do), so a report never
+/// fails, and never loses which file it means, on a name that is not UTF-8.
+pub fn path_text(path: &Path) -> Cow<'_, str> {
+    let bytes = path.as_os_str().as_bytes();
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn ser_path<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path_text(path))
+}
+
+fn ser_opt_path<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.serialize_str(&path_text(p)),
+        None => s.serialize_none(),
+    }
+}
 
 /// The operation an error happened in (the `op` label of `shuffle_janitor_errors_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -47,16 +78,21 @@ pub struct Tally {
 
 impl Tally {
     pub fn add(&mut self, other: Tally) {
-        self.files += other.files;
-        self.bytes += other.bytes;
+        self.files = self.files.saturating_add(other.files);
+        self.bytes = self.bytes.saturating_add(other.bytes);
     }
 }
 
 /// One file deleted (or, in a dry run, that would be).
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {
+    #[serde(serialize_with = "ser_path")]
     pub path: PathBuf,
+    /// What deleting it frees (reclaims): its allocated blocks, or nothing when another hard
+    /// link keeps them.
     pub bytes: u64,
+    /// Its apparent size, as `ls -l` shows it.
+    pub size: u64,
     pub kind: Kind,
     pub reason: Reason,
     pub age_seconds: u64,
@@ -75,6 +111,7 @@ pub const AGE_BUCKETS: [(Duration, &str); 5] = [
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Inventory {
     pub files: u64,
+    /// Allocated bytes, as `du` counts them.
     pub bytes: u64,
     /// The oldest last use (Unix nanoseconds).
     pub oldest_last_use: Option<Nanos>,
@@ -85,7 +122,7 @@ pub struct Inventory {
 impl Inventory {
     pub fn add(&mut self, bytes: u64, last_use: Nanos, now: Nanos) {
         self.files += 1;
-        self.bytes += bytes;
+        self.bytes = self.bytes.saturating_add(bytes);
         self.oldest_last_use = Some(self.oldest_last_use.map_or(last_use, |o| o.min(last_use)));
         // In nanoseconds: this runs for every file, and the bounds are constants.
         let age = now.saturating_sub(last_use).max(0) as u128;
@@ -97,8 +134,8 @@ impl Inventory {
     }
 
     pub fn merge(&mut self, o: &Inventory) {
-        self.files += o.files;
-        self.bytes += o.bytes;
+        self.files = self.files.saturating_add(o.files);
+        self.bytes = self.bytes.saturating_add(o.bytes);
         self.oldest_last_use = match (self.oldest_last_use, o.oldest_last_use) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -112,15 +149,17 @@ impl Inventory {
 /// One configured root (or one path its glob expanded to).
 #[derive(Clone, Debug, Serialize)]
 pub struct RootReport {
+    #[serde(serialize_with = "ser_path")]
     pub path: PathBuf,
     /// False when it does not exist (yet): looked at again next sweep.
     pub present: bool,
+    #[serde(serialize_with = "ser_opt_path")]
     pub mountpoint: Option<PathBuf>,
     /// What was there before this sweep deleted anything.
     pub kinds: BTreeMap<Kind, Inventory>,
     /// Oldest last use among files of deletable kinds that this sweep kept.
     pub oldest_kept_last_use: Option<Nanos>,
-    /// Removed by this sweep (what is left = `kinds` minus this).
+    /// Removed by this sweep, in allocated bytes like `kinds` (what is left = `kinds` minus this).
     pub deleted: BTreeMap<Kind, Tally>,
 }
 
@@ -153,6 +192,7 @@ impl RootReport {
 /// One filesystem holding roots.
 #[derive(Clone, Debug, Serialize)]
 pub struct FsReport {
+    #[serde(serialize_with = "ser_path")]
     pub mountpoint: PathBuf,
     pub used_ratio: f64,
     /// Bytes this sweep had to free for pressure or a purge, and why.
@@ -170,6 +210,7 @@ pub struct Report {
     pub duration_seconds: f64,
     /// True when the sweep was stopped before its end (shutdown).
     pub cancelled: bool,
+    /// Files deleted, and the bytes that freed ([`Candidate::bytes`]), by reason and kind.
     pub deleted: BTreeMap<Reason, BTreeMap<Kind, Tally>>,
     pub skipped: BTreeMap<Skip, u64>,
     pub errors: BTreeMap<Op, u64>,
@@ -177,6 +218,8 @@ pub struct Report {
     pub filesystems: Vec<FsReport>,
     /// Processes whose open files could not be read (see `skip_open_files`).
     pub open_files_unreadable: usize,
+    /// Files left by a deletion that did not finish (the process was killed mid-unit), removed.
+    pub leftovers_removed: Tally,
     pub candidates: Vec<Candidate>,
 }
 
@@ -194,6 +237,7 @@ impl Report {
             roots: Vec::new(),
             filesystems: Vec::new(),
             open_files_unreadable: 0,
+            leftovers_removed: Tally::default(),
             candidates: Vec::new(),
         }
     }
@@ -209,11 +253,13 @@ impl Report {
     }
 
     pub fn skip(&mut self, why: Skip, files: u64) {
-        *self.skipped.entry(why).or_default() += files;
+        let n = self.skipped.entry(why).or_default();
+        *n = n.saturating_add(files);
     }
 
     pub fn error(&mut self, op: Op) {
-        *self.errors.entry(op).or_default() += 1;
+        let n = self.errors.entry(op).or_default();
+        *n = n.saturating_add(1);
     }
 
     pub fn root_mut(&mut self, path: &Path) -> Option<&mut RootReport> {
@@ -233,8 +279,10 @@ impl Report {
             self.skip(s, n);
         }
         for (op, n) in o.errors {
-            *self.errors.entry(op).or_default() += n;
+            let mine = self.errors.entry(op).or_default();
+            *mine = mine.saturating_add(n);
         }
+        self.leftovers_removed.add(o.leftovers_removed);
         for root in &o.roots {
             match self.root_mut(&root.path) {
                 Some(mine) => mine.merge(root),
@@ -247,11 +295,15 @@ impl Report {
 
     pub fn to_json(&self) -> serde_json::Value {
         let total = self.deleted_total();
-        let mut v = serde_json::to_value(self).expect("a report always serialises");
-        let obj = v.as_object_mut().expect("an object");
+        // Paths are written as text whatever their bytes (see `path_text`): this does not fail,
+        // and a report printed after deleting must never panic.
+        let mut v = serde_json::to_value(self)
+            .unwrap_or_else(|e| serde_json::json!({ "error": format!("cannot serialise the report: {e}") }));
+        let Some(obj) = v.as_object_mut() else { return v };
         obj.insert("deleted_files".into(), total.files.into());
         obj.insert("deleted_bytes".into(), total.bytes.into());
-        obj.insert("errors_by_op".into(), obj["errors"].clone());
+        let by_op = obj.get("errors").cloned().unwrap_or_default();
+        obj.insert("errors_by_op".into(), by_op);
         obj.insert("errors".into(), self.error_count().into());
         v
     }
@@ -265,7 +317,7 @@ impl Report {
                 let _ = writeln!(
                     s,
                     "would delete {} ({} bytes, {}, {}, last used {} ago)",
-                    c.path.display(),
+                    path_text(&c.path),
                     c.bytes,
                     c.kind,
                     c.reason.as_str(),
@@ -326,7 +378,7 @@ impl Report {
             let _ = write!(
                 s,
                 "filesystem {}: {:.1}% used",
-                fs.mountpoint.display(),
+                path_text(&fs.mountpoint),
                 fs.used_ratio * 100.0
             );
             if let Some(reason) = fs.need_reason {
@@ -345,7 +397,7 @@ impl Report {
             let _ = writeln!(
                 s,
                 "root {} does not exist (yet); it is looked at again next sweep",
-                root.path.display()
+                path_text(&root.path)
             );
         }
         if self.cancelled {
@@ -367,7 +419,7 @@ impl Report {
             let _ = writeln!(
                 s,
                 "root {}{}",
-                root.path.display(),
+                path_text(&root.path),
                 if root.present { "" } else { " (does not exist yet)" }
             );
             if root.kinds.is_empty() && root.present {
@@ -386,10 +438,7 @@ impl Report {
             for (kind, inv) in &root.kinds {
                 let oldest = inv.oldest_last_use.map_or_else(
                     || "-".to_string(),
-                    |o| {
-                        humantime::format_duration(Duration::from_secs((self.now - o).max(0) as u64 / 1_000_000_000))
-                            .to_string()
-                    },
+                    |o| humantime::format_duration(Duration::from_secs(policy::age_seconds(self.now, o))).to_string(),
                 );
                 let hist: Vec<String> = inv.age_histogram.iter().map(u64::to_string).collect();
                 let _ = writeln!(

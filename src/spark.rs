@@ -95,27 +95,27 @@ pub fn parse_block_name(name: &[u8]) -> Option<(Kind, usize)> {
         .strip_prefix(b"temp_shuffle_")
         .or_else(|| name.strip_prefix(b"temp_local_"))
     {
-        // BlockId.scala: temp_(shuffle|local)_([-A-Fa-f0-9]+)
-        return (!id.is_empty() && id.iter().all(|&b| b == b'-' || b.is_ascii_hexdigit()))
-            .then_some((Kind::Temp, name.len()));
+        // BlockId.scala accepts temp_(shuffle|local)_([-A-Fa-f0-9]+), but Spark only writes
+        // `UUID.randomUUID()` there: anything else is not its file.
+        return is_uuid(id).then_some((Kind::Temp, name.len()));
     }
     if let Some(rest) = name.strip_prefix(b"rdd_") {
-        // rdd_([0-9]+)_([0-9]+)
+        // rdd_([0-9]+)_([0-9]+): two Ints
         let (rdd, split) = split_once(rest, b'_')?;
-        return (digits(rdd) && digits(split)).then_some((Kind::Rdd, name.len()));
+        return (id(rdd, INT) && id(split, INT)).then_some((Kind::Rdd, name.len()));
     }
     if let Some(rest) = name.strip_prefix(b"broadcast_") {
-        // broadcast_([0-9]+)([_A-Za-z0-9]*)
+        // broadcast_([0-9]+)([_A-Za-z0-9]*): a Long, then `_piece<N>` or nothing
         let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         let field = &rest[n..];
-        return (n > 0 && field.iter().all(|&b| b == b'_' || b.is_ascii_alphanumeric()))
-            .then_some((Kind::Broadcast, name.len()));
+        let field_ok = field.is_empty() || field.strip_prefix(b"_piece").is_some_and(|p| id(p, INT));
+        return (id(&rest[..n], LONG) && field_ok).then_some((Kind::Broadcast, name.len()));
     }
     if let Some(rest) = name.strip_prefix(b"taskresult_") {
-        return digits(rest).then_some((Kind::Taskresult, name.len()));
+        return id(rest, LONG).then_some((Kind::Taskresult, name.len()));
     }
     // input-S-U, python-stream-S-U and test_*: recognised, never deleted.
-    let two_numbers = |rest: &[u8]| split_once(rest, b'-').is_some_and(|(a, b)| digits(a) && digits(b));
+    let two_numbers = |rest: &[u8]| split_once(rest, b'-').is_some_and(|(a, b)| id(a, INT) && id(b, LONG));
     let other = name.strip_prefix(b"input-").is_some_and(two_numbers)
         || name.strip_prefix(b"python-stream-").is_some_and(two_numbers)
         || (name.starts_with(b"test_") && std::str::from_utf8(name).is_ok());
@@ -128,14 +128,15 @@ pub fn parse_block_name(name: &[u8]) -> Option<(Kind, usize)> {
 /// After `shuffle_`: `S_M_R` then `.data`, `.index` or `.checksum.ALGO`, each optionally followed
 /// by `.<uuid>` (the writer's in-progress name). Returns the length of `S_M_R`.
 fn parse_shuffle(b: &[u8]) -> Option<usize> {
-    // Byte by byte: this runs for every file of every sweep.
+    // Byte by byte: this runs for every file of every sweep. shuffleId and reduceId are Ints,
+    // mapId a Long (the task attempt id since Spark 3.0).
     let mut i = 0;
-    for sep in [b'_', b'_', b'.'] {
+    for (sep, max) in [(b'_', INT), (b'_', LONG), (b'.', INT)] {
         let start = i;
         while b.get(i).is_some_and(u8::is_ascii_digit) {
             i += 1;
         }
-        if i == start || b.get(i) != Some(&sep) {
+        if !id(&b[start..i], max) || b.get(i) != Some(&sep) {
             return None;
         }
         i += 1;
@@ -147,8 +148,10 @@ fn parse_shuffle(b: &[u8]) -> Option<usize> {
         after
     } else {
         let algo_and_after = suffix.strip_prefix(b"checksum.")?;
+        // ADLER32, CRC32, CRC32C: a short name (bounded, so a name stays short enough to be
+        // renamed with a prefix before it is unlinked).
         let algo_len = algo_and_after.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
-        if algo_len == 0 {
+        if algo_len == 0 || algo_len > MAX_ALGO_LEN {
             return None;
         }
         &algo_and_after[algo_len..]
@@ -168,9 +171,13 @@ fn parse_merged(rest: &[u8]) -> Option<usize> {
         return None;
     }
     let mut parts = stem.rsplitn(4, |&b| b == b'_');
-    let ok = (0..3).all(|_| parts.next().is_some_and(digits));
+    // shuffleId, shuffleMergeId and reduceId are Ints.
+    let ok = (0..3).all(|_| parts.next().is_some_and(|p| id(p, INT)));
     let app = parts.next()?;
-    (ok && app.iter().all(|&b| b == b'_' || b.is_ascii_alphanumeric())).then_some(stem.len())
+    (ok && !app.is_empty()
+        && app.len() <= MAX_APP_ID_LEN
+        && app.iter().all(|&b| b == b'_' || b.is_ascii_alphanumeric()))
+    .then_some(stem.len())
 }
 
 fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
@@ -178,16 +185,31 @@ fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
     Some((&s[..i], &s[i + 1..]))
 }
 
-fn digits(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
+/// The largest Java `Int` and `Long`: Spark's ids are one or the other.
+const INT: u64 = i32::MAX as u64;
+const LONG: u64 = i64::MAX as u64;
+/// Checksum algorithm names (`ADLER32`, `CRC32`, `CRC32C`) are short.
+const MAX_ALGO_LEN: usize = 16;
+/// YARN application ids (`application_<cluster ts>_<n>`) are short.
+const MAX_APP_ID_LEN: usize = 64;
+
+/// A non-negative id as Java's `toString` writes it (no sign, no leading zero) that fits in
+/// `max`: a number Spark could have written.
+fn id(s: &[u8], max: u64) -> bool {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) || (s.len() > 1 && s[0] == b'0') {
+        return false;
+    }
+    // At most 19 digits: fits in a u64.
+    let n = s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    n <= max
 }
 
-/// `java.util.UUID.toString()`: 8-4-4-4-12 lower-case hex digits.
+/// `java.util.UUID.toString()`: 8-4-4-4-12 lower-case hex digits (Java never writes upper case).
 fn is_uuid(b: &[u8]) -> bool {
     b.len() == 36
         && b.iter().enumerate().all(|(i, &c)| match i {
             8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
+            _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
         })
 }
 
@@ -223,12 +245,16 @@ pub enum DirRole {
 /// The role of directory `name` inside a directory of role `parent`; `None` means the walk does
 /// not enter it (its files are not Spark blocks).
 pub fn child_dir_role(parent: DirRole, name: &str) -> Option<DirRole> {
-    let store = name.starts_with("blockmgr-") || name.starts_with("merge_manager");
+    let store = is_store_name(name);
     match parent {
         DirRole::Root if store => Some(DirRole::Store),
         DirRole::Root if name.starts_with("spark-") => Some(DirRole::SparkScratch),
         DirRole::Root if name == "usercache" => Some(DirRole::YarnUserCache),
         DirRole::Root if name.starts_with("application_") => Some(DirRole::YarnApp),
+        // A root may be a level below a local dir: a `spark-*` dir (its `executor-*`), or a
+        // YARN user's dir (its `appcache`).
+        DirRole::Root if name.starts_with("executor-") => Some(DirRole::Executor),
+        DirRole::Root if name == "appcache" => Some(DirRole::YarnAppCache),
         DirRole::SparkScratch if store => Some(DirRole::Store),
         DirRole::SparkScratch if name.starts_with("executor-") => Some(DirRole::Executor),
         DirRole::Executor if store => Some(DirRole::Store),
@@ -242,6 +268,22 @@ pub fn child_dir_role(parent: DirRole, name: &str) -> Option<DirRole> {
             Some(DirRole::SubDir)
         }
         _ => None,
+    }
+}
+
+/// Whether a directory name is a block store's.
+pub fn is_store_name(name: &str) -> bool {
+    name.starts_with("blockmgr-") || name.starts_with("merge_manager")
+}
+
+/// The role a configured root plays, from its own name: a root that names a block store is
+/// read as that store, one named `usercache` as YARN's user cache; any other directory is a
+/// local dir.
+pub fn root_role(root: &std::path::Path) -> DirRole {
+    match root.file_name().and_then(|n| n.to_str()) {
+        Some(n) if is_store_name(n) => DirRole::Store,
+        Some("usercache") => DirRole::YarnUserCache,
+        _ => DirRole::Root,
     }
 }
 
@@ -300,6 +342,10 @@ mod tests {
             stem("shuffle_12_9223372036854775807_0.data"),
             Some("shuffle_12_9223372036854775807_0")
         );
+        assert_eq!(
+            stem("shuffle_2147483647_0_2147483647.index"),
+            Some("shuffle_2147483647_0_2147483647")
+        );
     }
 
     #[test]
@@ -333,6 +379,26 @@ mod tests {
             "tmp60mx6sg0",
             "core.1234",
             ".shuffle_0_8_0.data",
+            // Near misses and ids Spark cannot write (issue: hostile review).
+            "shuffle_1_2_3.data.bak",
+            "shuffle_1_2_3.datax",
+            "shuffle_-1_2_3.data",
+            "shuffle_+1_2_3.data",
+            "shuffle_01_2_3.data",
+            "shuffle_1_99999999999999999999_0.data",
+            "shuffle_1_9223372036854775808_0.data",
+            "shuffle_2147483648_1_0.data",
+            "shuffle_1_2_2147483648.index",
+            "shuffle_0_8_0.data.D4B709A2-9F76-464D-83D2-3DA158A06EF0",
+            "shuffle_0_8_0.checksum.ADLER32ADLER32ADLER32",
+            "temp_shuffle_cbcc5095",
+            "temp_shuffle_CBCC5095-CA79-44CE-9C7D-6CB2562F1410",
+            "temp_local_cbcc5095-ca79-44ce-9c7d-6cb2562f1410x",
+            "temp_local_cbcc5095-ca79-44ce-9c7d6cb2562f1410-",
+            "rdd_1_2147483648",
+            "broadcast_1_foo",
+            "broadcast_1_piece",
+            "taskresult_99999999999999999999",
         ] {
             assert_eq!(parse_block_file(name), None, "{name}");
         }
@@ -380,6 +446,22 @@ mod tests {
             assert_eq!(kind(&name), Some(Kind::Merged), "{name}");
             assert_eq!(stem(&name), Some(app), "{name}");
         }
+    }
+
+    #[test]
+    fn a_root_named_like_a_store_is_read_as_one() {
+        use std::path::Path;
+        assert_eq!(root_role(Path::new("/data/spark/blockmgr-1")), DirRole::Store);
+        assert_eq!(root_role(Path::new("/data/merge_manager_1")), DirRole::Store);
+        assert_eq!(
+            root_role(Path::new("/hadoop/yarn/local/usercache")),
+            DirRole::YarnUserCache
+        );
+        assert_eq!(root_role(Path::new("/data/spark-local")), DirRole::Root);
+        assert_eq!(root_role(Path::new("/")), DirRole::Root);
+        // A root one level down (a spark-* or a YARN user's dir) still finds its stores.
+        assert_eq!(dir_role("executor-1/blockmgr-2"), Some(DirRole::Store));
+        assert_eq!(dir_role("appcache/application_1_1/blockmgr-2"), Some(DirRole::Store));
     }
 
     #[test]

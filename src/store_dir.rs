@@ -1,46 +1,59 @@
 //! One block store (`blockmgr-*` or `merge_manager*`), read and deleted in through directory
-//! file descriptors, in the manner of systemd-tmpfiles' `dir_cleanup()`.
+//! file descriptors, in the manner of systemd-tmpfiles' `dir_cleanup()`, and more strictly.
 //!
 //! The store is opened from its root one component at a time with `O_NOFOLLOW | O_DIRECTORY`,
-//! checking the device at each step, so a directory swapped for a symlink (or a mount placed
-//! over it) cannot redirect either the scan or a deletion. Each `NN` sub-directory is opened
-//! once as an `O_PATH` fd, kept for the whole store, and everything in it is done relative to
-//! that fd: it is listed with `getdents` through `.` opened from it (closed as soon as it is
-//! read), its files are stat'ed, one `fstatat` per Spark file and no path resolution from the
-//! root, and before unlinking every file of a unit is stat'ed again and compared with what was
-//! judged; only if the whole unit is still as judged is it unlinked, with `unlinkat` on the same
-//! fd.
+//! each directory checked to be on the root's own mount ([`crate::fsx`]), so a directory swapped
+//! for a symlink, a mount point or a bind mount cannot redirect the scan or a deletion. Each `NN`
+//! sub-directory is opened once as an `O_PATH` fd and everything in it is done relative to that
+//! fd: it is listed with `getdents` through `.` opened from it (closed as soon as it is read),
+//! its Spark files are stat'ed, one `fstatat` each.
+//!
+//! A store is *complete* when every sub-directory was listed: a unit's files are spread over
+//! several `NN` directories, so when one of them could not be read (permissions, no fds left, a
+//! mount or a symlink in its place, removed meanwhile) no unit of the store is known whole, and
+//! none may be deleted ([`Listing::complete`]).
+//!
+//! Deleting a unit ([`StoreDir::delete_unit`]) is all or nothing as far as the kernel allows:
+//! - every file and every directory holding one is checked first (still the file judged and no
+//!   newer use, a regular file on the root's mount and not a mount point, no immutable or
+//!   append-only attribute on the file or its directory), and any doubt keeps the whole unit;
+//! - an unnamed `O_TMPFILE` held open for writing in the store while its units are deleted makes
+//!   a `mount -o remount,ro` wait (EBUSY) instead of landing between two files of a unit;
+//! - each file is first renamed to a private name in its own directory, stat'ed again under that
+//!   name (nobody else can swap it there) and only then unlinked, so a stale file replaced by a
+//!   fresh one of the same name between the check and the unlink is put back, not deleted;
+//! - a unit in hand is finished before the process exits ([`deletion_gate`]).
 
 use std::ffi::CStr;
 use std::hash::Hasher;
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
+use std::sync::Mutex;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, StatxAttributes, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, StatVfsMountFlags};
 
 use crate::config::Timestamp;
 use crate::disk::FileStat;
+use crate::fsx::{self, DirError, MountId, PATH_FLAGS, READ_FLAGS, UNDELETABLE};
 use crate::policy::Nanos;
 use crate::spark::{self, DirRole, Kind};
 
-/// Directories on the way to a store, and its sub-directories: only used as the directory of
-/// `*at()` calls, never read through.
-const PATH_FLAGS: OFlags = OFlags::PATH
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
-/// The store, and a sub-directory while it is listed: read with getdents.
-const READ_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
-/// File attributes that make `unlink` fail with EPERM whatever the permissions.
-const UNDELETABLE: StatxAttributes = StatxAttributes::IMMUTABLE.union(StatxAttributes::APPEND);
 /// Sub-directory fds kept open per store; past this (a large `spark.diskStore.subDirectories`)
 /// they are re-opened when needed, so a sweep's fd count stays small.
 const MAX_OPEN_SUBDIRS: usize = 128;
+
+/// The name a file takes between its last check and its unlink. It starts with a dot, so it is
+/// never a Spark name; a file left under it by a crash is removed by a later sweep
+/// ([`Listing::leftovers`]).
+pub const PRIVATE_PREFIX: &[u8] = b".shuffle-janitor-deleting.";
+
+/// Held while a unit is being deleted. The daemon takes it before it exits, so it never exits
+/// with a unit deleted in part.
+pub fn deletion_gate() -> &'static Mutex<()> {
+    static GATE: Mutex<()> = Mutex::new(());
+    &GATE
+}
 
 /// A Spark block file inside a store's sub-directory. Its name is kept in the store's
 /// [`Names`], not in a string of its own: one allocation per store instead of one per file.
@@ -78,11 +91,20 @@ pub struct Names(Vec<u8>);
 
 /// Fx hashes eight bytes per step: cheap, and good enough to make ties rare among one store's
 /// stems (a tie costs only a comparison of the two stems).
-fn stem_hash(stem: &[u8]) -> u32 {
+pub fn stem_hash(stem: &[u8]) -> u32 {
     let mut h = rustc_hash::FxHasher::default();
     h.write(stem);
     let h = h.finish();
     (h ^ (h >> 32)) as u32
+}
+
+/// A file left under [`PRIVATE_PREFIX`] by a deletion that did not finish (the process was
+/// killed between the rename and the unlink).
+#[derive(Clone, Debug)]
+pub struct Leftover {
+    pub subdir: u32,
+    pub name: Box<[u8]>,
+    pub stat: FileStat,
 }
 
 /// What reading a store found: its Spark files and everything else it counted.
@@ -94,8 +116,13 @@ pub struct Listing {
     pub names: Names,
     /// Entries that are not Spark block files in a sub-directory: never touched.
     pub unknown: u64,
-    /// Sub-directories or files that could not be read or stat'ed.
+    /// Sub-directories that were not listed because they are not the store's own any more (a
+    /// symlink or a mount in their place) or are gone, with why. Not errors, but their files
+    /// are unknown.
+    pub skipped: Vec<(String, DirError)>,
+    /// Directories or files that could not be read or stat'ed.
     pub errors: Vec<(Failure, String, io::Error)>,
+    pub leftovers: Vec<Leftover>,
 }
 
 impl Listing {
@@ -104,18 +131,48 @@ impl Listing {
         self.files.clear();
         self.names.0.clear();
         self.unknown = 0;
+        self.skipped.clear();
         self.errors.clear();
+        self.leftovers.clear();
     }
+
+    /// Whether every sub-directory was listed and every Spark file in it stat'ed: only then is
+    /// each unit known whole, and only then may any be deleted.
+    pub fn complete(&self) -> bool {
+        self.skipped.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// One file of a unit to delete.
+#[derive(Clone, Copy, Debug)]
+pub struct UnitFile<'a> {
+    /// Index into the store's sub-directory names.
+    pub subdir: u32,
+    pub name: &'a [u8],
+    /// The stat the unit was judged on, when the sweep has it: the file deleted must still be
+    /// that file (same inode, size and mtime).
+    pub judged: Option<&'a FileStat>,
+}
+
+/// A file unlinked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removed {
+    /// Index into the unit's files.
+    pub index: usize,
+    /// Apparent size.
+    pub size: u64,
+    /// What the unlink returned to the filesystem ([`FileStat::freeable`]).
+    pub freed: u64,
 }
 
 /// What became of one unit.
 #[derive(Debug, Default)]
 pub struct UnitOutcome {
-    /// Indices (into the unit's files) of the files unlinked.
-    pub removed: Vec<usize>,
+    pub removed: Vec<Removed>,
     /// Something changed since the unit was judged: nothing was deleted.
     pub changed: bool,
-    /// Failures with the file they concern (by index) and the operation.
+    /// Failures with the file they concern (by index) and the operation. Before any unlink,
+    /// a failure keeps the whole unit.
     pub errors: Vec<(usize, Failure, io::Error)>,
 }
 
@@ -127,68 +184,63 @@ pub enum Failure {
     Unlink,
 }
 
+/// An open `NN` sub-directory.
+#[derive(Debug)]
+struct Sub {
+    fd: OwnedFd,
+    /// Immutable or append-only: nothing in it can be unlinked.
+    undeletable: bool,
+}
+
 /// An open block store.
 #[derive(Debug)]
 pub struct StoreDir {
     dir: OwnedFd,
-    dev: u64,
-    subdirs: Vec<Option<OwnedFd>>,
+    mount: MountId,
+    subdirs: Vec<Option<Sub>>,
     open_subdirs: usize,
+    /// The `O_TMPFILE` held while units are deleted here (see the module docs); `None` until the
+    /// first deletion, or when the filesystem cannot make one.
+    write_guard: Option<Option<OwnedFd>>,
 }
 
-/// A directory on the way to a file is on another device than the walk saw.
-#[derive(Debug, thiserror::Error)]
-#[error("directory is on another filesystem than when it was walked")]
-struct DeviceChanged;
-
-/// Whether an error from opening a directory means the tree changed under us (a symlink or a
-/// non-directory where a directory was, or another filesystem), rather than a failure to report.
-fn is_change(e: &io::Error) -> bool {
-    matches!(
-        rustix::io::Errno::from_io_error(e),
-        Some(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP)
-    ) || e.get_ref().is_some_and(|inner| inner.is::<DeviceChanged>())
-}
-
-/// Whether a failure to open a store means it was swapped or moved (keep everything, reason
-/// `changed`) rather than an error to count.
-pub fn open_failure_is_change(e: &io::Error) -> bool {
-    is_change(e) || e.kind() == io::ErrorKind::NotFound
-}
-
-fn check_dev(fd: &impl AsFd, dev: u64) -> io::Result<()> {
-    let st = rustix::fs::fstat(fd)?;
-    if FileStat::from_rustix(&st).dev == dev {
-        Ok(())
-    } else {
-        Err(io::Error::other(DeviceChanged))
-    }
+fn errno_io(e: rustix::io::Errno) -> io::Error {
+    e.into()
 }
 
 impl StoreDir {
-    /// Opens `root/rel` without following any symlink below `root` and without leaving `dev`.
-    /// `root` itself is the operator's and may be a symlink.
-    pub fn open(root: &Path, rel: &Path, dev: u64) -> io::Result<StoreDir> {
+    /// Opens `root/rel` (`rel` may be empty: the root is a store) without following any symlink
+    /// below `root` and without leaving `mount`. `root` itself is the operator's and may be a
+    /// symlink.
+    pub fn open(root: &Path, rel: &Path, mount: MountId) -> Result<StoreDir, DirError> {
         let parts: Vec<_> = rel.components().collect();
-        let mut dir = rustix::fs::open(root, PATH_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())?;
-        check_dev(&dir, dev)?;
+        let root_flags = if parts.is_empty() { READ_FLAGS } else { PATH_FLAGS };
+        let mut dir = rustix::fs::open(root, root_flags.difference(OFlags::NOFOLLOW), Mode::empty())
+            .map_err(|e| DirError::Io(e.into()))?;
+        let st = fsx::statx_fd(&dir).map_err(DirError::Io)?;
+        if !mount.same(&MountId::of(&st)) {
+            return Err(DirError::Foreign);
+        }
         for (i, c) in parts.iter().enumerate() {
             let Component::Normal(name) = c else {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "store path is not plain"));
+                return Err(DirError::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "store path is not plain",
+                )));
             };
             let flags = if i + 1 == parts.len() { READ_FLAGS } else { PATH_FLAGS };
-            dir = rustix::fs::openat(&dir, *name, flags, Mode::empty())?;
-            check_dev(&dir, dev)?;
+            dir = fsx::open_dir_at(&dir, *name, flags, &mount)?.0;
         }
         Ok(StoreDir {
             dir,
-            dev,
+            mount,
             subdirs: Vec::new(),
             open_subdirs: 0,
+            write_guard: None,
         })
     }
 
-    fn subdir(&mut self, index: usize, name: &str) -> io::Result<&OwnedFd> {
+    fn subdir(&mut self, index: usize, name: &str) -> Result<&Sub, DirError> {
         if self.subdirs.len() <= index {
             self.subdirs.resize_with(index + 1, || None);
         }
@@ -200,9 +252,11 @@ impl StoreDir {
                     self.open_subdirs -= 1;
                 }
             }
-            let fd = rustix::fs::openat(&self.dir, name, PATH_FLAGS, Mode::empty())?;
-            check_dev(&fd, self.dev)?;
-            self.subdirs[index] = Some(fd);
+            let (fd, st) = fsx::open_dir_at(&self.dir, name, PATH_FLAGS, &self.mount)?;
+            self.subdirs[index] = Some(Sub {
+                fd,
+                undeletable: st.stx_attributes.intersects(UNDELETABLE),
+            });
             self.open_subdirs += 1;
         }
         Ok(self.subdirs[index].as_ref().expect("opened above"))
@@ -213,17 +267,22 @@ impl StoreDir {
     pub fn read(&mut self, buf: &mut Vec<u8>, out: &mut Listing) {
         out.clear();
         let mut subdirs = std::mem::take(&mut out.subdirs);
-        let r = for_each_entry(&self.dir, buf, |name, ftype| {
+        let r = fsx::for_each_entry(&self.dir, buf, |name, ftype| {
             let role = name
                 .to_str()
                 .ok()
                 .and_then(|n| spark::child_dir_role(DirRole::Store, n));
             match (role, ftype) {
                 // DT_UNKNOWN (XFS without ftype, some network filesystems): opening it with
-                // O_DIRECTORY | O_NOFOLLOW settles it, and a non-directory counts as unknown.
+                // O_DIRECTORY | O_NOFOLLOW settles it.
                 (Some(DirRole::SubDir), FileType::Directory | FileType::Unknown) => {
                     subdirs.push(name.to_str().expect("hex").into())
                 }
+                // Spark would follow a symlink named like a sub-directory and write there:
+                // what is behind it is unknown, and so are the units with files there.
+                (Some(DirRole::SubDir), FileType::Symlink) => out
+                    .skipped
+                    .push((name.to_string_lossy().into_owned(), DirError::NotDir)),
                 _ => out.unknown += 1,
             }
         });
@@ -238,19 +297,19 @@ impl StoreDir {
     }
 
     fn read_subdir(&mut self, index: usize, sub: &str, buf: &mut Vec<u8>, out: &mut Listing) {
-        let dev = self.dev;
-        let fd = match self.subdir(index, sub) {
-            Ok(fd) => fd,
-            Err(e) if is_change(&e) || e.kind() == io::ErrorKind::NotFound => {
-                // Swapped for a symlink or a mount since the listing, or gone: not ours.
+        let dev = self.mount.dev;
+        match self.subdir(index, sub).map(|_| ()) {
+            Ok(()) => {}
+            Err(DirError::NotDir) if self.is_plain_file(sub) => {
+                // DT_UNKNOWN that turned out to be a file named like a sub-directory: Spark
+                // cannot have put anything in it.
                 out.unknown += 1;
                 return;
             }
-            Err(e) => {
-                out.errors.push((Failure::Walk, sub.to_string(), e));
-                return;
-            }
-        };
+            Err(DirError::Io(e)) => return out.errors.push((Failure::Walk, sub.to_string(), e)),
+            Err(why) => return out.skipped.push((sub.to_string(), why)),
+        }
+        let fd = &self.subdirs[index].as_ref().expect("opened above").fd;
         // Listed through a read fd of its own, closed right after: ext4 keeps a listed
         // directory's entries in a tree until the fd that read them is closed, and freeing
         // 64 of them per store at once, long after they were read, cost more than a syscall.
@@ -259,15 +318,23 @@ impl StoreDir {
             Err(e) => return out.errors.push((Failure::Walk, sub.to_string(), e.into())),
         };
         let subdir = index as u32;
-        let r = for_each_entry(&list, buf, |name, ftype| {
+        let r = fsx::for_each_entry(&list, buf, |name, ftype| {
             // A symlink is never followed and never a candidate; DT_UNKNOWN (some filesystems)
-            // is settled by the stat below.
+            // is settled by the stat below. FIFOs, sockets and devices are never opened.
             let bytes = name.to_bytes();
-            let block = match ftype {
-                FileType::RegularFile | FileType::Unknown => spark::parse_block_name(bytes),
-                _ => None,
-            };
-            let Some((kind, stem_len)) = block else {
+            if !matches!(ftype, FileType::RegularFile | FileType::Unknown) {
+                out.unknown += 1;
+                return;
+            }
+            if let Some(original) = bytes.strip_prefix(PRIVATE_PREFIX) {
+                if spark::parse_block_name(original).is_some() {
+                    leftover(fd, name, subdir, dev, out);
+                } else {
+                    out.unknown += 1;
+                }
+                return;
+            }
+            let Some((kind, stem_len)) = spark::parse_block_name(bytes) else {
                 out.unknown += 1;
                 return;
             };
@@ -275,8 +342,15 @@ impl StoreDir {
             match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => {
                     let stat = FileStat::from_rustix(&st);
-                    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || stat.dev != dev {
-                        out.unknown += 1; // not a regular file, or bind-mounted from elsewhere
+                    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                        out.unknown += 1;
+                        return;
+                    }
+                    if stat.dev != dev {
+                        // A file mounted over this name from another filesystem: not the
+                        // store's, and its unit is not known whole.
+                        out.skipped
+                            .push((format!("{sub}/{}", name.to_string_lossy()), DirError::Foreign));
                         return;
                     }
                     let name_at = out.names.0.len();
@@ -304,104 +378,292 @@ impl StoreDir {
         }
     }
 
-    /// Deletes one unit whole, or nothing of it if any file is no longer what was judged:
-    /// another inode, size or mtime, not a regular file, or used after `judged_last_use`.
-    /// A file already gone counts as neither.
+    /// Whether `name` in the store is a plain file (not a symlink, not a directory).
+    fn is_plain_file(&self, name: &str) -> bool {
+        fsx::statx_at(&self.dir, &std::ffi::CString::new(name).expect("hex has no NUL"))
+            .is_ok_and(|st| FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::RegularFile)
+    }
+
+    /// Takes the write guard (see the module docs) before the first deletion in this store;
+    /// `Err(EROFS)` when the filesystem is read-only, so nothing may be started.
+    fn guard_writes(&mut self) -> Result<(), io::Error> {
+        if self.write_guard.is_none() {
+            // The unnamed file holds write access to the mount: remounting it read-only fails
+            // with EBUSY while it is open, so a remount cannot land inside a unit.
+            let guard = rustix::fs::openat(
+                &self.dir,
+                c".",
+                OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::RUSR | Mode::WUSR,
+            );
+            self.write_guard = Some(match guard {
+                Ok(fd) => Some(fd),
+                Err(rustix::io::Errno::ROFS) => return Err(errno_io(rustix::io::Errno::ROFS)),
+                // No O_TMPFILE here (some filesystems), no inode or fd left: go on without it,
+                // after checking the mount is writable now.
+                Err(_) => {
+                    let st = rustix::fs::fstatvfs(&self.dir).map_err(errno_io)?;
+                    if st.f_flag.contains(StatVfsMountFlags::RDONLY) {
+                        return Err(errno_io(rustix::io::Errno::ROFS));
+                    }
+                    None
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes one unit whole, or nothing of it (see the module docs): each file must still be
+    /// the one judged (`judged`), with no use newer than `judged_last_use` by `basis`, a
+    /// regular file on the store's mount, and deletable. A file already gone counts as
+    /// neither.
     pub fn delete_unit(
         &mut self,
         subdir_names: &[Box<str>],
-        names: &Names,
-        files: &[StoreFile],
+        files: &[UnitFile],
+        basis: &[Timestamp],
+        judged_last_use: Nanos,
+    ) -> UnitOutcome {
+        match self.check_unit(subdir_names, files, basis, judged_last_use) {
+            Ok(checked) => self.commit_unit(files, checked, basis, judged_last_use),
+            Err(kept) => kept,
+        }
+    }
+
+    /// The first half of [`StoreDir::delete_unit`]: checks every file and directory of the unit
+    /// without changing anything. `Err` is the outcome when the unit must be kept.
+    pub fn check_unit(
+        &mut self,
+        subdir_names: &[Box<str>],
+        files: &[UnitFile],
+        basis: &[Timestamp],
+        judged_last_use: Nanos,
+    ) -> Result<CheckedUnit, UnitOutcome> {
+        let mut out = UnitOutcome::default();
+        let mut present: Vec<(usize, FileStat)> = Vec::with_capacity(files.len());
+        for (i, f) in files.iter().enumerate() {
+            match self.check_file(subdir_names, f, basis, judged_last_use) {
+                Ok(Some(stat)) => present.push((i, stat)),
+                Ok(None) => {} // gone already
+                Err(Check::Changed) => {
+                    out.changed = true;
+                    return Err(out);
+                }
+                Err(Check::Fail(failure, e)) => {
+                    out.errors.push((i, failure, e));
+                    return Err(out);
+                }
+            }
+        }
+        if let Some(&(first, _)) = present.first()
+            && let Err(e) = self.guard_writes()
+        {
+            out.errors.push((first, Failure::Unlink, e));
+            return Err(out);
+        }
+        Ok(CheckedUnit { present })
+    }
+
+    /// The second half of [`StoreDir::delete_unit`]: detaches each checked file under its
+    /// private name, checks it again there, and unlinks them all; anything found changed puts
+    /// every detached file back.
+    pub fn commit_unit(
+        &mut self,
+        files: &[UnitFile],
+        checked: CheckedUnit,
         basis: &[Timestamp],
         judged_last_use: Nanos,
     ) -> UnitOutcome {
         let mut out = UnitOutcome::default();
-        let mut present = Vec::with_capacity(files.len());
-        for (i, f) in files.iter().enumerate() {
-            let index = f.subdir as usize;
-            let stat = self.subdir(index, &subdir_names[index]).and_then(|dir| {
-                Ok(rustix::fs::statx(
-                    dir,
-                    f.name(names),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                    StatxFlags::BASIC_STATS,
-                )?)
-            });
-            match stat {
-                Ok(st) => {
-                    let now = FileStat::from_statx(&st);
-                    let regular = FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::RegularFile;
-                    if !regular || !now.same_file(&f.stat) || now.last_use(basis) > judged_last_use {
-                        out.changed = true;
-                        return out;
-                    }
-                    // An immutable or append-only file cannot be unlinked, not even by root:
-                    // finding out only at its unlink would leave the rest of the unit deleted.
-                    if st.stx_attributes.intersects(UNDELETABLE) {
-                        out.errors
-                            .push((i, Failure::Unlink, io::Error::from(rustix::io::Errno::PERM)));
-                        return out;
-                    }
-                    present.push(i);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) if is_change(&e) => {
-                    out.changed = true;
-                    return out;
-                }
+        if checked.present.is_empty() {
+            return out;
+        }
+        let _gate = deletion_gate().lock().unwrap_or_else(|e| e.into_inner());
+        // Nobody can swap a file under its private name, so what is checked there is what is
+        // unlinked.
+        let mut detached: Vec<(usize, FileStat)> = Vec::with_capacity(checked.present.len());
+        for (i, before) in checked.present {
+            let f = &files[i];
+            let sub = &self.subdirs[f.subdir as usize].as_ref().expect("checked above").fd;
+            let private = [PRIVATE_PREFIX, f.name].concat();
+            match rustix::fs::renameat_with(sub, f.name, sub, &private[..], RenameFlags::NOREPLACE) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => {
-                    out.errors.push((i, Failure::Stat, e));
+                    out.errors.push((i, Failure::Unlink, e.into()));
+                    self.restore(files, &detached);
                     return out;
                 }
             }
+            let now = match fsx::statx_at(sub, &cstring(&private)) {
+                Ok(st) if self.deletable(&st) => FileStat::from_statx(&st),
+                _ => {
+                    // Not a plain file of ours any more: put it back as it is.
+                    detached.push((i, before));
+                    out.changed = true;
+                    self.restore(files, &detached);
+                    return out;
+                }
+            };
+            detached.push((i, now));
+            if now.ino != before.ino || !now.same_file(&before) || now.last_use(basis) > judged_last_use {
+                // Replaced or used between the check and the rename.
+                out.changed = true;
+                self.restore(files, &detached);
+                return out;
+            }
         }
-        for i in present {
+        for (i, now) in detached {
             let f = &files[i];
-            let index = f.subdir as usize;
-            let result = self
-                .subdir(index, &subdir_names[index])
-                .and_then(|dir| Ok(rustix::fs::unlinkat(dir, f.name(names), AtFlags::empty())?));
-            match result {
-                Ok(()) => out.removed.push(i),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => out.errors.push((i, Failure::Unlink, e)),
+            let sub = &self.subdirs[f.subdir as usize].as_ref().expect("checked above").fd;
+            let private = [PRIVATE_PREFIX, f.name].concat();
+            match rustix::fs::unlinkat(sub, &private[..], AtFlags::empty()) {
+                Ok(()) => out.removed.push(Removed {
+                    index: i,
+                    size: now.size,
+                    freed: now.freeable(),
+                }),
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    // It was renamed a moment ago in the same directory: put it back.
+                    out.errors.push((i, Failure::Unlink, e.into()));
+                    self.restore(files, &[(i, now)]);
+                }
             }
         }
         out
     }
-}
 
-/// Calls `f` with each entry's name and type (from `d_type`), skipping `.` and `..`.
-fn for_each_entry(fd: &OwnedFd, buf: &mut Vec<u8>, mut f: impl FnMut(&CStr, FileType)) -> io::Result<()> {
-    if buf.capacity() < 32 * 1024 {
-        buf.reserve(32 * 1024);
+    /// The checks before any file of a unit is touched. `Ok(None)`: the file is gone.
+    fn check_file(
+        &mut self,
+        subdir_names: &[Box<str>],
+        f: &UnitFile,
+        basis: &[Timestamp],
+        judged_last_use: Nanos,
+    ) -> Result<Option<FileStat>, Check> {
+        let index = f.subdir as usize;
+        let sub = match self.subdir(index, &subdir_names[index]) {
+            Ok(sub) => sub,
+            // The directory went, and its files with it.
+            Err(DirError::Gone) => return Ok(None),
+            Err(DirError::Io(e)) => return Err(Check::Fail(Failure::Stat, e)),
+            Err(_) => return Err(Check::Changed),
+        };
+        if sub.undeletable {
+            return Err(Check::Fail(
+                Failure::Unlink,
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "its directory is immutable or append-only (chattr): nothing in it can be unlinked",
+                ),
+            ));
+        }
+        let st = match fsx::statx_at(&sub.fd, &cstring(f.name)) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Check::Fail(Failure::Stat, e)),
+        };
+        if FileType::from_raw_mode(u32::from(st.stx_mode)) != FileType::RegularFile {
+            return Err(Check::Changed);
+        }
+        if !self.mount.same(&MountId::of(&st)) || fsx::is_mount_root(&st) {
+            // A file mounted over the name: unlink would fail with EBUSY after the rest of
+            // the unit went.
+            return Err(Check::Fail(
+                Failure::Unlink,
+                io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    "it is a mount point (a file bind-mounted over it)",
+                ),
+            ));
+        }
+        if st.stx_attributes.intersects(UNDELETABLE) {
+            // Immutable or append-only: not even root can unlink it.
+            return Err(Check::Fail(Failure::Unlink, errno_io(rustix::io::Errno::PERM)));
+        }
+        let now = FileStat::from_statx(&st);
+        if f.judged.is_some_and(|j| !now.same_file(j)) || now.last_use(basis) > judged_last_use {
+            return Err(Check::Changed);
+        }
+        Ok(Some(now))
     }
-    // getdents continues from the fd's offset: start from the top even if read before.
-    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0))?;
-    loop {
-        let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
-        let mut dir = RawDir::new(fd, spare);
-        let mut grow = false;
-        while let Some(entry) = dir.next() {
-            match entry {
-                Ok(e) => {
-                    let name = e.file_name();
-                    if name.to_bytes() != b"." && name.to_bytes() != b".." {
-                        f(name, e.file_type());
-                    }
+
+    /// A detached file is still a plain file of this store's mount that can be unlinked.
+    fn deletable(&self, st: &rustix::fs::Statx) -> bool {
+        FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::RegularFile
+            && self.mount.same(&MountId::of(st))
+            && !fsx::is_mount_root(st)
+            && !st.stx_attributes.intersects(UNDELETABLE)
+    }
+
+    /// Puts detached files back under their names. A name taken meanwhile by a new file means
+    /// the detached one was superseded (a rename over it would have removed it): it goes.
+    fn restore(&self, files: &[UnitFile], detached: &[(usize, FileStat)]) {
+        for &(i, _) in detached {
+            let f = &files[i];
+            let Some(Some(sub)) = self.subdirs.get(f.subdir as usize) else {
+                continue;
+            };
+            let private = [PRIVATE_PREFIX, f.name].concat();
+            let back = rustix::fs::renameat_with(&sub.fd, &private[..], &sub.fd, f.name, RenameFlags::NOREPLACE);
+            match back {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(rustix::io::Errno::EXIST) => {
+                    let _ = rustix::fs::unlinkat(&sub.fd, &private[..], AtFlags::empty());
                 }
-                // The buffer cannot hold one entry (an extremely long name): grow and go on.
-                Err(rustix::io::Errno::INVAL) => {
-                    grow = true;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => tracing::warn!(
+                    name = %String::from_utf8_lossy(f.name),
+                    error = %e,
+                    "cannot put a file back under its name; a later sweep removes it"
+                ),
             }
         }
-        if !grow {
-            return Ok(());
+    }
+
+    /// Removes a file left by a deletion that did not finish (see [`PRIVATE_PREFIX`]), if it
+    /// is still that file. Returns the bytes freed.
+    pub fn remove_leftover(&mut self, subdir_names: &[Box<str>], l: &Leftover) -> io::Result<u64> {
+        let index = l.subdir as usize;
+        let sub = self.subdir(index, &subdir_names[index]).map_err(DirError::into_io)?;
+        let st = fsx::statx_at(&sub.fd, &cstring(&l.name))?;
+        let now = FileStat::from_statx(&st);
+        if !now.same_file(&l.stat) || !self.deletable(&st) {
+            return Ok(0);
         }
-        let more = buf.capacity() * 2;
-        buf.reserve(more);
+        let sub = &self.subdirs[index].as_ref().expect("opened above").fd;
+        rustix::fs::unlinkat(sub, &l.name[..], AtFlags::empty())?;
+        Ok(now.freeable())
+    }
+}
+
+enum Check {
+    Changed,
+    Fail(Failure, io::Error),
+}
+
+/// A unit whose files all passed [`StoreDir::check_unit`], ready for [`StoreDir::commit_unit`].
+#[derive(Debug)]
+pub struct CheckedUnit {
+    /// The files still there (by index), with their stat at the check.
+    present: Vec<(usize, FileStat)>,
+}
+
+fn cstring(name: &[u8]) -> std::ffi::CString {
+    // Directory entry names never hold a NUL.
+    std::ffi::CString::new(name).expect("a file name has no NUL byte")
+}
+
+/// Records a leftover private file if it is a regular file on the store's device.
+fn leftover(dir: &OwnedFd, name: &CStr, subdir: u32, dev: u64, out: &mut Listing) {
+    if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        let stat = FileStat::from_rustix(&st);
+        if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && stat.dev == dev {
+            out.leftovers.push(Leftover {
+                subdir,
+                name: name.to_bytes().into(),
+                stat,
+            });
+        }
     }
 }

@@ -144,31 +144,6 @@ fn config(env: &TestEnv, extra: &str) -> PathBuf {
     env.config(&format!("{extra}\n[metrics]\nlisten = \"127.0.0.1:PORT\"\n"))
 }
 
-/// A tmpfs mounted by the test (root only), unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, options: &str) -> Option<Tmpfs> {
-        if !is_root() {
-            return None;
-        }
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount tmpfs at {}", at.display());
-        Some(Tmpfs(at.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn metrics_after_a_sweep_match_what_was_deleted() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,6 +159,9 @@ fn metrics_after_a_sweep_match_what_was_deleted() {
     ];
     let fresh = env.file(&format!("{BM}/0d/shuffle_0_3_0.index"), 24, 20 * MIN);
     let young = env.file(&format!("{BM}/1d/shuffle_0_4_0.index"), 24, MIN);
+    // Reclaimed bytes are the blocks deleting frees (what `du` counts), not apparent sizes.
+    let old_blocks: u64 = old.iter().map(|p| allocated(p)).sum();
+    let kept_blocks = allocated(&fresh) + allocated(&young);
     let d = Daemon::start(&env, &config(&env, ""));
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
 
@@ -198,7 +176,10 @@ fn metrics_after_a_sweep_match_what_was_deleted() {
     let m = |name: &str, labels: &[(&str, &str)]| {
         sample(&text, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} in\n{text}"))
     };
-    assert_eq!(m("shuffle_janitor_reclaimed_bytes_total", &[("reason", "ttl")]), 5716.0);
+    assert_eq!(
+        m("shuffle_janitor_reclaimed_bytes_total", &[("reason", "ttl")]),
+        old_blocks as f64
+    );
     assert_eq!(
         m("shuffle_janitor_reclaimed_bytes_total", &[("reason", "pressure")]),
         0.0
@@ -224,7 +205,7 @@ fn metrics_after_a_sweep_match_what_was_deleted() {
     );
     assert_eq!(
         m("shuffle_janitor_tracked_bytes", &[("root", &root), ("kind", "shuffle")]),
-        48.0
+        kept_blocks as f64
     );
     let oldest = m("shuffle_janitor_oldest_file_age_seconds", &[("root", &root)]);
     assert!((1200.0..1300.0).contains(&oldest), "the 20-minute-old unit: {oldest}");
@@ -359,6 +340,7 @@ fn sigusr1_sweeps_now_and_sigusr2_purges_to_low() {
     let old = moved_in(&format!("{BM}/0c/shuffle_1_0_0.data"), 100, 8 * HOUR);
     let eligible = moved_in(&format!("{BM}/0c/shuffle_1_1_0.data"), 200, HOUR);
     let young = moved_in(&format!("{BM}/0c/shuffle_1_2_0.data"), 300, 2 * MIN);
+    let (old_blocks, eligible_blocks) = (allocated(&old), allocated(&eligible));
     d.signal(Signal::USR1);
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
     assert!(!old.exists(), "SIGUSR1 swept: the old unit is gone");
@@ -370,11 +352,11 @@ fn sigusr1_sweeps_now_and_sigusr2_purges_to_low() {
     assert!(young.exists(), "a purge never takes what is younger than min_age");
     assert_eq!(
         d.metric("shuffle_janitor_reclaimed_bytes_total", &[("reason", "manual")]),
-        Some(200.0)
+        Some(eligible_blocks as f64)
     );
     assert_eq!(
         d.metric("shuffle_janitor_reclaimed_bytes_total", &[("reason", "ttl")]),
-        Some(100.0)
+        Some(old_blocks as f64)
     );
 }
 
@@ -400,7 +382,7 @@ fn sigterm_stops_the_daemon_with_exit_0_within_5s() {
 fn a_nearly_full_filesystem_is_brought_under_low_fast_and_nothing_young_goes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();
-    let Some(_fs) = Tmpfs::mount(&env.root(), "size=64m") else {
+    let Some(_fs) = Mounted::tmpfs(&env.root(), "size=64m") else {
         eprintln!("SKIPPED a_nearly_full_filesystem: mounting a tmpfs needs root");
         return;
     };
@@ -486,7 +468,7 @@ fn a_map_output_read_after_its_mtime_survives_a_ttl_its_mtime_alone_would_fail()
     let env = TestEnv::new();
     // On a noatime mount a read does not move atime; without root (no mount), leaving atime out
     // of age_basis makes the same point.
-    let fs = Tmpfs::mount(&env.root(), "size=16m,noatime");
+    let fs = Mounted::tmpfs(&env.root(), "size=16m,noatime");
     let basis = if fs.is_some() { "" } else { "age_basis = [\"mtime\"]" };
     let read = [
         env.file(&format!("{BM}/0c/shuffle_3_0_0.data"), 100, Duration::ZERO),

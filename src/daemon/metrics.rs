@@ -262,7 +262,7 @@ impl Metrics {
             let name = root.path.to_string_lossy();
             let age = root
                 .oldest_kept_last_use
-                .map_or(0.0, |t| ((report.now - t).max(0) as f64) / 1e9);
+                .map_or(0.0, |t| (report.now.saturating_sub(t).max(0) as f64) / 1e9);
             self.oldest_file_age.with_label_values(&[&name]).set(age);
             for kind in Kind::ALL {
                 let seen = root.kinds.get(&kind).cloned().unwrap_or_default();
@@ -274,12 +274,14 @@ impl Metrics {
                 if seen.files == 0 {
                     continue;
                 }
+                // Saturating: a unit that appeared after the inventory and was deleted would
+                // otherwise wrap these to 1.8e19.
                 self.tracked_files
                     .with_label_values(&[&name, kind.as_str()])
-                    .set((seen.files - gone.files) as f64);
+                    .set(seen.files.saturating_sub(gone.files) as f64);
                 self.tracked_bytes
                     .with_label_values(&[&name, kind.as_str()])
-                    .set((seen.bytes - gone.bytes) as f64);
+                    .set(seen.bytes.saturating_sub(gone.bytes) as f64);
             }
         }
         let mut unmet: BTreeMap<String, f64> = BTreeMap::new();

@@ -313,7 +313,7 @@ impl Daemon {
         sweep::resolve_roots(&self.cfg)
             .into_iter()
             .filter_map(|s| match s {
-                RootStatus::Present { path, dev, .. } => Some((path, dev)),
+                RootStatus::Present { path, mount, .. } => Some((path, mount.dev)),
                 _ => None,
             })
             .collect()
@@ -425,7 +425,11 @@ impl Daemon {
         }
         let mounts = Mounts::read().unwrap_or_default();
         for status in sweep::resolve_roots(&self.cfg) {
-            if let RootStatus::Present { path, dev, .. } = status
+            if let RootStatus::Present {
+                path,
+                mount: crate::fsx::MountId { dev, .. },
+                ..
+            } = status
                 && let Some(caveat) = mounts
                     .find(&path, dev)
                     .and_then(|m| disk::atime_caveat(m, self.cfg.max_age))

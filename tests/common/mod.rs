@@ -108,6 +108,78 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Bytes allocated to a file (`st_blocks * 512`): what deleting its only link frees.
+pub fn allocated(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).unwrap().blocks() * 512
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// A mount made by a test (root only), lazily unmounted when dropped.
+pub struct Mounted(PathBuf);
+
+impl Mounted {
+    /// `mount -t tmpfs -o OPTIONS tmpfs AT`; `None` without root.
+    pub fn tmpfs(at: &Path, options: &str) -> Option<Mounted> {
+        Mounted::run(at, &["-t", "tmpfs", "-o", options, "tmpfs"])
+    }
+
+    /// `mount --bind FROM AT`, then read-only if asked; `None` without root.
+    pub fn bind(from: &Path, at: &Path, read_only: bool) -> Option<Mounted> {
+        let m = Mounted::run(at, &["--bind", from.to_str().unwrap()])?;
+        if read_only {
+            let ok = Command::new("mount")
+                .args(["-o", "remount,bind,ro"])
+                .arg(at)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "remount {} read-only", at.display());
+        }
+        Some(m)
+    }
+
+    fn run(at: &Path, args: &[&str]) -> Option<Mounted> {
+        if !is_root() {
+            return None;
+        }
+        if !at.exists() {
+            std::fs::create_dir_all(at).unwrap();
+        }
+        let ok = Command::new("mount").args(args).arg(at).status().unwrap();
+        assert!(ok.success(), "mount {args:?} at {}", at.display());
+        Some(Mounted(at.to_owned()))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// `chattr +ATTR` on a path, undone when dropped (so the temporary directory can be removed).
+pub struct Chattr(PathBuf, &'static str);
+
+impl Chattr {
+    /// `None`, after a SKIPPED line naming `test`, where the filesystem does not support it.
+    pub fn set(path: &Path, attr: &'static str, test: &str) -> Option<Chattr> {
+        let ok = Command::new("chattr")
+            .arg(format!("+{attr}"))
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED {test}: chattr +{attr} is not supported here");
+        }
+        ok.then(|| Chattr(path.to_owned(), attr))
+    }
+}
+
+impl Drop for Chattr {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg(format!("-{}", self.1)).arg(&self.0).status();
+    }
 }
