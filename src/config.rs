@@ -16,6 +16,8 @@ use crate::spark::Kind;
 
 /// Where the packaged config lives; used when `--config` is not given and the file exists.
 pub const DEFAULT_PATH: &str = "/etc/shuffle-janitor/config.toml";
+/// Where the daemon keeps its state by default (the unit's `StateDirectory=`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/shuffle-janitor";
 
 /// A configuration error: which file, which key, what value, and what is allowed.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +58,10 @@ pub struct RawConfig {
     pub kinds: Vec<Kind>,
     pub protect: Vec<String>,
     pub interval: String,
+    pub rescan_interval: String,
     pub dry_run: bool,
     pub skip_open_files: bool,
+    pub state_dir: String,
     pub watermark: RawWatermark,
     pub metrics: RawMetrics,
 }
@@ -86,8 +90,10 @@ impl Default for RawConfig {
             kinds: vec![Kind::Shuffle, Kind::Temp],
             protect: vec![],
             interval: "10m".into(),
+            rescan_interval: "24h".into(),
             dry_run: false,
             skip_open_files: true,
+            state_dir: DEFAULT_STATE_DIR.into(),
             watermark: RawWatermark::default(),
             metrics: RawMetrics::default(),
         }
@@ -126,8 +132,12 @@ pub struct Config {
     pub kinds: Vec<Kind>,
     pub protect: Protect,
     pub interval: Duration,
+    /// How often the daemon walks everything to check its index against the disk.
+    pub rescan_interval: Duration,
     pub dry_run: bool,
     pub skip_open_files: bool,
+    /// Where the daemon keeps what its watch saw across restarts; `None`: nowhere.
+    pub state_dir: Option<PathBuf>,
     pub watermark: Watermark,
     pub listen: SocketAddr,
 }
@@ -194,8 +204,13 @@ impl Config {
             kinds: self.kinds.clone(),
             protect: self.protect.patterns.clone(),
             interval: humantime::format_duration(self.interval).to_string(),
+            rescan_interval: humantime::format_duration(self.rescan_interval).to_string(),
             dry_run: self.dry_run,
             skip_open_files: self.skip_open_files,
+            state_dir: self
+                .state_dir
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
             watermark: RawWatermark {
                 high: self.watermark.high,
                 low: self.watermark.low,
@@ -323,6 +338,25 @@ impl RawConfig {
                 "must be longer than 0s".into(),
             ));
         }
+        let rescan_interval = duration("rescan_interval", &self.rescan_interval)?;
+        if rescan_interval < Duration::from_secs(60) {
+            return Err(invalid(
+                "rescan_interval",
+                &format!("{:?}", self.rescan_interval),
+                "must be at least 1m (it walks every root: \"24h\" is the default)".into(),
+            ));
+        }
+        let state_dir = match self.state_dir.as_str() {
+            "" => None,
+            dir if dir.starts_with('/') => Some(PathBuf::from(dir)),
+            dir => {
+                return Err(invalid(
+                    "state_dir",
+                    &format!("{dir:?}"),
+                    "must be an absolute path, or \"\" to keep nothing across restarts".into(),
+                ));
+            }
+        };
         let wm = &self.watermark;
         for (key, value) in [("watermark.high", wm.high), ("watermark.low", wm.low)] {
             if !(value > 0.0 && value <= 1.0) {
@@ -370,8 +404,10 @@ impl RawConfig {
             kinds,
             protect: Protect { patterns: protect, set },
             interval,
+            rescan_interval,
             dry_run: self.dry_run,
             skip_open_files: self.skip_open_files,
+            state_dir,
             watermark: Watermark {
                 high: wm.high,
                 low: wm.low,
@@ -468,6 +504,8 @@ mod tests {
         assert_eq!(c.kinds, [Kind::Shuffle, Kind::Temp]);
         assert!(c.protect.is_empty());
         assert_eq!(c.interval, Duration::from_secs(600));
+        assert_eq!(c.rescan_interval, Duration::from_secs(24 * 3600));
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new("/var/lib/shuffle-janitor")));
         assert!(!c.dry_run);
         assert!(c.skip_open_files);
         assert_eq!(

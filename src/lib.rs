@@ -14,7 +14,6 @@
 //!   symlinks: `getdents`, one `fstatat` per Spark file, re-stat before `unlinkat`.
 //! - [`disk`]: statvfs, mountinfo, file timestamps.
 //! - [`open_files`]: which files processes hold open (`/proc/*/fd`).
-//! - [`opens`]: when each unit was last opened, as the daemon's inotify watch saw it.
 //! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command.
 //! - [`report`]: what a sweep did, as text and JSON.
 //! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
@@ -25,11 +24,12 @@ pub mod config;
 pub mod daemon;
 pub mod disk;
 pub mod fsx;
+pub mod index;
 pub mod open_files;
-pub mod opens;
 pub mod policy;
 pub mod report;
 pub mod scan;
 pub mod spark;
+pub mod state;
 pub mod store_dir;
 pub mod sweep;

@@ -85,6 +85,7 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
         dry_run: args.dry_run,
         list_files: args.format == Format::Json || args.dry_run || cfg.dry_run,
         opens: None,
+        now: None,
     };
     let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
     match args.format {
@@ -104,6 +105,7 @@ fn report_cmd(args: &ReportArgs) -> Exit {
         dry_run: true,
         list_files: args.format == Format::Json,
         opens: None,
+        now: None,
     };
     let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
     match args.format {
@@ -139,8 +141,7 @@ fn config_error(e: &ConfigError) -> Exit {
 
 fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // notify warns for every watched directory Spark removes (its watch is gone with it).
-        EnvFilter::try_new(format!("{},notify=error", cli.log_level)).unwrap_or_else(|e| {
+        EnvFilter::try_new(&cli.log_level).unwrap_or_else(|e| {
             eprintln!(
                 "shuffle-janitor: --log-level {:?} is not a level ({e}); using info",
                 cli.log_level

@@ -9,7 +9,10 @@
 //! 2. a unit with a protected file is kept (`protected`);
 //! 3. a unit used less than `min_age` ago is kept, whatever the pressure (`young`);
 //! 4. a unit with a file held open is kept (`open`);
-//! 5. a unit unused for more than `max_age` goes (`ttl`);
+//! 5. a unit unused for more than `max_age` goes (`ttl`), unless it may have been used while the
+//!    daemon could not see it (before its watch started, during a lost stretch of events) and its
+//!    timestamps cannot prove otherwise: then it is kept from the TTL (`unwatched`) until the
+//!    daemon has watched it for `max_age`;
 //! 6. the rest may go under pressure, least recently used first, until the filesystem's projected
 //!    use is at the low watermark (`pressure`, or `manual` for a purge).
 //!
@@ -71,16 +74,20 @@ pub enum Skip {
     Unknown,
     /// In a store that could not be listed whole: none of its units is known whole.
     Incomplete,
+    /// Past `max_age` by its timestamps, but it may have been used while the daemon could not
+    /// watch it (see the module docs).
+    Unwatched,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 6] = [
+    pub const ALL: [Skip; 7] = [
         Skip::Young,
         Skip::Open,
         Skip::Protected,
         Skip::Changed,
         Skip::Unknown,
         Skip::Incomplete,
+        Skip::Unwatched,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +98,7 @@ impl Skip {
             Skip::Changed => "changed",
             Skip::Unknown => "unknown",
             Skip::Incomplete => "incomplete",
+            Skip::Unwatched => "unwatched",
         }
     }
 }
@@ -99,8 +107,13 @@ impl Skip {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnitFacts {
     pub kind: Kind,
-    /// The newest last use of its files.
+    /// The newest last use of its files (by `age_basis`, and the opens the watch saw).
     pub last_use: Nanos,
+    /// The latest time it may have been used without anyone seeing it: the start of the
+    /// daemon's watch of its store (or of the last stretch of events it lost), unless its
+    /// timestamps prove no read since an earlier time. `Nanos::MIN` when nothing is unseen
+    /// (a one-off `sweep` judges by timestamps alone).
+    pub unseen_until: Nanos,
     /// Disk space its deletion returns (allocated blocks, not apparent size).
     pub bytes: u64,
     /// Some file matches a `protect` glob.
@@ -128,6 +141,8 @@ pub enum Verdict {
     Exempt,
     /// Old enough to go under pressure; kept unless pressure takes it.
     Eligible,
+    /// Past `max_age` but possibly used unseen: eligible under pressure, kept from the TTL.
+    Unwatched,
 }
 
 /// Whether the filesystem must shed load in this sweep.
@@ -188,7 +203,12 @@ pub fn judge(unit: &UnitFacts, rules: &Rules, now: Nanos) -> Verdict {
         return Verdict::Keep(Skip::Open);
     }
     if age > nanos(rules.max_age) {
-        return Verdict::Delete(Reason::Ttl);
+        let unseen_age = now.saturating_sub(unit.last_use.max(unit.unseen_until));
+        return if unseen_age > nanos(rules.max_age) {
+            Verdict::Delete(Reason::Ttl)
+        } else {
+            Verdict::Unwatched
+        };
     }
     Verdict::Eligible
 }
@@ -201,6 +221,8 @@ pub struct Shortfall {
     pub young_bytes: u64,
     pub open_bytes: u64,
     pub protected_bytes: u64,
+    /// When the first unit held back as young reaches `min_age` (Unix nanoseconds).
+    pub young_until: Option<Nanos>,
 }
 
 /// What [`Planner::finish`] decided for the pooled units.
@@ -244,13 +266,20 @@ impl<H> Planner<H> {
         self.need.is_some()
     }
 
-    /// Judges a unit; an `Eligible` one is pooled for pressure when there is pressure.
+    /// Judges a unit; an `Eligible` (or `Unwatched`) one is pooled for pressure when there is
+    /// pressure.
     /// `handle` is called only for units that are pooled.
     pub fn offer(&mut self, unit: &UnitFacts, handle: impl FnOnce() -> H) -> Verdict {
         let verdict = judge(unit, &self.rules, self.now);
         match verdict {
-            Verdict::Eligible if self.need.is_some() => self.pool.push((unit.last_use, unit.bytes, handle())),
-            Verdict::Keep(Skip::Young) => self.held.young_bytes += unit.bytes,
+            Verdict::Eligible | Verdict::Unwatched if self.need.is_some() => {
+                self.pool.push((unit.last_use, unit.bytes, handle()))
+            }
+            Verdict::Keep(Skip::Young) => {
+                self.held.young_bytes += unit.bytes;
+                let ripe = unit.last_use.saturating_add(nanos(self.rules.min_age));
+                self.held.young_until = Some(self.held.young_until.map_or(ripe, |t| t.min(ripe)));
+            }
             Verdict::Keep(Skip::Open) => self.held.open_bytes += unit.bytes,
             Verdict::Keep(Skip::Protected) => self.held.protected_bytes += unit.bytes,
             _ => {}
@@ -271,6 +300,10 @@ impl<H> Planner<H> {
         self.held.young_bytes += other.held.young_bytes;
         self.held.open_bytes += other.held.open_bytes;
         self.held.protected_bytes += other.held.protected_bytes;
+        self.held.young_until = match (self.held.young_until, other.held.young_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.pool.extend(other.pool);
     }
 
@@ -404,6 +437,7 @@ mod tests {
             bytes: 100,
             protected: false,
             open: false,
+            unseen_until: Nanos::MIN,
         }
     }
 
@@ -469,6 +503,27 @@ mod tests {
             ),
             Verdict::Exempt
         );
+    }
+
+    #[test]
+    fn a_unit_possibly_used_unseen_waits_for_max_age_of_watching_before_the_ttl() {
+        let r = rules();
+        // Written long ago; the daemon started watching 10 minutes ago.
+        let watched_10_min = UnitFacts {
+            unseen_until: NOW - 10 * MIN,
+            ..unit(999)
+        };
+        assert_eq!(judge(&watched_10_min, &r, NOW), Verdict::Unwatched);
+        // Watched for longer than max_age: timestamps and the watch cover all of it.
+        let watched_7_h = UnitFacts {
+            unseen_until: NOW - 420 * MIN,
+            ..unit(999)
+        };
+        assert_eq!(judge(&watched_7_h, &r, NOW), Verdict::Delete(Reason::Ttl));
+        // Pressure may still take it, least recently used first.
+        let mut p = Planner::new(r, NOW, Some((50, Reason::Pressure)));
+        assert_eq!(p.offer(&watched_10_min, || 7), Verdict::Unwatched);
+        assert_eq!(p.finish().chosen, [7]);
     }
 
     #[test]
@@ -552,7 +607,8 @@ mod tests {
                 missing_bytes: 900,
                 young_bytes: 100,
                 open_bytes: 100,
-                protected_bytes: 100
+                protected_bytes: 100,
+                young_until: Some(NOW - 5 * MIN + 15 * MIN),
             })
         );
     }

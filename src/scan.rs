@@ -9,7 +9,7 @@
 
 use std::io;
 use std::ops::ControlFlow;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
@@ -29,6 +29,9 @@ pub trait Visitor {
     fn skipped(&mut self, path: &Path, why: &DirError);
     /// A directory that could not be read.
     fn error(&mut self, path: &Path, error: &io::Error);
+    /// A layout directory (the root included) was opened and checked, and is about to be
+    /// listed: the daemon watches it there.
+    fn dir_opened(&mut self, _fd: BorrowedFd, _rel: &Path, _role: DirRole) {}
 }
 
 /// A root as the walk needs it.
@@ -64,12 +67,28 @@ pub fn walk_root(root: &WalkRoot, root_index: usize, v: &mut impl Visitor) -> Co
             return ControlFlow::Continue(());
         }
     }
+    walk_from(root, root_index, &fd, PathBuf::new(), root.role, v)
+}
+
+/// Walks the directory open as `fd`, at `rel` below `root` and of role `role` (already opened
+/// and checked by the caller: the daemon walks a directory that appeared this way).
+pub fn walk_from(
+    root: &WalkRoot,
+    root_index: usize,
+    fd: &OwnedFd,
+    mut rel: PathBuf,
+    role: DirRole,
+    v: &mut impl Visitor,
+) -> ControlFlow<()> {
+    if role == DirRole::Store {
+        return v.store(root_index, rel);
+    }
     let mut walk = Walk {
         root,
         root_index,
         buf: Vec::new(),
     };
-    walk.dir(&fd, &mut PathBuf::new(), root.role, v)
+    walk.dir(fd, &mut rel, role, v)
 }
 
 struct Walk<'a, 'r> {
@@ -82,6 +101,7 @@ impl Walk<'_, '_> {
     /// Lists the directory open as `fd` (at `rel`, of role `role`) and descends into its layout
     /// directories.
     fn dir(&mut self, fd: &OwnedFd, rel: &mut PathBuf, role: DirRole, v: &mut impl Visitor) -> ControlFlow<()> {
+        v.dir_opened(fd.as_fd(), rel, role);
         let mut children: Vec<(String, DirRole, FileType)> = Vec::new();
         let listed = fsx::for_each_entry(fd, &mut self.buf, |name, ftype| {
             let child = name.to_str().ok().map(|n| (n, spark::child_dir_role(role, n)));

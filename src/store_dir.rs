@@ -27,7 +27,7 @@
 use std::ffi::CStr;
 use std::hash::Hasher;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path};
 use std::sync::Mutex;
 
@@ -161,6 +161,8 @@ pub struct Removed {
     pub index: usize,
     /// Apparent size.
     pub size: u64,
+    /// Allocated bytes.
+    pub alloc: u64,
     /// What the unlink returned to the filesystem ([`FileStat::freeable`]).
     pub freed: u64,
 }
@@ -265,7 +267,20 @@ impl StoreDir {
     /// Reads the store into `out` (cleared first, its buffers reused): its `NN` sub-directories
     /// and the Spark files in them, one `fstatat` per Spark file. `buf` is getdents' buffer.
     pub fn read(&mut self, buf: &mut Vec<u8>, out: &mut Listing) {
+        self.read_observed(buf, out, &mut |_, _| {});
+    }
+
+    /// [`StoreDir::read`], calling `opened` with each directory's fd (the store's with `None`,
+    /// each sub-directory's with its name) after it is opened and checked and before it is
+    /// listed: the daemon watches it there, so nothing created after the listing is missed.
+    pub fn read_observed(
+        &mut self,
+        buf: &mut Vec<u8>,
+        out: &mut Listing,
+        opened: &mut dyn FnMut(std::os::fd::BorrowedFd, Option<&str>),
+    ) {
         out.clear();
+        opened(self.dir.as_fd(), None);
         let mut subdirs = std::mem::take(&mut out.subdirs);
         let r = fsx::for_each_entry(&self.dir, buf, |name, ftype| {
             let role = name
@@ -290,13 +305,20 @@ impl StoreDir {
             out.errors.push((Failure::Walk, String::new(), e));
         } else {
             for (index, sub) in subdirs.iter().enumerate() {
-                self.read_subdir(index, sub, buf, out);
+                self.read_subdir(index, sub, buf, out, opened);
             }
         }
         out.subdirs = subdirs;
     }
 
-    fn read_subdir(&mut self, index: usize, sub: &str, buf: &mut Vec<u8>, out: &mut Listing) {
+    fn read_subdir(
+        &mut self,
+        index: usize,
+        sub: &str,
+        buf: &mut Vec<u8>,
+        out: &mut Listing,
+        opened: &mut dyn FnMut(std::os::fd::BorrowedFd, Option<&str>),
+    ) {
         let dev = self.mount.dev;
         match self.subdir(index, sub).map(|_| ()) {
             Ok(()) => {}
@@ -310,6 +332,7 @@ impl StoreDir {
             Err(why) => return out.skipped.push((sub.to_string(), why)),
         }
         let fd = &self.subdirs[index].as_ref().expect("opened above").fd;
+        opened(fd.as_fd(), Some(sub));
         // Listed through a read fd of its own, closed right after: ext4 keeps a listed
         // directory's entries in a tree until the fd that read them is closed, and freeing
         // 64 of them per store at once, long after they were read, cost more than a syscall.
@@ -521,6 +544,7 @@ impl StoreDir {
                 Ok(()) => out.removed.push(Removed {
                     index: i,
                     size: now.size,
+                    alloc: now.alloc,
                     freed: now.freeable(),
                 }),
                 Err(rustix::io::Errno::NOENT) => {}
@@ -647,6 +671,19 @@ enum Check {
 pub struct CheckedUnit {
     /// The files still there (by index), with their stat at the check.
     present: Vec<(usize, FileStat)>,
+}
+
+impl CheckedUnit {
+    /// The stats of the unit's files still there, as the check found them: what the unit can
+    /// be judged on again.
+    pub fn stats(&self) -> impl Iterator<Item = &FileStat> {
+        self.present.iter().map(|(_, st)| st)
+    }
+
+    /// The files still there, by their index in the unit, with their stats.
+    pub fn files(&self) -> impl Iterator<Item = (usize, &FileStat)> {
+        self.present.iter().map(|(i, st)| (*i, st))
+    }
 }
 
 fn cstring(name: &[u8]) -> std::ffi::CString {

@@ -94,6 +94,7 @@ fn a_sweep_over_a_real_listing_removes_old_shuffle_files_and_keeps_the_rest() {
             dry_run: false,
             list_files: true,
             opens: None,
+            now: None,
         };
         let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
         assert_eq!(report.error_count(), 0, "{fixture}");

@@ -33,6 +33,7 @@ fn unit_strategy() -> impl Strategy<Value = UnitFacts> {
             bytes,
             protected,
             open,
+            unseen_until: i64::MIN,
         })
 }
 
@@ -66,7 +67,7 @@ proptest! {
                     p.freed(u.bytes);
                     ttl.push(i);
                 }
-                Verdict::Eligible => eligible.push(i),
+                Verdict::Eligible | Verdict::Unwatched => eligible.push(i),
                 Verdict::Keep(Skip::Young) => prop_assert!(NOW - u.last_use < rules.min_age.as_nanos() as i64),
                 Verdict::Keep(Skip::Protected) => prop_assert!(u.protected),
                 Verdict::Keep(Skip::Open) => prop_assert!(u.open),
@@ -211,7 +212,7 @@ proptest! {
             root.display().to_string()
         );
         let cfg = Config::from_toml(&text, None).unwrap();
-        let opts = sweep::Options { mode: if purge { Mode::Purge } else { Mode::Sweep }, dry_run: false, list_files: true, opens: None };
+        let opts = sweep::Options { mode: if purge { Mode::Purge } else { Mode::Sweep }, dry_run: false, list_files: true, opens: None, now: None };
         let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
         prop_assert_eq!(report.error_count(), 0);
 

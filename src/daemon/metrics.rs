@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::config::Config;
@@ -50,7 +51,18 @@ pub struct Metrics {
     pub unfreed_bytes: IntGauge,
     pressure_unmet: GaugeVec,
     pub inotify_active: IntGauge,
+    pub inotify_overflows: IntCounter,
+    pub unwatched_dirs: IntGauge,
+    pub index_units: IntGauge,
+    pub index_drift: IntCounterVec,
+    pub clock_steps: IntCounter,
     pub config_last_reload_successful: IntGauge,
+}
+
+fn int_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -78,7 +90,9 @@ impl Metrics {
             reclaimed_bytes: counter_vec(
                 &r,
                 "shuffle_janitor_reclaimed_bytes_total",
-                "Bytes of Spark files deleted, by reason (ttl, pressure, manual).",
+                "Bytes freed by deleting Spark files, by reason (ttl, pressure, manual): the blocks each \
+                 deletion returned to its filesystem (allocated size; nothing for a file another hard \
+                 link keeps).",
                 &["reason"],
             ),
             deleted_files: counter_vec(
@@ -126,7 +140,8 @@ impl Metrics {
             skipped_files: counter_vec(
                 &r,
                 "shuffle_janitor_skipped_files_total",
-                "Files kept although judged, by reason (young, open, protected, changed, unknown).",
+                "Files kept although judged, by reason (young, open, protected, changed, unknown, \
+                 incomplete, unwatched).",
                 &["reason"],
             ),
             errors: counter_vec(
@@ -171,7 +186,37 @@ impl Metrics {
             inotify_active: int_gauge(
                 &r,
                 "shuffle_janitor_inotify_active",
-                "1 while open tracking by inotify works, 0 after falling back to timestamps.",
+                "1 while inotify watches every Spark directory, 0 while some are judged by timestamps \
+                 alone (watch limit, errors, no inotify).",
+            ),
+            inotify_overflows: int_counter(
+                &r,
+                "shuffle_janitor_inotify_overflows_total",
+                "Times the kernel's inotify queue overflowed (events lost; everything is walked again \
+                 and the TTL waits max_age for what may have been used unseen).",
+            ),
+            unwatched_dirs: int_gauge(
+                &r,
+                "shuffle_janitor_unwatched_dirs",
+                "Spark directories without an inotify watch, walked at every interval instead.",
+            ),
+            index_units: int_gauge(
+                &r,
+                "shuffle_janitor_index_units",
+                "Units (map outputs and single files) in the daemon's index.",
+            ),
+            index_drift: counter_vec(
+                &r,
+                "shuffle_janitor_index_drift_total",
+                "Differences a walk found between the index and the disk, by kind (missing, extra, \
+                 stale); 0 while no inotify event is lost.",
+                &["kind"],
+            ),
+            clock_steps: int_counter(
+                &r,
+                "shuffle_janitor_clock_steps_total",
+                "Steps of the wall clock (more than 60 s away from the monotonic clock); after one, \
+                 ages are measured on the clock carried on from before it for max_age.",
             ),
             config_last_reload_successful: int_gauge(
                 &r,
@@ -206,6 +251,9 @@ impl Metrics {
         }
         for t in [Trigger::Startup, Trigger::Interval, Trigger::Pressure, Trigger::Signal] {
             m.sweeps.with_label_values(&[t.as_str()]);
+        }
+        for k in ["missing", "extra", "stale"] {
+            m.index_drift.with_label_values(&[k]);
         }
         m.config_last_reload_successful.set(1);
         m
@@ -300,6 +348,19 @@ impl Metrics {
         self.pressure_unmet.reset();
         for (name, v) in unmet {
             self.pressure_unmet.with_label_values(&[&name]).set(v);
+        }
+    }
+
+    /// Drops the series of a filesystem that no longer holds a root.
+    pub fn forget_filesystem(&self, mountpoint: &str) {
+        let _ = self.filesystem_used_ratio.remove_label_values(&[mountpoint]);
+        let _ = self.pressure_unmet.remove_label_values(&[mountpoint]);
+    }
+
+    /// Counts index drift found by a walk.
+    pub fn drift(&self, d: &crate::index::Drift) {
+        for (k, n) in [("missing", d.missing), ("extra", d.extra), ("stale", d.stale)] {
+            self.index_drift.with_label_values(&[k]).inc_by(n);
         }
     }
 

@@ -1,23 +1,34 @@
 //! `shuffle-janitor run`: the long-running daemon that replaces the cron job.
 //!
-//! One loop owns the state and reacts to messages: signals ([`signals`]), the sweep interval,
-//! the watermark poll, the inotify watch ([`watch`]) and the end of a sweep. Sweeps run on a
-//! blocking thread, never two at once: a trigger during a sweep is coalesced into one follow-up
-//! (a purge wins over a plain sweep). Between sweeps the daemon only polls statvfs and takes
-//! inotify events.
+//! It keeps an [`Index`] of every unit below the roots, filled by walks and kept current by an
+//! inotify [`watch`], and decides from it ([`crate::sweep::indexed`]): a steady-state sweep
+//! reads no directory. One loop owns the state and reacts to messages: signals ([`signals`]),
+//! the interval, the watermark poll, the watch and the end of a job. Jobs (walks and sweeps) run
+//! on a blocking thread, one at a time: walks first, then one sweep (requests during a job are
+//! coalesced, a purge wins over a plain sweep, pressure over an interval).
+//!
+//! - [`watch`]: inotify, by watch descriptor, into the index;
+//! - [`walk`]: walks that fill the index and add the watches;
+//! - [`pressure`]: which filesystems must shed load, and the back-off when they cannot;
+//! - [`clock`]: the clock the rules use, steady across wall-clock steps;
+//! - [`metrics`], [`http`], [`signals`]: the edges.
 
+pub mod clock;
 pub mod http;
 pub mod metrics;
+pub mod pressure;
 pub mod signals;
+pub mod walk;
 pub mod watch;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use rustix::fs::{Mode, OFlags};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
@@ -25,22 +36,30 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::disk::{self, Mounts};
+use crate::fsx;
+use crate::index::Index;
 use crate::open_files;
-use crate::opens::OpenLog;
-use crate::policy::{self, Mode, Reason};
+use crate::policy::{self, Mode as SweepMode, Nanos, Reason};
 use crate::report::{Op, Report};
-use crate::sweep::{self, RootStatus};
+use crate::spark::DirRole;
+use crate::state::State;
+use crate::store_dir::deletion_gate;
+use crate::sweep::{self, Root, roots};
+use clock::Clock;
 use metrics::{Metrics, Trigger};
+use pressure::{Pressure, UNMET_BACKOFF};
 use signals::Message;
-use watch::{Watch, WatchEvent};
+use walk::{WalkCtx, Walked};
+use watch::{Roots, Watch, WatchMsg, WatchedRoot, now_nanos};
 
-/// How long a shutdown waits for the sweep in hand to stop at a unit boundary.
+/// How long a shutdown waits for a walk in hand (a sweep in hand finishes its unit).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
-/// New files wake the pressure check this soon (coalescing bursts of creations).
-const ACTIVITY_DELAY: Duration = Duration::from_millis(200);
-/// After a pressure sweep that could not free enough, wait this long before the next one
-/// (unless new files arrive): everything left was young, open or protected.
-const UNMET_BACKOFF: Duration = Duration::from_secs(30);
+/// New data wakes the pressure check this soon (coalescing bursts of writes).
+const ACTIVITY_DELAY: Duration = Duration::from_millis(25);
+/// How often the state file is written when it changed.
+const STATE_EVERY: Duration = Duration::from_secs(60);
+/// Overflows closer together than this are one burst: logged once.
+const OVERFLOW_BURST: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -57,65 +76,124 @@ pub enum DaemonError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Job {
     trigger: Trigger,
-    mode: Mode,
+    mode: SweepMode,
 }
 
 impl Job {
-    /// Two requests folded into one follow-up: a purge covers a sweep.
+    /// Two requests folded into one: a purge covers a sweep, and the more urgent trigger is
+    /// the one counted (pressure, then a signal, then startup, then the interval).
     fn merge(self, other: Job) -> Job {
-        if other.mode == Mode::Purge && self.mode != Mode::Purge {
-            other
-        } else {
-            self
+        let rank = |t: Trigger| match t {
+            Trigger::Pressure => 3,
+            Trigger::Signal => 2,
+            Trigger::Startup => 1,
+            Trigger::Interval => 0,
+        };
+        Job {
+            trigger: if rank(other.trigger) > rank(self.trigger) {
+                other.trigger
+            } else {
+                self.trigger
+            },
+            mode: if self.mode == SweepMode::Purge || other.mode == SweepMode::Purge {
+                SweepMode::Purge
+            } else {
+                SweepMode::Sweep
+            },
         }
     }
 }
 
+/// What a walk is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum WalkJob {
+    /// Every present root (start, lost events, the reconciliation, a changed config).
+    All { reconcile: bool },
+    /// One root (it appeared, or came back).
+    Root(u32),
+    /// A directory that appeared below a root.
+    Dir { root: u32, rel: PathBuf, role: DirRole },
+}
+
+enum Work {
+    Walk(WalkJob),
+    Sweep(Job),
+}
+
+enum Done {
+    Walked(WalkJob, Walked),
+    Swept(Job, Report, u64),
+}
+
 struct Running {
-    job: Job,
+    sweep: Option<Job>,
     /// Some filesystem was at or above the high watermark when it started, so it evicts.
     evicts: bool,
-    handle: JoinHandle<(Report, u64)>,
+    handle: JoinHandle<Done>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), DaemonError> {
+    raise_fd_limit();
     // Two workers: /metrics and the health endpoints keep answering while the loop waits on a
-    // slow statvfs (sweeps themselves run on the blocking pool).
+    // slow statvfs (jobs themselves run on the blocking pool).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let result = rt.block_on(async move {
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(64);
         signals::forward(tx)?;
         let daemon = Daemon::start(config_path, cfg).await?;
         daemon.serve(rx).await;
         Ok(())
     });
-    // A sweep that ignored the grace period is not waited for again.
     rt.shutdown_timeout(Duration::from_millis(100));
     result
+}
+
+/// The soft limit on open files up to the hard one (at most 65536): systemd's default soft
+/// limit is 1024, and the metrics listener must never take the fds a sweep needs.
+fn raise_fd_limit() {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let want = lim.maximum.map_or(65536, |m| m.min(65536));
+    if lim.current.is_some_and(|c| c < want) {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(want),
+                maximum: lim.maximum,
+            },
+        );
+    }
 }
 
 struct Daemon {
     config_path: Option<PathBuf>,
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
-    opens: Arc<OpenLog>,
-    watch: Watch,
-    watch_rx: mpsc::UnboundedReceiver<WatchEvent>,
+    index: Arc<Mutex<Index>>,
+    /// The roots by number, shared with the watch and the walks.
+    roots: Roots,
+    /// Canonical path -> number: a root keeps its number for the life of the process.
+    numbers: BTreeMap<PathBuf, u32>,
+    /// The roots present now, as the sweeps see them.
+    present: Vec<(u32, Root)>,
+    watch: Option<Arc<Watch>>,
+    watch_rx: mpsc::UnboundedReceiver<WatchMsg>,
     cancel: Arc<AtomicBool>,
     running: Option<Running>,
+    walks: Vec<WalkJob>,
     pending: Option<Job>,
-    /// When to look at disk usage early (new files appeared).
+    /// When to look at disk usage early (new data appeared).
     check_at: Option<Instant>,
-    /// No pressure sweep before this (the last one could not free enough).
-    pressure_quiet_until: Option<Instant>,
-    /// Filesystems at or above the high watermark at the last check.
-    above_high: BTreeMap<PathBuf, bool>,
-    /// The present roots (canonical path, device) the watch was last set to.
-    watched_roots: Vec<(PathBuf, u64)>,
+    pressure: Pressure,
+    clock: Clock,
+    last_unfreed: u64,
+    state_saved: Instant,
+    last_overflow: Option<Instant>,
+    /// The startup walk is done: sweeps may run.
+    walked: bool,
 }
 
 impl Daemon {
@@ -131,32 +209,49 @@ impl Daemon {
         let ready = Arc::new(AtomicBool::new(false));
         http::spawn(listener, metrics.clone(), ready.clone());
 
-        let opens = Arc::new(OpenLog::default());
+        let index = Arc::new(Mutex::new(Index::default()));
+        let roots: Roots = Arc::new(RwLock::new(Vec::new()));
         let (wtx, watch_rx) = mpsc::unbounded_channel();
-        let watch = Watch::start(opens.clone(), wtx);
+        let watch = match Watch::start(index.clone(), roots.clone(), cfg.age_basis.clone(), wtx) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                warn!(error = %e, "cannot start inotify: every store is walked at each interval and judged by its \
+                      timestamps alone");
+                None
+            }
+        };
         let mut daemon = Daemon {
             config_path,
             cfg: Arc::new(cfg),
             metrics,
-            opens,
+            index,
+            roots,
+            numbers: BTreeMap::new(),
+            present: Vec::new(),
             watch,
             watch_rx,
             cancel: Arc::new(AtomicBool::new(false)),
             running: None,
+            walks: Vec::new(),
             pending: None,
             check_at: None,
-            pressure_quiet_until: None,
-            above_high: BTreeMap::new(),
-            watched_roots: Vec::new(),
+            pressure: Pressure::default(),
+            clock: Clock::new(now_nanos(), std::time::Instant::now()),
+            last_unfreed: 0,
+            state_saved: Instant::now(),
+            last_overflow: None,
+            walked: false,
         };
         daemon.warn_about_atime();
-        daemon.rewatch(daemon.present_roots());
+        daemon.refresh_roots();
+        daemon.walks.clear(); // the startup walk covers them all
+        daemon.load_state();
         ready.store(true, Ordering::Relaxed);
         info!(
             listen = %daemon.cfg.listen,
             config = %daemon.config_name(),
             roots = ?daemon.cfg.roots,
-            watched_dirs = daemon.watch.watched(),
+            inotify = daemon.watch.is_some(),
             "shuffle-janitor running"
         );
         sd_notify(&[sd_notify::NotifyState::Ready]);
@@ -171,12 +266,15 @@ impl Daemon {
     }
 
     async fn serve(mut self, mut messages: mpsc::Receiver<Message>) {
+        self.walks.push(WalkJob::All { reconcile: false });
         self.request(Job {
             trigger: Trigger::Startup,
-            mode: Mode::Sweep,
+            mode: SweepMode::Sweep,
         });
-        let mut sweep_tick = self.sweep_ticker();
-        let mut poll_tick = self.poll_ticker();
+        let mut sweep_tick = self.ticker(self.cfg.interval);
+        let mut poll_tick = self.ticker(self.cfg.watermark.poll);
+        let mut rescan_tick = self.ticker(self.cfg.rescan_interval);
+        let mut state_tick = self.ticker(STATE_EVERY);
         let watchdog = sd_notify::watchdog_enabled();
         let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
         loop {
@@ -184,30 +282,31 @@ impl Daemon {
                 msg = messages.recv() => match msg {
                     Some(Message::Reload) => {
                         if self.reload() {
-                            sweep_tick = self.sweep_ticker();
-                            poll_tick = self.poll_ticker();
+                            sweep_tick = self.ticker(self.cfg.interval);
+                            poll_tick = self.ticker(self.cfg.watermark.poll);
+                            rescan_tick = self.ticker(self.cfg.rescan_interval);
                         }
                     }
-                    Some(Message::Sweep) => self.request(Job { trigger: Trigger::Signal, mode: Mode::Sweep }),
-                    Some(Message::Purge) => self.request(Job { trigger: Trigger::Signal, mode: Mode::Purge }),
+                    Some(Message::Sweep) => self.request(Job { trigger: Trigger::Signal, mode: SweepMode::Sweep }),
+                    Some(Message::Purge) => self.request(Job { trigger: Trigger::Signal, mode: SweepMode::Purge }),
                     Some(Message::Shutdown) | None => break,
                 },
-                _ = sweep_tick.tick() => self.request(Job { trigger: Trigger::Interval, mode: Mode::Sweep }),
+                _ = sweep_tick.tick() => self.request(Job { trigger: Trigger::Interval, mode: SweepMode::Sweep }),
                 _ = poll_tick.tick() => self.check_pressure(),
+                _ = rescan_tick.tick() => self.walk(WalkJob::All { reconcile: true }),
+                _ = state_tick.tick() => self.save_state(),
                 _ = sleep_until(self.check_at.unwrap_or_else(Instant::now)), if self.check_at.is_some() => {
                     self.check_at = None;
                     self.check_pressure();
                 }
-                Some(ev) = self.watch_rx.recv() => self.on_watch(ev),
+                Some(msg) = self.watch_rx.recv() => self.on_watch(msg),
                 done = async { (&mut self.running.as_mut().expect("guarded").handle).await }, if self.running.is_some() => {
-                    let job = self.running.take().expect("guarded").job;
+                    self.running = None;
                     match done {
-                        Ok((report, unfreed)) => self.finished(job, &report, unfreed),
-                        Err(e) => error!(error = %e, "sweep thread failed"),
+                        Ok(done) => self.finished(done),
+                        Err(e) => error!(error = %e, "job thread failed"),
                     }
-                    if let Some(next) = self.pending.take() {
-                        self.start_sweep(next);
-                    }
+                    self.next_job();
                 }
                 _ = watchdog_tick.tick(), if watchdog.is_some() => sd_notify(&[sd_notify::NotifyState::Watchdog]),
             }
@@ -215,86 +314,239 @@ impl Daemon {
         self.shutdown().await;
     }
 
-    fn sweep_ticker(&self) -> tokio::time::Interval {
-        let mut t = interval_at(Instant::now() + self.cfg.interval, self.cfg.interval);
+    fn ticker(&self, every: Duration) -> tokio::time::Interval {
+        // Durations are bounded by the config's validation; this cannot overflow.
+        let start = Instant::now().checked_add(every).unwrap_or_else(Instant::now);
+        let mut t = interval_at(start, every);
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         t
     }
 
-    fn poll_ticker(&self) -> tokio::time::Interval {
-        let poll = self.cfg.watermark.poll;
-        let mut t = interval_at(Instant::now() + poll, poll);
-        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        t
-    }
-
-    /// Starts a sweep now, or folds it into the follow-up of the one running. Pressure does not
-    /// wait for a sweep that started below the high watermark: that one is cancelled (at a unit
+    /// Requests a sweep: started now, or folded into the follow-up. Pressure does not wait for
+    /// a sweep that started below the high watermark: that one is cancelled (at a unit
     /// boundary) so eviction starts at once.
     fn request(&mut self, job: Job) {
-        if let Some(running) = &self.running {
-            if job.trigger == Trigger::Pressure && !running.evicts && running.job.mode != Mode::Purge {
-                info!(
-                    cancelled = running.job.trigger.as_str(),
-                    "pressure pre-empts the sweep in hand"
-                );
-                self.cancel.store(true, Ordering::Relaxed);
+        if let Some(running) = &self.running
+            && job.trigger == Trigger::Pressure
+            && running.sweep.is_some_and(|s| s.mode != SweepMode::Purge)
+            && !running.evicts
+        {
+            info!("pressure pre-empts the sweep in hand");
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+        self.pending = Some(self.pending.map_or(job, |p| p.merge(job)));
+        self.next_job();
+    }
+
+    fn walk(&mut self, job: WalkJob) {
+        let covered = self.walks.iter().any(|w| {
+            *w == job
+                || matches!(w, WalkJob::All { .. })
+                || matches!((w, &job), (WalkJob::Root(a), WalkJob::Dir { root, .. }) if a == root)
+        });
+        if !covered {
+            if matches!(job, WalkJob::All { .. }) {
+                self.walks.clear();
             }
-            self.pending = Some(self.pending.map_or(job, |p| p.merge(job)));
-        } else {
-            self.start_sweep(job);
+            self.walks.push(job);
+        }
+        self.next_job();
+    }
+
+    /// Starts the next job if none is running: walks first (sweeps decide from what they
+    /// load), then the pending sweep.
+    fn next_job(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        if !self.walks.is_empty() {
+            let job = self.walks.remove(0);
+            return self.launch(Work::Walk(job));
+        }
+        if let Some(job) = self.pending.take() {
+            self.launch(Work::Sweep(job));
         }
     }
 
-    fn start_sweep(&mut self, job: Job) {
-        debug!(
-            trigger = job.trigger.as_str(),
-            purge = job.mode == Mode::Purge,
-            "sweep starting"
-        );
-        let evicts = self.above_high.values().any(|&above| above);
+    fn launch(&mut self, work: Work) {
         self.cancel.store(false, Ordering::Relaxed);
         let cfg = self.cfg.clone();
+        let index = self.index.clone();
+        let roots = self.roots.clone();
+        let watch = self.watch.clone();
         let cancel = self.cancel.clone();
-        let opts = sweep::Options {
-            mode: job.mode,
-            dry_run: false,
-            list_files: false,
-            opens: Some(self.opens.clone()),
-        };
-        let handle = tokio::task::spawn_blocking(move || {
-            let report = sweep::run(&cfg, &opts, &cancel);
-            let roots: Vec<PathBuf> = report
-                .roots
-                .iter()
-                .filter(|r| r.present)
-                .map(|r| r.path.clone())
-                .collect();
-            let unfreed = open_files::unfreed_bytes(Path::new("/proc"), &roots);
-            (report, unfreed)
-        });
-        self.running = Some(Running { job, evicts, handle });
+        match work {
+            Work::Walk(job) => {
+                let numbers: Vec<u32> = self.present.iter().map(|(n, _)| *n).collect();
+                let handle = tokio::task::spawn_blocking(move || {
+                    let ctx = WalkCtx {
+                        watch: watch.as_deref(),
+                        index: &index,
+                        roots: &roots,
+                        basis: &cfg.age_basis,
+                        reconcile: matches!(job, WalkJob::All { reconcile: true }),
+                    };
+                    let walked = run_walk(&ctx, &job, &numbers);
+                    Done::Walked(job, walked)
+                });
+                self.running = Some(Running {
+                    sweep: None,
+                    evicts: false,
+                    handle,
+                });
+            }
+            Work::Sweep(job) => {
+                debug!(
+                    trigger = job.trigger.as_str(),
+                    purge = job.mode == SweepMode::Purge,
+                    "sweep starting"
+                );
+                let evicts = self.pressure.any_above();
+                let (now, step) = self.clock.read(now_nanos(), std::time::Instant::now(), cfg.max_age);
+                if let Some(step) = step {
+                    self.clock_step(step);
+                }
+                let present = self.present.clone();
+                let last_unfreed = self.last_unfreed;
+                let handle = tokio::task::spawn_blocking(move || {
+                    if job.trigger == Trigger::Interval {
+                        // Stores that cannot be watched are read again, as a walking sweep would.
+                        let ctx = WalkCtx {
+                            watch: watch.as_deref(),
+                            index: &index,
+                            roots: &roots,
+                            basis: &cfg.age_basis,
+                            reconcile: false,
+                        };
+                        walk::reread_unwatched(&ctx);
+                    }
+                    let opts = sweep::Options {
+                        mode: job.mode,
+                        dry_run: false,
+                        list_files: false,
+                        opens: None,
+                        now: Some(now),
+                    };
+                    let report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel);
+                    let unfreed = if report.deleted_total().files > 0 || last_unfreed > 0 {
+                        let paths: Vec<PathBuf> = present.iter().map(|(_, r)| r.path.clone()).collect();
+                        open_files::unfreed_bytes(Path::new("/proc"), &paths)
+                    } else {
+                        0
+                    };
+                    Done::Swept(job, report, unfreed)
+                });
+                self.running = Some(Running {
+                    sweep: Some(job),
+                    evicts,
+                    handle,
+                });
+            }
+        }
     }
 
-    fn finished(&mut self, job: Job, report: &Report, unfreed: u64) {
-        let ended = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        self.metrics.record_sweep(job.trigger, report, ended);
+    fn finished(&mut self, done: Done) {
+        match done {
+            Done::Walked(job, walked) => self.walked(job, walked),
+            Done::Swept(job, report, unfreed) => self.swept(job, &report, unfreed),
+        }
+    }
+
+    fn walked(&mut self, job: WalkJob, walked: Walked) {
+        let full = matches!(job, WalkJob::All { .. });
+        if full {
+            self.walked = true;
+            // Stores the walk did not find are gone (removed while events were lost).
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let gone: Vec<u32> = index
+                .stores()
+                .filter(|(_, s)| !walked.seen.iter().any(|(r, p)| *r == s.root && *p == s.rel))
+                .map(|(id, _)| id)
+                .collect();
+            let mut drift = walked.drift;
+            for id in gone {
+                if let WalkJob::All { reconcile: true } = job {
+                    drift.extra += index.store(id).map_or(0, |s| s.unit_count() as u64);
+                }
+                index.remove_store(id);
+            }
+            drop(index);
+            self.metrics.drift(&drift);
+            if drift.total() > 0 {
+                warn!(
+                    missing = drift.missing,
+                    extra = drift.extra,
+                    stale = drift.stale,
+                    "the index differed from the disk (events were lost); it now follows the disk"
+                );
+            }
+        }
+        let mut said = Vec::new();
+        for (op, path, e) in &walked.errors {
+            self.metrics.error(*op);
+            if !said.contains(op) {
+                said.push(*op);
+                warn!(op = op.as_str(), path = %path.display(), error = %e, "error while walking (further ones at debug)");
+            } else {
+                debug!(op = op.as_str(), path = %path.display(), error = %e, "error while walking");
+            }
+        }
+        if let Some(w) = &self.watch {
+            if full {
+                w.count_unwatched(walked.unwatched_dirs);
+            } else if walked.unwatched_dirs > 0 {
+                w.count_unwatched(w.unwatched() + walked.unwatched_dirs);
+            }
+        }
+        self.watch_gauges();
+        debug!(
+            ?job,
+            stores = walked.stores,
+            files = walked.files,
+            unwatched = walked.unwatched_dirs,
+            "walk done"
+        );
+    }
+
+    fn watch_gauges(&self) {
+        let unwatched = self.watch.as_ref().map_or(0, |w| w.unwatched());
+        self.metrics
+            .unwatched_dirs
+            .set(i64::try_from(unwatched).unwrap_or(i64::MAX));
+        let active = self.watch.as_ref().is_some_and(|w| w.unwatched() == 0 && !w.limited());
+        self.metrics.inotify_active.set(i64::from(active));
+        let units = self.index.lock().unwrap_or_else(|e| e.into_inner()).unit_count();
+        self.metrics.index_units.set(i64::try_from(units).unwrap_or(i64::MAX));
+    }
+
+    fn swept(&mut self, job: Job, report: &Report, unfreed: u64) {
+        self.metrics.record_sweep(job.trigger, report, now_nanos() as f64 / 1e9);
         self.metrics
             .unfreed_bytes
             .set(i64::try_from(unfreed).unwrap_or(i64::MAX));
-        self.opens.prune(report.now - policy::nanos(self.cfg.max_age));
-        let unmet = report
-            .filesystems
-            .iter()
-            .any(|f| f.shortfall.is_some() && f.need_reason == Some(Reason::Pressure));
-        self.pressure_quiet_until = unmet.then(|| Instant::now() + UNMET_BACKOFF.min(self.cfg.interval));
+        self.last_unfreed = unfreed;
+        let backoff = UNMET_BACKOFF.min(self.cfg.interval);
+        for fs in &report.filesystems {
+            match (&fs.shortfall, fs.need_reason) {
+                (Some(sf), Some(Reason::Pressure)) => {
+                    let (used, size) =
+                        disk::usage(&fs.mountpoint).map_or((0, 0), |u| (u.used, u.used.saturating_add(u.avail)));
+                    self.pressure.unmet(
+                        &fs.mountpoint,
+                        std::time::Instant::now(),
+                        backoff,
+                        used,
+                        size,
+                        sf.young_until,
+                    );
+                }
+                _ => self.pressure.met(&fs.mountpoint),
+            }
+        }
         let total = report.deleted_total();
         info!(
             trigger = job.trigger.as_str(),
-            purge = job.mode == Mode::Purge,
+            purge = job.mode == SweepMode::Purge,
             deleted_files = total.files,
             deleted_bytes = total.bytes,
             skipped_files = report.skipped.values().sum::<u64>(),
@@ -304,51 +556,129 @@ impl Daemon {
             seconds = report.duration_seconds,
             "sweep finished"
         );
+        if report.cancelled {
+            // Cancelled for pressure or a reload: run again (folded into what is pending).
+            self.pending = Some(self.pending.map_or(job, |p| p.merge(job)));
+        }
+        self.watch_gauges();
         // The gauges show use after the deletions, not the use the sweep started from.
         self.read_usage();
     }
 
-    /// The roots present now (canonical path, device).
-    fn present_roots(&self) -> Vec<(PathBuf, u64)> {
-        sweep::resolve_roots(&self.cfg)
-            .into_iter()
-            .filter_map(|s| match s {
-                RootStatus::Present { path, mount, .. } => Some((path, mount.dev)),
-                _ => None,
-            })
-            .collect()
+    fn clock_step(&self, step: clock::Step) {
+        self.metrics.clock_steps.inc();
+        warn!(
+            seconds = step.by / 1_000_000_000,
+            hold = %humantime::format_duration(self.cfg.max_age),
+            "the wall clock stepped; ages are measured on the clock carried on from before the step \
+             until max_age has passed"
+        );
+    }
+
+    /// Resolves the roots: numbers new ones, opens them for the watch and the walks, queues a
+    /// walk of each new or remounted one, and forgets those gone. Returns whether they changed.
+    fn refresh_roots(&mut self) -> bool {
+        let mounts = Mounts::read().unwrap_or_default();
+        let mut scratch = Report::new(false, false, 0);
+        let present = roots::present_roots(&self.cfg, &mounts, &mut scratch);
+        for (op, n) in &scratch.errors {
+            for _ in 0..*n {
+                self.metrics.error(*op);
+            }
+        }
+        let mut changed = false;
+        let mut now_present: Vec<(u32, Root)> = Vec::with_capacity(present.len());
+        for r in present {
+            let next = self.numbers.len() as u32;
+            let n = *self.numbers.entry(r.path.clone()).or_insert(next);
+            let same = {
+                let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
+                matches!(roots.get(n as usize), Some(Some(w)) if w.mount == r.mount && w.role == r.role)
+            };
+            if !same {
+                match rustix::fs::open(&r.path, fsx::PATH_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()) {
+                    Ok(fd) => {
+                        self.forget_root(n);
+                        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
+                        if roots.len() <= n as usize {
+                            roots.resize_with(n as usize + 1, || None);
+                        }
+                        roots[n as usize] = Some(WatchedRoot {
+                            path: r.path.clone(),
+                            mount: r.mount,
+                            role: r.role,
+                            atime: r.atime,
+                            fd,
+                        });
+                        drop(roots);
+                        self.walks.push(WalkJob::Root(n));
+                        changed = true;
+                    }
+                    Err(e) => {
+                        debug!(root = %r.path.display(), error = %e, "cannot open root");
+                        continue;
+                    }
+                }
+            }
+            now_present.push((n, r));
+        }
+        // Roots gone (removed, unmounted, no longer configured).
+        let gone: Vec<u32> = {
+            let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
+            (0..roots.len() as u32)
+                .filter(|n| roots[*n as usize].is_some() && !now_present.iter().any(|(p, _)| p == n))
+                .collect()
+        };
+        for n in gone {
+            self.forget_root(n);
+            changed = true;
+        }
+        self.present = now_present;
+        changed
+    }
+
+    /// Forgets root `n`: its watches, its stores in the index, its open fd.
+    fn forget_root(&mut self, n: u32) {
+        if let Some(w) = &self.watch {
+            w.forget_root(n);
+        }
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).remove_root(n);
+        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = roots.get_mut(n as usize) {
+            *slot = None;
+        }
     }
 
     /// Starts a pressure sweep when a filesystem holding a root is at or above the high
-    /// watermark. Also notices roots that appeared (disks mounted late) and watches them.
+    /// watermark (and its back-off allows). Also notices roots that came or went.
     fn check_pressure(&mut self) {
-        let pressure = self.read_usage();
-        let quiet = self.pressure_quiet_until.is_some_and(|t| Instant::now() < t);
-        if pressure && !quiet {
-            // A sweep already running decided its need at its start: queue a follow-up.
+        if self.refresh_roots() {
+            self.next_job();
+        }
+        let above = self.read_usage();
+        if !above.is_empty() && self.walked {
             self.request(Job {
                 trigger: Trigger::Pressure,
-                mode: Mode::Sweep,
+                mode: SweepMode::Sweep,
             });
         }
     }
 
-    /// Reads usage of every filesystem holding a root into the gauges; true when one is at or
-    /// above the high watermark.
-    fn read_usage(&mut self) -> bool {
-        let present = self.present_roots();
-        if present != self.watched_roots {
-            self.rewatch(present.clone());
-        }
+    /// Reads the usage of every filesystem holding a root into the gauges; returns those at or
+    /// above the high watermark whose back-off allows an eviction now.
+    fn read_usage(&mut self) -> Vec<PathBuf> {
         let mounts = Mounts::read().unwrap_or_default();
         let mut devs: BTreeMap<u64, PathBuf> = BTreeMap::new();
-        for (path, dev) in present {
-            devs.entry(dev).or_insert(path);
+        for (_, r) in &self.present {
+            devs.entry(r.mount.dev).or_insert_with(|| r.path.clone());
         }
-        let mut pressure = false;
+        let mut due = Vec::new();
+        let mut mountpoints = Vec::new();
+        let wall = now_nanos();
         for (dev, path) in devs {
             let mountpoint = sweep::mount_point(&mounts, &path, dev);
             let name = mountpoint.to_string_lossy().into_owned();
+            mountpoints.push(mountpoint.clone());
             match disk::usage(&path) {
                 Ok(u) => {
                     let ratio = u.ratio();
@@ -360,11 +690,16 @@ impl Daemon {
                     if !above {
                         self.metrics.pressure_relieved(&name);
                     }
-                    let was = self.above_high.insert(mountpoint, above).unwrap_or(false);
-                    if above && !was {
+                    if self.pressure.reading(&mountpoint, above) {
                         warn!(mountpoint = %name, used = ratio, high = self.cfg.watermark.high, "filesystem crossed the high watermark");
                     }
-                    pressure |= above;
+                    if above
+                        && self
+                            .pressure
+                            .may_evict(&mountpoint, std::time::Instant::now(), u.used, wall)
+                    {
+                        due.push(mountpoint);
+                    }
                 }
                 Err(e) => {
                     self.metrics.error(Op::Statvfs);
@@ -372,51 +707,42 @@ impl Daemon {
                 }
             }
         }
-        pressure
+        for gone in self.pressure.keep_only(&mountpoints) {
+            self.metrics.forget_filesystem(&gone.to_string_lossy());
+        }
+        due
     }
 
-    fn on_watch(&mut self, ev: WatchEvent) {
-        match ev {
-            WatchEvent::NewDir(dir) => {
-                let mut added = watch::Added::default();
-                self.watch.add_tree(&dir, &mut added);
-                self.count_watch(&added);
-            }
-            WatchEvent::GoneDir(dir) => self.watch.gone(&dir),
-            WatchEvent::Activity => {
-                self.watch.take_activity();
-                // New files: the disk may be filling, and whatever pressure could not free
-                // before may be different now.
-                self.pressure_quiet_until = None;
+    fn on_watch(&mut self, msg: WatchMsg) {
+        match msg {
+            WatchMsg::Activity => {
+                if let Some(w) = &self.watch {
+                    w.take_activity();
+                }
                 self.check_at.get_or_insert_with(|| Instant::now() + ACTIVITY_DELAY);
             }
-            WatchEvent::Rescan => {
-                warn!("inotify queue overflowed; some opens may have been missed");
-                let added = self.watch.refresh();
-                self.count_watch(&added);
+            WatchMsg::Overflow(_) => {
+                self.metrics.inotify_overflows.inc();
+                let burst = self.last_overflow.is_some_and(|t| t.elapsed() < OVERFLOW_BURST);
+                self.last_overflow = Some(Instant::now());
+                if burst {
+                    debug!("inotify queue overflowed again");
+                } else {
+                    warn!(
+                        "inotify queue overflowed (events lost; raise fs.inotify.max_queued_events): walking \
+                         everything again; units that may have been used unseen are kept from the TTL for \
+                         max_age (further overflows in this burst at debug)"
+                    );
+                }
+                self.walk(WalkJob::All { reconcile: true });
             }
+            WatchMsg::RootGone(n) => {
+                self.forget_root(n);
+                // Watched again when it is back (the next usage check resolves the roots).
+                self.check_at.get_or_insert_with(|| Instant::now() + ACTIVITY_DELAY);
+            }
+            WatchMsg::NewDir { root, rel, role } => self.walk(WalkJob::Dir { root, rel, role }),
         }
-    }
-
-    fn count_watch(&self, added: &watch::Added) {
-        for _ in 0..added.errors {
-            self.metrics.error(Op::Watch);
-        }
-        self.metrics.inotify_active.set(i64::from(self.watch.active));
-        watch::log_added(added, self.watch.watched());
-    }
-
-    /// (Re)watches the present roots.
-    fn rewatch(&mut self, present: Vec<(PathBuf, u64)>) {
-        // A root now on another device has had a filesystem mounted over it (or removed).
-        let remounted = present
-            .iter()
-            .any(|(p, dev)| self.watched_roots.iter().any(|(q, old)| p == q && dev != old));
-        let added = self
-            .watch
-            .set_roots(present.iter().map(|(p, _)| p.clone()).collect(), remounted);
-        self.watched_roots = present;
-        self.count_watch(&added);
     }
 
     fn warn_about_atime(&self) {
@@ -425,13 +751,9 @@ impl Daemon {
         }
         let mounts = Mounts::read().unwrap_or_default();
         for status in sweep::resolve_roots(&self.cfg) {
-            if let RootStatus::Present {
-                path,
-                mount: crate::fsx::MountId { dev, .. },
-                ..
-            } = status
+            if let sweep::RootStatus::Present { path, mount, .. } = status
                 && let Some(caveat) = mounts
-                    .find(&path, dev)
+                    .find(&path, mount.dev)
                     .and_then(|m| disk::atime_caveat(m, self.cfg.max_age))
             {
                 warn!(root = %path.display(), "age_basis includes atime, but {caveat}");
@@ -439,8 +761,9 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: validate the new config first; a bad one leaves the old one in force.
-    /// Returns whether the config changed.
+    /// SIGHUP: validate the new config first; a bad one leaves the old one in force. A sweep in
+    /// hand is stopped at a unit boundary and runs again under the new config. Returns whether
+    /// the config changed.
     fn reload(&mut self) -> bool {
         sd_notify(&[sd_notify::NotifyState::Reloading]);
         let result: Result<Config, ConfigError> = Config::load(self.config_path.as_deref());
@@ -449,11 +772,27 @@ impl Daemon {
                 if cfg.listen != self.cfg.listen {
                     warn!(old = %self.cfg.listen, new = %cfg.listen, "metrics.listen changes take effect on restart");
                 }
+                let rewalk = cfg.age_basis != self.cfg.age_basis;
                 self.cfg = Arc::new(cfg);
                 self.metrics.set_config(&self.cfg);
                 self.metrics.config_last_reload_successful.set(1);
+                if let Some(w) = &self.watch {
+                    w.set_basis(self.cfg.age_basis.clone());
+                }
+                if let Some(running) = &self.running
+                    && let Some(job) = running.sweep
+                {
+                    // Stopped at a unit boundary, and run again under the new rules.
+                    self.cancel.store(true, Ordering::Relaxed);
+                    self.pending = Some(self.pending.map_or(job, |p| p.merge(job)));
+                }
                 self.warn_about_atime();
-                self.rewatch(self.present_roots());
+                self.refresh_roots();
+                if rewalk {
+                    // Last uses are computed by age_basis: read everything again.
+                    self.walks.push(WalkJob::All { reconcile: false });
+                }
+                self.next_job();
                 info!(config = %self.config_name(), "configuration reloaded");
                 true
             }
@@ -468,19 +807,111 @@ impl Daemon {
         changed
     }
 
+    /// Restores the opens of the last run (see [`crate::state`]).
+    fn load_state(&mut self) {
+        let Some(dir) = self.cfg.state_dir.clone() else {
+            info!("state_dir is empty: opens seen before a restart are not kept");
+            return;
+        };
+        match State::load(&dir) {
+            Ok(Some(state)) => {
+                let since = now_nanos().saturating_sub(policy::nanos(self.cfg.max_age));
+                let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                let mut kept = 0;
+                for (store, stem, at) in state.entries() {
+                    if at < since {
+                        continue;
+                    }
+                    let Some((n, rel)) = self.root_of(store) else { continue };
+                    index.remember_open(n, &rel, stem, at);
+                    kept += 1;
+                }
+                info!(opens = kept, path = %dir.display(), "opens seen before the restart restored");
+            }
+            Ok(None) => info!(path = %dir.display(), "no state from an earlier run"),
+            Err(e) => warn!("{e}"),
+        }
+    }
+
+    /// The root number and relative path of an absolute store path.
+    fn root_of(&self, store: &Path) -> Option<(u32, PathBuf)> {
+        self.numbers
+            .iter()
+            .filter(|(p, _)| store.starts_with(p))
+            .max_by_key(|(p, _)| p.as_os_str().len())
+            .map(|(p, n)| (*n, store.strip_prefix(p).unwrap_or(store).to_owned()))
+    }
+
+    fn save_state(&mut self) {
+        let Some(dir) = self.cfg.state_dir.clone() else { return };
+        let since = now_nanos().saturating_sub(policy::nanos(self.cfg.max_age));
+        let opens = {
+            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            index.recent_opens(since, crate::state::MAX_ENTRIES)
+        };
+        let by_number: BTreeMap<u32, PathBuf> = self.numbers.iter().map(|(p, n)| (*n, p.clone())).collect();
+        let entries: Vec<(PathBuf, Vec<u8>, Nanos)> = opens
+            .into_iter()
+            .filter_map(|(n, rel, stem, at)| Some((by_number.get(&n)?.join(rel), stem, at)))
+            .collect();
+        let state = State::new(now_nanos(), entries);
+        match state.save(&dir) {
+            Ok(()) => debug!(opens = state.len(), "state saved"),
+            Err(e) => {
+                // Said once per change of outcome: a read-only /var/lib would say it every minute.
+                static SAID: AtomicBool = AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    warn!(path = %dir.display(), error = %e, "cannot save the state: after a restart every unit \
+                          counts as possibly used at the start (further failures at debug)");
+                } else {
+                    debug!(path = %dir.display(), error = %e, "cannot save the state");
+                }
+            }
+        }
+        self.state_saved = Instant::now();
+    }
+
     async fn shutdown(mut self) {
         sd_notify(&[sd_notify::NotifyState::Stopping]);
         self.cancel.store(true, Ordering::Relaxed);
         if let Some(running) = self.running.take() {
             info!("stopping: finishing the unit in hand");
-            match tokio::time::timeout(SHUTDOWN_GRACE, running.handle).await {
-                Ok(Ok((report, _))) => info!(deleted_files = report.deleted_total().files, "sweep stopped"),
-                Ok(Err(e)) => error!(error = %e, "sweep thread failed"),
-                Err(_) => warn!("sweep did not stop in time; exiting anyway"),
-            }
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.handle).await;
         }
+        self.save_state();
+        // Never exit with a unit deleted in part: wait for the one in hand (a few unlinks),
+        // then keep the gate closed until the process is gone.
+        let gate = tokio::task::spawn_blocking(|| std::mem::forget(deletion_gate().lock()));
+        let _ = tokio::time::timeout(Duration::from_secs(25), gate).await;
         info!("shuffle-janitor stopped");
     }
+}
+
+/// Runs one walk job.
+fn run_walk(ctx: &WalkCtx, job: &WalkJob, present: &[u32]) -> Walked {
+    let mut out = Walked::default();
+    match job {
+        WalkJob::All { .. } => {
+            if ctx.reconcile
+                && let Some(w) = ctx.watch
+                && let Err(e) = w.reset()
+            {
+                warn!(error = %e, "cannot renew the inotify instance");
+            }
+            for &n in present {
+                let w = walk::walk(ctx, n, None);
+                out.stores += w.stores;
+                out.files += w.files;
+                out.unwatched_dirs += w.unwatched_dirs;
+                out.errors.extend(w.errors);
+                out.seen.extend(w.seen);
+                out.drift.add(w.drift);
+            }
+        }
+        WalkJob::Root(n) => out = walk::walk(ctx, *n, None),
+        WalkJob::Dir { root, rel, role } => out = walk::walk(ctx, *root, Some((rel, *role))),
+    }
+    out
 }
 
 /// Tells systemd, when started by it (`Type=notify`); a no-op otherwise.

@@ -1,227 +1,633 @@
-//! inotify (through notify) on the directories of Spark's layouts below the roots.
+//! inotify on every directory of Spark's layouts below the roots, feeding the [`Index`].
 //!
-//! Each directory with a layout role is watched by itself (non-recursively), so an unrelated
-//! tree under `/tmp` costs no watches; new layout directories (a new executor's `blockmgr-*`,
-//! its `NN`s) are added as they appear. What the watch gives the daemon:
-//! - opens of Spark files, recorded in the [`OpenLog`] as use, whatever atime does;
-//! - new and renamed files, which wake the disk-pressure check before the next poll.
+//! A watch is added on the directory the walk itself opened (without following a symlink, and
+//! checked to be on the root's own mount), through `/proc/self/fd/N` with `IN_ONLYDIR`: no path
+//! is resolved again, so nothing swapped in after the check is ever watched (stronger than
+//! `IN_DONT_FOLLOW` on a path, which still follows every component but the last). Without
+//! `/proc` no watch can be added and every store is walked at each interval. Watches are tracked
+//! by watch descriptor, not by path (the kernel's watches follow inodes): a directory renamed is
+//! gone plus new, a root removed is forgotten and watched again when it comes back.
 //!
-//! When the kernel's watch limit is reached it stops adding watches, logs it once and exports
-//! `shuffle_janitor_inotify_active 0`: timestamps alone decide for the unwatched directories.
+//! Each directory gets only the events the daemon uses: layout directories and stores their
+//! sub-directories coming and going; `NN` directories file creation, removal, renames, writes,
+//! attribute changes and opens. Events go straight into the index on this module's thread,
+//! which also stats again the units they touched, so the daemon's loop never waits on them.
+//!
+//! When the kernel's event queue overflows, events are lost: the whole instance is dropped and a
+//! new one started, every store's watch restarts ([`crate::index::Store::watched_since`], so the
+//! TTL waits for the unseen stretch), and the daemon walks everything again.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::opens::OpenLog;
-use crate::policy;
+use crate::config::Timestamp;
+use crate::disk::{AtimeMode, FileStat};
+use crate::fsx::{self, MountId};
+use crate::index::{FileEvent, Fresh, Index, StoreId};
+use crate::policy::Nanos;
 use crate::spark::{self, DirRole};
 
-/// What the watch tells the daemon's loop.
+/// Events of a layout directory (and of a store): directories coming and going.
+const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF);
+/// Events of an `NN` directory: what its files go through. No IN_ACCESS or IN_CLOSE_NOWRITE:
+/// reads are seen at their open, and listing a directory (the daemon's own walks) makes none of
+/// these but one IN_OPEN on the directory itself.
+const FILE_EVENTS: WatchFlags = DIR_EVENTS
+    .union(WatchFlags::CLOSE_WRITE)
+    .union(WatchFlags::MODIFY)
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::OPEN);
+/// Always: only directories, and no events for files after they are unlinked.
+const WATCH_FLAGS: WatchFlags = WatchFlags::ONLYDIR.union(WatchFlags::EXCL_UNLINK);
+
+/// A root as the watch and the walks need it.
 #[derive(Debug)]
-pub enum WatchEvent {
-    /// A directory appeared: watch it if it belongs to a layout.
-    NewDir(PathBuf),
-    /// A directory went away.
-    GoneDir(PathBuf),
-    /// Files were created or committed: the disk may be filling. Sent once until taken.
+pub struct WatchedRoot {
+    pub path: PathBuf,
+    pub mount: MountId,
+    pub role: DirRole,
+    pub atime: AtimeMode,
+    /// The root's directory, opened once: every later open below it is relative to it.
+    pub fd: OwnedFd,
+}
+
+/// The roots, by the number the index knows them by.
+pub type Roots = Arc<RwLock<Vec<Option<WatchedRoot>>>>;
+
+/// What the watch tells the daemon's loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WatchMsg {
+    /// Files were created or written: the disk may be filling. Sent once until taken.
     Activity,
-    /// The kernel's event queue overflowed: opens may have been missed, re-add watches.
-    Rescan,
+    /// The kernel's queue overflowed at this time: events were lost; walk everything again.
+    Overflow(Nanos),
+    /// A root was removed, renamed or unmounted: forget it until it is back.
+    RootGone(u32),
+    /// A layout directory or a store appeared (created, or renamed in) at `rel` below root
+    /// `root`: walk it.
+    NewDir { root: u32, rel: PathBuf, role: DirRole },
 }
 
-/// Outcome of adding watches.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Added {
-    pub watches: usize,
-    pub errors: usize,
-    /// The watch limit was reached just now (reported once).
-    pub limit_reached: bool,
+/// What a watched directory is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    Layout { root: u32, rel: PathBuf, role: DirRole },
+    Store { store: StoreId },
+    Sub { store: StoreId, subdir: u32 },
 }
 
+/// Why a watch was not added.
+#[derive(Debug)]
+pub enum AddError {
+    /// The kernel's watch limit (`fs.inotify.max_user_watches`).
+    Limit,
+    Other(io::Error),
+}
+
+struct Inner {
+    /// The current inotify instance (replaced whole after an overflow).
+    fd: RwLock<Arc<OwnedFd>>,
+    nodes: Mutex<HashMap<i32, Node>>,
+    index: Arc<Mutex<Index>>,
+    roots: Roots,
+    basis: RwLock<Vec<Timestamp>>,
+    tx: mpsc::UnboundedSender<WatchMsg>,
+    activity_pending: AtomicBool,
+    stop: AtomicBool,
+    /// The limit was hit since the last successful add.
+    limited: AtomicBool,
+    overflows: AtomicU64,
+    /// Directories that should be watched and are not (limit, or an error).
+    unwatched: AtomicUsize,
+}
+
+/// The watch: an inotify instance and the thread that reads it.
 pub struct Watch {
-    watcher: Option<RecommendedWatcher>,
-    roots: Vec<PathBuf>,
-    watched: HashSet<PathBuf>,
-    /// False once the limit was reached or the watcher could not start.
-    pub active: bool,
-    activity_pending: Arc<AtomicBool>,
+    inner: Arc<Inner>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn now_nanos() -> Nanos {
+    crate::policy::nanos(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn new_instance() -> io::Result<OwnedFd> {
+    Ok(inotify::init(
+        inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK,
+    )?)
 }
 
 impl Watch {
-    /// Starts the watcher. `tx` receives [`WatchEvent`]s; opens go straight into `opens` from
-    /// notify's thread, which must never wait on the daemon's loop.
-    pub fn start(opens: Arc<OpenLog>, tx: mpsc::UnboundedSender<WatchEvent>) -> Watch {
-        let activity_pending = Arc::new(AtomicBool::new(false));
-        let pending = activity_pending.clone();
-        let handler = move |res: notify::Result<notify::Event>| {
-            let Ok(ev) = res else { return };
-            if ev.need_rescan() {
-                let _ = tx.send(WatchEvent::Rescan);
-            }
-            match ev.kind {
-                EventKind::Access(AccessKind::Open(_)) => {
-                    let now = policy::nanos(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
-                    for p in &ev.paths {
-                        opens.record(p, now);
-                    }
-                }
-                EventKind::Create(CreateKind::Folder) => {
-                    for p in ev.paths {
-                        let _ = tx.send(WatchEvent::NewDir(p));
-                    }
-                    // A new executor's store: it is about to write.
-                    if !pending.swap(true, Ordering::AcqRel) {
-                        let _ = tx.send(WatchEvent::Activity);
-                    }
-                }
-                EventKind::Remove(RemoveKind::Folder) => {
-                    for p in ev.paths {
-                        let _ = tx.send(WatchEvent::GoneDir(p));
-                    }
-                }
-                // Writes to files that already exist fill the disk too. The flag makes a burst of
-                // them one message until the loop takes it.
-                EventKind::Create(_)
-                | EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Data(_))
-                | EventKind::Access(AccessKind::Close(AccessMode::Write))
-                    if !pending.swap(true, Ordering::AcqRel) =>
-                {
-                    let _ = tx.send(WatchEvent::Activity);
-                }
-                _ => {}
-            }
-        };
-        let watcher = match RecommendedWatcher::new(handler, notify::Config::default()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                warn!(error = %e, "cannot start inotify; last use comes from file timestamps only");
-                None
-            }
-        };
-        Watch {
-            active: watcher.is_some(),
-            watcher,
-            roots: Vec::new(),
-            watched: HashSet::new(),
-            activity_pending,
-        }
+    /// Starts a watch and its thread. Fails when inotify is not available at all.
+    pub fn start(
+        index: Arc<Mutex<Index>>,
+        roots: Roots,
+        basis: Vec<Timestamp>,
+        tx: mpsc::UnboundedSender<WatchMsg>,
+    ) -> io::Result<Watch> {
+        let inner = Arc::new(Inner {
+            fd: RwLock::new(Arc::new(new_instance()?)),
+            nodes: Mutex::new(HashMap::new()),
+            index,
+            roots,
+            basis: RwLock::new(basis),
+            tx,
+            activity_pending: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            limited: AtomicBool::new(false),
+            overflows: AtomicU64::new(0),
+            unwatched: AtomicUsize::new(0),
+        });
+        let reader = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || reader.run())?;
+        Ok(Watch {
+            inner,
+            thread: Some(thread),
+        })
     }
 
     /// Marks the activity notice as taken, so the next file event sends another.
     pub fn take_activity(&self) {
-        self.activity_pending.store(false, Ordering::Release);
+        self.inner.activity_pending.store(false, Ordering::Release);
     }
 
+    pub fn set_basis(&self, basis: Vec<Timestamp>) {
+        *self.inner.basis.write().unwrap_or_else(|e| e.into_inner()) = basis;
+    }
+
+    /// Directories watched now.
     pub fn watched(&self) -> usize {
-        self.watched.len()
+        self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Sets the (resolved) roots, dropping watches of directories no longer below one. With
-    /// `fresh`, every watch is dropped first (a filesystem was mounted over a root: the old
-    /// watches are on the hidden directories).
-    pub fn set_roots(&mut self, roots: Vec<PathBuf>, fresh: bool) -> Added {
-        let stale: Vec<PathBuf> = self
-            .watched
-            .iter()
-            .filter(|d| fresh || !roots.iter().any(|r| d.starts_with(r)))
-            .cloned()
-            .collect();
-        for d in stale {
-            self.watched.remove(&d);
-            if let Some(w) = self.watcher.as_mut() {
-                let _ = w.unwatch(&d);
-            }
-        }
-        self.roots = roots;
-        let mut added = Added::default();
-        for r in self.roots.clone() {
-            self.add_tree(&r, &mut added);
-        }
-        added
+    /// Directories that should be watched and are not (watch limit, or errors), as of the last
+    /// walk.
+    pub fn unwatched(&self) -> usize {
+        self.inner.unwatched.load(Ordering::Relaxed)
     }
 
-    /// Re-walks every root (after a queue overflow, or to pick up roots mounted late).
-    pub fn refresh(&mut self) -> Added {
-        let mut added = Added::default();
-        for r in self.roots.clone() {
-            self.add_tree(&r, &mut added);
-        }
-        added
+    pub fn limited(&self) -> bool {
+        self.inner.limited.load(Ordering::Relaxed)
     }
 
-    pub fn gone(&mut self, dir: &Path) {
-        self.watched.retain(|d| !d.starts_with(dir));
+    pub fn overflows(&self) -> u64 {
+        self.inner.overflows.load(Ordering::Relaxed)
     }
 
-    /// Watches `dir` and the layout directories below it, if it belongs to a layout.
-    pub fn add_tree(&mut self, dir: &Path, added: &mut Added) {
-        let Some(role) = self.role(dir) else { return };
-        if !self.active {
-            return;
-        }
-        if !self.watched.contains(dir) {
-            let Some(w) = self.watcher.as_mut() else { return };
-            match w.watch(dir, RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    self.watched.insert(dir.to_owned());
-                    added.watches += 1;
-                }
-                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                    warn!(
-                        watches = self.watched.len(),
-                        "inotify watch limit reached (raise fs.inotify.max_user_watches); \
-                         falling back to file timestamps for directories not watched"
-                    );
-                    self.active = false;
-                    added.limit_reached = true;
-                    added.errors += 1;
-                    return;
-                }
-                Err(e) => {
-                    // Gone already (a finished executor), or unreadable: nothing to follow.
-                    debug!(path = %dir.display(), error = %e, "cannot watch");
-                    if !matches!(&e.kind, notify::ErrorKind::PathNotFound)
-                        && !matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound)
-                    {
-                        added.errors += 1;
-                    }
-                    return;
-                }
-            }
-        }
-        if role == DirRole::SubDir {
-            return;
-        }
-        // Directories created before the watch was in place would otherwise be missed.
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                self.add_tree(&entry.path(), added);
-            }
-        }
+    /// Counts a directory left without a watch by a walk.
+    pub fn count_unwatched(&self, n: usize) {
+        self.inner.unwatched.store(n, Ordering::Relaxed);
     }
 
-    fn role(&self, dir: &Path) -> Option<DirRole> {
-        let root = self
-            .roots
-            .iter()
-            .filter(|r| dir.starts_with(r))
-            .max_by_key(|r| r.as_os_str().len())?;
-        spark::dir_role(dir.strip_prefix(root).ok()?.to_str()?)
+    /// Watches the layout directory open as `fd` (`rel` below root `root`, of role `role`).
+    pub fn add_layout(&self, fd: BorrowedFd, root: u32, rel: &Path, role: DirRole) -> Result<(), AddError> {
+        self.inner.add(
+            fd,
+            DIR_EVENTS,
+            Node::Layout {
+                root,
+                rel: rel.to_owned(),
+                role,
+            },
+        )
+    }
+
+    /// Watches store `store` open as `fd`.
+    pub fn add_store(&self, fd: BorrowedFd, store: StoreId) -> Result<(), AddError> {
+        self.inner.add(fd, DIR_EVENTS, Node::Store { store })
+    }
+
+    /// Watches sub-directory `subdir` of store `store`, open as `fd`.
+    pub fn add_subdir(&self, fd: BorrowedFd, store: StoreId, subdir: u32) -> Result<(), AddError> {
+        self.inner.add(fd, FILE_EVENTS, Node::Sub { store, subdir })
+    }
+
+    /// Drops every watch below root `root` (it is gone, or about to be walked afresh).
+    pub fn forget_root(&self, root: u32) {
+        self.inner.forget(|n, index| match n {
+            Node::Layout { root: r, .. } => *r == root,
+            Node::Store { store } | Node::Sub { store, .. } => index.store(*store).is_none_or(|s| s.root == root),
+        });
+    }
+
+    /// Drops every watch and starts a new inotify instance (after an overflow: cheaper than
+    /// removing each watch, and no stale watch can survive).
+    pub fn reset(&self) -> io::Result<()> {
+        self.inner.reset()
     }
 }
 
-/// Logs what adding watches did (at debug: every new executor adds some).
-pub fn log_added(added: &Added, total: usize) {
-    if added.watches > 0 {
-        debug!(new = added.watches, total, "watching Spark directories");
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
+}
+
+impl Inner {
+    fn add(&self, fd: BorrowedFd, events: WatchFlags, node: Node) -> Result<(), AddError> {
+        let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+        // The lock is held across the add, so the reader cannot see the new descriptor's
+        // first events before it knows what the descriptor is.
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let magic = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let added = inotify::add_watch(&*ino, magic.as_str(), events | WATCH_FLAGS);
+        match added {
+            Ok(wd) => {
+                // The same directory watched again (renamed, or walked twice) keeps one watch.
+                nodes.insert(wd, node);
+                self.limited.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(rustix::io::Errno::NOSPC) => {
+                if !self.limited.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        watches = nodes.len(),
+                        "inotify watch limit reached (raise fs.inotify.max_user_watches); directories without \
+                         a watch are walked at every interval and judged by their timestamps until watches free up"
+                    );
+                }
+                Err(AddError::Limit)
+            }
+            Err(e) => Err(AddError::Other(e.into())),
+        }
+    }
+
+    fn forget(&self, mut which: impl FnMut(&Node, &Index) -> bool) {
+        let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.retain(|wd, n| {
+            let drop = which(n, &index);
+            if drop {
+                let _ = inotify::remove_watch(&*ino, *wd);
+            }
+            !drop
+        });
+    }
+
+    fn reset(&self) -> io::Result<()> {
+        let fresh = Arc::new(new_instance()?);
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        *self.fd.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        nodes.clear();
+        Ok(())
+    }
+
+    fn send(&self, msg: WatchMsg) {
+        let _ = self.tx.send(msg);
+    }
+
+    fn activity(&self) {
+        if !self.activity_pending.swap(true, Ordering::AcqRel) {
+            self.send(WatchMsg::Activity);
+        }
+    }
+
+    /// The thread: waits for events, applies each, and refreshes the units they touched once
+    /// the queue is drained.
+    fn run(self: Arc<Self>) {
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let mut last_refresh = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut fds = [PollFd::new(&*ino, PollFlags::IN)];
+            // A bounded wait: the thread notices a stop, and dirty units get refreshed.
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0);
+            if ready > 0 {
+                self.drain(&ino, &mut buf);
+            }
+            let pending = self.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty();
+            if pending && (ready == 0 || last_refresh.elapsed() > Duration::from_millis(200)) {
+                self.refresh_dirty(4096);
+                last_refresh = Instant::now();
+            }
+        }
+    }
+
+    /// Reads and applies every event queued now.
+    fn drain(&self, ino: &Arc<OwnedFd>, buf: &mut [MaybeUninit<u8>]) {
+        let mut reader = inotify::Reader::new(&**ino, buf);
+        let mut batch: Vec<(i32, ReadFlags, Option<Vec<u8>>)> = Vec::new();
+        loop {
+            match reader.next() {
+                Ok(ev) => batch.push((ev.wd(), ev.events(), ev.file_name().map(|n| n.to_bytes().to_vec()))),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    warn!(error = %e, "cannot read inotify events");
+                    break;
+                }
+            }
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        let at = now_nanos();
+        for (wd, mask, name) in batch {
+            if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
+                self.overflow(at);
+                return;
+            }
+            self.apply(wd, mask, name.as_deref(), at);
+        }
+    }
+
+    fn overflow(&self, at: Nanos) {
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.reset() {
+            warn!(error = %e, "cannot start a new inotify instance after an overflow");
+        }
+        {
+            // Everything known may have been used unseen from now on, until the walk that
+            // follows reloads it with a new start of its watch.
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            for id in index.store_ids() {
+                if let Some(s) = index.store_mut(id) {
+                    s.watched_since = Some(s.watched_since.map_or(at, |w| w.max(at)));
+                }
+            }
+        }
+        self.send(WatchMsg::Overflow(at));
+    }
+
+    fn apply(&self, wd: i32, mask: ReadFlags, name: Option<&[u8]>, at: Nanos) {
+        let node = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).get(&wd).cloned();
+        let Some(node) = node else { return }; // a watch dropped meanwhile
+        if mask.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF | ReadFlags::UNMOUNT) {
+            return self.gone(wd, &node, at);
+        }
+        let Some(name) = name else { return }; // an event on the directory itself (its listing)
+        let is_dir = mask.contains(ReadFlags::ISDIR);
+        match node {
+            Node::Sub { store, subdir } => {
+                if is_dir {
+                    return; // nothing of Spark's lives deeper
+                }
+                let ev = if mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                    FileEvent::Added
+                } else if mask.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+                    FileEvent::Removed
+                } else if mask.contains(ReadFlags::OPEN) {
+                    FileEvent::Opened
+                } else {
+                    FileEvent::Changed
+                };
+                if spark::parse_block_name(name).is_none() {
+                    return;
+                }
+                if mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::MODIFY | ReadFlags::CLOSE_WRITE)
+                {
+                    self.activity();
+                }
+                let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                index.file_event(store, subdir, name, ev, at);
+            }
+            Node::Store { store } => {
+                let Ok(name) = std::str::from_utf8(name) else { return };
+                if !is_dir || spark::child_dir_role(DirRole::Store, name) != Some(DirRole::SubDir) {
+                    return;
+                }
+                if mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                    self.new_subdir(store, name, at);
+                } else if mask.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+                    self.subdir_gone(store, name, at);
+                }
+            }
+            Node::Layout { root, rel, role } => {
+                let Ok(name) = std::str::from_utf8(name) else { return };
+                let Some(child) = spark::child_dir_role(role, name).filter(|_| is_dir) else {
+                    return;
+                };
+                let child_rel = rel.join(name);
+                if mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                    if child == DirRole::Store {
+                        // A new executor: it is about to write.
+                        self.activity();
+                    }
+                    // Walked by the daemon on its walking thread, not here: a tree renamed in
+                    // can be large, and this thread must keep draining the queue.
+                    self.send(WatchMsg::NewDir {
+                        root,
+                        rel: child_rel,
+                        role: child,
+                    });
+                } else if mask.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+                    self.subtree_gone(root, &child_rel);
+                }
+            }
+        }
+    }
+
+    /// A watched directory went away (removed, renamed, unmounted, or its watch dropped).
+    fn gone(&self, wd: i32, node: &Node, at: Nanos) {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner()).remove(&wd);
+        match node {
+            Node::Sub { store, subdir } => {
+                self.index
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .subdir_removed(*store, *subdir, at);
+            }
+            Node::Store { store } => {
+                let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                index.remove_store(*store);
+                drop(index);
+                self.forget_store(*store);
+            }
+            Node::Layout { root, rel, .. } if rel.as_os_str().is_empty() => {
+                debug!(root, "root gone");
+                self.send(WatchMsg::RootGone(*root));
+            }
+            Node::Layout { root, rel, .. } => self.subtree_gone(*root, rel),
+        }
+    }
+
+    fn forget_store(&self, store: StoreId) {
+        self.forget(|n, _| matches!(n, Node::Store { store: s } | Node::Sub { store: s, .. } if *s == store));
+    }
+
+    /// Everything below `rel` of root `root` left (removed, or renamed away: a rename is gone
+    /// plus new, and the new place is walked afresh when it shows up).
+    fn subtree_gone(&self, root: u32, rel: &Path) {
+        let stores: Vec<StoreId> = {
+            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            index
+                .stores()
+                .filter(|(_, s)| s.root == root && s.rel.starts_with(rel))
+                .map(|(id, _)| id)
+                .collect()
+        };
+        self.forget(|n, _| match n {
+            Node::Layout { root: r, rel: p, .. } => *r == root && p.starts_with(rel),
+            Node::Store { store } | Node::Sub { store, .. } => stores.contains(store),
+        });
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        for id in stores {
+            index.remove_store(id);
+        }
+    }
+
+    /// The path of store `store` relative to its root, and the root's number.
+    fn store_path(&self, store: StoreId) -> Option<(u32, PathBuf)> {
+        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        index.store(store).map(|s| (s.root, s.rel.clone()))
+    }
+
+    fn open_below(&self, root: u32, rel: &Path, flags: OFlags) -> io::Result<(OwnedFd, MountId)> {
+        open_below(&self.roots, root, rel, flags)
+    }
+
+    /// A new `NN` directory in a store: watch it, then list it (files may be there already).
+    fn new_subdir(&self, store: StoreId, name: &str, at: Nanos) {
+        let Some((root, rel)) = self.store_path(store) else {
+            return;
+        };
+        let fd = match self.open_below(root, &rel.join(name), OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok((fd, _)) => fd,
+            Err(e) => return debug!(error = %e, "cannot open a new sub-directory"),
+        };
+        let subdir = {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(s) = index.store_mut(store) else { return };
+            s.last_activity = s.last_activity.max(at);
+            s.subdir(name)
+        };
+        if self.add(fd.as_fd(), FILE_EVENTS, Node::Sub { store, subdir }).is_err() {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = index.store_mut(store) {
+                s.watched_since = None; // walked at every interval from now on
+            }
+        }
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let listed = fsx::for_each_entry(&fd, &mut Vec::new(), |n, _| names.push(n.to_bytes().to_vec()));
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if listed.is_err() {
+            if let Some(s) = index.store_mut(store) {
+                s.complete = false;
+            }
+            return;
+        }
+        for n in names {
+            index.file_event(store, subdir, &n, FileEvent::Added, at);
+        }
+    }
+
+    fn subdir_gone(&self, store: StoreId, name: &str, at: Nanos) {
+        let subdir = {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(sub) = index.store(store).and_then(|s| s.subdir_index(name)) else {
+                return;
+            };
+            index.subdir_removed(store, sub, at);
+            sub
+        };
+        self.forget(|n, _| *n == Node::Sub { store, subdir });
+    }
+
+    /// Stats again the files of dirty units (at most `limit` units).
+    fn refresh_dirty(&self, limit: usize) {
+        let todo = self.index.lock().unwrap_or_else(|e| e.into_inner()).dirty(limit);
+        if todo.is_empty() {
+            return;
+        }
+        let basis = self.basis.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut dirs: HashMap<(StoreId, u32), Option<OwnedFd>> = HashMap::new();
+        let mut done: Vec<(usize, Fresh, AtimeMode)> = Vec::with_capacity(todo.len());
+        let stat_time = now_nanos();
+        for (i, t) in todo.iter().enumerate() {
+            let Some((root, rel)) = self.store_path(t.store) else {
+                continue;
+            };
+            let atime = {
+                let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
+                match roots.get(root as usize) {
+                    Some(Some(r)) => r.atime,
+                    _ => continue,
+                }
+            };
+            let names = {
+                let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                index.store(t.store).map(|s| s.subdir_names())
+            };
+            let Some(names) = names else { continue };
+            let fresh: Fresh = t
+                .files
+                .iter()
+                .map(|(sub, name)| {
+                    let dir = dirs.entry((t.store, *sub)).or_insert_with(|| {
+                        let nn = names.get(*sub as usize)?;
+                        self.open_below(root, &rel.join(&**nn), OFlags::PATH | OFlags::DIRECTORY)
+                            .ok()
+                            .map(|(fd, _)| fd)
+                    });
+                    let dir = dir.as_ref()?;
+                    stat_file(dir, name)
+                })
+                .collect();
+            done.push((i, fresh, atime));
+        }
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, fresh, atime) in done {
+            index.refresh(&todo[i], &fresh, &basis, atime, stat_time);
+        }
+    }
+}
+
+/// Opens `rel` below root `root` without following a symlink or leaving the root's mount
+/// (`openat2` from the root's fd: no symlink, no mount point crossed, nothing outside it).
+pub fn open_below(roots: &Roots, root: u32, rel: &Path, flags: OFlags) -> io::Result<(OwnedFd, MountId)> {
+    let roots = roots.read().unwrap_or_else(|e| e.into_inner());
+    let Some(Some(r)) = roots.get(root as usize) else {
+        return Err(io::ErrorKind::NotFound.into());
+    };
+    let fd = rustix::fs::openat2(
+        &r.fd,
+        rel,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV | ResolveFlags::BENEATH,
+    )?;
+    let st = fsx::statx_fd(&fd)?;
+    if !r.mount.same(&MountId::of(&st)) || fsx::is_mount_root(&st) {
+        return Err(io::Error::other("on another mount"));
+    }
+    Ok((fd, r.mount))
+}
+
+/// The stat of regular file `name` in `dir`, or `None` when it is gone or not a regular file.
+fn stat_file(dir: &OwnedFd, name: &[u8]) -> Option<FileStat> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let st = fsx::statx_at(dir, &c).ok()?;
+    (rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode)) == rustix::fs::FileType::RegularFile)
+        .then(|| FileStat::from_statx(&st))
 }

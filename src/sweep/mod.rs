@@ -7,6 +7,7 @@
 //! - [`worker`]: read, judge and delete in one store;
 //! - [`record`]: what a sweep says in the log.
 
+pub mod indexed;
 mod record;
 pub mod roots;
 mod worker;
@@ -26,7 +27,6 @@ use crate::config::Config;
 use crate::disk::{self, Mounts};
 use crate::fsx::DirError;
 use crate::open_files::OpenFiles;
-use crate::opens::OpenLog;
 use crate::policy::{self, Mode, Nanos, Rules, Skip};
 use crate::report::{FsReport, Op, Report, RootReport};
 use crate::scan::{self, Visitor, WalkRoot};
@@ -43,7 +43,20 @@ pub struct Options {
     /// Keep every deleted file in [`Report::candidates`] (costs memory per file).
     pub list_files: bool,
     /// Opens seen by the daemon's watch: they count as use, whatever atime says.
-    pub opens: Option<Arc<OpenLog>>,
+    pub opens: Option<Arc<dyn OpenSource>>,
+    /// The clock the rules are applied at (`None`: now). Tests pin it.
+    pub now: Option<Nanos>,
+}
+
+/// Opens a watch saw, for a walking sweep (the daemon's index keeps its own).
+pub trait OpenSource: Send + Sync + std::fmt::Debug {
+    /// The last open of unit `stem` in the store at `store` (an absolute path), if seen.
+    fn last_open(&self, store: &Path, stem: &[u8]) -> Option<Nanos>;
+}
+
+/// The wall clock, as the rules see it.
+pub fn now() -> Nanos {
+    policy::nanos(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
 /// What every thread of one sweep shares.
@@ -52,7 +65,7 @@ pub struct Ctx<'a> {
     dry_run: bool,
     purge: bool,
     list_files: bool,
-    opens: Option<&'a OpenLog>,
+    opens: Option<&'a dyn OpenSource>,
     now: Nanos,
     roots: &'a [Root],
     open: Option<&'a OpenFiles>,
@@ -84,7 +97,7 @@ impl Ctx<'_> {
 /// Runs one sweep. `cancel` is checked between units; a cancelled sweep reports what it did.
 pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
     let started = Instant::now();
-    let now = policy::nanos(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default());
+    let now = opts.now.unwrap_or_else(now);
     let dry_run = opts.dry_run || cfg.dry_run;
     let mut report = Report::new(dry_run, opts.mode == Mode::Purge, now);
     let mounts = Mounts::read().unwrap_or_else(|e| {

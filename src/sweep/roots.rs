@@ -249,8 +249,12 @@ pub fn present_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<
                 }
             }
             RootStatus::Problem { path, op, why } => {
-                warn!(root = %path.display(), "root skipped: {why}");
-                report.error(op);
+                // Counted and said once per change: the daemon resolves its roots every few
+                // seconds, and a sweep reports it in its own counts.
+                if once(format!("problem {} {why}", path.display())) {
+                    warn!(root = %path.display(), "root skipped: {why}");
+                    report.error(op);
+                }
             }
         }
     }

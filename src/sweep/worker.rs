@@ -270,6 +270,7 @@ impl<'a> Worker<'a> {
                 bytes: 0,
                 protected: store_protected,
                 open: ctx.open_unknown,
+                unseen_until: Nanos::MIN,
             };
             for f in unit {
                 facts.last_use = facts.last_use.max(f.stat.last_use(basis));
@@ -289,7 +290,10 @@ impl<'a> Worker<'a> {
             if let Some(evict) = self.evict {
                 // Judged again at the same *now*: a unit used since the first pass is no
                 // longer eligible and stays; a unit the first pass did not count is not taken.
-                let eligible = policy::judge(&facts, &rules, ctx.now) == Verdict::Eligible;
+                let eligible = matches!(
+                    policy::judge(&facts, &rules, ctx.now),
+                    Verdict::Eligible | Verdict::Unwatched
+                );
                 if eligible && evict.takes(&key) && self.delete(store, dir, unit, &facts, evict.reason).is_none() {
                     self.kept(root, facts.last_use);
                 }
@@ -312,8 +316,12 @@ impl<'a> Worker<'a> {
                         self.kept(root, facts.last_use);
                     }
                 }
+                Verdict::Unwatched if !self.planner.under_pressure() => {
+                    self.report.skip(Skip::Unwatched, unit.len() as u64);
+                    self.kept(root, facts.last_use);
+                }
                 Verdict::Eligible if !self.planner.under_pressure() => self.kept(root, facts.last_use),
-                Verdict::Eligible | Verdict::Exempt => {}
+                Verdict::Eligible | Verdict::Unwatched | Verdict::Exempt => {}
             }
         }
     }

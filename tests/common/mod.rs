@@ -79,9 +79,14 @@ pub fn write_aged(p: &Path, len: usize, age: Duration) {
     set_age(p, age);
 }
 
+/// Makes `p` a file written `age` ago and never read since: mtime `age` ago, atime a day before
+/// (a file's atime is its creation while nothing reads it). A day, so that even under `relatime`
+/// the timestamps alone prove it unread since its write: the daemon, which must not delete by
+/// TTL what may have been read while it was not watching, may then delete it at once.
 pub fn set_age(p: &Path, age: Duration) {
-    let t = FileTime::from_system_time(SystemTime::now() - age);
-    filetime::set_file_times(p, t, t).unwrap();
+    let m = FileTime::from_system_time(SystemTime::now() - age);
+    let a = FileTime::from_system_time(SystemTime::now() - age - 24 * HOUR);
+    filetime::set_file_times(p, a, m).unwrap();
 }
 
 /// Paths listed in a JSON report's `candidates`, sorted.

@@ -1,0 +1,303 @@
+//! Walks that fill the index: at start, after the watch lost events, for stores that cannot be
+//! watched (at every interval), for directories that appeared, and as the slow reconciliation.
+//! Each directory is watched before it is listed, so nothing created after its listing goes
+//! unseen. Stores are read on a few threads, as a sweep reads them.
+
+use std::ops::ControlFlow;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::OFlags;
+use tracing::debug;
+
+use super::watch::{Roots, Watch, now_nanos, open_below};
+use crate::config::Timestamp;
+use crate::disk::AtimeMode;
+use crate::fsx::{self, DirError, MountId};
+use crate::index::{Drift, Index, Store, StoreId};
+use crate::policy::Nanos;
+use crate::report::Op;
+use crate::scan::{self, Visitor, WalkRoot};
+use crate::spark::DirRole;
+use crate::store_dir::{Failure, Listing, StoreDir};
+
+/// What a walk found and could not do.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub stores: usize,
+    pub files: usize,
+    /// Directories that should be watched and could not be.
+    pub unwatched_dirs: usize,
+    /// Errors by operation, with the first path of each.
+    pub errors: Vec<(Op, PathBuf, String)>,
+    /// Stores found on disk (root, rel): the reconciliation drops the others.
+    pub seen: Vec<(u32, PathBuf)>,
+    /// How the index differed from the disk (counted only when reconciling).
+    pub drift: Drift,
+}
+
+impl Walked {
+    fn merge(&mut self, o: Walked) {
+        self.stores += o.stores;
+        self.files += o.files;
+        self.unwatched_dirs += o.unwatched_dirs;
+        self.errors.extend(o.errors);
+        self.seen.extend(o.seen);
+        self.drift.add(o.drift);
+    }
+}
+
+/// What a walk needs.
+pub struct WalkCtx<'a> {
+    pub watch: Option<&'a Watch>,
+    pub index: &'a Arc<Mutex<Index>>,
+    pub roots: &'a Roots,
+    pub basis: &'a [Timestamp],
+    /// Count how the index differed from what the walk finds (after lost events, and in the
+    /// slow reconciliation).
+    pub reconcile: bool,
+}
+
+/// A root's facts, copied out of the shared list.
+struct RootInfo {
+    path: PathBuf,
+    mount: MountId,
+    role: DirRole,
+    atime: AtimeMode,
+}
+
+fn root_info(roots: &Roots, root: u32) -> Option<RootInfo> {
+    let roots = roots.read().unwrap_or_else(|e| e.into_inner());
+    let r = roots.get(root as usize)?.as_ref()?;
+    Some(RootInfo {
+        path: r.path.clone(),
+        mount: r.mount,
+        role: r.role,
+        atime: r.atime,
+    })
+}
+
+/// Walks root `root` whole (or, with `rel`, the directory of role `role` at `rel` below it) into
+/// the index, watching every directory on the way.
+pub fn walk(ctx: &WalkCtx, root: u32, sub: Option<(&Path, DirRole)>) -> Walked {
+    let Some(info) = root_info(ctx.roots, root) else {
+        return Walked::default();
+    };
+    let walk_root = WalkRoot {
+        path: &info.path,
+        mount: info.mount,
+        role: info.role,
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let (tx, rx) = sync_channel::<PathBuf>(workers * 4);
+    let rx = Mutex::new(rx);
+    let mut walker = Walker {
+        ctx,
+        root,
+        tx: Some(tx),
+        out: Walked::default(),
+    };
+    let mut done: Vec<Walked> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = &rx;
+                let info = &info;
+                s.spawn(move || {
+                    let mut out = Walked::default();
+                    let mut reader = Reader::new(ctx, root, info);
+                    while let Ok(rel) = rx.lock().expect("queue").recv() {
+                        reader.store(&rel, &mut out);
+                    }
+                    out
+                })
+            })
+            .collect();
+        match sub {
+            None => {
+                let _ = scan::walk_root(&walk_root, root as usize, &mut walker);
+            }
+            Some((rel, role)) => match open_below(ctx.roots, root, rel, OFlags::RDONLY | OFlags::DIRECTORY) {
+                Ok((fd, _)) => {
+                    let _ = scan::walk_from(&walk_root, root as usize, &fd, rel.to_owned(), role, &mut walker);
+                }
+                Err(e) => debug!(path = %info.path.join(rel).display(), error = %e, "cannot walk a new directory"),
+            },
+        }
+        walker.tx = None;
+        handles.into_iter().map(|h| h.join().expect("walk worker")).collect()
+    });
+    let mut out = std::mem::take(&mut walker.out);
+    for w in done.drain(..) {
+        out.merge(w);
+    }
+    out
+}
+
+/// Reads again the stores of the index that are not fully watched (watch limit, errors),
+/// watching what can be watched now: their stores are judged from a fresh listing at every
+/// interval, as a walking sweep would.
+pub fn reread_unwatched(ctx: &WalkCtx) -> Walked {
+    let stores: Vec<(u32, PathBuf)> = {
+        let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .stores()
+            .filter(|(_, s)| s.watched_since.is_none())
+            .map(|(_, s)| (s.root, s.rel.clone()))
+            .collect()
+    };
+    let mut out = Walked::default();
+    let mut by_root: Vec<(u32, Vec<PathBuf>)> = Vec::new();
+    for (root, rel) in stores {
+        match by_root.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, v)) => v.push(rel),
+            None => by_root.push((root, vec![rel])),
+        }
+    }
+    for (root, rels) in by_root {
+        let Some(info) = root_info(ctx.roots, root) else {
+            continue;
+        };
+        let mut reader = Reader::new(ctx, root, &info);
+        for rel in rels {
+            reader.store(&rel, &mut out);
+        }
+    }
+    out
+}
+
+/// The walking thread: watches layout directories and hands stores to the readers.
+struct Walker<'a> {
+    ctx: &'a WalkCtx<'a>,
+    root: u32,
+    tx: Option<SyncSender<PathBuf>>,
+    out: Walked,
+}
+
+impl Visitor for Walker<'_> {
+    fn store(&mut self, _root: usize, rel: PathBuf) -> ControlFlow<()> {
+        match self.tx.as_ref().map(|tx| tx.send(rel)) {
+            Some(Ok(())) => ControlFlow::Continue(()),
+            _ => ControlFlow::Break(()),
+        }
+    }
+
+    fn unknown(&mut self) {}
+
+    fn skipped(&mut self, path: &Path, why: &DirError) {
+        debug!(path = %path.display(), "not entered: it {why}");
+    }
+
+    fn error(&mut self, path: &Path, error: &std::io::Error) {
+        self.out.errors.push((Op::Walk, path.to_owned(), error.to_string()));
+    }
+
+    fn dir_opened(&mut self, fd: BorrowedFd, rel: &Path, role: DirRole) {
+        let watched = self
+            .ctx
+            .watch
+            .is_some_and(|w| w.add_layout(fd, self.root, rel, role).is_ok());
+        if !watched {
+            self.out.unwatched_dirs += 1;
+        }
+    }
+}
+
+/// Reads stores into the index, on one thread.
+struct Reader<'a> {
+    ctx: &'a WalkCtx<'a>,
+    root: u32,
+    info: &'a RootInfo,
+    buf: Vec<u8>,
+    listing: Listing,
+}
+
+impl<'a> Reader<'a> {
+    fn new(ctx: &'a WalkCtx<'a>, root: u32, info: &'a RootInfo) -> Self {
+        Reader {
+            ctx,
+            root,
+            info,
+            buf: Vec::new(),
+            listing: Listing::default(),
+        }
+    }
+
+    fn store(&mut self, rel: &Path, out: &mut Walked) {
+        let ctx = self.ctx;
+        let path = self.info.path.join(rel);
+        let mut dir = match StoreDir::open(&self.info.path, rel, self.info.mount) {
+            Ok(d) => d,
+            Err(DirError::Io(e)) => return out.errors.push((Op::Walk, path, e.to_string())),
+            Err(why) => return debug!(path = %path.display(), "store not read: it {why}"),
+        };
+        let id: StoreId = ctx
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_store(self.root, rel);
+        let stat_time = now_nanos();
+        let mut watched = ctx.watch.is_some();
+        let mut unwatched = 0;
+        let mut activity = Nanos::MIN;
+        let mut opened = |fd: BorrowedFd, sub: Option<&str>| {
+            if let Ok(st) = fsx::statx_fd(fd.as_fd()) {
+                let t = |t: &rustix::fs::StatxTimestamp| {
+                    t.tv_sec
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(i64::from(t.tv_nsec))
+                };
+                activity = activity.max(t(&st.stx_mtime)).max(t(&st.stx_ctime));
+            }
+            let ok = match (ctx.watch, sub) {
+                (Some(w), None) => w.add_store(fd, id).is_ok(),
+                (Some(w), Some(name)) => {
+                    let subdir = {
+                        let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+                        index.store_mut(id).map(|s| s.subdir(name))
+                    };
+                    subdir.is_some_and(|subdir| w.add_subdir(fd, id, subdir).is_ok())
+                }
+                (None, _) => false,
+            };
+            if !ok {
+                watched = false;
+                unwatched += 1;
+            }
+        };
+        dir.read_observed(&mut self.buf, &mut self.listing, &mut opened);
+        out.unwatched_dirs += unwatched;
+        for (failure, sub, e) in &self.listing.errors {
+            let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
+            out.errors.push((op, path.join(sub), e.to_string()));
+        }
+        let (table, was_watched) = {
+            let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+            match index.store(id) {
+                Some(s) => (s.subdir_table(), s.watched_since),
+                None => return, // removed meanwhile (its directory went)
+            }
+        };
+        // A store watched without a gap keeps the start of its watch; one watched now for the
+        // first time (or again, after the watch lost events) starts it now.
+        let watched_since = watched.then(|| was_watched.unwrap_or(stat_time));
+        let store = Store::from_listing(
+            &self.listing,
+            table,
+            ctx.basis,
+            self.info.atime,
+            stat_time,
+            watched_since,
+            activity,
+        );
+        out.stores += 1;
+        out.files += self.listing.files.len();
+        out.seen.push((self.root, rel.to_owned()));
+        let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        if ctx.reconcile {
+            out.drift.add(index.drift(id, &store));
+        }
+        index.install_store(id, store);
+    }
+}

@@ -1,0 +1,1110 @@
+//! The daemon's index of units: every block store below the roots, and in each its units (stem,
+//! files, last use by timestamps and by opens, bytes), filled by a walk and kept current by the
+//! inotify watch, so that steady-state sweeps decide without reading a directory.
+//!
+//! Pure data: it is fed listings ([`Index::load_store`]), file events ([`Index::file_event`])
+//! and fresh stats ([`Index::refresh`]); it never touches the filesystem itself. The watch
+//! ([`crate::daemon::watch`]) and the sweep feed it; deletion re-checks every file on disk, so a
+//! stale index can only make the daemon keep a file, never delete a wrong one.
+//!
+//! Memory is what bounds it: about 90 bytes per unit. A unit keeps no per-file stats, only its
+//! files' names (the stem once, each file as its sub-directory and a suffix code) and the unit's
+//! sums; any event on one of its files marks it dirty, and a refresh stats all its files again.
+
+use std::collections::HashMap;
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+
+use crate::config::Timestamp;
+use crate::disk::{AtimeMode, FileStat};
+use crate::policy::Nanos;
+use crate::spark::{self, Kind};
+use crate::store_dir::Listing;
+
+/// A store's number in the index (stable while the store lives).
+pub type StoreId = u32;
+
+/// Suffixes that follow a stem in most names; anything else (the writer's in-progress
+/// `.<uuid>` names) is kept whole in the store's odd names.
+const SUFFIXES: [&[u8]; 7] = [
+    b"",
+    b".data",
+    b".index",
+    b".meta",
+    b".checksum.ADLER32",
+    b".checksum.CRC32",
+    b".checksum.CRC32C",
+];
+/// A file's name code with this bit set is a slot of the store's odd names.
+const ODD: u16 = 0x8000;
+
+/// One file of a unit: its sub-directory (index into the store's) and its name code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileRef {
+    subdir: u16,
+    name: u16,
+}
+
+/// A unit: what the policy needs to judge it, and its files' names.
+#[derive(Clone, Debug)]
+struct Unit {
+    /// Newest last use of its files by `age_basis` at the last refresh.
+    last_use: Nanos,
+    /// Last open the watch saw (`Nanos::MIN`: none).
+    last_open: Nanos,
+    /// Timestamps prove no read of any of its files after this (see [`read_bound`]).
+    read_bound: Nanos,
+    /// What deleting it frees, and what it occupies, in 512-byte blocks.
+    freeable_blocks: u32,
+    alloc_blocks: u32,
+    stem_at: u32,
+    stem_len: u16,
+    kind: Kind,
+    /// Some event touched it since its last refresh: its sums are not current.
+    dirty: bool,
+    files: Vec<FileRef>,
+}
+
+/// Per store: its units, keyed by a hash of the stem.
+#[derive(Debug, Default)]
+pub struct Store {
+    pub root: u32,
+    pub rel: PathBuf,
+    /// `NN` sub-directory names; a removed one stays as `None` so indices stay stable.
+    subdirs: Vec<Option<Box<str>>>,
+    stems: Vec<u8>,
+    units: Vec<Option<Unit>>,
+    free_units: Vec<u32>,
+    by_stem: HashMap<u64, u32>,
+    /// Units whose stem hash collided with another's (never seen in practice; kept correct).
+    collided: Vec<u32>,
+    odd_names: Vec<Option<Box<[u8]>>>,
+    free_odd: Vec<u16>,
+    /// The listing it was loaded from was complete (see [`Listing::complete`]).
+    pub complete: bool,
+    /// Since when every directory of the store has been watched without a gap; `None` when
+    /// some of them are not watched (no watch left, or not yet).
+    pub watched_since: Option<Nanos>,
+    /// The last time anything in it was created, removed, renamed, opened or written, by
+    /// directory timestamps and by what the watch saw.
+    pub last_activity: Nanos,
+    /// A unit needs a refresh.
+    dirty: bool,
+    /// Oldest last use among its units of each kind (kept current unless `min_stale`).
+    min_stale: bool,
+    min_last_use: [Nanos; Kind::ALL.len()],
+}
+
+/// A unit as the sweep sees it.
+#[derive(Clone, Debug)]
+pub struct UnitView<'a> {
+    pub slot: u32,
+    pub kind: Kind,
+    pub stem: &'a [u8],
+    pub last_use: Nanos,
+    pub last_open: Nanos,
+    pub read_bound: Nanos,
+    pub freeable: u64,
+    pub alloc: u64,
+    pub dirty: bool,
+    pub files: Vec<(u32, Vec<u8>)>,
+}
+
+/// What happened to a file, as the watch reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileEvent {
+    /// Created or renamed in.
+    Added,
+    /// Removed or renamed away.
+    Removed,
+    /// Written, closed after writing, or its attributes (times, links) changed.
+    Changed,
+    /// Opened: a use.
+    Opened,
+}
+
+/// A file of a dirty unit to stat again: (store, unit slot, sub-directory index, name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToStat {
+    pub store: StoreId,
+    pub slot: u32,
+    pub stem: Box<[u8]>,
+    pub files: Vec<(u32, Box<[u8]>)>,
+}
+
+/// The fresh stats of one unit's files, in the order of [`ToStat::files`] (`None`: gone or not
+/// a regular file).
+pub type Fresh = Vec<Option<FileStat>>;
+
+fn stem_hash(stem: &[u8]) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(stem);
+    h.finish()
+}
+
+/// Up to when a file may have been read without its timestamps showing it, as far as they can
+/// tell at `stat_time` on a mount whose atime behaves as `mode`: reads later than the returned
+/// time would have moved atime. `stat_time` means "unknown".
+pub fn read_bound(st: &FileStat, mode: AtimeMode, stat_time: Nanos) -> Nanos {
+    const DAY: Nanos = 24 * 3600 * 1_000_000_000;
+    let bound = match mode {
+        // Every read moves atime.
+        AtimeMode::Strict => st.atime,
+        AtimeMode::Relatime => {
+            // A read more than a day after atime would have moved it...
+            let mut bound = st.atime.saturating_add(DAY);
+            // ...and so would any read after the last change, while atime is not newer.
+            let changed = st.mtime.max(st.ctime);
+            if st.atime <= changed {
+                bound = bound.min(changed);
+            }
+            bound
+        }
+        AtimeMode::NoAtime => stat_time,
+    };
+    bound.min(stat_time)
+}
+
+/// A unit's sums from its files' stats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitStats {
+    pub last_use: Nanos,
+    pub read_bound: Nanos,
+    pub freeable: u64,
+    pub alloc: u64,
+}
+
+impl UnitStats {
+    pub fn of<'s>(
+        stats: impl IntoIterator<Item = &'s FileStat>,
+        basis: &[Timestamp],
+        mode: AtimeMode,
+        stat_time: Nanos,
+    ) -> UnitStats {
+        let mut u = UnitStats {
+            last_use: Nanos::MIN,
+            read_bound: Nanos::MIN,
+            freeable: 0,
+            alloc: 0,
+        };
+        for st in stats {
+            u.last_use = u.last_use.max(st.last_use(basis));
+            u.read_bound = u.read_bound.max(read_bound(st, mode, stat_time));
+            u.freeable = u.freeable.saturating_add(st.freeable());
+            u.alloc = u.alloc.saturating_add(st.alloc);
+        }
+        u
+    }
+}
+
+fn blocks(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(512)).unwrap_or(u32::MAX)
+}
+
+impl Store {
+    fn new(root: u32, rel: PathBuf) -> Store {
+        Store {
+            root,
+            rel,
+            min_last_use: [Nanos::MAX; Kind::ALL.len()],
+            last_activity: Nanos::MIN,
+            ..Store::default()
+        }
+    }
+
+    /// A store as a walk read it (`stat_time`: when its files were stat'ed). `subdirs` is the
+    /// sub-directory table of the store it replaces (the watch knows sub-directories by their
+    /// index there), extended with the listing's new ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_listing(
+        listing: &Listing,
+        subdirs: Vec<Option<Box<str>>>,
+        basis: &[Timestamp],
+        mode: AtimeMode,
+        stat_time: Nanos,
+        watched_since: Option<Nanos>,
+        dir_activity: Nanos,
+    ) -> Store {
+        let mut s = Store::new(0, PathBuf::new());
+        s.subdirs = subdirs;
+        let map: Vec<u32> = listing.subdirs.iter().map(|name| s.subdir(name)).collect();
+        let mut grouping = crate::policy::Grouping::default();
+        grouping.group(
+            &listing.files,
+            |f| f.stem(&listing.names),
+            crate::store_dir::StoreFile::stem_hash,
+        );
+        for range in grouping.units.iter().cloned() {
+            let files = &grouping.files[range];
+            let mut slot = None;
+            for f in files {
+                slot = s.add_file(map[f.subdir as usize], f.name(&listing.names)).or(slot);
+            }
+            let Some(slot) = slot else { continue };
+            s.set_stats(
+                slot,
+                UnitStats::of(files.iter().map(|f| &f.stat), basis, mode, stat_time),
+            );
+        }
+        s.dirty = false;
+        s.complete = listing.complete();
+        s.watched_since = watched_since;
+        s.last_activity = dir_activity;
+        s.min_stale = true;
+        s
+    }
+
+    pub fn unit_count(&self) -> usize {
+        self.by_stem.len() + self.collided.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unit_count() == 0
+    }
+
+    /// The sub-directory table (see [`Store::from_listing`]).
+    pub fn subdir_table(&self) -> Vec<Option<Box<str>>> {
+        self.subdirs.clone()
+    }
+
+    /// The sub-directory names, in index order (`None`: removed).
+    pub fn subdir_names(&self) -> Vec<Box<str>> {
+        self.subdirs
+            .iter()
+            .map(|s| s.clone().unwrap_or_else(|| "".into()))
+            .collect()
+    }
+
+    pub fn subdir_index(&self, name: &str) -> Option<u32> {
+        self.subdirs
+            .iter()
+            .position(|s| s.as_deref() == Some(name))
+            .map(|i| i as u32)
+    }
+
+    /// The index of sub-directory `name`, added if new.
+    pub fn subdir(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.subdir_index(name) {
+            return i;
+        }
+        if let Some(i) = self.subdirs.iter().position(Option::is_none) {
+            self.subdirs[i] = Some(name.into());
+            return i as u32;
+        }
+        self.subdirs.push(Some(name.into()));
+        (self.subdirs.len() - 1) as u32
+    }
+
+    fn stem(&self, u: &Unit) -> &[u8] {
+        &self.stems[u.stem_at as usize..u.stem_at as usize + usize::from(u.stem_len)]
+    }
+
+    fn find(&self, stem: &[u8]) -> Option<u32> {
+        let slot = *self.by_stem.get(&stem_hash(stem))?;
+        let matches = |s: u32| self.units[s as usize].as_ref().is_some_and(|u| self.stem(u) == stem);
+        if matches(slot) {
+            return Some(slot);
+        }
+        self.collided.iter().copied().find(|&s| matches(s))
+    }
+
+    fn unit_mut(&mut self, slot: u32) -> &mut Unit {
+        self.units[slot as usize].as_mut().expect("a live unit slot")
+    }
+
+    fn insert(&mut self, kind: Kind, stem: &[u8]) -> u32 {
+        if self.stems.len() > 4096 && self.stems.len() > 4 * self.live_stem_bytes() {
+            self.compact_stems();
+        }
+        let stem_at = self.stems.len() as u32;
+        self.stems.extend_from_slice(stem);
+        let unit = Unit {
+            last_use: Nanos::MIN,
+            last_open: Nanos::MIN,
+            read_bound: Nanos::MIN,
+            freeable_blocks: 0,
+            alloc_blocks: 0,
+            stem_at,
+            stem_len: stem.len() as u16,
+            kind,
+            dirty: true,
+            files: Vec::new(),
+        };
+        let slot = match self.free_units.pop() {
+            Some(s) => {
+                self.units[s as usize] = Some(unit);
+                s
+            }
+            None => {
+                self.units.push(Some(unit));
+                (self.units.len() - 1) as u32
+            }
+        };
+        match self.by_stem.entry(stem_hash(stem)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(slot);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.collided.push(slot),
+        }
+        self.dirty = true;
+        slot
+    }
+
+    fn remove_unit(&mut self, slot: u32) {
+        let Some(unit) = self.units[slot as usize].take() else {
+            return;
+        };
+        for f in &unit.files {
+            self.release_name(f.name);
+        }
+        let h = stem_hash(self.stem(&unit));
+        if self.by_stem.get(&h) == Some(&slot) {
+            self.by_stem.remove(&h);
+            // A collided unit with the same hash takes its place.
+            let stems = &self.stems;
+            let units = &self.units;
+            if let Some(pos) = self.collided.iter().position(|&s| {
+                units[s as usize].as_ref().is_some_and(|u| {
+                    stem_hash(&stems[u.stem_at as usize..u.stem_at as usize + usize::from(u.stem_len)]) == h
+                })
+            }) {
+                let s = self.collided.swap_remove(pos);
+                self.by_stem.insert(h, s);
+            }
+        } else {
+            self.collided.retain(|&s| s != slot);
+        }
+        self.free_units.push(slot);
+        if unit.last_use <= self.min_last_use[unit.kind as usize] {
+            self.min_stale = true;
+        }
+    }
+
+    fn live_stem_bytes(&self) -> usize {
+        self.units.iter().flatten().map(|u| usize::from(u.stem_len)).sum()
+    }
+
+    fn compact_stems(&mut self) {
+        let mut stems = Vec::with_capacity(self.live_stem_bytes());
+        for u in self.units.iter_mut().flatten() {
+            let at = u.stem_at as usize;
+            let new_at = stems.len() as u32;
+            stems.extend_from_slice(&self.stems[at..at + usize::from(u.stem_len)]);
+            u.stem_at = new_at;
+        }
+        self.stems = stems;
+    }
+
+    fn name_code(&mut self, suffix: &[u8], name: &[u8]) -> u16 {
+        if let Some(i) = SUFFIXES.iter().position(|s| *s == suffix) {
+            return i as u16;
+        }
+        let slot = match self.free_odd.pop() {
+            Some(s) => {
+                self.odd_names[usize::from(s)] = Some(name.into());
+                s
+            }
+            None => {
+                self.odd_names.push(Some(name.into()));
+                (self.odd_names.len() - 1) as u16
+            }
+        };
+        ODD | slot
+    }
+
+    fn release_name(&mut self, code: u16) {
+        if code & ODD != 0 {
+            let slot = code & !ODD;
+            self.odd_names[usize::from(slot)] = None;
+            self.free_odd.push(slot);
+        }
+    }
+
+    fn file_name(&self, stem: &[u8], f: FileRef) -> Vec<u8> {
+        if f.name & ODD != 0 {
+            return self.odd_names[usize::from(f.name & !ODD)]
+                .as_deref()
+                .unwrap_or_default()
+                .to_vec();
+        }
+        [stem, SUFFIXES[usize::from(f.name)]].concat()
+    }
+
+    fn name_matches(&self, stem: &[u8], f: FileRef, name: &[u8]) -> bool {
+        if f.name & ODD != 0 {
+            self.odd_names[usize::from(f.name & !ODD)].as_deref() == Some(name)
+        } else {
+            let suffix = SUFFIXES[usize::from(f.name)];
+            name.len() == stem.len() + suffix.len() && name.starts_with(stem) && name.ends_with(suffix)
+        }
+    }
+
+    /// Adds file `name` (a Spark block name) in sub-directory `subdir`; returns its unit.
+    fn add_file(&mut self, subdir: u32, name: &[u8]) -> Option<u32> {
+        let (kind, stem_len) = spark::parse_block_name(name)?;
+        // The odd-name slots are 15 bits; past that the store is read by walks instead.
+        if self.odd_names.len() >= usize::from(ODD) && SUFFIXES.iter().all(|s| *s != &name[stem_len..]) {
+            self.complete = false;
+            return None;
+        }
+        let stem = &name[..stem_len];
+        let slot = match self.find(stem) {
+            Some(s) => s,
+            None => self.insert(kind, stem),
+        };
+        let exists = {
+            let u = self.units[slot as usize].as_ref().expect("live");
+            let stem = self.stem(u);
+            u.files
+                .iter()
+                .any(|f| u32::from(f.subdir) == subdir && self.name_matches(stem, *f, name))
+        };
+        if !exists {
+            let code = self.name_code(&name[stem_len..], name);
+            let u = self.unit_mut(slot);
+            u.files.push(FileRef {
+                subdir: subdir as u16,
+                name: code,
+            });
+        }
+        Some(slot)
+    }
+
+    fn remove_file(&mut self, subdir: u32, name: &[u8]) -> Option<u32> {
+        let (_, stem_len) = spark::parse_block_name(name)?;
+        let slot = self.find(&name[..stem_len])?;
+        let pos = {
+            let u = self.units[slot as usize].as_ref().expect("live");
+            let stem = self.stem(u);
+            u.files
+                .iter()
+                .position(|f| u32::from(f.subdir) == subdir && self.name_matches(stem, *f, name))?
+        };
+        let f = self.unit_mut(slot).files.swap_remove(pos);
+        self.release_name(f.name);
+        Some(slot)
+    }
+
+    fn mark_dirty(&mut self, slot: u32) {
+        self.unit_mut(slot).dirty = true;
+        self.dirty = true;
+    }
+
+    /// The oldest last use among units of each kind.
+    pub fn min_last_use(&mut self) -> [Nanos; Kind::ALL.len()] {
+        if self.min_stale {
+            let mut m = [Nanos::MAX; Kind::ALL.len()];
+            for u in self.units.iter().flatten() {
+                let k = u.kind as usize;
+                m[k] = m[k].min(u.last_use.max(u.last_open));
+            }
+            self.min_last_use = m;
+            self.min_stale = false;
+        }
+        self.min_last_use
+    }
+
+    fn set_stats(&mut self, slot: u32, s: UnitStats) {
+        let u = self.unit_mut(slot);
+        let was = u.last_use.max(u.last_open);
+        u.last_use = s.last_use;
+        u.read_bound = s.read_bound;
+        u.freeable_blocks = blocks(s.freeable);
+        u.alloc_blocks = blocks(s.alloc);
+        u.dirty = false;
+        let (kind, now) = (u.kind as usize, u.last_use.max(u.last_open));
+        if now < self.min_last_use[kind] {
+            self.min_last_use[kind] = now;
+        } else if was <= self.min_last_use[kind] && now != was {
+            self.min_stale = true;
+        }
+    }
+
+    /// The units, as the sweep judges them.
+    pub fn units(&self) -> impl Iterator<Item = UnitView<'_>> {
+        self.units.iter().enumerate().filter_map(move |(slot, u)| {
+            let u = u.as_ref()?;
+            let stem = self.stem(u);
+            Some(UnitView {
+                slot: slot as u32,
+                kind: u.kind,
+                stem,
+                last_use: u.last_use,
+                last_open: u.last_open,
+                read_bound: u.read_bound,
+                freeable: u64::from(u.freeable_blocks) * 512,
+                alloc: u64::from(u.alloc_blocks) * 512,
+                dirty: u.dirty,
+                files: u
+                    .files
+                    .iter()
+                    .map(|f| (u32::from(f.subdir), self.file_name(stem, *f)))
+                    .collect(),
+            })
+        })
+    }
+
+    /// Files of each kind and their allocated bytes.
+    pub fn inventory(&self) -> [(u64, u64); Kind::ALL.len()] {
+        let mut inv = [(0u64, 0u64); Kind::ALL.len()];
+        for u in self.units.iter().flatten() {
+            let e = &mut inv[u.kind as usize];
+            e.0 += u.files.len() as u64;
+            e.1 += u64::from(u.alloc_blocks) * 512;
+        }
+        inv
+    }
+}
+
+/// How the index differed from what a walk found (the reconciliation counts it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drift {
+    /// Units on disk the index did not have.
+    pub missing: u64,
+    /// Units in the index that are not on disk.
+    pub extra: u64,
+    /// Units in both whose files, last use or size differ.
+    pub stale: u64,
+}
+
+impl Drift {
+    pub fn add(&mut self, o: Drift) {
+        self.missing += o.missing;
+        self.extra += o.extra;
+        self.stale += o.stale;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.missing + self.extra + self.stale
+    }
+}
+
+/// Every store below the roots.
+#[derive(Debug, Default)]
+pub struct Index {
+    stores: Vec<Option<Store>>,
+    free: Vec<StoreId>,
+    by_path: HashMap<(u32, PathBuf), StoreId>,
+    /// Opens recorded for units before the index knew them (restored from the state file, or
+    /// seen before a store was loaded), by (root, store rel, stem).
+    pending_opens: HashMap<(u32, PathBuf, Box<[u8]>), Nanos>,
+}
+
+impl Index {
+    pub fn store(&self, id: StoreId) -> Option<&Store> {
+        self.stores.get(id as usize)?.as_ref()
+    }
+
+    pub fn store_mut(&mut self, id: StoreId) -> Option<&mut Store> {
+        self.stores.get_mut(id as usize)?.as_mut()
+    }
+
+    pub fn find(&self, root: u32, rel: &Path) -> Option<StoreId> {
+        self.by_path.get(&(root, rel.to_owned())).copied()
+    }
+
+    pub fn stores(&self) -> impl Iterator<Item = (StoreId, &Store)> {
+        self.stores
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as StoreId, s.as_ref()?)))
+    }
+
+    pub fn store_ids(&self) -> Vec<StoreId> {
+        self.stores().map(|(i, _)| i).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.stores().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Units in all stores.
+    pub fn unit_count(&self) -> usize {
+        self.stores().map(|(_, s)| s.unit_count()).sum()
+    }
+
+    /// The store at `root`/`rel`, added (empty, not yet loaded) if new.
+    pub fn add_store(&mut self, root: u32, rel: &Path) -> StoreId {
+        if let Some(id) = self.find(root, rel) {
+            return id;
+        }
+        let store = Store::new(root, rel.to_owned());
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.stores[id as usize] = Some(store);
+                id
+            }
+            None => {
+                self.stores.push(Some(store));
+                (self.stores.len() - 1) as StoreId
+            }
+        };
+        self.by_path.insert((root, rel.to_owned()), id);
+        id
+    }
+
+    pub fn remove_store(&mut self, id: StoreId) {
+        if let Some(s) = self.stores.get_mut(id as usize).and_then(Option::take) {
+            self.by_path.remove(&(s.root, s.rel));
+            self.free.push(id);
+        }
+    }
+
+    /// Forgets every store below `root` (a root removed, re-created or remounted).
+    pub fn remove_root(&mut self, root: u32) {
+        for id in self.store_ids() {
+            if self.store(id).is_some_and(|s| s.root == root) {
+                self.remove_store(id);
+            }
+        }
+    }
+
+    /// Installs a store built by [`Store::from_listing`] in place of store `id`, keeping what
+    /// the watch saw of it meanwhile: opens already known stay, and units touched by events
+    /// while the listing was read stay dirty (or come back, if the listing missed them), so the
+    /// next refresh settles them.
+    pub fn install_store(&mut self, id: StoreId, mut s: Store) {
+        let Some(old) = self.stores.get_mut(id as usize).and_then(Option::take) else {
+            return;
+        };
+        s.root = old.root;
+        s.rel = old.rel.clone();
+        for u in old.units.iter().flatten() {
+            let stem = old.stem(u);
+            if let Some(new) = s.find(stem) {
+                let nu = s.unit_mut(new);
+                nu.last_open = nu.last_open.max(u.last_open);
+                if u.dirty {
+                    s.mark_dirty(new);
+                }
+            } else if u.dirty || u.last_open != Nanos::MIN {
+                // Created after the listing read its directory, or seen opened: look again.
+                let names: Vec<(u32, Vec<u8>)> = u
+                    .files
+                    .iter()
+                    .filter_map(|f| {
+                        let sub = old.subdirs.get(usize::from(f.subdir))?.as_deref()?;
+                        Some((s.subdir(sub), old.file_name(stem, *f)))
+                    })
+                    .collect();
+                let mut new = None;
+                for (sub, name) in &names {
+                    new = s.add_file(*sub, name).or(new);
+                }
+                if let Some(new) = new {
+                    s.unit_mut(new).last_open = u.last_open;
+                    s.mark_dirty(new);
+                }
+            }
+        }
+        s.last_activity = s.last_activity.max(old.last_activity);
+        s.min_stale = true;
+        self.stores[id as usize] = Some(s);
+        self.apply_pending_opens(id);
+    }
+
+    fn apply_pending_opens(&mut self, id: StoreId) {
+        if self.pending_opens.is_empty() {
+            return;
+        }
+        let Some(s) = self.stores.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let key_root = s.root;
+        let rel = s.rel.clone();
+        let stems: Vec<Box<[u8]>> = self
+            .pending_opens
+            .keys()
+            .filter(|(r, p, _)| *r == key_root && *p == rel)
+            .map(|(_, _, stem)| stem.clone())
+            .collect();
+        for stem in stems {
+            let at = self
+                .pending_opens
+                .remove(&(key_root, rel.clone(), stem.clone()))
+                .expect("listed");
+            if let Some(slot) = s.find(&stem) {
+                let u = s.unit_mut(slot);
+                u.last_open = u.last_open.max(at);
+                s.min_stale = true;
+            }
+        }
+    }
+
+    /// How store `id` in the index differs from `fresh`, a store just read from disk. Units
+    /// the watch touched since their last refresh are not counted: the walk may have read them
+    /// before or after the change.
+    pub fn drift(&self, id: StoreId, fresh: &Store) -> Drift {
+        let mut d = Drift::default();
+        let Some(old) = self.store(id) else { return d };
+        for u in fresh.units.iter().flatten() {
+            let stem = fresh.stem(u);
+            match old.find(stem).and_then(|s| old.units[s as usize].as_ref()) {
+                None => d.missing += 1,
+                Some(o) if o.dirty => {}
+                Some(o) => {
+                    if o.last_use != u.last_use
+                        || o.freeable_blocks != u.freeable_blocks
+                        || o.files.len() != u.files.len()
+                    {
+                        d.stale += 1;
+                    }
+                }
+            }
+        }
+        for o in old.units.iter().flatten() {
+            if !o.dirty && fresh.find(old.stem(o)).is_none() {
+                d.extra += 1;
+            }
+        }
+        d
+    }
+
+    /// Remembers an open of unit `stem` of the store at (`root`, `rel`) from before this run
+    /// (the state file), applied when the store is loaded.
+    pub fn remember_open(&mut self, root: u32, rel: &Path, stem: &[u8], at: Nanos) {
+        if let Some(id) = self.find(root, rel)
+            && let Some(s) = self.store_mut(id)
+            && let Some(slot) = s.find(stem)
+        {
+            let u = s.unit_mut(slot);
+            u.last_open = u.last_open.max(at);
+            s.min_stale = true;
+            return;
+        }
+        let e = self
+            .pending_opens
+            .entry((root, rel.to_owned(), stem.into()))
+            .or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    /// Drops remembered opens older than `before` (they can no longer keep anything).
+    pub fn prune_pending(&mut self, before: Nanos) {
+        self.pending_opens.retain(|_, at| *at >= before);
+    }
+
+    /// Applies one event on file `name` in sub-directory `subdir` of store `id`, at `at`.
+    /// Names that are not Spark's are ignored.
+    pub fn file_event(&mut self, id: StoreId, subdir: u32, name: &[u8], ev: FileEvent, at: Nanos) {
+        let Some(s) = self.store_mut(id) else { return };
+        s.last_activity = s.last_activity.max(at);
+        match ev {
+            FileEvent::Added => {
+                if let Some(slot) = s.add_file(subdir, name) {
+                    s.mark_dirty(slot);
+                }
+            }
+            FileEvent::Removed => {
+                if let Some(slot) = s.remove_file(subdir, name) {
+                    if s.units[slot as usize].as_ref().is_some_and(|u| u.files.is_empty()) {
+                        s.remove_unit(slot);
+                    } else {
+                        s.mark_dirty(slot);
+                    }
+                }
+            }
+            FileEvent::Changed => {
+                let slot = match spark::parse_block_name(name) {
+                    Some((_, stem_len)) => s.find(&name[..stem_len]),
+                    None => None,
+                };
+                // A change to a file the index does not know (its creation was not seen):
+                // add it.
+                let slot = slot.or_else(|| s.add_file(subdir, name));
+                if let Some(slot) = slot {
+                    s.mark_dirty(slot);
+                }
+            }
+            FileEvent::Opened => {
+                let Some((_, stem_len)) = spark::parse_block_name(name) else {
+                    return;
+                };
+                let slot = s.find(&name[..stem_len]).or_else(|| s.add_file(subdir, name));
+                if let Some(slot) = slot {
+                    let u = s.unit_mut(slot);
+                    u.last_open = u.last_open.max(at);
+                    // A read may move atime: look at the files again.
+                    s.mark_dirty(slot);
+                }
+            }
+        }
+    }
+
+    /// A sub-directory of store `id` went away: its files with it.
+    pub fn subdir_removed(&mut self, id: StoreId, subdir: u32, at: Nanos) {
+        let Some(s) = self.store_mut(id) else { return };
+        s.last_activity = s.last_activity.max(at);
+        let slots: Vec<u32> = s
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| {
+                u.as_ref()
+                    .is_some_and(|u| u.files.iter().any(|f| u32::from(f.subdir) == subdir))
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for slot in slots {
+            let files = std::mem::take(&mut s.unit_mut(slot).files);
+            let (gone, kept): (Vec<FileRef>, Vec<FileRef>) =
+                files.into_iter().partition(|f| u32::from(f.subdir) == subdir);
+            for f in gone {
+                s.release_name(f.name);
+            }
+            if kept.is_empty() {
+                s.unit_mut(slot).files = kept;
+                s.remove_unit(slot);
+            } else {
+                s.unit_mut(slot).files = kept;
+                s.mark_dirty(slot);
+            }
+        }
+        if let Some(name) = s.subdirs.get_mut(subdir as usize) {
+            *name = None;
+        }
+    }
+
+    /// Removes a unit (deleted by the sweep).
+    pub fn remove_unit(&mut self, id: StoreId, slot: u32) {
+        if let Some(s) = self.store_mut(id) {
+            s.remove_unit(slot);
+        }
+    }
+
+    /// Marks every unit as possibly used at `at` (the watch lost events): nothing it knows is
+    /// older than that any more, for the floor and for pressure's order.
+    pub fn assume_opened(&mut self, at: Nanos) {
+        for s in self.stores.iter_mut().flatten() {
+            for u in s.units.iter_mut().flatten() {
+                u.last_open = u.last_open.max(at);
+            }
+            s.min_stale = true;
+        }
+    }
+
+    /// The files of every dirty unit, to stat again; they stay dirty until
+    /// [`Index::refresh`] applies the stats.
+    pub fn dirty(&self, limit: usize) -> Vec<ToStat> {
+        let mut out = Vec::new();
+        for (id, s) in self.stores() {
+            if !s.dirty {
+                continue;
+            }
+            for (slot, u) in s.units.iter().enumerate() {
+                let Some(u) = u.as_ref().filter(|u| u.dirty) else {
+                    continue;
+                };
+                let stem = s.stem(u);
+                out.push(ToStat {
+                    store: id,
+                    slot: slot as u32,
+                    stem: stem.into(),
+                    files: u
+                        .files
+                        .iter()
+                        .map(|f| (u32::from(f.subdir), s.file_name(stem, *f).into_boxed_slice()))
+                        .collect(),
+                });
+                if out.len() >= limit {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies fresh stats of a dirty unit (taken by [`Index::dirty`]). Files gone are dropped
+    /// from it; a unit with no file left goes. Ignored when the unit changed meanwhile (it is
+    /// still listed the same way only if nothing touched it).
+    pub fn refresh(&mut self, t: &ToStat, fresh: &Fresh, basis: &[Timestamp], mode: AtimeMode, stat_time: Nanos) {
+        let Some(s) = self.store_mut(t.store) else { return };
+        let current = s.units.get(t.slot as usize).and_then(Option::as_ref).map(|u| {
+            let stem = s.stem(u);
+            (stem == &*t.stem, u.files.len())
+        });
+        // Only if it is still the unit that was listed, with the same files.
+        if current != Some((true, t.files.len())) {
+            return;
+        }
+        for ((sub, name), st) in t.files.iter().zip(fresh) {
+            if st.is_none() {
+                s.remove_file(*sub, name);
+            }
+        }
+        if s.units[t.slot as usize].as_ref().is_some_and(|u| u.files.is_empty()) {
+            s.remove_unit(t.slot);
+            return;
+        }
+        let stats = UnitStats::of(fresh.iter().flatten(), basis, mode, stat_time);
+        s.set_stats(t.slot, stats);
+        if !s.units.iter().flatten().any(|u| u.dirty) {
+            s.dirty = false;
+        }
+    }
+
+    /// Whether any unit waits for a refresh.
+    pub fn has_dirty(&self) -> bool {
+        self.stores().any(|(_, s)| s.dirty)
+    }
+
+    /// Opens worth keeping across a restart: (root, store rel, stem, last open) of every unit
+    /// opened at or after `since`, at most `limit` of them, newest first.
+    pub fn recent_opens(&self, since: Nanos, limit: usize) -> Vec<(u32, PathBuf, Vec<u8>, Nanos)> {
+        let mut out: Vec<(u32, PathBuf, Vec<u8>, Nanos)> = Vec::new();
+        for (_, s) in self.stores() {
+            for u in s.units.iter().flatten().filter(|u| u.last_open >= since) {
+                out.push((s.root, s.rel.clone(), s.stem(u).to_vec(), u.last_open));
+            }
+        }
+        for ((root, rel, stem), at) in &self.pending_opens {
+            if *at >= since {
+                out.push((*root, rel.clone(), stem.to_vec(), *at));
+            }
+        }
+        out.sort_by_key(|o| std::cmp::Reverse(o.3));
+        out.truncate(limit);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(mtime: Nanos, atime: Nanos, alloc: u64, nlink: u64) -> FileStat {
+        FileStat {
+            dev: 1,
+            ino: 1,
+            size: alloc,
+            alloc,
+            nlink,
+            mtime,
+            atime,
+            ctime: mtime,
+        }
+    }
+
+    const BASIS: &[Timestamp] = &[Timestamp::Mtime, Timestamp::Atime];
+
+    #[test]
+    fn events_build_units_and_names_round_trip() {
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-1"));
+        let s = ix.store_mut(id).unwrap();
+        let (a, b) = (s.subdir("0a"), s.subdir("1b"));
+        let uuid = "d4b709a2-9f76-464d-83d2-3da158a06ef0";
+        ix.file_event(
+            id,
+            a,
+            format!("shuffle_0_1_0.data.{uuid}").as_bytes(),
+            FileEvent::Added,
+            5,
+        );
+        ix.file_event(id, a, b"shuffle_0_1_0.data", FileEvent::Added, 6);
+        ix.file_event(id, b, b"shuffle_0_1_0.index", FileEvent::Added, 7);
+        ix.file_event(id, b, b"core.1", FileEvent::Added, 8);
+        ix.file_event(
+            id,
+            a,
+            format!("shuffle_0_1_0.data.{uuid}").as_bytes(),
+            FileEvent::Removed,
+            9,
+        );
+        let s = ix.store(id).unwrap();
+        assert_eq!(s.unit_count(), 1);
+        assert_eq!(s.last_activity, 9);
+        let units: Vec<UnitView> = s.units().collect();
+        let mut files = units[0].files.clone();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                (a, b"shuffle_0_1_0.data".to_vec()),
+                (b, b"shuffle_0_1_0.index".to_vec())
+            ]
+        );
+        assert!(units[0].dirty);
+        let todo = ix.dirty(100);
+        assert_eq!(todo.len(), 1);
+        let fresh: Fresh = todo[0].files.iter().map(|_| Some(stat(100, 50, 4096, 1))).collect();
+        ix.refresh(&todo[0], &fresh, BASIS, AtimeMode::Strict, 200);
+        let u = ix.store(id).unwrap().units().next().unwrap();
+        assert!(!u.dirty);
+        assert_eq!((u.last_use, u.freeable, u.alloc), (100, 8192, 8192));
+        assert!(!ix.has_dirty());
+        // A refresh finding every file gone drops the unit.
+        ix.file_event(id, a, b"shuffle_0_1_0.data", FileEvent::Changed, 300);
+        let todo = ix.dirty(100);
+        ix.refresh(&todo[0], &vec![None, None], BASIS, AtimeMode::Strict, 301);
+        assert!(ix.store(id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn opens_are_kept_through_a_reload_and_remembered_before_a_store_is_known() {
+        let mut ix = Index::default();
+        ix.remember_open(0, Path::new("blockmgr-9"), b"shuffle_1_1_0", 40);
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        let s = ix.store_mut(id).unwrap();
+        let a = s.subdir("0a");
+        ix.file_event(id, a, b"shuffle_1_2_0.data", FileEvent::Opened, 50);
+        // The walk's listing of the store: both units' files.
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("blockmgr-9");
+        for name in ["0a/shuffle_1_1_0.data", "0a/shuffle_1_2_0.data"] {
+            std::fs::create_dir_all(store.join("0a")).unwrap();
+            std::fs::write(store.join(name), b"x").unwrap();
+        }
+        let root = rustix::fs::open(dir.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
+        let mount = crate::fsx::MountId::of(&crate::fsx::statx_fd(&root).unwrap());
+        let mut listing = Listing::default();
+        crate::store_dir::StoreDir::open(dir.path(), Path::new("blockmgr-9"), mount)
+            .unwrap()
+            .read(&mut Vec::new(), &mut listing);
+        let table = ix.store(id).unwrap().subdir_table();
+        ix.install_store(
+            id,
+            Store::from_listing(&listing, table, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+        );
+        let s = ix.store(id).unwrap();
+        let opens: Vec<(Vec<u8>, Nanos)> = s.units().map(|u| (u.stem.to_vec(), u.last_open)).collect();
+        assert!(opens.contains(&(b"shuffle_1_1_0".to_vec(), 40)), "{opens:?}");
+        assert!(opens.contains(&(b"shuffle_1_2_0".to_vec(), 50)), "{opens:?}");
+        assert_eq!(ix.recent_opens(45, 10).len(), 1);
+    }
+
+    #[test]
+    fn read_bounds_follow_what_each_atime_mode_can_prove() {
+        const H: Nanos = 3600 * 1_000_000_000;
+        let now = 1000 * H;
+        // Read (atime after mtime) two hours ago, written ten hours ago.
+        let st = stat(now - 10 * H, now - 2 * H, 0, 1);
+        assert_eq!(read_bound(&st, AtimeMode::Strict, now), now - 2 * H);
+        // relatime: atime newer than mtime and under a day old proves nothing.
+        assert_eq!(read_bound(&st, AtimeMode::Relatime, now), now);
+        // relatime: atime 30 h old, after mtime: any read after atime + 24 h would show.
+        let st = stat(now - 40 * H, now - 30 * H, 0, 1);
+        assert_eq!(read_bound(&st, AtimeMode::Relatime, now), now - 6 * H);
+        // relatime: never read since written: a read would have moved atime.
+        let st = stat(now - 10 * H, now - 10 * H, 0, 1);
+        assert_eq!(read_bound(&st, AtimeMode::Relatime, now), now - 10 * H);
+        // ...but a change (ctime, a rename or chmod) since then is where that proof starts.
+        let st = FileStat {
+            ctime: now - H,
+            ..stat(now - 10 * H, now - 10 * H, 0, 1)
+        };
+        assert_eq!(read_bound(&st, AtimeMode::Relatime, now), now - H);
+        assert_eq!(read_bound(&st, AtimeMode::NoAtime, now), now);
+        let u = UnitStats::of(
+            [&stat(5, 9, 4096, 1), &stat(7, 7, 4096, 2)],
+            BASIS,
+            AtimeMode::Strict,
+            10,
+        );
+        assert_eq!((u.last_use, u.read_bound, u.freeable, u.alloc), (9, 9, 4096, 8192));
+    }
+}

@@ -1,0 +1,155 @@
+//! What the daemon keeps across a restart: the last open its watch saw of each recently used
+//! unit, so that a restart (a package upgrade, a crash) does not forget that a map output was
+//! being read seconds ago. A small versioned JSON file in `state_dir`, written atomically
+//! (temporary file, fsync, rename, fsync of the directory) every minute when it changed and at
+//! shutdown; bounded to [`MAX_ENTRIES`] opens, newest first. A file that cannot be read as this
+//! version is refused with a log line and replaced at the next write.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Nanos;
+
+/// The file's name in `state_dir`.
+pub const FILE_NAME: &str = "opens.json";
+/// The format this build reads and writes.
+pub const VERSION: u32 = 1;
+/// Most opens kept (about 35 bytes each on disk): opens older than `max_age` are never kept,
+/// and past this the oldest go first.
+pub const MAX_ENTRIES: usize = 500_000;
+
+/// The file's contents.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// When it was written (Unix nanoseconds).
+    pub written_at: Nanos,
+    /// Store path -> (unit stem, last open).
+    pub opens: BTreeMap<String, Vec<(String, Nanos)>>,
+}
+
+/// Why a state file was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: not a state file of this version ({why}); it is ignored and replaced")]
+    Refused { path: PathBuf, why: String },
+}
+
+impl State {
+    /// A state of `opens` (store path, stem, last open), keeping the newest [`MAX_ENTRIES`].
+    /// Paths and stems that are not UTF-8 are left out (Spark names always are).
+    pub fn new(written_at: Nanos, mut opens: Vec<(PathBuf, Vec<u8>, Nanos)>) -> State {
+        opens.sort_by_key(|o| std::cmp::Reverse(o.2));
+        opens.truncate(MAX_ENTRIES);
+        let mut map: BTreeMap<String, Vec<(String, Nanos)>> = BTreeMap::new();
+        for (store, stem, at) in opens {
+            let (Some(store), Ok(stem)) = (store.to_str(), String::from_utf8(stem)) else {
+                continue;
+            };
+            map.entry(store.to_owned()).or_default().push((stem, at));
+        }
+        State {
+            version: VERSION,
+            written_at,
+            opens: map,
+        }
+    }
+
+    /// Every open, as (store path, stem, last open).
+    pub fn entries(&self) -> impl Iterator<Item = (&Path, &[u8], Nanos)> {
+        self.opens.iter().flat_map(|(store, units)| {
+            units
+                .iter()
+                .map(move |(stem, at)| (Path::new(store.as_str()), stem.as_bytes(), *at))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.opens.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads `dir/opens.json`. `Ok(None)` when there is none (a first start).
+    pub fn load(dir: &Path) -> Result<Option<State>, StateError> {
+        let path = dir.join(FILE_NAME);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let refused = |why: String| StateError::Refused {
+            path: path.clone(),
+            why,
+        };
+        let state: State = serde_json::from_slice(&text).map_err(|e| refused(e.to_string()))?;
+        if state.version != VERSION {
+            return Err(refused(format!(
+                "version {}, this build reads {VERSION}",
+                state.version
+            )));
+        }
+        if state.len() > MAX_ENTRIES {
+            return Err(refused(format!("{} entries, more than {MAX_ENTRIES}", state.len())));
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes `dir/opens.json` atomically: a crash leaves the old file or the new one, whole.
+    pub fn save(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FILE_NAME);
+        let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            serde_json::to_writer(&mut f, self).map_err(io::Error::other)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_round_trips_keeps_the_newest_and_refuses_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(State::load(dir.path()).unwrap().is_none(), "a first start has none");
+        let opens = vec![
+            (PathBuf::from("/data/blockmgr-1"), b"shuffle_0_1_0".to_vec(), 30),
+            (PathBuf::from("/data/blockmgr-1"), b"shuffle_0_2_0".to_vec(), 10),
+            (PathBuf::from("/data/blockmgr-2"), b"shuffle_3_1_0".to_vec(), 20),
+        ];
+        let s = State::new(99, opens);
+        s.save(dir.path()).unwrap();
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back, s);
+        let mut e: Vec<(PathBuf, Vec<u8>, Nanos)> =
+            back.entries().map(|(p, s, t)| (p.to_owned(), s.to_vec(), t)).collect();
+        e.sort_by_key(|x| x.2);
+        assert_eq!(e[0].2, 10);
+        assert_eq!(e.len(), 3);
+
+        std::fs::write(dir.path().join(FILE_NAME), b"{\"version\": 1, \"opens\": [").unwrap();
+        let err = State::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("opens.json: not a state file of this version"), "{err}");
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            b"{\"version\":2,\"written_at\":0,\"opens\":{}}",
+        )
+        .unwrap();
+        let err = State::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("version 2, this build reads 1"), "{err}");
+    }
+}

@@ -1,0 +1,542 @@
+//! A sweep that decides from the daemon's [`Index`] instead of reading directories: the same
+//! rules and the same report as a walking sweep, but its only filesystem calls are statvfs and,
+//! for each unit it chose, the checks of [`StoreDir::check_unit`] before the unlinks.
+//!
+//! Every chosen unit is judged again on the stats those checks read (and on the opens the watch
+//! saw until that moment): the index can only make the sweep consider a unit, never delete one
+//! the rules would keep now.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tracing::{debug, info};
+
+use super::record::{FirstNotices, Recorder};
+use super::{Options, Root, rules};
+use crate::config::Config;
+use crate::disk::{self, Mounts};
+use crate::fsx::DirError;
+use crate::index::{Index, StoreId, UnitStats, UnitView};
+use crate::open_files::OpenFiles;
+use crate::policy::{self, Mode, Nanos, Reason, Rules, Shortfall, Skip, UnitFacts, Verdict};
+use crate::report::{Candidate, FsReport, Inventory, Op, Report, RootReport, Tally};
+use crate::spark::Kind;
+use crate::store_dir::{Failure, StoreDir, UnitFile};
+
+/// A root as the indexed sweep sees it: its number in the index and what a sweep knows of it.
+pub type IndexedRoot = (u32, Root);
+
+/// A unit chosen to go, with what it was chosen on.
+#[derive(Clone, Debug)]
+struct Chosen {
+    store: StoreId,
+    root: usize,
+    slot: u32,
+    kind: Kind,
+    stem: Vec<u8>,
+    files: Vec<(u32, Vec<u8>)>,
+    facts: UnitFacts,
+}
+
+struct Ctx<'a> {
+    cfg: &'a Config,
+    roots: &'a [IndexedRoot],
+    index: &'a Mutex<Index>,
+    rules: Rules,
+    now: Nanos,
+    dry_run: bool,
+    list_files: bool,
+    cancel: &'a AtomicBool,
+    open: Option<OpenFiles>,
+    open_unknown: bool,
+    first: FirstNotices,
+}
+
+impl Ctx<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    fn root_of(&self, number: u32) -> Option<usize> {
+        self.roots.iter().position(|(n, _)| *n == number)
+    }
+}
+
+/// Runs one sweep from the index. The index must have been walked (and the watch must keep it
+/// current); `roots` are the present roots with their index numbers.
+pub fn run_indexed(
+    cfg: &Config,
+    roots: &[IndexedRoot],
+    index: &Mutex<Index>,
+    opts: &Options,
+    cancel: &AtomicBool,
+) -> Report {
+    let started = Instant::now();
+    let now = opts.now.unwrap_or_else(super::now);
+    let dry_run = opts.dry_run || cfg.dry_run;
+    let purge = opts.mode == Mode::Purge;
+    let mounts = Mounts::read().unwrap_or_default();
+    let mut report = Report::new(dry_run, purge, now);
+    report.roots = roots
+        .iter()
+        .map(|(_, r)| {
+            let mp = mounts.find(&r.path, r.mount.dev).map(|m| m.mount_point.clone());
+            RootReport::new(r.path.clone(), true, mp)
+        })
+        .collect();
+    let mut ctx = Ctx {
+        cfg,
+        roots,
+        index,
+        rules: rules(cfg),
+        now,
+        dry_run,
+        list_files: opts.list_files,
+        cancel,
+        open: None,
+        open_unknown: false,
+        first: FirstNotices::default(),
+    };
+    let mut by_dev: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, (_, r)) in roots.iter().enumerate() {
+        by_dev.entry(r.mount.dev).or_default().push(i);
+    }
+    for (dev, idx) in by_dev {
+        let mountpoint = super::mount_point(&mounts, &roots[idx[0]].1.path, dev);
+        sweep_filesystem(&mut ctx, &idx, opts.mode, mountpoint, &mut report);
+        if ctx.cancelled() {
+            break;
+        }
+    }
+    report.open_files_unreadable = ctx.open.as_ref().map_or(0, |o| o.unreadable);
+    report.cancelled = ctx.cancelled();
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+/// The open-file set, read once per sweep and only when something is to go.
+fn open_files(ctx: &mut Ctx) {
+    if !ctx.cfg.skip_open_files || ctx.open.is_some() || ctx.open_unknown {
+        return;
+    }
+    let devs: Vec<u64> = ctx.roots.iter().map(|(_, r)| r.mount.dev).collect();
+    match OpenFiles::scan(Path::new("/proc"), &devs) {
+        Ok(o) => ctx.open = Some(o),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read /proc: keeping every unit as if open this sweep");
+            ctx.open_unknown = true;
+        }
+    }
+}
+
+fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBuf, report: &mut Report) {
+    let probe = ctx.roots[idx[0]].1.path.clone();
+    let mut fs = FsReport {
+        mountpoint,
+        used_ratio: 0.0,
+        need_bytes: 0,
+        need_reason: None,
+        shortfall: None,
+    };
+    let mut need = None;
+    match disk::usage(&probe) {
+        Ok(usage) => {
+            fs.used_ratio = usage.ratio();
+            let wm = ctx.cfg.watermark;
+            need = policy::pressure_need(usage, wm.high, wm.low, mode);
+            if let Some((bytes, reason)) = need {
+                info!(mountpoint = %fs.mountpoint.display(), used = usage.ratio(), need_bytes = bytes,
+                      reason = reason.as_str(), "filesystem must shed load");
+                fs.need_bytes = bytes;
+                fs.need_reason = Some(reason);
+            }
+        }
+        Err(e) => Recorder::new(&ctx.first).error(report, Op::Statvfs, &probe, &e),
+    }
+    let (ttl, mut pool, mut held) = select(ctx, idx, need.is_some(), report);
+    if !ttl.is_empty() || !pool.is_empty() {
+        open_files(ctx);
+    }
+    let mut freed = 0u64;
+    for c in &ttl {
+        if ctx.cancelled() {
+            return;
+        }
+        if let Some(bytes) = delete(ctx, c, Reason::Ttl, &mut held, report) {
+            freed = freed.saturating_add(bytes);
+        }
+    }
+    if let Some((need_bytes, reason)) = need {
+        // Least recently used first; ties in scan order, as the walking sweep takes them.
+        pool.sort_by_key(|c| c.facts.last_use);
+        let mut rest = pool.into_iter();
+        for c in rest.by_ref() {
+            if freed >= need_bytes || ctx.cancelled() {
+                // Spared: kept, and it ages the root's oldest.
+                kept(report, c.root, c.facts.last_use);
+                break;
+            }
+            if let Some(bytes) = delete(ctx, &c, reason, &mut held, report) {
+                freed = freed.saturating_add(bytes);
+            }
+        }
+        for c in rest {
+            kept(report, c.root, c.facts.last_use);
+        }
+        if freed < need_bytes {
+            let sf = Shortfall {
+                missing_bytes: need_bytes - freed,
+                ..held
+            };
+            Recorder::new(&ctx.first).shortfall(&fs.mountpoint, &sf);
+            fs.shortfall = Some(sf);
+        }
+    } else {
+        for c in pool {
+            kept(report, c.root, c.facts.last_use);
+        }
+    }
+    report.filesystems.push(fs);
+}
+
+fn kept(report: &mut Report, root: usize, last_use: Nanos) {
+    let r = &mut report.roots[root];
+    r.oldest_kept_last_use = Some(r.oldest_kept_last_use.map_or(last_use, |o| o.min(last_use)));
+}
+
+/// Judges the units of the filesystem's stores from the index (under its lock, briefly per
+/// store): counts what is kept, and returns the TTL's units, pressure's pool and what the rules
+/// held back.
+fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec<Chosen>, Vec<Chosen>, Shortfall) {
+    let mut ttl = Vec::new();
+    let mut pool = Vec::new();
+    let mut held = Shortfall::default();
+    let max_age_ago = ctx.now.saturating_sub(policy::nanos(ctx.cfg.max_age));
+    let ids: Vec<StoreId> = {
+        let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .stores()
+            .filter(|(_, s)| ctx.root_of(s.root).is_some_and(|r| idx.contains(&r)))
+            .map(|(id, _)| id)
+            .collect()
+    };
+    let deletable: Vec<Kind> = ctx.cfg.kinds.clone();
+    for id in ids {
+        let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = index.store_mut(id) else { continue };
+        let Some(root) = ctx.root_of(s.root) else { continue };
+        let rel = s.rel.clone();
+        // What the store holds, for the inventory.
+        let mins = s.min_last_use();
+        for (k, (files, bytes)) in Kind::ALL.into_iter().zip(s.inventory()) {
+            if files > 0 {
+                let inv = report.roots[root].kinds.entry(k).or_default();
+                inv.merge(&Inventory {
+                    files,
+                    bytes,
+                    oldest_last_use: Some(mins[k as usize]),
+                    age_histogram: Default::default(),
+                });
+            }
+        }
+        let oldest = deletable.iter().map(|k| mins[*k as usize]).min().unwrap_or(Nanos::MAX);
+        if !s.complete {
+            let files: u64 = s.inventory().iter().map(|(f, _)| f).sum();
+            report.skip(Skip::Incomplete, files);
+            if oldest != Nanos::MAX {
+                kept(report, root, oldest);
+            }
+            continue;
+        }
+        // Nothing past max_age and no pressure: nothing here can go (the common case, and
+        // what keeps a steady-state sweep from touching every unit).
+        if !pressure && oldest >= max_age_ago {
+            if oldest != Nanos::MAX {
+                kept(report, root, oldest);
+            }
+            continue;
+        }
+        let root_meta = &ctx.roots[root].1;
+        let protect_on = !ctx.cfg.protect.is_empty();
+        let store_protected = protect_on && (root_meta.protected || protected_dir(ctx, root_meta, &rel));
+        let names = s.subdir_names();
+        let subdir_protected: Vec<bool> = names
+            .iter()
+            .map(|d| protect_on && !store_protected && protected_path(ctx, root_meta, &rel.join(&**d)))
+            .collect();
+        let unseen_cap = s.watched_since.unwrap_or(Nanos::MAX);
+        for u in s.units() {
+            let mut protected = store_protected;
+            for (sub, name) in &u.files {
+                protected |= subdir_protected.get(*sub as usize).copied().unwrap_or(false)
+                    || (protect_on
+                        && protected_path(
+                            ctx,
+                            root_meta,
+                            &rel.join(&*names[*sub as usize]).join(OsStr::from_bytes(name)),
+                        ));
+            }
+            let facts = facts_of(&u, protected, ctx.open_unknown, unseen_cap);
+            let nfiles = u.files.len() as u64;
+            let chosen = || Chosen {
+                store: id,
+                root,
+                slot: u.slot,
+                kind: u.kind,
+                stem: u.stem.to_vec(),
+                files: u.files.clone(),
+                facts,
+            };
+            match policy::judge(&facts, &ctx.rules, ctx.now) {
+                Verdict::Delete(_) => ttl.push(chosen()),
+                Verdict::Keep(why) => {
+                    report.skip(why, nfiles);
+                    match why {
+                        Skip::Young => {
+                            held.young_bytes += facts.bytes;
+                            let ripe = facts.last_use.saturating_add(policy::nanos(ctx.cfg.min_age));
+                            held.young_until = Some(held.young_until.map_or(ripe, |t| t.min(ripe)));
+                        }
+                        Skip::Protected => held.protected_bytes += facts.bytes,
+                        Skip::Open => held.open_bytes += facts.bytes,
+                        _ => {}
+                    }
+                    if why != Skip::Protected {
+                        kept(report, root, facts.last_use);
+                    }
+                }
+                Verdict::Eligible | Verdict::Unwatched if pressure => pool.push(chosen()),
+                Verdict::Unwatched => {
+                    report.skip(Skip::Unwatched, nfiles);
+                    kept(report, root, facts.last_use);
+                }
+                Verdict::Eligible => kept(report, root, facts.last_use),
+                Verdict::Exempt => {}
+            }
+        }
+    }
+    (ttl, pool, held)
+}
+
+/// What the policy knows of a unit from the index. `unseen_cap`: since when its store has
+/// been watched without a gap (`Nanos::MAX` when it is not watched).
+fn facts_of(u: &UnitView, protected: bool, open: bool, unseen_cap: Nanos) -> UnitFacts {
+    UnitFacts {
+        kind: u.kind,
+        last_use: u.last_use.max(u.last_open),
+        bytes: u.freeable,
+        protected,
+        open,
+        unseen_until: u.read_bound.min(unseen_cap),
+    }
+}
+
+fn protected_dir(ctx: &Ctx, root: &Root, rel: &Path) -> bool {
+    let protect = &ctx.cfg.protect;
+    root.names().any(|name| {
+        let mut p = name.to_path_buf();
+        rel.components().any(|c| {
+            p.push(c);
+            protect.matches(&p)
+        })
+    })
+}
+
+fn protected_path(ctx: &Ctx, root: &Root, rel: &Path) -> bool {
+    root.names().any(|name| ctx.cfg.protect.matches(&name.join(rel)))
+}
+
+/// Checks a chosen unit on disk, judges it again on what the checks read, and deletes it (in a
+/// dry run, lists it). Returns the bytes freed, or `None` when it was kept.
+fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &mut Report) -> Option<u64> {
+    let (_, root) = &ctx.roots[c.root];
+    let (rel, names, watched_since, last_open) = {
+        let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        let s = index.store(c.store)?;
+        let u = s.units().find(|u| u.slot == c.slot && u.stem == c.stem.as_slice())?;
+        (s.rel.clone(), s.subdir_names(), s.watched_since, u.last_open)
+    };
+    let record = Recorder::new(&ctx.first);
+    let store_path = root.path.join(&rel);
+    let file_path = |sub: u32, name: &[u8]| store_path.join(&*names[sub as usize]).join(OsStr::from_bytes(name));
+    let mut dir = match StoreDir::open(&root.path, &rel, root.mount) {
+        Ok(d) => d,
+        Err(DirError::Gone) => return None,
+        Err(DirError::Io(e)) => {
+            record.error(report, Op::Walk, &store_path, &e);
+            return None;
+        }
+        Err(why) => {
+            record.skipped(&store_path, &why);
+            return None;
+        }
+    };
+    let files: Vec<UnitFile> = c
+        .files
+        .iter()
+        .map(|(sub, name)| UnitFile {
+            subdir: *sub,
+            name,
+            judged: None,
+        })
+        .collect();
+    let changed = |report: &mut Report| {
+        debug!(path = %file_path(c.files[0].0, &c.files[0].1).display(), "unit changed since it was judged; kept");
+        report.skip(Skip::Changed, c.files.len() as u64);
+        None
+    };
+    let checked = match dir.check_unit(&names, &files, &ctx.cfg.age_basis, c.facts.last_use) {
+        Ok(checked) => checked,
+        Err(outcome) => {
+            for (i, failure, e) in &outcome.errors {
+                record.error(report, op_of(*failure), &file_path(c.files[*i].0, &c.files[*i].1), e);
+            }
+            if outcome.changed {
+                return changed(report);
+            }
+            return None;
+        }
+    };
+    // Judged again on what is on disk now, and on every open seen until now.
+    let fresh = UnitStats::of(checked.stats(), &ctx.cfg.age_basis, root.atime, ctx.now);
+    let open = ctx.open_unknown
+        || ctx
+            .open
+            .as_ref()
+            .is_some_and(|o| checked.stats().any(|st| o.contains(st.dev, st.ino)));
+    let facts = UnitFacts {
+        kind: c.kind,
+        last_use: fresh.last_use.max(last_open),
+        bytes: fresh.freeable,
+        protected: c.facts.protected,
+        open,
+        unseen_until: fresh.read_bound.min(watched_since.unwrap_or(Nanos::MAX)),
+    };
+    let verdict = policy::judge(&facts, &ctx.rules, ctx.now);
+    let still = match reason {
+        Reason::Ttl => verdict == Verdict::Delete(Reason::Ttl),
+        // Pressure may take what the TTL would, too.
+        Reason::Pressure | Reason::Manual => {
+            matches!(verdict, Verdict::Eligible | Verdict::Unwatched | Verdict::Delete(_))
+                && facts.last_use <= c.facts.last_use
+        }
+    };
+    if verdict == Verdict::Keep(Skip::Open) {
+        report.skip(Skip::Open, c.files.len() as u64);
+        held.open_bytes += facts.bytes;
+        kept(report, c.root, facts.last_use);
+        return None;
+    }
+    if !still || facts.last_use > c.facts.last_use {
+        kept(report, c.root, facts.last_use);
+        return changed(report);
+    }
+    let age_seconds = policy::age_seconds(ctx.now, facts.last_use);
+    if ctx.dry_run {
+        for (i, st) in checked.files() {
+            let (sub, name) = &c.files[i];
+            deleted(
+                ctx,
+                report,
+                c,
+                reason,
+                &file_path(*sub, name),
+                st.size,
+                st.freeable(),
+                st.alloc,
+                age_seconds,
+            );
+        }
+        return Some(facts.bytes);
+    }
+    let outcome = dir.commit_unit(&files, checked, &ctx.cfg.age_basis, c.facts.last_use);
+    for (i, failure, e) in &outcome.errors {
+        record.error(report, op_of(*failure), &file_path(c.files[*i].0, &c.files[*i].1), e);
+    }
+    if outcome.changed {
+        kept(report, c.root, facts.last_use);
+        return changed(report);
+    }
+    if outcome.removed.is_empty() {
+        return None;
+    }
+    if !outcome.errors.is_empty() {
+        record.partial(
+            &file_path(c.files[0].0, &c.files[0].1),
+            outcome.removed.len(),
+            c.files.len(),
+        );
+    } else {
+        ctx.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_unit(c.store, c.slot);
+    }
+    let mut freed = 0u64;
+    for r in &outcome.removed {
+        let (sub, name) = &c.files[r.index];
+        freed = freed.saturating_add(r.freed);
+        deleted(
+            ctx,
+            report,
+            c,
+            reason,
+            &file_path(*sub, name),
+            r.size,
+            r.freed,
+            r.alloc,
+            age_seconds,
+        );
+    }
+    Some(freed)
+}
+
+fn op_of(f: Failure) -> Op {
+    match f {
+        Failure::Walk => Op::Walk,
+        Failure::Stat => Op::Stat,
+        Failure::Unlink => Op::Unlink,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deleted(
+    ctx: &Ctx,
+    report: &mut Report,
+    c: &Chosen,
+    reason: Reason,
+    path: &Path,
+    size: u64,
+    freed: u64,
+    alloc: u64,
+    age_seconds: u64,
+) {
+    report
+        .deleted
+        .entry(reason)
+        .or_default()
+        .entry(c.kind)
+        .or_default()
+        .add(Tally { files: 1, bytes: freed });
+    report.roots[c.root]
+        .deleted
+        .entry(c.kind)
+        .or_default()
+        .add(Tally { files: 1, bytes: alloc });
+    debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = ctx.dry_run, "delete");
+    if ctx.list_files {
+        report.candidates.push(Candidate {
+            path: path.to_owned(),
+            bytes: freed,
+            size,
+            kind: c.kind,
+            reason,
+            age_seconds,
+        });
+    }
+}
