@@ -3,12 +3,16 @@
 #   target/dist/shuffle-janitor-<version>.linux-<arch>.tar.gz
 #   target/dist/sha256sums.txt
 # The tarball holds one directory, shuffle-janitor-<version>.linux-<arch>/, with the binary
-# (stripped), config.toml (every key with its default), shuffle-janitor.service, LICENSE and
-# README.md. <version> is Cargo.toml's; <arch> is Debian's name for this machine (amd64, arm64...,
-# the same as the .deb's). The archive is reproducible: same binary, same bytes.
+# (stripped), config.toml (every key with its default), shuffle-janitor.service, the man pages
+# (man/shuffle-janitor.8, man/shuffle-janitor.toml.5), the shell completions
+# (completions/shuffle-janitor.bash, _shuffle-janitor for zsh, shuffle-janitor.fish),
+# CHANGELOG.md, LICENSE and README.md. <version> is Cargo.toml's; <arch> is Debian's name for this
+# machine (amd64, arm64..., the same as the .deb's). The archive is reproducible: same binary,
+# same bytes.
 #
 # Usage: scripts/release-tarball.sh [--no-build] [OUTDIR]
-#   --no-build  package target/release/shuffle-janitor as it is (it must exist)
+#   --no-build  package target/release/shuffle-janitor and the man pages and completions in
+#               target/assets/ (cargo run --example gen-assets) as they are (they must exist)
 #   OUTDIR      where to write (default target/dist)
 set -euo pipefail
 
@@ -43,10 +47,16 @@ else
 fi
 
 bin=target/release/shuffle-janitor
+assets=target/assets
 if [[ -n $build ]]; then
     cargo build --release --locked --bin shuffle-janitor
+    cargo run --locked --quiet --example gen-assets >/dev/null
 fi
 [[ -x $bin ]] || fail "$bin not found: build it (cargo build --release) or drop --no-build"
+for f in man/shuffle-janitor.8 man/shuffle-janitor.toml.5 completions/shuffle-janitor.bash \
+    completions/_shuffle-janitor completions/shuffle-janitor.fish; do
+    [[ -f $assets/$f ]] || fail "$assets/$f not found: write it (cargo run --example gen-assets) or drop --no-build"
+done
 
 name=shuffle-janitor-$version.linux-$arch
 mkdir -p "$out"
@@ -59,6 +69,10 @@ if command -v strip >/dev/null 2>&1; then
 fi
 install -m 0644 config/shuffle-janitor.toml "$stage/$name/config.toml"
 install -m 0644 systemd/shuffle-janitor.service "$stage/$name/shuffle-janitor.service"
+install -D -m 0644 -t "$stage/$name/man" "$assets/man/shuffle-janitor.8" "$assets/man/shuffle-janitor.toml.5"
+install -D -m 0644 -t "$stage/$name/completions" "$assets/completions/shuffle-janitor.bash" \
+    "$assets/completions/_shuffle-janitor" "$assets/completions/shuffle-janitor.fish"
+install -m 0644 CHANGELOG.md "$stage/$name/CHANGELOG.md"
 install -m 0644 LICENSE "$stage/$name/LICENSE"
 install -m 0644 README.md "$stage/$name/README.md"
 

@@ -10,8 +10,8 @@
 #   3. promtool check rules and promtool test rules on the alerts; the dashboard's queries through
 #      promtool; the metric names used by alerts, dashboard and README against a live daemon's
 #      /metrics (and promtool check metrics on it);
-#   4. scripts/release-tarball.sh: sha256sums.txt verifies, the contents, the binary runs, and the
-#      archive is reproducible;
+#   4. scripts/release-tarball.sh: sha256sums.txt verifies, the contents, the binary runs, the man
+#      pages are the generated ones and render without warnings, and the archive is reproducible;
 #   5. the Ansible role (ansible-core from PyPI in a cached venv), against localhost with
 #      connection local, installing the .deb and then the tarball: the templated config through
 #      check-config and compared key by key, a bad value refused by validate, a second run with
@@ -115,6 +115,8 @@ checks() { "$py" tests/deploy_checks.py "$@"; }
 version=$(awk '/^\[/ { p = ($0 == "[package]") } p && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }' Cargo.toml)
 arch=$(dpkg --print-architecture)
 deb=${1:-target/debian/${pkg}_$version-1_$arch.deb}
+# The man pages and completions that cargo deb and scripts/release-tarball.sh package.
+cargo run --locked --quiet --example gen-assets >/dev/null || fail "examples/gen-assets failed"
 if [[ ! -f $deb ]]; then
     echo "($deb missing: building it with cargo deb)"
     cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version '^3'
@@ -274,18 +276,28 @@ dist=$tmp/dist
 (cd "$dist" && sha256sum -c sha256sums.txt) || fail "sha256sums.txt does not verify"
 [[ $(wc -l <"$dist/sha256sums.txt") -eq 1 ]] || fail "sha256sums.txt should list the one tarball"
 tar -tzf "$dist/$name.tar.gz" | sort >"$tmp/tar-list"
-printf '%s\n' "$name/" "$name/LICENSE" "$name/README.md" "$name/config.toml" "$name/shuffle-janitor" \
-    "$name/shuffle-janitor.service" | sort | diff -u - "$tmp/tar-list" || fail "the tarball's contents differ"
+printf '%s\n' "$name/" "$name/CHANGELOG.md" "$name/LICENSE" "$name/README.md" "$name/config.toml" "$name/shuffle-janitor" \
+    "$name/shuffle-janitor.service" "$name/man/" "$name/man/shuffle-janitor.8" "$name/man/shuffle-janitor.toml.5" \
+    "$name/completions/" "$name/completions/shuffle-janitor.bash" "$name/completions/_shuffle-janitor" \
+    "$name/completions/shuffle-janitor.fish" | sort | diff -u - "$tmp/tar-list" || fail "the tarball's contents differ"
 mkdir "$tmp/unpacked"
 tar -xzf "$dist/$name.tar.gz" -C "$tmp/unpacked"
 [[ $("$tmp/unpacked/$name/shuffle-janitor" --version) == "shuffle-janitor $version" ]] || fail "the tarball's binary --version"
 "$tmp/unpacked/$name/shuffle-janitor" check-config --config "$tmp/unpacked/$name/config.toml" >/dev/null ||
     fail "check-config refused the tarball's config.toml"
 cmp -s "$tmp/unpacked/$name/shuffle-janitor.service" systemd/shuffle-janitor.service || fail "the tarball's unit differs"
+for page in man/shuffle-janitor.8 man/shuffle-janitor.toml.5; do
+    cmp -s "$tmp/unpacked/$name/$page" "target/assets/$page" || fail "the tarball's $page is not the generated one"
+    if command -v man >/dev/null 2>&1; then
+        warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$tmp/unpacked/$name/$page" 2>&1 >/dev/null)
+        [[ -z $warnings ]] || fail "man -l $page (from the tarball) warns: $warnings"
+    fi
+done
+bash -n "$tmp/unpacked/$name/completions/shuffle-janitor.bash" || fail "the tarball's bash completion: syntax"
 sum1=$(cat "$dist/sha256sums.txt")
 scripts/release-tarball.sh --no-build "$dist" >/dev/null
 [[ $(cat "$dist/sha256sums.txt") == "$sum1" ]] || fail "a second build of the tarball differs: not reproducible"
-ok "$name.tar.gz: checksum verifies, binary, config, unit, LICENSE, README; --version, check-config; reproducible"
+ok "$name.tar.gz: checksum verifies, binary, config, unit, man pages, completions, CHANGELOG, LICENSE, README; --version, check-config, man -l; reproducible"
 timed
 
 # --- 5. The Ansible role against localhost ----------------------------------------------------

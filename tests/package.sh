@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The Debian package, end to end, on this machine (needs root and dpkg):
-#   1. builds it with cargo-deb (installed from crates.io into ~/.cargo/bin when missing),
-#   2. checks its contents, conffiles and dependencies,
-#   3. installs it with dpkg -i: the system user, `shuffle-janitor --version`, `check-config` on the
-#      installed config, `systemd-analyze verify` and `security` on the installed unit, the unit
-#      enabled; the service started only where systemd runs (said SKIPPED otherwise),
+#   1. writes the man pages and completions (cargo run --example gen-assets), builds the package
+#      with cargo-deb (installed from crates.io into ~/.cargo/bin when missing),
+#   2. checks its contents, conffiles and dependencies, its changelogs and copyright; runs Debian's
+#      lintian on it, which must report no error or warning that the package's overrides file
+#      does not override with a reason (and the README justifies); renders both man pages with
+#      `man -l`, which must not warn,
+#   3. installs it with apt (`apt-get install ./…deb`, as the README says): the system user,
+#      `shuffle-janitor --version`, `check-config` on the installed config, `systemd-analyze
+#      verify` and `security` on the installed unit, the unit enabled; the service started only
+#      where systemd runs (said SKIPPED otherwise); `man shuffle-janitor` and
+#      `man 5 shuffle-janitor.toml`; the bash, zsh and fish completions loaded by each shell the
+#      way it loads them for a user, and completing a command,
 #   4. runs the installed binary as the package's user with exactly the unit's capabilities
 #      (setpriv), on a tree owned by another user, to show it still deletes there and keeps a
 #      file that other user holds open; and without them, to show they are what it needs,
@@ -32,9 +39,30 @@ step() { echo "== $*"; }
 ok() { echo "ok: $*"; }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (dpkg -i, a system user, chown)"
-for tool in dpkg dpkg-deb setpriv getent python3; do
+for tool in dpkg dpkg-deb apt-get setpriv getent python3; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool not found"
 done
+
+apt_updated=
+apt_install() {
+    [[ -n $apt_updated ]] || {
+        apt-get update -qq
+        apt_updated=1
+    }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+# Debian's lintian; man and groff to render the pages; the shells whose completions it installs.
+step "tools"
+missing=()
+for tool in lintian:lintian man:man-db groff:groff-base zsh:zsh fish:fish; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+[[ -f /usr/share/bash-completion/bash_completion ]] || missing+=(bash-completion)
+if ((${#missing[@]})); then
+    echo "(installing ${missing[*]} from Debian)"
+    apt_install "${missing[@]}"
+fi
+lintian --version
 
 installed() {
     local s
@@ -63,6 +91,10 @@ if installed; then
 fi
 
 # --- 1. Build ---------------------------------------------------------------------------------
+step "man pages and completions (cargo run --example gen-assets)"
+cargo run --locked --quiet --example gen-assets >/dev/null || fail "examples/gen-assets failed"
+ok "target/assets: $(cd target/assets && find . -type f | sort | tr '\n' ' ')"
+
 step "cargo-deb"
 start=$SECONDS
 if ! cargo deb --version >/dev/null 2>&1; then
@@ -92,10 +124,21 @@ version=$(awk '/^\[/ { p = ($0 == "[package]") } p && /^version *=/ { gsub(/.*= 
 depends=" $(dpkg-deb -f "$deb" Depends | tr -d ,) "
 [[ $depends == *" adduser "* ]] || fail "Depends: lacks adduser (postinst uses it)"
 dpkg-deb -c "$deb" | awk '{ print $1, $NF }' >"$tmp/contents"
+doc=./usr/share/doc/$pkg
 for want in "-rwxr-xr-x ./usr/bin/shuffle-janitor" \
     "-rw-r--r-- ./etc/shuffle-janitor/config.toml" \
     "-rw-r--r-- ./etc/default/shuffle-janitor" \
-    "-rw-r--r-- ./usr/lib/systemd/system/$unit"; do
+    "-rw-r--r-- ./usr/lib/systemd/system/$unit" \
+    "-rw-r--r-- ./usr/share/man/man8/shuffle-janitor.8.gz" \
+    "-rw-r--r-- ./usr/share/man/man5/shuffle-janitor.toml.5.gz" \
+    "-rw-r--r-- ./usr/share/bash-completion/completions/shuffle-janitor" \
+    "-rw-r--r-- ./usr/share/zsh/vendor-completions/_shuffle-janitor" \
+    "-rw-r--r-- ./usr/share/fish/vendor_completions.d/shuffle-janitor.fish" \
+    "-rw-r--r-- $doc/copyright" \
+    "-rw-r--r-- $doc/changelog.Debian.gz" \
+    "-rw-r--r-- $doc/changelog.gz" \
+    "-rw-r--r-- $doc/README.md" \
+    "-rw-r--r-- ./usr/share/lintian/overrides/$pkg"; do
     grep -qxF -- "$want" "$tmp/contents" || fail "the package lacks '$want'; it has:$(printf '\n  %s' "$(cat "$tmp/contents")")"
 done
 dpkg-deb -e "$deb" "$tmp/control"
@@ -108,12 +151,66 @@ for s in postinst prerm postrm; do
 done
 grep -q 'deb-systemd-helper enable shuffle-janitor.service' "$tmp/control/postinst" ||
     fail "postinst does not enable the unit (cargo-deb systemd-units)"
-ok "binary, config and /etc/default as conffiles, unit in /usr/lib/systemd/system, scripts"
+ok "binary, config and /etc/default as conffiles, unit in /usr/lib/systemd/system, scripts, man pages, completions, docs"
+
+mkdir "$tmp/data"
+dpkg-deb -x "$deb" "$tmp/data"
+for gz in "$doc/changelog.Debian.gz" "$doc/changelog.gz" ./usr/share/man/man8/shuffle-janitor.8.gz; do
+    # Reproducible gzip (as gzip -n makes): no file name, no time stamp.
+    header=$(od -An -tx1 -N8 "$tmp/data/$gz" | tr -d ' \n')
+    [[ $header == 1f8b080000000000 ]] || fail "$gz: gzip header $header: not reproducible (a name or a time in it)"
+done
+top=$(zcat "$tmp/data/$doc/changelog.Debian.gz" | head -n1)
+[[ $top == "$pkg ($(dpkg-deb -f "$deb" Version)) "* ]] ||
+    fail "debian/changelog's first entry is '$top', not for $(dpkg-deb -f "$deb" Version): add an entry for this version"
+cmp -s <(zcat "$tmp/data/$doc/changelog.gz") CHANGELOG.md || fail "$doc/changelog.gz is not CHANGELOG.md"
+grep -qx '## \[Unreleased\]' CHANGELOG.md || fail "CHANGELOG.md has no [Unreleased] section (Keep a Changelog)"
+grep -q "^## \[$version\] - [0-9]\{4\}-[0-9][0-9]-[0-9][0-9]\$" CHANGELOG.md || fail "CHANGELOG.md has no dated [$version] entry"
+head -n1 "$tmp/data/$doc/copyright" | grep -qx 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' ||
+    fail "copyright is not machine-readable (DEP-5)"
+grep -q '^Copyright: [0-9]' "$tmp/data/$doc/copyright" || fail "copyright has no Copyright: notice"
+ok "changelog.Debian.gz ($top), changelog.gz (CHANGELOG.md), DEP-5 copyright with its notice"
+
+# Each override in the package's overrides file says why, in a comment above it, and the README
+# says so too.
+overrides=debian/$pkg.lintian-overrides
+cmp -s "$overrides" "$tmp/data/usr/share/lintian/overrides/$pkg" || fail "the installed overrides are not $overrides"
+awk -v f="$overrides" '/^[^#[:space:]]/ && prev !~ /^#/ { printf "%s:%d: an override without a reason (a comment above it): %s\n", f, NR, $0; bad = 1 }
+    { prev = $0 } END { exit bad }' "$overrides" >&2 || fail "$overrides: every override needs a reason"
+while read -r tag; do
+    grep -qF "\`$tag\`" README.md || fail "README.md does not justify the lintian override $tag"
+done < <(sed -n "s/^$pkg: \([a-z0-9-]*\).*/\1/p" "$overrides")
+
+step "lintian $(basename "$deb")"
+# As an unprivileged user (lintian unpacks the package to inspect it), on a copy it can read.
+mkdir "$tmp/lintian"
+cp "$deb" "$tmp/lintian/"
+chown -R nobody: "$tmp/lintian"
+status=0
+lint=$(cd "$tmp/lintian" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    env HOME="$tmp/lintian" TMPDIR="$tmp/lintian" lintian --show-overrides --fail-on none "$(basename "$deb")" 2>&1) ||
+    status=$?
+[[ -z $lint ]] || echo "$lint"
+((status == 0)) || fail "lintian failed to run (exit $status)"
+! grep -qE '^[EW]: ' <<<"$lint" || fail "lintian reports errors or warnings (E:, W: above); fix them, or override one in $overrides with a reason and say why in README.md"
+overridden=$(grep -c '^O: ' <<<"$lint" || true)
+ok "lintian: no error or warning ($overridden overridden, each with its reason)"
+
+step "man -l on both pages"
+for page in man8/shuffle-janitor.8.gz man5/shuffle-janitor.toml.5.gz; do
+    # The way lintian checks a page, then as a reader's terminal shows it; any warning fails.
+    warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$tmp/data/usr/share/man/$page" 2>&1 >/dev/null)
+    warnings+=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$tmp/data/usr/share/man/$page" 2>&1 >/dev/null)
+    [[ -z $warnings ]] || fail "man -l $page warns: $warnings"
+done
+ok "both pages render without warnings"
 
 # --- 3. Install -------------------------------------------------------------------------------
-step "dpkg -i"
-dpkg -i "$deb"
-installed || fail "dpkg -i did not leave $pkg installed"
+step "apt-get install ./$(basename "$deb")"
+# apt wants a path with a slash to take a file; it needs no download when adduser is there.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "$(realpath "$deb")" ||
+    fail "apt-get install of the .deb failed"
+installed || fail "apt-get install did not leave $pkg installed"
 dpkg-query -L "$pkg" | sort >"$tmp/files"
 
 getent passwd "$user" >"$tmp/passwd" || fail "postinst did not create the user $user"
@@ -165,6 +262,51 @@ if [[ -d /run/systemd/system ]]; then
 else
     echo "SKIPPED start of $unit: systemd is not running here (no /run/systemd/system), so the package enabled it without starting it"
 fi
+
+step "man pages and completions, as a user finds them"
+if grep -qs '^path-exclude=/usr/share/man' /etc/dpkg/dpkg.cfg.d/*; then
+    # Minimal container images keep dpkg from installing any man page (the checks above ran on
+    # the package's own copies).
+    echo "SKIPPED man after install: dpkg is told to exclude /usr/share/man here (/etc/dpkg/dpkg.cfg.d)"
+else
+    export MANPAGER=cat MANWIDTH=80 LC_ALL=C.UTF-8
+    [[ $(man -w shuffle-janitor) == /usr/share/man/man8/shuffle-janitor.8.gz ]] ||
+        fail "man -w shuffle-janitor: $(man -w shuffle-janitor 2>&1)"
+    page=$(man shuffle-janitor 2>&1) || fail "man shuffle-janitor: $page"
+    for want in "shuffle-janitor - Deletes stale Apache Spark shuffle files" "shuffle-janitor sweep" "--dry-run" \
+        "EXIT STATUS" SIGHUP /etc/shuffle-janitor/config.toml /-/ready shuffle_janitor_reclaimed_bytes_total; do
+        grep -qF -- "$want" <<<"$page" || fail "man shuffle-janitor lacks '$want'"
+    done
+    page=$(man 5 shuffle-janitor.toml 2>&1) || fail "man 5 shuffle-janitor.toml: $page"
+    for key in $(sed -n 's/^\([a-z_]*\) = .*/\1/p' /etc/shuffle-janitor/config.toml); do
+        grep -qE "^ +$key = " <<<"$page" || fail "man 5 shuffle-janitor.toml lacks the key $key"
+    done
+    unset MANPAGER MANWIDTH LC_ALL
+    ok "man shuffle-janitor, man 5 shuffle-janitor.toml (every key of the installed config)"
+fi
+
+# bash-completion loads a command's completion from /usr/share/bash-completion/completions/ the
+# first time the command is completed (_completion_loader); then complete -p finds it, and the
+# function it names completes subcommands.
+out=$(bash -c 'source /usr/share/bash-completion/bash_completion
+    _completion_loader shuffle-janitor
+    complete -p shuffle-janitor || exit 1
+    COMP_WORDS=(shuffle-janitor sw) COMP_CWORD=1 COMP_LINE="shuffle-janitor sw" COMP_POINT=18
+    fn=$(complete -p shuffle-janitor | sed -n "s/.* -F \([^ ]*\) .*/\1/p")
+    "$fn" shuffle-janitor sw shuffle-janitor
+    printf "%s\n" "${COMPREPLY[@]}"' 2>&1) || fail "bash: no completion for shuffle-janitor: $out"
+[[ $(sed -n 2p <<<"$out") == sweep ]] || fail "bash: 'shuffle-janitor sw<TAB>' did not complete to sweep: $out"
+ok "bash: $(head -n1 <<<"$out"); 'shuffle-janitor sw<TAB>' -> sweep"
+zsh_file=/usr/share/zsh/vendor-completions/_shuffle-janitor
+zsh -n "$zsh_file" || fail "zsh -n $zsh_file: syntax"
+out=$(zsh -fc 'autoload -Uz compinit && compinit -D && print -r -- ${_comps[shuffle-janitor]}' 2>&1)
+[[ $out == _shuffle-janitor ]] || fail "zsh: compinit did not find _shuffle-janitor in its fpath (got '$out')"
+ok "zsh: syntax, compinit finds _shuffle-janitor for shuffle-janitor"
+fish_file=/usr/share/fish/vendor_completions.d/shuffle-janitor.fish
+fish -n "$fish_file" || fail "fish -n $fish_file: syntax"
+out=$(HOME=$tmp fish -c 'complete -C"shuffle-janitor sw"' 2>&1)
+[[ $out == sweep$'\t'* ]] || fail "fish: 'shuffle-janitor sw<TAB>' did not complete to sweep (got '$out')"
+ok "fish: syntax, 'shuffle-janitor sw<TAB>' -> sweep"
 
 # --- 4. As the package's user, with the unit's capabilities -----------------------------------
 step "the installed binary as $user with the unit's capabilities, on another user's files"
@@ -266,6 +408,9 @@ while read -r f; do
 done <"$tmp/files"
 for f in /usr/bin/shuffle-janitor /etc/shuffle-janitor /etc/default/shuffle-janitor \
     /usr/lib/systemd/system/$unit /lib/systemd/system/$unit /usr/share/doc/$pkg \
+    /usr/share/man/man8/shuffle-janitor.8.gz /usr/share/man/man5/shuffle-janitor.toml.5.gz \
+    /usr/share/bash-completion/completions/shuffle-janitor /usr/share/zsh/vendor-completions/_shuffle-janitor \
+    /usr/share/fish/vendor_completions.d/shuffle-janitor.fish /usr/share/lintian/overrides/$pkg \
     /etc/systemd/system/multi-user.target.wants/$unit \
     /var/lib/systemd/deb-systemd-helper-enabled/$unit \
     /var/lib/systemd/deb-systemd-helper-enabled/$unit.dsh-also \
