@@ -1,58 +1,107 @@
-//! Which files some process holds open, read from `/proc/*/fd` once per sweep.
+//! Which files processes are using, read from `/proc`: open descriptors (`/proc/*/fd`) and
+//! memory mappings (`/proc/*/maps`: Spark maps large blocks and closes the channel, and keeps
+//! reading the mapping).
 //!
-//! Unlinking an open file frees nothing until it is closed, and a file held open is in use, so
-//! with `skip_open_files` such units are kept (reason `open`). Following another user's fds needs
-//! `CAP_SYS_PTRACE` (root without it may list them but not stat them); processes whose fds cannot
-//! be read are counted so the sweep can say so.
+//! A file in use must not be deleted, and unlinking one frees nothing until the last user lets
+//! go, so with `skip_open_files` such units are kept (reason `open`). Following another user's
+//! fds and reading its maps needs `CAP_SYS_PTRACE` (root without it may list them but not read
+//! them); processes that cannot be read are counted so the sweep can say so.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rustc_hash::FxHashSet;
 
-/// `(device, inode)` of every regular file open on the filesystems asked about.
+/// `(device, inode)` of every regular file open or mapped on the filesystems asked about.
 #[derive(Debug, Default)]
 pub struct OpenFiles {
-    /// Looked up for every file of every sweep: Fx hashes two integers in a few instructions
-    /// (SipHash, the default, costs more than the rest of judging a file). Nothing an
-    /// attacker controls chooses these keys.
+    /// Looked up for every file a sweep is about to delete: Fx hashes two integers in a few
+    /// instructions. Nothing an attacker controls chooses these keys.
     files: FxHashSet<(u64, u64)>,
-    /// Processes whose fd table could not be read (permission): their open files are unknown.
+    /// Processes whose fds or maps could not be read (permission): their files are unknown.
     pub unreadable: usize,
+}
+
+fn pids(proc: &Path) -> io::Result<impl Iterator<Item = std::path::PathBuf>> {
+    Ok(std::fs::read_dir(proc)?.flatten().filter_map(|e| {
+        let name = e.file_name();
+        name.to_str()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| e.path())
+    }))
+}
+
+/// One line of `/proc/PID/maps`: the mapped file's device and inode, its length, and its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping<'a> {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub path: &'a str,
+}
+
+/// Parses a maps line (`start-end perms offset major:minor inode path`); `None` for anonymous
+/// mappings and lines it cannot read.
+pub fn parse_mapping(line: &str) -> Option<Mapping<'_>> {
+    let mut f = line.splitn(6, ' ');
+    let (start, end) = f.next()?.split_once('-')?;
+    let _perms = f.next()?;
+    let _offset = f.next()?;
+    let (major, minor) = f.next()?.split_once(':')?;
+    let ino: u64 = f.next()?.parse().ok()?;
+    if ino == 0 {
+        return None;
+    }
+    let len = u64::from_str_radix(end, 16)
+        .ok()?
+        .checked_sub(u64::from_str_radix(start, 16).ok()?)?;
+    let dev = rustix::fs::makedev(
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    );
+    Some(Mapping {
+        dev,
+        ino,
+        len,
+        path: f.next().unwrap_or("").trim_start(),
+    })
 }
 
 impl OpenFiles {
     /// Reads `/proc`, keeping only files on the devices in `devs`.
     pub fn scan(proc: &Path, devs: &[u64]) -> io::Result<OpenFiles> {
         let mut open = OpenFiles::default();
-        for entry in std::fs::read_dir(proc)? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name();
-            if !name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
-                continue;
-            }
-            let fds = match std::fs::read_dir(entry.path().join("fd")) {
-                Ok(fds) => fds,
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    open.unreadable += 1;
-                    continue;
-                }
-                Err(_) => continue, // the process exited meanwhile
-            };
+        for pid in pids(proc)? {
             let mut refused = false;
-            for fd in fds.flatten() {
-                // stat follows the magic link to the open file itself.
-                match std::fs::metadata(fd.path()) {
-                    Ok(m) => {
-                        use std::os::unix::fs::MetadataExt;
-                        if m.is_file() && devs.contains(&m.dev()) {
-                            open.files.insert((m.dev(), m.ino()));
+            match std::fs::read_dir(pid.join("fd")) {
+                Ok(fds) => {
+                    for fd in fds.flatten() {
+                        // stat follows the magic link to the open file itself.
+                        match std::fs::metadata(fd.path()) {
+                            Ok(m) if m.is_file() && devs.contains(&m.dev()) => {
+                                open.files.insert((m.dev(), m.ino()));
+                            }
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
+                            Err(_) => {} // closed meanwhile
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
-                    Err(_) => {} // closed meanwhile, or not a file
                 }
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
+                Err(_) => continue, // the process exited meanwhile
+            }
+            match std::fs::read_to_string(pid.join("maps")) {
+                Ok(maps) => {
+                    for m in maps.lines().filter_map(parse_mapping) {
+                        if devs.contains(&m.dev) {
+                            open.files.insert((m.dev, m.ino));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
+                Err(_) => {}
             }
             open.unreadable += usize::from(refused);
         }
@@ -64,54 +113,58 @@ impl OpenFiles {
     }
 }
 
-/// Bytes of deleted Spark block files below `roots` that some process still holds open: unlinked
-/// but not yet returned to the filesystem. Each inode counts once.
+/// Whether `path` (as `/proc` shows a deleted file: `PATH (deleted)`) is a deleted Spark block
+/// file below one of `roots`.
+fn deleted_spark_file<'a>(target: &'a str, roots: &[std::path::PathBuf]) -> Option<&'a Path> {
+    let path = Path::new(target.strip_suffix(" (deleted)")?);
+    let spark = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(crate::spark::parse_block_file)
+        .is_some();
+    (spark && roots.iter().any(|r| path.starts_with(r))).then_some(path)
+}
+
+/// Bytes of deleted Spark block files below `roots` that some process still holds open or
+/// mapped: unlinked but not yet returned to the filesystem. Each inode counts once: its
+/// allocated blocks when some process has it open, else the length of its largest mapping (a
+/// mapping's file cannot be stat'ed without `CAP_SYS_ADMIN`).
 pub fn unfreed_bytes(proc: &Path, roots: &[std::path::PathBuf]) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = HashSet::new();
-    let mut bytes = 0;
-    let Ok(procs) = std::fs::read_dir(proc) else { return 0 };
-    for p in procs.flatten() {
-        if !p
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let Some(path) = target.to_str().and_then(|t| t.strip_suffix(" (deleted)")) else {
-                continue;
-            };
-            let path = Path::new(path);
-            let spark = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(crate::spark::parse_block_file)
-                .is_some();
-            if !spark || !roots.iter().any(|r| path.starts_with(r)) {
-                continue;
+    let mut by_inode: HashMap<(u64, u64), (bool, u64)> = HashMap::new();
+    let Ok(procs) = pids(proc) else { return 0 };
+    for pid in procs {
+        if let Ok(fds) = std::fs::read_dir(pid.join("fd")) {
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let Some(target) = target.to_str() else { continue };
+                if deleted_spark_file(target, roots).is_none() {
+                    continue;
+                }
+                if let Ok(m) = std::fs::metadata(fd.path()) {
+                    by_inode.insert((m.dev(), m.ino()), (true, m.blocks() * 512));
+                }
             }
-            if let Ok(m) = std::fs::metadata(fd.path())
-                && seen.insert((m.dev(), m.ino()))
-            {
-                bytes += m.blocks() * 512;
+        }
+        if let Ok(maps) = std::fs::read_to_string(pid.join("maps")) {
+            for m in maps.lines().filter_map(parse_mapping) {
+                if deleted_spark_file(m.path, roots).is_none() {
+                    continue;
+                }
+                let e = by_inode.entry((m.dev, m.ino)).or_insert((false, 0));
+                if !e.0 {
+                    e.1 = e.1.max(m.len);
+                }
             }
         }
     }
-    bytes
+    by_inode.values().map(|(_, b)| b).sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn sees_a_file_this_process_holds_open() {
@@ -135,5 +188,21 @@ mod tests {
         assert_eq!(unfreed_bytes(Path::new("/proc"), &[dir.path().to_owned()]), 0);
         let other_dev = OpenFiles::scan(Path::new("/proc"), &[h.dev().wrapping_add(1)]).unwrap();
         assert!(!other_dev.contains(h.dev(), h.ino()));
+    }
+
+    #[test]
+    fn maps_lines_name_the_mapped_file() {
+        let m = parse_mapping(
+            "7f2c4a000000-7f2c4a800000 r--s 00000000 fd:01 131099   /data/x/shuffle_0_1_0.data (deleted)",
+        )
+        .unwrap();
+        assert_eq!(m.dev, rustix::fs::makedev(0xfd, 1));
+        assert_eq!((m.ino, m.len), (131099, 0x800000));
+        assert_eq!(m.path, "/data/x/shuffle_0_1_0.data (deleted)");
+        assert_eq!(
+            parse_mapping("7ffd1000-7ffd2000 rw-p 00000000 00:00 0          [stack]"),
+            None
+        );
+        assert_eq!(parse_mapping("garbage"), None);
     }
 }

@@ -1,8 +1,11 @@
-//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready` and a landing page at `/`.
+//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready` and a landing page at `/`, served so
+//! that no client can starve the daemon: connections are capped, idle and slow ones time out
+//! (faster when many are open), request heads are bounded, and accept errors back off.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -10,9 +13,9 @@ use hyper::header::CONTENT_TYPE;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::metrics::Metrics;
 
@@ -24,29 +27,83 @@ const LANDING: &str = "<!doctype html>
 </body></html>
 ";
 
+/// Connections served at once; more are accepted and closed at once, so strangers can never
+/// hold more than this many of the daemon's file descriptors.
+const MAX_CONNECTIONS: usize = 128;
+/// Past this many open connections, a new one must send its request head within
+/// [`CROWDED_HEADER_TIMEOUT`] instead of [`HEADER_TIMEOUT`]: idle sockets are shed fast when
+/// many are open, and a scrape is served.
+const CROWDED: usize = 16;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const CROWDED_HEADER_TIMEOUT: Duration = Duration::from_millis(250);
+/// A connection (keep-alive included) lives at most this long.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// The request head (line and headers) may not be larger.
+const MAX_HEAD: usize = 16 * 1024;
+
 /// Serves on `listener` until the runtime stops. `ready` turns true once the daemon has loaded
 /// its config and is watching.
 pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
     tokio::spawn(async move {
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut said_error = false;
         loop {
-            let Ok((stream, peer)) = listener.accept().await else {
+            let (stream, peer) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning on the error.
+                    if !said_error {
+                        warn!(error = %e, "cannot accept a metrics connection (further ones at debug)");
+                        said_error = true;
+                    } else {
+                        debug!(error = %e, "cannot accept a metrics connection");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let now_open = open.fetch_add(1, Ordering::AcqRel) + 1;
+            let guard = Open(open.clone());
+            if now_open > MAX_CONNECTIONS {
+                debug!(%peer, "too many metrics connections; closed");
+                drop(stream);
+                drop(guard);
                 continue;
+            }
+            let header_timeout = if now_open > CROWDED {
+                CROWDED_HEADER_TIMEOUT
+            } else {
+                HEADER_TIMEOUT
             };
             let (metrics, ready) = (metrics.clone(), ready.clone());
             tokio::spawn(async move {
+                let _guard = guard;
                 let service = service_fn(move |req| {
                     let (metrics, ready) = (metrics.clone(), ready.clone());
                     async move { Ok::<_, Infallible>(respond(&req, &metrics, &ready)) }
                 });
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    debug!(%peer, error = %e, "http connection");
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(MAX_HEAD)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                    Ok(Err(e)) => debug!(%peer, error = %e, "http connection"),
+                    Err(_) => debug!(%peer, "http connection closed after its lifetime"),
+                    Ok(Ok(())) => {}
                 }
             });
         }
     });
+}
+
+/// Counts an open connection until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn respond(req: &Request<Incoming>, metrics: &Metrics, ready: &AtomicBool) -> Response<Full<Bytes>> {

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rustix::fs::{Mode, OFlags};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
@@ -36,7 +35,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::disk::{self, Mounts};
-use crate::fsx;
 use crate::index::Index;
 use crate::open_files;
 use crate::policy::{self, Mode as SweepMode, Nanos, Reason};
@@ -379,6 +377,7 @@ impl Daemon {
             Work::Walk(job) => {
                 let numbers: Vec<u32> = self.present.iter().map(|(n, _)| *n).collect();
                 let handle = tokio::task::spawn_blocking(move || {
+                    lower_priority();
                     let ctx = WalkCtx {
                         watch: watch.as_deref(),
                         index: &index,
@@ -409,6 +408,7 @@ impl Daemon {
                 let present = self.present.clone();
                 let last_unfreed = self.last_unfreed;
                 let handle = tokio::task::spawn_blocking(move || {
+                    lower_priority();
                     if job.trigger == Trigger::Interval {
                         // Stores that cannot be watched are read again, as a walking sweep would.
                         let ctx = WalkCtx {
@@ -591,34 +591,28 @@ impl Daemon {
         for r in present {
             let next = self.numbers.len() as u32;
             let n = *self.numbers.entry(r.path.clone()).or_insert(next);
+            // The same directory on the same mount: a root removed and created again (same
+            // path, same device) is a new root, to walk and watch afresh.
             let same = {
                 let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
-                matches!(roots.get(n as usize), Some(Some(w)) if w.mount == r.mount && w.role == r.role)
+                matches!(roots.get(n as usize), Some(Some(w)) if w.mount == r.mount && w.ino == r.ino && w.role == r.role)
             };
             if !same {
-                match rustix::fs::open(&r.path, fsx::PATH_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()) {
-                    Ok(fd) => {
-                        self.forget_root(n);
-                        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
-                        if roots.len() <= n as usize {
-                            roots.resize_with(n as usize + 1, || None);
-                        }
-                        roots[n as usize] = Some(WatchedRoot {
-                            path: r.path.clone(),
-                            mount: r.mount,
-                            role: r.role,
-                            atime: r.atime,
-                            fd,
-                        });
-                        drop(roots);
-                        self.walks.push(WalkJob::Root(n));
-                        changed = true;
-                    }
-                    Err(e) => {
-                        debug!(root = %r.path.display(), error = %e, "cannot open root");
-                        continue;
-                    }
+                self.forget_root(n);
+                let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
+                if roots.len() <= n as usize {
+                    roots.resize_with(n as usize + 1, || None);
                 }
+                roots[n as usize] = Some(WatchedRoot {
+                    path: r.path.clone(),
+                    mount: r.mount,
+                    ino: r.ino,
+                    role: r.role,
+                    atime: r.atime,
+                });
+                drop(roots);
+                self.walks.push(WalkJob::Root(n));
+                changed = true;
             }
             now_present.push((n, r));
         }
@@ -912,6 +906,41 @@ fn run_walk(ctx: &WalkCtx, job: &WalkJob, present: &[u32]) -> Walked {
         WalkJob::Dir { root, rel, role } => out = walk::walk(ctx, *root, Some((rel, *role))),
     }
     out
+}
+
+/// Puts the calling thread (a job thread: walks and sweeps) at idle I/O priority and nice 10,
+/// once: on a busy node the janitor's reads and stats wait for Spark's, not the reverse. The
+/// unit sets the same for the whole process (`IOSchedulingClass=idle`, `Nice=10`); this covers
+/// the daemon started any other way. The idle class is honoured by the BFQ scheduler (and
+/// CFQ before it); with `mq-deadline`, `kyber` or `none` it has no effect, and only the nice
+/// value lowers the daemon's CPU share.
+fn lower_priority() {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if DONE.with(|d| d.replace(true)) {
+        return;
+    }
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_int = 3;
+    const IOPRIO_CLASS_SHIFT: libc::c_int = 13;
+    // SAFETY: ioprio_set takes three integers and touches no memory of ours; `who` 0 is the
+    // calling thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
+    };
+    if r != 0 {
+        debug!(error = %io::Error::last_os_error(), "cannot set idle I/O priority");
+    }
+    // On Linux the nice value is per thread: this one only.
+    let tid = rustix::thread::gettid();
+    let nice = rustix::process::getpriority_process(Some(tid)).unwrap_or(0).max(10);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+        debug!(error = %e, "cannot lower the job thread's priority");
+    }
 }
 
 /// Tells systemd, when started by it (`Type=notify`); a no-op otherwise.

@@ -57,15 +57,17 @@ const FILE_EVENTS: WatchFlags = DIR_EVENTS
 /// Always: only directories, and no events for files after they are unlinked.
 const WATCH_FLAGS: WatchFlags = WatchFlags::ONLYDIR.union(WatchFlags::EXCL_UNLINK);
 
-/// A root as the watch and the walks need it.
+/// A root as the watch and the walks need it. No fd of it is kept open: an open directory that
+/// is removed sends no `IN_DELETE_SELF` until its last fd is closed, and the daemon would keep
+/// watching a dead root.
 #[derive(Debug)]
 pub struct WatchedRoot {
     pub path: PathBuf,
     pub mount: MountId,
+    /// The root directory's inode: one created again under the same path is another root.
+    pub ino: u64,
     pub role: DirRole,
     pub atime: AtimeMode,
-    /// The root's directory, opened once: every later open below it is relative to it.
-    pub fd: OwnedFd,
 }
 
 /// The roots, by the number the index knows them by.
@@ -354,6 +356,7 @@ impl Inner {
         }
         let at = now_nanos();
         for (wd, mask, name) in batch {
+            tracing::trace!(wd, ?mask, name = ?name.as_deref().map(String::from_utf8_lossy), "inotify event");
             if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
                 self.overflow(at);
                 return;
@@ -606,22 +609,31 @@ impl Inner {
 /// Opens `rel` below root `root` without following a symlink or leaving the root's mount
 /// (`openat2` from the root's fd: no symlink, no mount point crossed, nothing outside it).
 pub fn open_below(roots: &Roots, root: u32, rel: &Path, flags: OFlags) -> io::Result<(OwnedFd, MountId)> {
-    let roots = roots.read().unwrap_or_else(|e| e.into_inner());
-    let Some(Some(r)) = roots.get(root as usize) else {
-        return Err(io::ErrorKind::NotFound.into());
+    let (path, mount, ino) = {
+        let roots = roots.read().unwrap_or_else(|e| e.into_inner());
+        let Some(Some(r)) = roots.get(root as usize) else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        (r.path.clone(), r.mount, r.ino)
     };
+    // The root by its path (the operator's, and it may be a symlink), still the one walked.
+    let dir = rustix::fs::open(&path, fsx::PATH_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())?;
+    let st = fsx::statx_fd(&dir)?;
+    if !mount.same(&MountId::of(&st)) || st.stx_ino != ino {
+        return Err(io::Error::other("the root was replaced"));
+    }
     let fd = rustix::fs::openat2(
-        &r.fd,
+        &dir,
         rel,
         flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV | ResolveFlags::BENEATH,
     )?;
     let st = fsx::statx_fd(&fd)?;
-    if !r.mount.same(&MountId::of(&st)) || fsx::is_mount_root(&st) {
+    if !mount.same(&MountId::of(&st)) || fsx::is_mount_root(&st) {
         return Err(io::Error::other("on another mount"));
     }
-    Ok((fd, r.mount))
+    Ok((fd, mount))
 }
 
 /// The stat of regular file `name` in `dir`, or `None` when it is gone or not a regular file.

@@ -18,10 +18,12 @@ use crate::spark::{self, DirRole};
 /// What became of one configured root (or one path its glob expanded to) this time.
 #[derive(Clone, Debug)]
 pub enum RootStatus {
-    /// A directory on `mount` (canonical path; duplicates dropped), found as `given`.
+    /// A directory on `mount` (canonical path; duplicates dropped), found as `given`; `ino` tells
+    /// a root removed and created again from the one that was there.
     Present {
         path: PathBuf,
         mount: MountId,
+        ino: u64,
         given: PathBuf,
     },
     /// Does not exist (yet): disks are mounted late.
@@ -105,6 +107,7 @@ fn resolve_one(path: PathBuf) -> RootStatus {
             RootStatus::Present {
                 path: canonical,
                 mount: MountId::of(&st),
+                ino: st.stx_ino,
                 given: path,
             }
         }
@@ -157,6 +160,8 @@ pub struct Root {
     /// Canonical: every open starts here.
     pub path: PathBuf,
     pub mount: MountId,
+    /// Its inode: a root removed and created again under the same path is another root.
+    pub ino: u64,
     /// What the root is in Spark's layouts (a local dir, or a store named as a root).
     pub role: DirRole,
     /// The path as configured (or as its glob expanded), when a symlink made it differ from
@@ -206,7 +211,12 @@ pub fn present_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<
     };
     for status in resolve_roots(cfg) {
         match status {
-            RootStatus::Present { path, mount, given } => {
+            RootStatus::Present {
+                path,
+                mount,
+                ino,
+                given,
+            } => {
                 let m = mounts.find(&path, mount.dev);
                 let mp = m.map_or_else(|| path.clone(), |m| m.mount_point.clone());
                 report.roots.push(RootReport::new(path.clone(), true, Some(mp)));
@@ -226,6 +236,7 @@ pub fn present_roots(cfg: &Config, mounts: &Mounts, report: &mut Report) -> Vec<
                     atime: m.map_or(AtimeMode::Strict, |m| m.atime_mode()),
                     path,
                     mount,
+                    ino,
                     role,
                     given,
                     protected,
