@@ -21,8 +21,13 @@ use crate::policy::Nanos;
 use crate::spark::{self, Kind};
 use crate::store_dir::Listing;
 
-/// A store's number in the index (stable while the store lives).
-pub type StoreId = u32;
+/// A store's number in the index: its slot and the slot's generation, so a number kept by the
+/// watch or a walk after its store went never reaches the store that took the slot.
+pub type StoreId = u64;
+
+fn slot_of(id: StoreId) -> usize {
+    (id & 0xffff_ffff) as usize
+}
 
 /// Suffixes that follow a stem in most names; anything else (the writer's in-progress
 /// `.<uuid>` names) is kept whole in the store's odd names.
@@ -88,6 +93,8 @@ pub struct Store {
     /// The last time anything in it was created, removed, renamed, opened or written, by
     /// directory timestamps and by what the watch saw.
     pub last_activity: Nanos,
+    /// Its directories that have no watch (as of the walk that read it).
+    pub unwatched: u32,
     /// A unit needs a refresh.
     dirty: bool,
     /// Oldest last use among its units of each kind (kept current unless `min_stale`).
@@ -148,8 +155,8 @@ fn stem_hash(stem: &[u8]) -> u64 {
 pub fn read_bound(st: &FileStat, mode: AtimeMode, stat_time: Nanos) -> Nanos {
     const DAY: Nanos = 24 * 3600 * 1_000_000_000;
     let bound = match mode {
-        // Every read moves atime.
-        AtimeMode::Strict => st.atime,
+        // Every read moves atime; setting it back (utimes) moves ctime.
+        AtimeMode::Strict => st.atime.max(st.ctime),
         AtimeMode::Relatime => {
             // A read more than a day after atime would have moved it...
             let mut bound = st.atime.saturating_add(DAY);
@@ -212,13 +219,10 @@ impl Store {
         }
     }
 
-    /// A store as a walk read it (`stat_time`: when its files were stat'ed). `subdirs` is the
-    /// sub-directory table of the store it replaces (the watch knows sub-directories by their
-    /// index there), extended with the listing's new ones.
-    #[allow(clippy::too_many_arguments)]
+    /// A store as a walk read it (`stat_time`: when its files were stat'ed), to install with
+    /// [`Index::install_store`].
     pub fn from_listing(
         listing: &Listing,
-        subdirs: Vec<Option<Box<str>>>,
         basis: &[Timestamp],
         mode: AtimeMode,
         stat_time: Nanos,
@@ -226,7 +230,8 @@ impl Store {
         dir_activity: Nanos,
     ) -> Store {
         let mut s = Store::new(0, PathBuf::new());
-        s.subdirs = subdirs;
+        // Before the files: adding them may find the store cannot be held whole.
+        s.complete = listing.complete();
         let map: Vec<u32> = listing.subdirs.iter().map(|name| s.subdir(name)).collect();
         let mut grouping = crate::policy::Grouping::default();
         grouping.group(
@@ -247,7 +252,6 @@ impl Store {
             );
         }
         s.dirty = false;
-        s.complete = listing.complete();
         s.watched_since = watched_since;
         s.last_activity = dir_activity;
         s.min_stale = true;
@@ -260,11 +264,6 @@ impl Store {
 
     pub fn is_empty(&self) -> bool {
         self.unit_count() == 0
-    }
-
-    /// The sub-directory table (see [`Store::from_listing`]).
-    pub fn subdir_table(&self) -> Vec<Option<Box<str>>> {
-        self.subdirs.clone()
     }
 
     /// The sub-directory names, in index order (`None`: removed).
@@ -287,10 +286,7 @@ impl Store {
         if let Some(i) = self.subdir_index(name) {
             return i;
         }
-        if let Some(i) = self.subdirs.iter().position(Option::is_none) {
-            self.subdirs[i] = Some(name.into());
-            return i as u32;
-        }
+        // Never a removed one's index: the watch may still know that index by the old name.
         self.subdirs.push(Some(name.into()));
         (self.subdirs.len() - 1) as u32
     }
@@ -582,8 +578,9 @@ impl Drift {
 /// Every store below the roots.
 #[derive(Debug, Default)]
 pub struct Index {
-    stores: Vec<Option<Store>>,
-    free: Vec<StoreId>,
+    /// Slots of stores, with each slot's generation.
+    stores: Vec<(u32, Option<Store>)>,
+    free: Vec<usize>,
     by_path: HashMap<(u32, PathBuf), StoreId>,
     /// Opens recorded for units before the index knew them (restored from the state file, or
     /// seen before a store was loaded), by (root, store rel, stem).
@@ -592,11 +589,17 @@ pub struct Index {
 
 impl Index {
     pub fn store(&self, id: StoreId) -> Option<&Store> {
-        self.stores.get(id as usize)?.as_ref()
+        match self.stores.get(slot_of(id))? {
+            (g, Some(s)) if u64::from(*g) == id >> 32 => Some(s),
+            _ => None,
+        }
     }
 
     pub fn store_mut(&mut self, id: StoreId) -> Option<&mut Store> {
-        self.stores.get_mut(id as usize)?.as_mut()
+        match self.stores.get_mut(slot_of(id))? {
+            (g, Some(s)) if u64::from(*g) == id >> 32 => Some(s),
+            _ => None,
+        }
     }
 
     pub fn find(&self, root: u32, rel: &Path) -> Option<StoreId> {
@@ -607,7 +610,7 @@ impl Index {
         self.stores
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| Some((i as StoreId, s.as_ref()?)))
+            .filter_map(|(i, (g, s))| Some(((u64::from(*g) << 32) | i as u64, s.as_ref()?)))
     }
 
     pub fn store_ids(&self) -> Vec<StoreId> {
@@ -622,6 +625,11 @@ impl Index {
         self.len() == 0
     }
 
+    /// Directories of stores that have no watch.
+    pub fn unwatched_dirs(&self) -> usize {
+        self.stores().map(|(_, s)| s.unwatched as usize).sum()
+    }
+
     /// Units in all stores.
     pub fn unit_count(&self) -> usize {
         self.stores().map(|(_, s)| s.unit_count()).sum()
@@ -633,24 +641,30 @@ impl Index {
             return id;
         }
         let store = Store::new(root, rel.to_owned());
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.stores[id as usize] = Some(store);
-                id
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let e = &mut self.stores[slot];
+                e.0 = e.0.wrapping_add(1);
+                e.1 = Some(store);
+                slot
             }
             None => {
-                self.stores.push(Some(store));
-                (self.stores.len() - 1) as StoreId
+                self.stores.push((0, Some(store)));
+                self.stores.len() - 1
             }
         };
+        let id = (u64::from(self.stores[slot].0) << 32) | slot as u64;
         self.by_path.insert((root, rel.to_owned()), id);
         id
     }
 
     pub fn remove_store(&mut self, id: StoreId) {
-        if let Some(s) = self.stores.get_mut(id as usize).and_then(Option::take) {
+        if self.store(id).is_none() {
+            return;
+        }
+        if let Some(s) = self.stores[slot_of(id)].1.take() {
             self.by_path.remove(&(s.root, s.rel));
-            self.free.push(id);
+            self.free.push(slot_of(id));
         }
     }
 
@@ -664,46 +678,81 @@ impl Index {
     }
 
     /// Installs a store built by [`Store::from_listing`] in place of store `id`, keeping what
-    /// the watch saw of it meanwhile: opens already known stay, and units touched by events
-    /// while the listing was read stay dirty (or come back, if the listing missed them), so the
-    /// next refresh settles them.
-    pub fn install_store(&mut self, id: StoreId, mut s: Store) {
-        let Some(old) = self.stores.get_mut(id as usize).and_then(Option::take) else {
+    /// the watch saw of it meanwhile. The watch knows sub-directories by their index in the
+    /// store's table, so the new store's are mapped onto that table by name (an index is never
+    /// given to another name). For each unit, the files the index knew are kept next to those
+    /// the listing found, and the unit is marked dirty if they differ: the next refresh stats
+    /// them all and drops only what is really gone (a file created after its directory was
+    /// listed is not lost, so the unit is never deleted without it). Opens are kept.
+    pub fn install_store(&mut self, id: StoreId, new: Store) {
+        let Some(mut s) = self.store_mut(id).map(std::mem::take) else {
             return;
         };
-        s.root = old.root;
-        s.rel = old.rel.clone();
-        for u in old.units.iter().flatten() {
-            let stem = old.stem(u);
-            if let Some(new) = s.find(stem) {
-                let nu = s.unit_mut(new);
-                nu.last_open = nu.last_open.max(u.last_open);
-                if u.dirty {
-                    s.mark_dirty(new);
-                }
-            } else if u.dirty || u.last_open != Nanos::MIN {
-                // Created after the listing read its directory, or seen opened: look again.
-                let names: Vec<(u32, Vec<u8>)> = u
-                    .files
-                    .iter()
-                    .filter_map(|f| {
-                        let sub = old.subdirs.get(usize::from(f.subdir))?.as_deref()?;
-                        Some((s.subdir(sub), old.file_name(stem, *f)))
-                    })
-                    .collect();
-                let mut new = None;
-                for (sub, name) in &names {
-                    new = s.add_file(*sub, name).or(new);
-                }
-                if let Some(new) = new {
-                    s.unit_mut(new).last_open = u.last_open;
-                    s.mark_dirty(new);
-                }
+        // The live table, extended with the listing's new names.
+        let map: Vec<u32> = new
+            .subdirs
+            .iter()
+            .map(|n| n.as_deref().map_or(u32::MAX, |n| s.subdir(n)))
+            .collect();
+        let old_units: Vec<Unit> = s.units.drain(..).flatten().collect();
+        let old_stems = std::mem::take(&mut s.stems);
+        let old_odd = std::mem::take(&mut s.odd_names);
+        s.free_units.clear();
+        s.by_stem.clear();
+        s.collided.clear();
+        s.free_odd.clear();
+        let old_stem = |u: &Unit| &old_stems[u.stem_at as usize..u.stem_at as usize + usize::from(u.stem_len)];
+        let old_name = |u: &Unit, f: &FileRef| -> Vec<u8> {
+            if f.name & ODD != 0 {
+                return old_odd[usize::from(f.name & !ODD)]
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_vec();
+            }
+            [old_stem(u), SUFFIXES[usize::from(f.name)]].concat()
+        };
+        // The listing's units, on the live table.
+        for u in new.units.iter().flatten() {
+            let mut slot = None;
+            for f in &u.files {
+                let sub = map[usize::from(f.subdir)];
+                slot = s.add_file(sub, &new.file_name(new.stem(u), *f)).or(slot);
+            }
+            if let Some(slot) = slot {
+                let nu = s.unit_mut(slot);
+                nu.last_use = u.last_use;
+                nu.read_bound = u.read_bound;
+                nu.freeable_blocks = u.freeable_blocks;
+                nu.alloc_blocks = u.alloc_blocks;
+                nu.dirty = u.dirty;
             }
         }
-        s.last_activity = s.last_activity.max(old.last_activity);
+        // What the index had: kept where it differs, for the refresh to settle.
+        for u in &old_units {
+            let listed = s.find(old_stem(u));
+            if listed.is_none() && !u.dirty && u.last_open == Nanos::MIN {
+                continue; // gone from disk, and nothing happened to it since
+            }
+            let before = listed.map_or(0, |slot| s.units[slot as usize].as_ref().map_or(0, |x| x.files.len()));
+            let mut slot = listed;
+            for f in &u.files {
+                slot = s.add_file(u32::from(f.subdir), &old_name(u, f)).or(slot);
+            }
+            let Some(slot) = slot else { continue };
+            let nu = s.unit_mut(slot);
+            nu.last_open = nu.last_open.max(u.last_open);
+            let grew = nu.files.len() != before;
+            if u.dirty || grew || listed.is_none() {
+                s.mark_dirty(slot);
+            }
+        }
+        s.complete = new.complete;
+        s.watched_since = new.watched_since;
+        s.unwatched = new.unwatched;
+        s.last_activity = s.last_activity.max(new.last_activity);
+        s.dirty = s.units.iter().flatten().any(|u| u.dirty);
         s.min_stale = true;
-        self.stores[id as usize] = Some(s);
+        *self.store_mut(id).expect("taken above") = s;
         self.apply_pending_opens(id);
     }
 
@@ -711,11 +760,9 @@ impl Index {
         if self.pending_opens.is_empty() {
             return;
         }
-        let Some(s) = self.stores.get_mut(id as usize).and_then(Option::as_mut) else {
+        let Some((key_root, rel)) = self.store(id).map(|s| (s.root, s.rel.clone())) else {
             return;
         };
-        let key_root = s.root;
-        let rel = s.rel.clone();
         let stems: Vec<Box<[u8]>> = self
             .pending_opens
             .keys()
@@ -723,10 +770,10 @@ impl Index {
             .map(|(_, _, stem)| stem.clone())
             .collect();
         for stem in stems {
-            let at = self
-                .pending_opens
-                .remove(&(key_root, rel.clone(), stem.clone()))
-                .expect("listed");
+            let Some(at) = self.pending_opens.remove(&(key_root, rel.clone(), stem.clone())) else {
+                continue;
+            };
+            let Some(s) = self.store_mut(id) else { return };
             if let Some(slot) = s.find(&stem) {
                 let u = s.unit_mut(slot);
                 u.last_open = u.last_open.max(at);
@@ -808,24 +855,15 @@ impl Index {
                     }
                 }
             }
+            // A change to, or an open of, a file the index does not know (its creation was
+            // not seen) adds it: add_file is a no-op for a file it has.
             FileEvent::Changed => {
-                let slot = match spark::parse_block_name(name) {
-                    Some((_, stem_len)) => s.find(&name[..stem_len]),
-                    None => None,
-                };
-                // A change to a file the index does not know (its creation was not seen):
-                // add it.
-                let slot = slot.or_else(|| s.add_file(subdir, name));
-                if let Some(slot) = slot {
+                if let Some(slot) = s.add_file(subdir, name) {
                     s.mark_dirty(slot);
                 }
             }
             FileEvent::Opened => {
-                let Some((_, stem_len)) = spark::parse_block_name(name) else {
-                    return;
-                };
-                let slot = s.find(&name[..stem_len]).or_else(|| s.add_file(subdir, name));
-                if let Some(slot) = slot {
+                if let Some(slot) = s.add_file(subdir, name) {
                     let u = s.unit_mut(slot);
                     u.last_open = u.last_open.max(at);
                     // A read may move atime: look at the files again.
@@ -869,9 +907,14 @@ impl Index {
         }
     }
 
-    /// Removes a unit (deleted by the sweep).
-    pub fn remove_unit(&mut self, id: StoreId, slot: u32) {
-        if let Some(s) = self.store_mut(id) {
+    /// Removes unit `stem` at `slot` (deleted by the sweep), if it is still that unit.
+    pub fn remove_unit(&mut self, id: StoreId, slot: u32, stem: &[u8]) {
+        if let Some(s) = self.store_mut(id)
+            && s.units
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|u| s.stem(u) == stem)
+        {
             s.remove_unit(slot);
         }
     }
@@ -879,7 +922,7 @@ impl Index {
     /// Marks every unit as possibly used at `at` (the watch lost events): nothing it knows is
     /// older than that any more, for the floor and for pressure's order.
     pub fn assume_opened(&mut self, at: Nanos) {
-        for s in self.stores.iter_mut().flatten() {
+        for s in self.stores.iter_mut().filter_map(|(_, s)| s.as_mut()) {
             for u in s.units.iter_mut().flatten() {
                 u.last_open = u.last_open.max(at);
             }
@@ -938,18 +981,28 @@ impl Index {
         }
         if s.units[t.slot as usize].as_ref().is_some_and(|u| u.files.is_empty()) {
             s.remove_unit(t.slot);
-            return;
+        } else {
+            let stats = UnitStats::of(fresh.iter().flatten(), basis, mode, stat_time);
+            s.set_stats(t.slot, stats);
         }
-        let stats = UnitStats::of(fresh.iter().flatten(), basis, mode, stat_time);
-        s.set_stats(t.slot, stats);
-        if !s.units.iter().flatten().any(|u| u.dirty) {
+        s.dirty = s.units.iter().flatten().any(|u| u.dirty);
+    }
+
+    /// Marks the dirty units of store `id` clean as they are (their files could not be stat'ed;
+    /// the store is not known whole meanwhile, so none of them may go).
+    pub fn settle_store(&mut self, id: StoreId) {
+        if let Some(s) = self.store_mut(id) {
+            for u in s.units.iter_mut().flatten() {
+                u.dirty = false;
+            }
             s.dirty = false;
         }
     }
 
     /// Whether any unit waits for a refresh.
     pub fn has_dirty(&self) -> bool {
-        self.stores().any(|(_, s)| s.dirty)
+        self.stores()
+            .any(|(_, s)| s.dirty && s.units.iter().flatten().any(|u| u.dirty))
     }
 
     /// Opens worth keeping across a restart: (root, store rel, stem, last open) of every unit
@@ -1065,10 +1118,9 @@ mod tests {
         crate::store_dir::StoreDir::open(dir.path(), Path::new("blockmgr-9"), mount)
             .unwrap()
             .read(&mut Vec::new(), &mut listing);
-        let table = ix.store(id).unwrap().subdir_table();
         ix.install_store(
             id,
-            Store::from_listing(&listing, table, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0),
         );
         let s = ix.store(id).unwrap();
         let opens: Vec<(Vec<u8>, Nanos)> = s.units().map(|u| (u.stem.to_vec(), u.last_open)).collect();

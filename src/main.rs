@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
@@ -87,12 +88,49 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
         opens: None,
         now: None,
     };
-    let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
+    let cancel = stop_on_signals();
+    let report = sweep::run(&cfg, &opts, &cancel);
     match args.format {
         Format::Text => print_out(&report.to_text()),
         Format::Json => print_out(&format!("{}\n", report.to_json())),
     }
     outcome(&report)
+}
+
+/// SIGTERM, SIGINT and SIGHUP stop a sweep at the next unit boundary instead of killing it
+/// (a unit in hand is finished: never one deleted in part). Handlers are in place before the
+/// sweep starts.
+fn stop_on_signals() -> Arc<AtomicBool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let cancel = Arc::new(AtomicBool::new(false));
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return cancel;
+    };
+    let signals = rt.block_on(async {
+        Some((
+            signal(SignalKind::terminate()).ok()?,
+            signal(SignalKind::interrupt()).ok()?,
+            signal(SignalKind::hangup()).ok()?,
+        ))
+    });
+    let Some((mut term, mut int, mut hup)) = signals else {
+        return cancel;
+    };
+    let flag = cancel.clone();
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                eprintln!("shuffle-janitor: stopping after the unit in hand");
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    });
+    cancel
 }
 
 fn report_cmd(args: &ReportArgs) -> Exit {

@@ -39,6 +39,9 @@ pub trait Visitor {
 pub struct WalkRoot<'a> {
     pub path: &'a Path,
     pub mount: MountId,
+    /// The root directory's inode as resolved: another directory put under its path since is
+    /// not walked.
+    pub ino: Option<u64>,
     pub role: DirRole,
 }
 
@@ -56,7 +59,7 @@ pub fn walk_root(root: &WalkRoot, root_index: usize, v: &mut impl Visitor) -> Co
         }
     };
     match fsx::statx_fd(&fd) {
-        Ok(st) if root.mount.same(&MountId::of(&st)) => {}
+        Ok(st) if root.mount.same(&MountId::of(&st)) && root.ino.is_none_or(|i| i == st.stx_ino) => {}
         Ok(_) => {
             // Remounted since the roots were resolved: the next sweep resolves it again.
             v.skipped(root.path, &DirError::Foreign);

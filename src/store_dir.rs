@@ -186,10 +186,11 @@ pub enum Failure {
     Unlink,
 }
 
-/// An open `NN` sub-directory.
+/// An open `NN` sub-directory. Shared: a unit in hand holds its directories' fds, so closing
+/// one to stay under [`MAX_OPEN_SUBDIRS`] never takes a directory from under a unit.
 #[derive(Debug)]
 struct Sub {
-    fd: OwnedFd,
+    fd: std::sync::Arc<OwnedFd>,
     /// Immutable or append-only: nothing in it can be unlinked.
     undeletable: bool,
 }
@@ -215,12 +216,18 @@ impl StoreDir {
     /// below `root` and without leaving `mount`. `root` itself is the operator's and may be a
     /// symlink.
     pub fn open(root: &Path, rel: &Path, mount: MountId) -> Result<StoreDir, DirError> {
+        StoreDir::open_in(root, None, rel, mount)
+    }
+
+    /// [`StoreDir::open`], checking too that the root is still the directory `root_ino` the
+    /// sweep resolved (not one put under its path since).
+    pub fn open_in(root: &Path, root_ino: Option<u64>, rel: &Path, mount: MountId) -> Result<StoreDir, DirError> {
         let parts: Vec<_> = rel.components().collect();
         let root_flags = if parts.is_empty() { READ_FLAGS } else { PATH_FLAGS };
         let mut dir = rustix::fs::open(root, root_flags.difference(OFlags::NOFOLLOW), Mode::empty())
             .map_err(|e| DirError::Io(e.into()))?;
         let st = fsx::statx_fd(&dir).map_err(DirError::Io)?;
-        if !mount.same(&MountId::of(&st)) {
+        if !mount.same(&MountId::of(&st)) || root_ino.is_some_and(|i| i != st.stx_ino) {
             return Err(DirError::Foreign);
         }
         for (i, c) in parts.iter().enumerate() {
@@ -256,7 +263,7 @@ impl StoreDir {
             }
             let (fd, st) = fsx::open_dir_at(&self.dir, name, PATH_FLAGS, &self.mount)?;
             self.subdirs[index] = Some(Sub {
-                fd,
+                fd: std::sync::Arc::new(fd),
                 undeletable: st.stx_attributes.intersects(UNDELETABLE),
             });
             self.open_subdirs += 1;
@@ -331,7 +338,7 @@ impl StoreDir {
             Err(DirError::Io(e)) => return out.errors.push((Failure::Walk, sub.to_string(), e)),
             Err(why) => return out.skipped.push((sub.to_string(), why)),
         }
-        let fd = &self.subdirs[index].as_ref().expect("opened above").fd;
+        let fd = &*self.subdirs[index].as_ref().expect("opened above").fd;
         opened(fd.as_fd(), Some(sub));
         // Listed through a read fd of its own, closed right after: ext4 keeps a listed
         // directory's entries in a tree until the fd that read them is closed, and freeing
@@ -448,7 +455,7 @@ impl StoreDir {
         judged_last_use: Nanos,
     ) -> UnitOutcome {
         match self.check_unit(subdir_names, files, basis, judged_last_use) {
-            Ok(checked) => self.commit_unit(files, checked, basis, judged_last_use),
+            Ok(checked) => self.commit_unit(files, checked, basis),
             Err(kept) => kept,
         }
     }
@@ -463,10 +470,10 @@ impl StoreDir {
         judged_last_use: Nanos,
     ) -> Result<CheckedUnit, UnitOutcome> {
         let mut out = UnitOutcome::default();
-        let mut present: Vec<(usize, FileStat)> = Vec::with_capacity(files.len());
+        let mut present: Vec<Present> = Vec::with_capacity(files.len());
         for (i, f) in files.iter().enumerate() {
             match self.check_file(subdir_names, f, basis, judged_last_use) {
-                Ok(Some(stat)) => present.push((i, stat)),
+                Ok(Some((stat, dir))) => present.push(Present { index: i, stat, dir }),
                 Ok(None) => {} // gone already
                 Err(Check::Changed) => {
                     out.changed = true;
@@ -478,7 +485,7 @@ impl StoreDir {
                 }
             }
         }
-        if let Some(&(first, _)) = present.first()
+        if let Some(first) = present.first().map(|p| p.index)
             && let Err(e) = self.guard_writes()
         {
             out.errors.push((first, Failure::Unlink, e));
@@ -489,14 +496,9 @@ impl StoreDir {
 
     /// The second half of [`StoreDir::delete_unit`]: detaches each checked file under its
     /// private name, checks it again there, and unlinks them all; anything found changed puts
-    /// every detached file back.
-    pub fn commit_unit(
-        &mut self,
-        files: &[UnitFile],
-        checked: CheckedUnit,
-        basis: &[Timestamp],
-        judged_last_use: Nanos,
-    ) -> UnitOutcome {
+    /// every detached file back. It works on the directories the check opened (the unit holds
+    /// them), whatever the store's cache of directories did meanwhile.
+    pub fn commit_unit(&mut self, files: &[UnitFile], checked: CheckedUnit, basis: &[Timestamp]) -> UnitOutcome {
         let mut out = UnitOutcome::default();
         if checked.present.is_empty() {
             return out;
@@ -504,54 +506,56 @@ impl StoreDir {
         let _gate = deletion_gate().lock().unwrap_or_else(|e| e.into_inner());
         // Nobody can swap a file under its private name, so what is checked there is what is
         // unlinked.
-        let mut detached: Vec<(usize, FileStat)> = Vec::with_capacity(checked.present.len());
-        for (i, before) in checked.present {
-            let f = &files[i];
-            let sub = &self.subdirs[f.subdir as usize].as_ref().expect("checked above").fd;
+        let mut detached: Vec<Present> = Vec::with_capacity(checked.present.len());
+        for p in checked.present {
+            let f = &files[p.index];
             let private = [PRIVATE_PREFIX, f.name].concat();
-            match rustix::fs::renameat_with(sub, f.name, sub, &private[..], RenameFlags::NOREPLACE) {
+            match rustix::fs::renameat_with(&*p.dir, f.name, &*p.dir, &private[..], RenameFlags::NOREPLACE) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => {
-                    out.errors.push((i, Failure::Unlink, e.into()));
-                    self.restore(files, &detached);
+                    out.errors.push((p.index, Failure::Unlink, e.into()));
+                    restore(files, &detached);
                     return out;
                 }
             }
-            let now = match fsx::statx_at(sub, &cstring(&private)) {
+            let now = match fsx::statx_at(&*p.dir, &cstring(&private)) {
                 Ok(st) if self.deletable(&st) => FileStat::from_statx(&st),
                 _ => {
                     // Not a plain file of ours any more: put it back as it is.
-                    detached.push((i, before));
+                    detached.push(p);
                     out.changed = true;
-                    self.restore(files, &detached);
+                    restore(files, &detached);
                     return out;
                 }
             };
-            detached.push((i, now));
-            if now.ino != before.ino || !now.same_file(&before) || now.last_use(basis) > judged_last_use {
+            // The rename itself moved ctime: what the check compared is compared again but
+            // ctime (same inode, size and mtime; atime not moved if it counts).
+            let read_since = basis.contains(&Timestamp::Atime) && now.atime > p.stat.atime;
+            let changed = now.ino != p.stat.ino || !now.same_file(&p.stat) || read_since;
+            detached.push(Present { stat: now, ..p });
+            if changed {
                 // Replaced or used between the check and the rename.
                 out.changed = true;
-                self.restore(files, &detached);
+                restore(files, &detached);
                 return out;
             }
         }
-        for (i, now) in detached {
-            let f = &files[i];
-            let sub = &self.subdirs[f.subdir as usize].as_ref().expect("checked above").fd;
+        for p in &detached {
+            let f = &files[p.index];
             let private = [PRIVATE_PREFIX, f.name].concat();
-            match rustix::fs::unlinkat(sub, &private[..], AtFlags::empty()) {
+            match rustix::fs::unlinkat(&*p.dir, &private[..], AtFlags::empty()) {
                 Ok(()) => out.removed.push(Removed {
-                    index: i,
-                    size: now.size,
-                    alloc: now.alloc,
-                    freed: now.freeable(),
+                    index: p.index,
+                    size: p.stat.size,
+                    alloc: p.stat.alloc,
+                    freed: p.stat.freeable(),
                 }),
                 Err(rustix::io::Errno::NOENT) => {}
                 Err(e) => {
                     // It was renamed a moment ago in the same directory: put it back.
-                    out.errors.push((i, Failure::Unlink, e.into()));
-                    self.restore(files, &[(i, now)]);
+                    out.errors.push((p.index, Failure::Unlink, e.into()));
+                    restore(files, std::slice::from_ref(p));
                 }
             }
         }
@@ -565,16 +569,16 @@ impl StoreDir {
         f: &UnitFile,
         basis: &[Timestamp],
         judged_last_use: Nanos,
-    ) -> Result<Option<FileStat>, Check> {
+    ) -> Result<Option<(FileStat, std::sync::Arc<OwnedFd>)>, Check> {
         let index = f.subdir as usize;
-        let sub = match self.subdir(index, &subdir_names[index]) {
-            Ok(sub) => sub,
+        let (dir, undeletable) = match self.subdir(index, &subdir_names[index]) {
+            Ok(sub) => (sub.fd.clone(), sub.undeletable),
             // The directory went, and its files with it.
             Err(DirError::Gone) => return Ok(None),
             Err(DirError::Io(e)) => return Err(Check::Fail(Failure::Stat, e)),
             Err(_) => return Err(Check::Changed),
         };
-        if sub.undeletable {
+        if undeletable {
             return Err(Check::Fail(
                 Failure::Unlink,
                 io::Error::new(
@@ -583,7 +587,7 @@ impl StoreDir {
                 ),
             ));
         }
-        let st = match fsx::statx_at(&sub.fd, &cstring(f.name)) {
+        let st = match fsx::statx_at(&*dir, &cstring(f.name)) {
             Ok(st) => st,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Check::Fail(Failure::Stat, e)),
@@ -610,7 +614,7 @@ impl StoreDir {
         if f.judged.is_some_and(|j| !now.same_file(j)) || now.last_use(basis) > judged_last_use {
             return Err(Check::Changed);
         }
-        Ok(Some(now))
+        Ok(Some((now, dir)))
     }
 
     /// A detached file is still a plain file of this store's mount that can be unlinked.
@@ -621,41 +625,17 @@ impl StoreDir {
             && !st.stx_attributes.intersects(UNDELETABLE)
     }
 
-    /// Puts detached files back under their names. A name taken meanwhile by a new file means
-    /// the detached one was superseded (a rename over it would have removed it): it goes.
-    fn restore(&self, files: &[UnitFile], detached: &[(usize, FileStat)]) {
-        for &(i, _) in detached {
-            let f = &files[i];
-            let Some(Some(sub)) = self.subdirs.get(f.subdir as usize) else {
-                continue;
-            };
-            let private = [PRIVATE_PREFIX, f.name].concat();
-            let back = rustix::fs::renameat_with(&sub.fd, &private[..], &sub.fd, f.name, RenameFlags::NOREPLACE);
-            match back {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-                Err(rustix::io::Errno::EXIST) => {
-                    let _ = rustix::fs::unlinkat(&sub.fd, &private[..], AtFlags::empty());
-                }
-                Err(e) => tracing::warn!(
-                    name = %String::from_utf8_lossy(f.name),
-                    error = %e,
-                    "cannot put a file back under its name; a later sweep removes it"
-                ),
-            }
-        }
-    }
-
     /// Removes a file left by a deletion that did not finish (see [`PRIVATE_PREFIX`]), if it
     /// is still that file. Returns the bytes freed.
     pub fn remove_leftover(&mut self, subdir_names: &[Box<str>], l: &Leftover) -> io::Result<u64> {
         let index = l.subdir as usize;
         let sub = self.subdir(index, &subdir_names[index]).map_err(DirError::into_io)?;
-        let st = fsx::statx_at(&sub.fd, &cstring(&l.name))?;
+        let st = fsx::statx_at(&*sub.fd, &cstring(&l.name))?;
         let now = FileStat::from_statx(&st);
         if !now.same_file(&l.stat) || !self.deletable(&st) {
             return Ok(0);
         }
-        let sub = &self.subdirs[index].as_ref().expect("opened above").fd;
+        let sub = &*self.subdirs[index].as_ref().expect("opened above").fd;
         rustix::fs::unlinkat(sub, &l.name[..], AtFlags::empty())?;
         Ok(now.freeable())
     }
@@ -666,23 +646,52 @@ enum Check {
     Fail(Failure, io::Error),
 }
 
+/// A checked file of a unit: its index in the unit, its stat, and its directory.
+#[derive(Debug)]
+struct Present {
+    index: usize,
+    stat: FileStat,
+    dir: std::sync::Arc<OwnedFd>,
+}
+
+/// Puts detached files back under their names. A name taken meanwhile by a new file means the
+/// detached one was superseded (a rename over it would have removed it): it goes.
+fn restore(files: &[UnitFile], detached: &[Present]) {
+    for p in detached {
+        let f = &files[p.index];
+        let private = [PRIVATE_PREFIX, f.name].concat();
+        let back = rustix::fs::renameat_with(&*p.dir, &private[..], &*p.dir, f.name, RenameFlags::NOREPLACE);
+        match back {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(rustix::io::Errno::EXIST) => {
+                let _ = rustix::fs::unlinkat(&*p.dir, &private[..], AtFlags::empty());
+            }
+            Err(e) => tracing::warn!(
+                name = %String::from_utf8_lossy(f.name),
+                error = %e,
+                "cannot put a file back under its name; a later sweep removes it"
+            ),
+        }
+    }
+}
+
 /// A unit whose files all passed [`StoreDir::check_unit`], ready for [`StoreDir::commit_unit`].
 #[derive(Debug)]
 pub struct CheckedUnit {
-    /// The files still there (by index), with their stat at the check.
-    present: Vec<(usize, FileStat)>,
+    /// The files still there, with their stat at the check and their directory.
+    present: Vec<Present>,
 }
 
 impl CheckedUnit {
     /// The stats of the unit's files still there, as the check found them: what the unit can
     /// be judged on again.
     pub fn stats(&self) -> impl Iterator<Item = &FileStat> {
-        self.present.iter().map(|(_, st)| st)
+        self.present.iter().map(|p| &p.stat)
     }
 
     /// The files still there, by their index in the unit, with their stats.
     pub fn files(&self) -> impl Iterator<Item = (usize, &FileStat)> {
-        self.present.iter().map(|(i, st)| (*i, st))
+        self.present.iter().map(|p| (p.index, &p.stat))
     }
 }
 

@@ -240,7 +240,7 @@ fn a_fresh_file_renamed_over_a_checked_one_before_the_unlink_is_put_back_not_del
     let fresh = env.root().join(format!("{BM}/30/shuffle_0_4_0.index.tmp"));
     std::fs::write(&fresh, b"fresh index").unwrap();
     std::fs::rename(&fresh, &index).unwrap();
-    let out = dir.commit_unit(&unit, checked, BASIS, last_use(&files));
+    let out = dir.commit_unit(&unit, checked, BASIS);
     assert!(out.changed, "{out:?}");
     assert!(out.removed.is_empty(), "{out:?}");
     assert_eq!(std::fs::read(&index).unwrap(), b"fresh index", "the fresh file is kept");
@@ -270,7 +270,7 @@ fn a_file_opened_and_read_between_check_and_commit_keeps_its_unit_when_atime_cou
     let data = env.root().join(format!("{BM}/0c/shuffle_0_4_0.data"));
     let mtime = filetime::FileTime::from_last_modification_time(&std::fs::metadata(&data).unwrap());
     filetime::set_file_times(&data, filetime::FileTime::now(), mtime).unwrap();
-    let out = dir.commit_unit(&unit, checked, BASIS, last_use(&files));
+    let out = dir.commit_unit(&unit, checked, BASIS);
     assert!(out.changed && out.removed.is_empty(), "{out:?}");
     assert_eq!(files_below(&env.root()).len(), 3);
 }

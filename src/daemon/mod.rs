@@ -192,6 +192,9 @@ struct Daemon {
     last_overflow: Option<Instant>,
     /// The startup walk is done: sweeps may run.
     walked: bool,
+    /// Layout directories without a watch, by root (as of the last walk of each): new stores
+    /// below them are only found by walking, so those roots are walked at every interval.
+    layout_unwatched: BTreeMap<u32, usize>,
 }
 
 impl Daemon {
@@ -239,6 +242,7 @@ impl Daemon {
             state_saved: Instant::now(),
             last_overflow: None,
             walked: false,
+            layout_unwatched: BTreeMap::new(),
         };
         daemon.warn_about_atime();
         daemon.refresh_roots();
@@ -289,7 +293,15 @@ impl Daemon {
                     Some(Message::Purge) => self.request(Job { trigger: Trigger::Signal, mode: SweepMode::Purge }),
                     Some(Message::Shutdown) | None => break,
                 },
-                _ = sweep_tick.tick() => self.request(Job { trigger: Trigger::Interval, mode: SweepMode::Sweep }),
+                _ = sweep_tick.tick() => {
+                    // Roots with directories that could not be watched: walked, and watched
+                    // where the watches can now be added (after the limit was raised).
+                    let partial: Vec<u32> = self.layout_unwatched.iter().filter(|(_, n)| **n > 0).map(|(r, _)| *r).collect();
+                    for n in partial {
+                        self.walk(WalkJob::Root(n));
+                    }
+                    self.request(Job { trigger: Trigger::Interval, mode: SweepMode::Sweep });
+                }
                 _ = poll_tick.tick() => self.check_pressure(),
                 _ = rescan_tick.tick() => self.walk(WalkJob::All { reconcile: true }),
                 _ = state_tick.tick() => self.save_state(),
@@ -409,16 +421,19 @@ impl Daemon {
                 let last_unfreed = self.last_unfreed;
                 let handle = tokio::task::spawn_blocking(move || {
                     lower_priority();
-                    if job.trigger == Trigger::Interval {
-                        // Stores that cannot be watched are read again, as a walking sweep would.
-                        let ctx = WalkCtx {
-                            watch: watch.as_deref(),
-                            index: &index,
-                            roots: &roots,
-                            basis: &cfg.age_basis,
-                            reconcile: false,
-                        };
-                        walk::reread_unwatched(&ctx);
+                    // Stores that are not watched are read again, as a walking sweep would: a
+                    // sweep never decides on an old listing of a store nothing kept current.
+                    let ctx = WalkCtx {
+                        watch: watch.as_deref(),
+                        index: &index,
+                        roots: &roots,
+                        basis: &cfg.age_basis,
+                        reconcile: false,
+                    };
+                    walk::reread_unwatched(&ctx);
+                    // Decide on everything that happened before the sweep started.
+                    if let Some(w) = &watch {
+                        w.settle(Duration::from_millis(500));
                     }
                     let opts = sweep::Options {
                         mode: job.mode,
@@ -457,20 +472,25 @@ impl Daemon {
         if full {
             self.walked = true;
             // Stores the walk did not find are gone (removed while events were lost).
-            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            let gone: Vec<u32> = index
-                .stores()
-                .filter(|(_, s)| !walked.seen.iter().any(|(r, p)| *r == s.root && *p == s.rel))
-                .map(|(id, _)| id)
-                .collect();
+            let gone: Vec<crate::index::StoreId> = {
+                let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                index
+                    .stores()
+                    .filter(|(_, s)| !walked.seen.iter().any(|(r, p)| *r == s.root && *p == s.rel))
+                    .map(|(id, _)| id)
+                    .collect()
+            };
             let mut drift = walked.drift;
             for id in gone {
+                if let Some(w) = &self.watch {
+                    w.forget_store(id);
+                }
+                let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
                 if let WalkJob::All { reconcile: true } = job {
                     drift.extra += index.store(id).map_or(0, |s| s.unit_count() as u64);
                 }
                 index.remove_store(id);
             }
-            drop(index);
             self.metrics.drift(&drift);
             if drift.total() > 0 {
                 warn!(
@@ -491,36 +511,49 @@ impl Daemon {
                 debug!(op = op.as_str(), path = %path.display(), error = %e, "error while walking");
             }
         }
-        if let Some(w) = &self.watch {
-            if full {
-                w.count_unwatched(walked.unwatched_dirs);
-            } else if walked.unwatched_dirs > 0 {
-                w.count_unwatched(w.unwatched() + walked.unwatched_dirs);
+        match &job {
+            WalkJob::All { .. } => {
+                self.layout_unwatched = walked.unwatched_layout.iter().copied().collect();
+            }
+            WalkJob::Root(n) => {
+                let count = walked
+                    .unwatched_layout
+                    .iter()
+                    .filter(|(r, _)| r == n)
+                    .map(|(_, c)| c)
+                    .sum();
+                self.layout_unwatched.insert(*n, count);
+            }
+            WalkJob::Dir { root, .. } => {
+                let count: usize = walked.unwatched_layout.iter().map(|(_, c)| c).sum();
+                *self.layout_unwatched.entry(*root).or_default() += count;
             }
         }
         self.watch_gauges();
-        debug!(
-            ?job,
-            stores = walked.stores,
-            files = walked.files,
-            unwatched = walked.unwatched_dirs,
-            "walk done"
-        );
+        debug!(?job, stores = walked.stores, files = walked.files, "walk done");
     }
 
     fn watch_gauges(&self) {
-        let unwatched = self.watch.as_ref().map_or(0, |w| w.unwatched());
+        let (stores_unwatched, units) = {
+            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            (index.unwatched_dirs(), index.unit_count())
+        };
+        let unwatched = stores_unwatched + self.layout_unwatched.values().sum::<usize>();
         self.metrics
             .unwatched_dirs
             .set(i64::try_from(unwatched).unwrap_or(i64::MAX));
-        let active = self.watch.as_ref().is_some_and(|w| w.unwatched() == 0 && !w.limited());
+        let active = self.watch.as_ref().is_some_and(|w| unwatched == 0 && !w.limited());
         self.metrics.inotify_active.set(i64::from(active));
-        let units = self.index.lock().unwrap_or_else(|e| e.into_inner()).unit_count();
         self.metrics.index_units.set(i64::try_from(units).unwrap_or(i64::MAX));
     }
 
     fn swept(&mut self, job: Job, report: &Report, unfreed: u64) {
         self.metrics.record_sweep(job.trigger, report, now_nanos() as f64 / 1e9);
+        // Opens remembered from before this run that are older than max_age keep nothing.
+        self.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .prune_pending(report.now.saturating_sub(policy::nanos(self.cfg.max_age)));
         self.metrics
             .unfreed_bytes
             .set(i64::try_from(unfreed).unwrap_or(i64::MAX));
@@ -631,8 +664,9 @@ impl Daemon {
         changed
     }
 
-    /// Forgets root `n`: its watches, its stores in the index, its open fd.
+    /// Forgets root `n`: its watches and its stores in the index.
     fn forget_root(&mut self, n: u32) {
+        self.layout_unwatched.remove(&n);
         if let Some(w) = &self.watch {
             w.forget_root(n);
         }
@@ -886,17 +920,11 @@ fn run_walk(ctx: &WalkCtx, job: &WalkJob, present: &[u32]) -> Walked {
     let mut out = Walked::default();
     match job {
         WalkJob::All { .. } => {
-            if ctx.reconcile
-                && let Some(w) = ctx.watch
-                && let Err(e) = w.reset()
-            {
-                warn!(error = %e, "cannot renew the inotify instance");
-            }
             for &n in present {
                 let w = walk::walk(ctx, n, None);
                 out.stores += w.stores;
                 out.files += w.files;
-                out.unwatched_dirs += w.unwatched_dirs;
+                out.unwatched_layout.extend(w.unwatched_layout);
                 out.errors.extend(w.errors);
                 out.seen.extend(w.seen);
                 out.drift.add(w.drift);

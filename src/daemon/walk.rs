@@ -28,8 +28,9 @@ use crate::store_dir::{Failure, Listing, StoreDir};
 pub struct Walked {
     pub stores: usize,
     pub files: usize,
-    /// Directories that should be watched and could not be.
-    pub unwatched_dirs: usize,
+    /// Layout directories (not stores) that should be watched and could not be, by root: new
+    /// stores below them are found by walking again. Stores keep their own count in the index.
+    pub unwatched_layout: Vec<(u32, usize)>,
     /// Errors by operation, with the first path of each.
     pub errors: Vec<(Op, PathBuf, String)>,
     /// Stores found on disk (root, rel): the reconciliation drops the others.
@@ -42,7 +43,7 @@ impl Walked {
     fn merge(&mut self, o: Walked) {
         self.stores += o.stores;
         self.files += o.files;
-        self.unwatched_dirs += o.unwatched_dirs;
+        self.unwatched_layout.extend(o.unwatched_layout);
         self.errors.extend(o.errors);
         self.seen.extend(o.seen);
         self.drift.add(o.drift);
@@ -64,6 +65,7 @@ pub struct WalkCtx<'a> {
 struct RootInfo {
     path: PathBuf,
     mount: MountId,
+    ino: u64,
     role: DirRole,
     atime: AtimeMode,
 }
@@ -74,6 +76,7 @@ fn root_info(roots: &Roots, root: u32) -> Option<RootInfo> {
     Some(RootInfo {
         path: r.path.clone(),
         mount: r.mount,
+        ino: r.ino,
         role: r.role,
         atime: r.atime,
     })
@@ -88,6 +91,7 @@ pub fn walk(ctx: &WalkCtx, root: u32, sub: Option<(&Path, DirRole)>) -> Walked {
     let walk_root = WalkRoot {
         path: &info.path,
         mount: info.mount,
+        ino: Some(info.ino),
         role: info.role,
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
@@ -199,7 +203,10 @@ impl Visitor for Walker<'_> {
             .watch
             .is_some_and(|w| w.add_layout(fd, self.root, rel, role).is_ok());
         if !watched {
-            self.out.unwatched_dirs += 1;
+            match self.out.unwatched_layout.iter_mut().find(|(r, _)| *r == self.root) {
+                Some((_, n)) => *n += 1,
+                None => self.out.unwatched_layout.push((self.root, 1)),
+            }
         }
     }
 }
@@ -227,7 +234,7 @@ impl<'a> Reader<'a> {
     fn store(&mut self, rel: &Path, out: &mut Walked) {
         let ctx = self.ctx;
         let path = self.info.path.join(rel);
-        let mut dir = match StoreDir::open(&self.info.path, rel, self.info.mount) {
+        let mut dir = match StoreDir::open_in(&self.info.path, Some(self.info.ino), rel, self.info.mount) {
             Ok(d) => d,
             Err(DirError::Io(e)) => return out.errors.push((Op::Walk, path, e.to_string())),
             Err(why) => return debug!(path = %path.display(), "store not read: it {why}"),
@@ -237,6 +244,7 @@ impl<'a> Reader<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .add_store(self.root, rel);
+        let generation = ctx.watch.map(Watch::generation);
         let stat_time = now_nanos();
         let mut watched = ctx.watch.is_some();
         let mut unwatched = 0;
@@ -267,34 +275,42 @@ impl<'a> Reader<'a> {
             }
         };
         dir.read_observed(&mut self.buf, &mut self.listing, &mut opened);
-        out.unwatched_dirs += unwatched;
         for (failure, sub, e) in &self.listing.errors {
             let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
             out.errors.push((op, path.join(sub), e.to_string()));
         }
-        let (table, was_watched) = {
+        let was_watched = {
             let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
-            match index.store(id) {
-                Some(s) => (s.subdir_table(), s.watched_since),
-                None => return, // removed meanwhile (its directory went)
+            // Removed meanwhile (its directory went), or the id is another store's now.
+            if index.find(self.root, rel) != Some(id) {
+                return;
             }
+            index.store(id).and_then(|s| s.watched_since)
         };
+        // Watches added to an instance replaced meanwhile (after an overflow) watch nothing.
+        if ctx.watch.map(Watch::generation) != generation {
+            watched = false;
+        }
         // A store watched without a gap keeps the start of its watch; one watched now for the
-        // first time (or again, after the watch lost events) starts it now.
-        let watched_since = watched.then(|| was_watched.unwrap_or(stat_time));
-        let store = Store::from_listing(
+        // first time (or again, after the watch lost events) starts it now: after its last
+        // watch was added, so that nothing before it counts as seen.
+        let watched_since = watched.then(|| was_watched.unwrap_or_else(now_nanos));
+        let mut store = Store::from_listing(
             &self.listing,
-            table,
             ctx.basis,
             self.info.atime,
             stat_time,
             watched_since,
             activity,
         );
+        store.unwatched = unwatched;
         out.stores += 1;
         out.files += self.listing.files.len();
         out.seen.push((self.root, rel.to_owned()));
         let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        if index.find(self.root, rel) != Some(id) {
+            return;
+        }
         if ctx.reconcile {
             out.drift.add(index.drift(id, &store));
         }

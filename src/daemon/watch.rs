@@ -22,11 +22,11 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use tokio::sync::mpsc;
@@ -116,8 +116,13 @@ struct Inner {
     /// The limit was hit since the last successful add.
     limited: AtomicBool,
     overflows: AtomicU64,
-    /// Directories that should be watched and are not (limit, or an error).
-    unwatched: AtomicUsize,
+    /// Wakes the thread (see [`Watch::settle`]).
+    wake: OwnedFd,
+    /// Rounds the thread completed (events drained, dirty units refreshed).
+    rounds: AtomicU64,
+    /// Incremented each time the instance is replaced: a walk that added watches to an older
+    /// one must not take its stores for watched.
+    generation: AtomicU64,
 }
 
 /// The watch: an inotify instance and the thread that reads it.
@@ -159,7 +164,9 @@ impl Watch {
             stop: AtomicBool::new(false),
             limited: AtomicBool::new(false),
             overflows: AtomicU64::new(0),
-            unwatched: AtomicUsize::new(0),
+            wake: rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+            rounds: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         });
         let reader = inner.clone();
         let thread = std::thread::Builder::new()
@@ -169,6 +176,28 @@ impl Watch {
             inner,
             thread: Some(thread),
         })
+    }
+
+    /// Waits (at most `timeout`) until every event queued before the call is applied to the
+    /// index and the units they touched are stat'ed again: a sweep then decides on all that
+    /// happened before it started. Returns whether it settled in time.
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        let r0 = self.inner.rounds.load(Ordering::Acquire);
+        let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
+        loop {
+            // Two rounds: the one under way may have looked at the queue before the call.
+            if self.inner.rounds.load(Ordering::Acquire) >= r0 + 2
+                && !self.inner.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty()
+            {
+                return true;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Marks the activity notice as taken, so the next file event sends another.
@@ -185,23 +214,12 @@ impl Watch {
         self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Directories that should be watched and are not (watch limit, or errors), as of the last
-    /// walk.
-    pub fn unwatched(&self) -> usize {
-        self.inner.unwatched.load(Ordering::Relaxed)
-    }
-
     pub fn limited(&self) -> bool {
         self.inner.limited.load(Ordering::Relaxed)
     }
 
     pub fn overflows(&self) -> u64 {
         self.inner.overflows.load(Ordering::Relaxed)
-    }
-
-    /// Counts a directory left without a watch by a walk.
-    pub fn count_unwatched(&self, n: usize) {
-        self.inner.unwatched.store(n, Ordering::Relaxed);
     }
 
     /// Watches the layout directory open as `fd` (`rel` below root `root`, of role `role`).
@@ -235,16 +253,21 @@ impl Watch {
         });
     }
 
-    /// Drops every watch and starts a new inotify instance (after an overflow: cheaper than
-    /// removing each watch, and no stale watch can survive).
-    pub fn reset(&self) -> io::Result<()> {
-        self.inner.reset()
+    /// The instance's generation (see [`Inner::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// Drops the watches of store `store` (it left the index).
+    pub fn forget_store(&self, store: StoreId) {
+        self.inner.forget_store(store);
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Relaxed);
+        let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -261,10 +284,24 @@ impl Inner {
         let added = inotify::add_watch(&*ino, magic.as_str(), events | WATCH_FLAGS);
         match added {
             Ok(wd) => {
-                // The same directory watched again (renamed, or walked twice) keeps one watch.
-                nodes.insert(wd, node);
                 self.limited.store(false, Ordering::Relaxed);
-                Ok(())
+                match nodes.get(&wd) {
+                    // The same directory walked again keeps its watch.
+                    Some(known) if *known == node => Ok(()),
+                    // The same directory reached as another (two roots on one directory, or a
+                    // rename not seen yet): one watch cannot say which, so the second stays
+                    // unwatched and is walked at every interval.
+                    Some(known) => {
+                        debug!(?known, ?node, "directory already watched as another one");
+                        Err(AddError::Other(io::Error::other(
+                            "already watched as another directory",
+                        )))
+                    }
+                    None => {
+                        nodes.insert(wd, node);
+                        Ok(())
+                    }
+                }
             }
             Err(rustix::io::Errno::NOSPC) => {
                 if !self.limited.swap(true, Ordering::Relaxed) {
@@ -297,6 +334,7 @@ impl Inner {
         let fresh = Arc::new(new_instance()?);
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         *self.fd.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         nodes.clear();
         Ok(())
     }
@@ -318,21 +356,34 @@ impl Inner {
         let mut last_refresh = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let mut fds = [PollFd::new(&*ino, PollFlags::IN)];
-            // A bounded wait: the thread notices a stop, and dirty units get refreshed.
+            let pending = self.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty();
+            let mut fds = [
+                PollFd::new(&*ino, PollFlags::IN),
+                PollFd::new(&self.wake, PollFlags::IN),
+            ];
+            // Idle, the thread sleeps a second at a time (it notices a stop); with units to
+            // refresh, it comes back soon after events stop arriving.
             let timeout = rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 100_000_000,
+                tv_sec: if pending { 0 } else { 1 },
+                tv_nsec: if pending { 20_000_000 } else { 0 },
             };
             let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0);
-            if ready > 0 {
+            let (events, woken) = (
+                fds[0].revents().contains(PollFlags::IN),
+                fds[1].revents().contains(PollFlags::IN),
+            );
+            if woken {
+                let mut b = [0u8; 8];
+                let _ = rustix::io::read(&self.wake, &mut b);
+            }
+            if events {
                 self.drain(&ino, &mut buf);
             }
-            let pending = self.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty();
-            if pending && (ready == 0 || last_refresh.elapsed() > Duration::from_millis(200)) {
+            if pending && (ready == 0 || woken || last_refresh.elapsed() > Duration::from_millis(200)) {
                 self.refresh_dirty(4096);
                 last_refresh = Instant::now();
             }
+            self.rounds.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -371,14 +422,16 @@ impl Inner {
             warn!(error = %e, "cannot start a new inotify instance after an overflow");
         }
         {
-            // Everything known may have been used unseen from now on, until the walk that
-            // follows reloads it with a new start of its watch.
+            // Nothing is watched until the walk that follows adds the watches again, and the
+            // start of each store's watch is then (see walk.rs). Whatever was known may have
+            // been used at the overflow: for the floor and pressure's order too.
             let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
             for id in index.store_ids() {
                 if let Some(s) = index.store_mut(id) {
-                    s.watched_since = Some(s.watched_since.map_or(at, |w| w.max(at)));
+                    s.watched_since = None;
                 }
             }
+            index.assume_opened(at);
         }
         self.send(WatchMsg::Overflow(at));
     }
@@ -387,7 +440,7 @@ impl Inner {
         let node = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).get(&wd).cloned();
         let Some(node) = node else { return }; // a watch dropped meanwhile
         if mask.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF | ReadFlags::UNMOUNT) {
-            return self.gone(wd, &node, at);
+            return self.gone(wd, mask, &node, at);
         }
         let Some(name) = name else { return }; // an event on the directory itself (its listing)
         let is_dir = mask.contains(ReadFlags::ISDIR);
@@ -417,12 +470,20 @@ impl Inner {
             }
             Node::Store { store } => {
                 let Ok(name) = std::str::from_utf8(name) else { return };
-                if !is_dir || spark::child_dir_role(DirRole::Store, name) != Some(DirRole::SubDir) {
+                if spark::child_dir_role(DirRole::Store, name) != Some(DirRole::SubDir) {
                     return;
                 }
-                if mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                let came = mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO);
+                if came && is_dir {
                     self.new_subdir(store, name, at);
-                } else if mask.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+                } else if came || mask.contains(ReadFlags::MOVED_FROM) {
+                    // A symlink (or a file) put in place of a sub-directory, which Spark would
+                    // write through; or a sub-directory moved away with its files: the store is
+                    // not known whole until a walk reads it again, as a sweep's walk would say.
+                    self.subdir_gone(store, name, at);
+                    self.not_known_whole(store);
+                } else if mask.contains(ReadFlags::DELETE) {
+                    // Removed, so empty: every file in it was removed first, and seen.
                     self.subdir_gone(store, name, at);
                 }
             }
@@ -452,8 +513,14 @@ impl Inner {
     }
 
     /// A watched directory went away (removed, renamed, unmounted, or its watch dropped).
-    fn gone(&self, wd: i32, node: &Node, at: Nanos) {
+    fn gone(&self, wd: i32, mask: ReadFlags, node: &Node, at: Nanos) {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner()).remove(&wd);
+        if mask.contains(ReadFlags::MOVE_SELF) {
+            // Renamed: the kernel keeps watching it where it went; the new place is walked
+            // afresh when it shows up.
+            let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let _ = inotify::remove_watch(&*ino, wd);
+        }
         match node {
             Node::Sub { store, subdir } => {
                 self.index
@@ -462,10 +529,13 @@ impl Inner {
                     .subdir_removed(*store, *subdir, at);
             }
             Node::Store { store } => {
-                let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-                index.remove_store(*store);
-                drop(index);
+                // The watches first: a store id is never reused by another store, but its
+                // sub-directories' watches must not outlive it.
                 self.forget_store(*store);
+                self.index
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove_store(*store);
             }
             Node::Layout { root, rel, .. } if rel.as_os_str().is_empty() => {
                 debug!(root, "root gone");
@@ -517,7 +587,12 @@ impl Inner {
         };
         let fd = match self.open_below(root, &rel.join(name), OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok((fd, _)) => fd,
-            Err(e) => return debug!(error = %e, "cannot open a new sub-directory"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return, // gone again
+            Err(e) => {
+                // Its files are unknown: no unit of the store may go until a walk reads it.
+                debug!(error = %e, "cannot open a new sub-directory");
+                return self.not_known_whole(store);
+            }
         };
         let subdir = {
             let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
@@ -528,20 +603,27 @@ impl Inner {
         if self.add(fd.as_fd(), FILE_EVENTS, Node::Sub { store, subdir }).is_err() {
             let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(s) = index.store_mut(store) {
-                s.watched_since = None; // walked at every interval from now on
+                s.watched_since = None; // read at every interval from now on
             }
         }
         let mut names: Vec<Vec<u8>> = Vec::new();
         let listed = fsx::for_each_entry(&fd, &mut Vec::new(), |n, _| names.push(n.to_bytes().to_vec()));
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         if listed.is_err() {
-            if let Some(s) = index.store_mut(store) {
-                s.complete = false;
-            }
-            return;
+            return self.not_known_whole(store);
         }
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         for n in names {
             index.file_event(store, subdir, &n, FileEvent::Added, at);
+        }
+    }
+
+    /// Part of store `store` could not be read: none of its units is known whole until a walk
+    /// reads it again, which the next interval does (it is no longer taken as watched).
+    fn not_known_whole(&self, store: StoreId) {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = index.store_mut(store) {
+            s.complete = false;
+            s.watched_since = None;
         }
     }
 
@@ -564,8 +646,9 @@ impl Inner {
             return;
         }
         let basis = self.basis.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut dirs: HashMap<(StoreId, u32), Option<OwnedFd>> = HashMap::new();
+        let mut dirs: HashMap<(StoreId, u32), Result<Option<OwnedFd>, ()>> = HashMap::new();
         let mut done: Vec<(usize, Fresh, AtimeMode)> = Vec::with_capacity(todo.len());
+        let mut failed: Vec<StoreId> = Vec::new();
         let stat_time = now_nanos();
         for (i, t) in todo.iter().enumerate() {
             let Some((root, rel)) = self.store_path(t.store) else {
@@ -583,21 +666,38 @@ impl Inner {
                 index.store(t.store).map(|s| s.subdir_names())
             };
             let Some(names) = names else { continue };
-            let fresh: Fresh = t
+            // Only "no such file" means a file is gone: any other failure leaves the unit as
+            // it was and the store not known whole (no deletion) until a walk reads it again.
+            let fresh: Result<Fresh, ()> = t
                 .files
                 .iter()
                 .map(|(sub, name)| {
                     let dir = dirs.entry((t.store, *sub)).or_insert_with(|| {
-                        let nn = names.get(*sub as usize)?;
-                        self.open_below(root, &rel.join(&**nn), OFlags::PATH | OFlags::DIRECTORY)
-                            .ok()
-                            .map(|(fd, _)| fd)
+                        let Some(nn) = names.get(*sub as usize).filter(|n| !n.is_empty()) else {
+                            return Ok(None);
+                        };
+                        match self.open_below(root, &rel.join(&**nn), OFlags::PATH | OFlags::DIRECTORY) {
+                            Ok((fd, _)) => Ok(Some(fd)),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                            Err(_) => Err(()),
+                        }
                     });
-                    let dir = dir.as_ref()?;
-                    stat_file(dir, name)
+                    match dir {
+                        Ok(Some(dir)) => stat_file(dir, name),
+                        Ok(None) => Ok(None),
+                        Err(()) => Err(()),
+                    }
                 })
                 .collect();
-            done.push((i, fresh, atime));
+            match fresh {
+                Ok(fresh) => done.push((i, fresh, atime)),
+                Err(()) => failed.push(t.store),
+            }
+        }
+        for store in failed {
+            self.not_known_whole(store);
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            index.settle_store(store);
         }
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         for (i, fresh, atime) in done {
@@ -636,10 +736,17 @@ pub fn open_below(roots: &Roots, root: u32, rel: &Path, flags: OFlags) -> io::Re
     Ok((fd, mount))
 }
 
-/// The stat of regular file `name` in `dir`, or `None` when it is gone or not a regular file.
-fn stat_file(dir: &OwnedFd, name: &[u8]) -> Option<FileStat> {
-    let c = std::ffi::CString::new(name).ok()?;
-    let st = fsx::statx_at(dir, &c).ok()?;
-    (rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode)) == rustix::fs::FileType::RegularFile)
-        .then(|| FileStat::from_statx(&st))
+/// The stat of regular file `name` in `dir`: `Ok(None)` when it is gone or not a regular file,
+/// `Err` when it cannot be told.
+fn stat_file(dir: &OwnedFd, name: &[u8]) -> Result<Option<FileStat>, ()> {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    match fsx::statx_at(dir, &c) {
+        Ok(st) => Ok((rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode))
+            == rustix::fs::FileType::RegularFile)
+            .then(|| FileStat::from_statx(&st))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(_) => Err(()),
+    }
 }

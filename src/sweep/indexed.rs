@@ -364,7 +364,7 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
     let record = Recorder::new(&ctx.first);
     let store_path = root.path.join(&rel);
     let file_path = |sub: u32, name: &[u8]| store_path.join(&*names[sub as usize]).join(OsStr::from_bytes(name));
-    let mut dir = match StoreDir::open(&root.path, &rel, root.mount) {
+    let mut dir = match StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount) {
         Ok(d) => d,
         Err(DirError::Gone) => return None,
         Err(DirError::Io(e)) => {
@@ -402,7 +402,19 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
             return None;
         }
     };
-    // Judged again on what is on disk now, and on every open seen until now.
+    // Judged again on what is on disk now, and on every open seen until now (the watch may
+    // have seen one since the unit was chosen).
+    let last_open = {
+        let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .store(c.store)
+            .and_then(|s| {
+                s.units()
+                    .find(|u| u.slot == c.slot && u.stem == c.stem.as_slice())
+                    .map(|u| u.last_open)
+            })
+            .map_or(last_open, |t| t.max(last_open))
+    };
     let fresh = UnitStats::of(checked.stats(), &ctx.cfg.age_basis, root.atime, ctx.now);
     let open = ctx.open_unknown
         || ctx
@@ -454,7 +466,7 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
         }
         return Some(facts.bytes);
     }
-    let outcome = dir.commit_unit(&files, checked, &ctx.cfg.age_basis, c.facts.last_use);
+    let outcome = dir.commit_unit(&files, checked, &ctx.cfg.age_basis);
     for (i, failure, e) in &outcome.errors {
         record.error(report, op_of(*failure), &file_path(c.files[*i].0, &c.files[*i].1), e);
     }
@@ -475,7 +487,7 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
         ctx.index
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove_unit(c.store, c.slot);
+            .remove_unit(c.store, c.slot, &c.stem);
     }
     let mut freed = 0u64;
     for r in &outcome.removed {

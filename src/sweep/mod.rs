@@ -279,6 +279,7 @@ fn walk_pass<'a>(
             let walk_root = WalkRoot {
                 path: &root.path,
                 mount: root.mount,
+                ino: Some(root.ino),
                 role: root.role,
             };
             if scan::walk_root(&walk_root, i, walker).is_break() {

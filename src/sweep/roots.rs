@@ -60,8 +60,11 @@ pub fn resolve_roots(cfg: &Config) -> Vec<RootStatus> {
         }
         for path in paths {
             let status = resolve_one(path);
-            let duplicate = matches!(&status, RootStatus::Present { path, .. }
-                if out.iter().any(|o| matches!(o, RootStatus::Present { path: p, .. } if p == path)));
+            // The same directory twice (the same path, or a bind mount of it elsewhere: same
+            // device and inode) is one root: walked and watched twice, one would be blind.
+            let duplicate = matches!(&status, RootStatus::Present { path, mount, ino, .. }
+                if out.iter().any(|o| matches!(o, RootStatus::Present { path: p, mount: m, ino: i, .. }
+                    if p == path || (m.dev == mount.dev && i == ino))));
             if !duplicate {
                 out.push(status);
             }

@@ -157,7 +157,7 @@ impl<'a> Worker<'a> {
         let first_pass = self.evict.is_none();
         let root_meta = &ctx.roots[root];
         let store_path = root_meta.path.join(&rel);
-        let mut dir = match StoreDir::open(&root_meta.path, &rel, root_meta.mount) {
+        let mut dir = match StoreDir::open_in(&root_meta.path, Some(root_meta.ino), &rel, root_meta.mount) {
             Ok(d) => d,
             Err(_) if !first_pass => return,
             // Removed since the walk saw it (an application ended).
