@@ -114,7 +114,7 @@ pub struct UnitView<'a> {
     pub freeable: u64,
     pub alloc: u64,
     pub dirty: bool,
-    pub files: Vec<(u32, Vec<u8>)>,
+    pub nfiles: usize,
 }
 
 /// What happened to a file, as the watch reports it.
@@ -518,26 +518,41 @@ impl Store {
 
     /// The units, as the sweep judges them.
     pub fn units(&self) -> impl Iterator<Item = UnitView<'_>> {
-        self.units.iter().enumerate().filter_map(move |(slot, u)| {
-            let u = u.as_ref()?;
-            let stem = self.stem(u);
-            Some(UnitView {
-                slot: slot as u32,
-                kind: u.kind,
-                stem,
-                last_use: u.last_use,
-                last_open: u.last_open,
-                read_bound: u.read_bound,
-                freeable: u64::from(u.freeable_blocks) * 512,
-                alloc: u64::from(u.alloc_blocks) * 512,
-                dirty: u.dirty,
-                files: u
-                    .files
-                    .iter()
-                    .map(|f| (u32::from(f.subdir), self.file_name(stem, *f)))
-                    .collect(),
-            })
+        (0..self.units.len() as u32).filter_map(move |slot| self.unit(slot))
+    }
+
+    /// The unit at `slot`, if there is one.
+    pub fn unit(&self, slot: u32) -> Option<UnitView<'_>> {
+        let u = self.units.get(slot as usize)?.as_ref()?;
+        Some(UnitView {
+            slot,
+            kind: u.kind,
+            stem: self.stem(u),
+            last_use: u.last_use,
+            last_open: u.last_open,
+            read_bound: u.read_bound,
+            freeable: u64::from(u.freeable_blocks) * 512,
+            alloc: u64::from(u.alloc_blocks) * 512,
+            dirty: u.dirty,
+            nfiles: u.files.len(),
         })
+    }
+
+    /// The unit `stem`, if there is one.
+    pub fn find_unit(&self, stem: &[u8]) -> Option<UnitView<'_>> {
+        self.unit(self.find(stem)?)
+    }
+
+    /// The files of the unit at `slot`: (sub-directory index, name).
+    pub fn unit_files(&self, slot: u32) -> Vec<(u32, Vec<u8>)> {
+        let Some(u) = self.units.get(slot as usize).and_then(Option::as_ref) else {
+            return Vec::new();
+        };
+        let stem = self.stem(u);
+        u.files
+            .iter()
+            .map(|f| (u32::from(f.subdir), self.file_name(stem, *f)))
+            .collect()
     }
 
     /// Files of each kind and their allocated bytes.
@@ -1072,7 +1087,7 @@ mod tests {
         assert_eq!(s.unit_count(), 1);
         assert_eq!(s.last_activity, 9);
         let units: Vec<UnitView> = s.units().collect();
-        let mut files = units[0].files.clone();
+        let mut files = s.unit_files(units[0].slot);
         files.sort();
         assert_eq!(
             files,

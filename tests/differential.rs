@@ -182,8 +182,7 @@ impl OpenSource for IndexOpens {
         let id = index.find(0, rel)?;
         index
             .store(id)?
-            .units()
-            .find(|u| u.stem == stem)
+            .find_unit(stem)
             .map(|u| u.last_open)
             .filter(|t| *t != Nanos::MIN)
     }

@@ -304,7 +304,13 @@ impl Inner {
                 }
             }
             Err(rustix::io::Errno::NOSPC) => {
-                if !self.limited.swap(true, Ordering::Relaxed) {
+                self.limited.store(true, Ordering::Relaxed);
+                // Once per episode: at the limit, adds succeed and fail in turn as other
+                // watches go (say, once an hour).
+                static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+                let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+                if last.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                    *last = Some(Instant::now());
                     warn!(
                         watches = nodes.len(),
                         "inotify watch limit reached (raise fs.inotify.max_user_watches); directories without \
@@ -476,12 +482,20 @@ impl Inner {
                 let came = mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO);
                 if came && is_dir {
                     self.new_subdir(store, name, at);
-                } else if came || mask.contains(ReadFlags::MOVED_FROM) {
+                } else if came {
                     // A symlink (or a file) put in place of a sub-directory, which Spark would
-                    // write through; or a sub-directory moved away with its files: the store is
-                    // not known whole until a walk reads it again, as a sweep's walk would say.
+                    // write through: the store is not known whole until it is read again (its
+                    // listing then says so, as a sweep's walk would).
                     self.subdir_gone(store, name, at);
                     self.not_known_whole(store);
+                } else if mask.contains(ReadFlags::MOVED_FROM) {
+                    // Moved away with its files, which still belong to units here: nothing of
+                    // the store goes until the next full walk finds it whole again.
+                    self.subdir_gone(store, name, at);
+                    let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(s) = index.store_mut(store) {
+                        s.complete = false;
+                    }
                 } else if mask.contains(ReadFlags::DELETE) {
                     // Removed, so empty: every file in it was removed first, and seen.
                     self.subdir_gone(store, name, at);

@@ -39,7 +39,6 @@ struct Chosen {
     slot: u32,
     kind: Kind,
     stem: Vec<u8>,
-    files: Vec<(u32, Vec<u8>)>,
     facts: UnitFacts,
 }
 
@@ -163,11 +162,12 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         open_files(ctx);
     }
     let mut freed = 0u64;
+    let mut dirs: Vec<(StoreId, StoreDir)> = Vec::with_capacity(OPEN_STORES);
     for c in &ttl {
         if ctx.cancelled() {
             return;
         }
-        if let Some(bytes) = delete(ctx, c, Reason::Ttl, &mut held, report) {
+        if let Some(bytes) = delete(ctx, &mut dirs, c, Reason::Ttl, &mut held, report) {
             freed = freed.saturating_add(bytes);
         }
     }
@@ -181,7 +181,7 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
                 kept(report, c.root, c.facts.last_use);
                 break;
             }
-            if let Some(bytes) = delete(ctx, &c, reason, &mut held, report) {
+            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &mut held, report) {
                 freed = freed.saturating_add(bytes);
             }
         }
@@ -272,24 +272,24 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec
         let unseen_cap = s.watched_since.unwrap_or(Nanos::MAX);
         for u in s.units() {
             let mut protected = store_protected;
-            for (sub, name) in &u.files {
-                protected |= subdir_protected.get(*sub as usize).copied().unwrap_or(false)
-                    || (protect_on
-                        && protected_path(
+            if protect_on && !store_protected {
+                for (sub, name) in s.unit_files(u.slot) {
+                    protected |= subdir_protected.get(sub as usize).copied().unwrap_or(false)
+                        || protected_path(
                             ctx,
                             root_meta,
-                            &rel.join(&*names[*sub as usize]).join(OsStr::from_bytes(name)),
-                        ));
+                            &rel.join(&*names[sub as usize]).join(OsStr::from_bytes(&name)),
+                        );
+                }
             }
             let facts = facts_of(&u, protected, ctx.open_unknown, unseen_cap);
-            let nfiles = u.files.len() as u64;
+            let nfiles = u.nfiles as u64;
             let chosen = || Chosen {
                 store: id,
                 root,
                 slot: u.slot,
                 kind: u.kind,
                 stem: u.stem.to_vec(),
-                files: u.files.clone(),
                 facts,
             };
             match policy::judge(&facts, &ctx.rules, ctx.now) {
@@ -351,33 +351,60 @@ fn protected_path(ctx: &Ctx, root: &Root, rel: &Path) -> bool {
     root.names().any(|name| ctx.cfg.protect.matches(&name.join(rel)))
 }
 
+/// Stores kept open while their units are deleted (each holds up to 128 sub-directory fds).
+const OPEN_STORES: usize = 4;
+
 /// Checks a chosen unit on disk, judges it again on what the checks read, and deletes it (in a
-/// dry run, lists it). Returns the bytes freed, or `None` when it was kept.
-fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &mut Report) -> Option<u64> {
+/// dry run, lists it). Returns the bytes freed, or `None` when it was kept. `dirs` keeps the
+/// last few stores open: a store's units are mostly deleted one after another.
+fn delete(
+    ctx: &Ctx,
+    dirs: &mut Vec<(StoreId, StoreDir)>,
+    c: &Chosen,
+    reason: Reason,
+    held: &mut Shortfall,
+    report: &mut Report,
+) -> Option<u64> {
     let (_, root) = &ctx.roots[c.root];
-    let (rel, names, watched_since, last_open) = {
+    let (rel, names, watched_since, last_open, unit_files) = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         let s = index.store(c.store)?;
-        let u = s.units().find(|u| u.slot == c.slot && u.stem == c.stem.as_slice())?;
-        (s.rel.clone(), s.subdir_names(), s.watched_since, u.last_open)
+        let u = s.unit(c.slot).filter(|u| u.stem == c.stem.as_slice())?;
+        (
+            s.rel.clone(),
+            s.subdir_names(),
+            s.watched_since,
+            u.last_open,
+            s.unit_files(c.slot),
+        )
     };
     let record = Recorder::new(&ctx.first);
     let store_path = root.path.join(&rel);
     let file_path = |sub: u32, name: &[u8]| store_path.join(&*names[sub as usize]).join(OsStr::from_bytes(name));
-    let mut dir = match StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount) {
-        Ok(d) => d,
-        Err(DirError::Gone) => return None,
-        Err(DirError::Io(e)) => {
-            record.error(report, Op::Walk, &store_path, &e);
-            return None;
-        }
-        Err(why) => {
-            record.skipped(&store_path, &why);
-            return None;
+    let at = match dirs.iter().position(|(id, _)| *id == c.store) {
+        Some(at) => at,
+        None => {
+            let dir = match StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount) {
+                Ok(d) => d,
+                Err(DirError::Gone) => return None,
+                Err(DirError::Io(e)) => {
+                    record.error(report, Op::Walk, &store_path, &e);
+                    return None;
+                }
+                Err(why) => {
+                    record.skipped(&store_path, &why);
+                    return None;
+                }
+            };
+            if dirs.len() >= OPEN_STORES {
+                dirs.remove(0);
+            }
+            dirs.push((c.store, dir));
+            dirs.len() - 1
         }
     };
-    let files: Vec<UnitFile> = c
-        .files
+    let dir = &mut dirs[at].1;
+    let files: Vec<UnitFile> = unit_files
         .iter()
         .map(|(sub, name)| UnitFile {
             subdir: *sub,
@@ -386,15 +413,20 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
         })
         .collect();
     let changed = |report: &mut Report| {
-        debug!(path = %file_path(c.files[0].0, &c.files[0].1).display(), "unit changed since it was judged; kept");
-        report.skip(Skip::Changed, c.files.len() as u64);
+        debug!(path = %file_path(unit_files[0].0, &unit_files[0].1).display(), "unit changed since it was judged; kept");
+        report.skip(Skip::Changed, unit_files.len() as u64);
         None
     };
     let checked = match dir.check_unit(&names, &files, &ctx.cfg.age_basis, c.facts.last_use) {
         Ok(checked) => checked,
         Err(outcome) => {
             for (i, failure, e) in &outcome.errors {
-                record.error(report, op_of(*failure), &file_path(c.files[*i].0, &c.files[*i].1), e);
+                record.error(
+                    report,
+                    op_of(*failure),
+                    &file_path(unit_files[*i].0, &unit_files[*i].1),
+                    e,
+                );
             }
             if outcome.changed {
                 return changed(report);
@@ -409,8 +441,8 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
         index
             .store(c.store)
             .and_then(|s| {
-                s.units()
-                    .find(|u| u.slot == c.slot && u.stem == c.stem.as_slice())
+                s.unit(c.slot)
+                    .filter(|u| u.stem == c.stem.as_slice())
                     .map(|u| u.last_open)
             })
             .map_or(last_open, |t| t.max(last_open))
@@ -439,7 +471,7 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
         }
     };
     if verdict == Verdict::Keep(Skip::Open) {
-        report.skip(Skip::Open, c.files.len() as u64);
+        report.skip(Skip::Open, unit_files.len() as u64);
         held.open_bytes += facts.bytes;
         kept(report, c.root, facts.last_use);
         return None;
@@ -451,7 +483,7 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
     let age_seconds = policy::age_seconds(ctx.now, facts.last_use);
     if ctx.dry_run {
         for (i, st) in checked.files() {
-            let (sub, name) = &c.files[i];
+            let (sub, name) = &unit_files[i];
             deleted(
                 ctx,
                 report,
@@ -468,7 +500,12 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
     }
     let outcome = dir.commit_unit(&files, checked, &ctx.cfg.age_basis);
     for (i, failure, e) in &outcome.errors {
-        record.error(report, op_of(*failure), &file_path(c.files[*i].0, &c.files[*i].1), e);
+        record.error(
+            report,
+            op_of(*failure),
+            &file_path(unit_files[*i].0, &unit_files[*i].1),
+            e,
+        );
     }
     if outcome.changed {
         kept(report, c.root, facts.last_use);
@@ -479,9 +516,9 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
     }
     if !outcome.errors.is_empty() {
         record.partial(
-            &file_path(c.files[0].0, &c.files[0].1),
+            &file_path(unit_files[0].0, &unit_files[0].1),
             outcome.removed.len(),
-            c.files.len(),
+            unit_files.len(),
         );
     } else {
         ctx.index
@@ -491,7 +528,7 @@ fn delete(ctx: &Ctx, c: &Chosen, reason: Reason, held: &mut Shortfall, report: &
     }
     let mut freed = 0u64;
     for r in &outcome.removed {
-        let (sub, name) = &c.files[r.index];
+        let (sub, name) = &unit_files[r.index];
         freed = freed.saturating_add(r.freed);
         deleted(
             ctx,

@@ -126,10 +126,25 @@ fn usr_storm(sc: &mut Sc) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    std::thread::sleep(Duration::from_secs(3));
-    let signal_sweeps = d
-        .metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")])
-        .unwrap_or(0.0);
+    // The first purge deletes thousands of units; then what the storm folded into one
+    // follow-up runs. Wait until the count stops moving.
+    d.wait_metric(
+        "shuffle_janitor_sweeps_total",
+        &[("trigger", "signal")],
+        Duration::from_secs(60),
+        |v| v >= 1.0,
+    );
+    let mut signal_sweeps = 0.0;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = d
+            .metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")])
+            .unwrap_or(0.0);
+        if now == signal_sweeps {
+            break;
+        }
+        signal_sweeps = now;
+    }
     sc.iterations = 500;
     sc.check(signal_sweeps >= 1.0 && signal_sweeps <= 20.0, || {
         format!("{signal_sweeps} sweeps for 500 signals (coalesced?)")
@@ -147,7 +162,8 @@ fn usr_storm(sc: &mut Sc) {
 fn sigterm_mid_deletion(sc: &mut Sc) {
     let s = Scratch::new();
     let fs = s.join("fs");
-    let on_tmpfs = Mounted::tmpfs(&fs, "size=512m,nr_inodes=1000000");
+    // Each file takes a page on tmpfs: 30,000 units of five files need about 600 MiB.
+    let on_tmpfs = Mounted::tmpfs(&fs, "size=1g,nr_inodes=1000000");
     let root = fs.join("local");
     let units = if on_tmpfs.is_some() {
         sc.size(30_000, 100_000)
