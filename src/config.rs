@@ -63,7 +63,26 @@ pub struct RawConfig {
     pub skip_open_files: bool,
     pub state_dir: String,
     pub watermark: RawWatermark,
+    pub stores: RawStores,
     pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStores {
+    pub reap: bool,
+    pub min_idle: String,
+    pub executor_startup: String,
+}
+
+impl Default for RawStores {
+    fn default() -> Self {
+        RawStores {
+            reap: true,
+            min_idle: "auto".into(),
+            executor_startup: "10m".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +114,7 @@ impl Default for RawConfig {
             skip_open_files: true,
             state_dir: DEFAULT_STATE_DIR.into(),
             watermark: RawWatermark::default(),
+            stores: RawStores::default(),
             metrics: RawMetrics::default(),
         }
     }
@@ -139,7 +159,19 @@ pub struct Config {
     /// Where the daemon keeps what its watch saw across restarts; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
     pub watermark: Watermark,
+    pub stores: Stores,
     pub listen: SocketAddr,
+}
+
+/// The removal of dead executors' empty block stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stores {
+    /// Remove dead stores (only ever where every process can be seen).
+    pub reap: bool,
+    /// How long an empty store must have been quiet.
+    pub min_idle: Duration,
+    /// The longest an executor takes from its start to creating its store.
+    pub executor_startup: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -215,6 +247,11 @@ impl Config {
                 high: self.watermark.high,
                 low: self.watermark.low,
                 poll: humantime::format_duration(self.watermark.poll).to_string(),
+            },
+            stores: RawStores {
+                reap: self.stores.reap,
+                min_idle: humantime::format_duration(self.stores.min_idle).to_string(),
+                executor_startup: humantime::format_duration(self.stores.executor_startup).to_string(),
             },
             metrics: RawMetrics {
                 listen: self.listen.to_string(),
@@ -382,6 +419,18 @@ impl RawConfig {
                 "must be longer than 0s".into(),
             ));
         }
+        let min_idle = match self.stores.min_idle.as_str() {
+            "auto" => max_age.max(Duration::from_secs(24 * 3600)),
+            other => duration("stores.min_idle", other)?,
+        };
+        if min_idle < Duration::from_secs(1) {
+            return Err(invalid(
+                "stores.min_idle",
+                &format!("{:?}", self.stores.min_idle),
+                "must be at least 1s, or \"auto\" (the larger of max_age and 24h)".into(),
+            ));
+        }
+        let executor_startup = duration("stores.executor_startup", &self.stores.executor_startup)?;
         let listen: SocketAddr = self.metrics.listen.parse().map_err(|_| {
             invalid(
                 "metrics.listen",
@@ -412,6 +461,11 @@ impl RawConfig {
                 high: wm.high,
                 low: wm.low,
                 poll,
+            },
+            stores: Stores {
+                reap: self.stores.reap,
+                min_idle,
+                executor_startup,
             },
             listen,
         })
@@ -517,6 +571,20 @@ mod tests {
             }
         );
         assert_eq!(c.listen, "0.0.0.0:19337".parse().unwrap());
+        assert_eq!(
+            c.stores,
+            Stores {
+                reap: true,
+                min_idle: Duration::from_secs(24 * 3600),
+                executor_startup: Duration::from_secs(600),
+            }
+        );
+        let longer = Config::from_toml("max_age = \"2days\"", None).unwrap();
+        assert_eq!(
+            longer.stores.min_idle,
+            Duration::from_secs(48 * 3600),
+            "auto: the larger of max_age and 24h"
+        );
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub struct Store {
     pub last_activity: Nanos,
     /// Its directories that have no watch (as of the walk that read it).
     pub unwatched: u32,
+    /// What its directories said when it was read (birth, last change, `executor-*` parent),
+    /// and their `(device, inode)`: what its liveness is judged on when it is empty.
+    pub dir_facts: crate::store_dir::DirFacts,
+    pub dir_ids: Vec<(u64, u64)>,
     /// A unit needs a refresh.
     dirty: bool,
     /// Oldest last use among its units of each kind (kept current unless `min_stale`).
@@ -764,6 +768,8 @@ impl Index {
         s.complete = new.complete;
         s.watched_since = new.watched_since;
         s.unwatched = new.unwatched;
+        s.dir_facts = new.dir_facts;
+        s.dir_ids = new.dir_ids;
         s.last_activity = s.last_activity.max(new.last_activity);
         s.dirty = s.units.iter().flatten().any(|u| u.dirty);
         s.min_stale = true;

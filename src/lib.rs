@@ -6,14 +6,16 @@
 //!
 //! - [`config`]: TOML file -> parsed [`config::RawConfig`] -> validated [`config::Config`].
 //! - [`spark`]: Spark's directory layouts and block file names (pure).
-//! - [`policy`]: units, TTL, floor, pressure and purge -> verdicts (pure, property-tested).
+//! - [`policy`]: units, TTL, floor, pressure and purge -> verdicts; empty stores -> live, idle
+//!   or dead (pure, property-tested).
 //! - [`fsx`]: the `*at()` primitives: directories opened without following symlinks and checked
 //!   to be on the root's own mount, listed with `getdents`.
 //! - [`scan`]: walks the roots once to find the block stores, errors as values.
 //! - [`store_dir`]: one store read and deleted in through directory fds opened without following
 //!   symlinks: `getdents`, one `fstatat` per Spark file, re-stat before `unlinkat`.
 //! - [`disk`]: statvfs, mountinfo, file timestamps.
-//! - [`open_files`]: which files processes hold open (`/proc/*/fd`).
+//! - [`open_files`]: which files processes hold open or mapped (`/proc/*/fd`, `/proc/*/maps`).
+//! - [`procs`]: the node's Spark JVMs and the directories processes hold, for stores' liveness.
 //! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command.
 //! - [`report`]: what a sweep did, as text and JSON.
 //! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
@@ -27,6 +29,7 @@ pub mod fsx;
 pub mod index;
 pub mod open_files;
 pub mod policy;
+pub mod procs;
 pub mod report;
 pub mod scan;
 pub mod spark;

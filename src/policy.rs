@@ -344,6 +344,133 @@ impl<H> Planner<H> {
     }
 }
 
+/// A process that may own a block store: a live Spark JVM (see [`crate::procs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    /// When it started (Unix nanoseconds).
+    pub start: Nanos,
+    pub kind: OwnerKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerKind {
+    /// An executor creates its store once, within moments of its start (after it reached its
+    /// driver). `dirs`: the `executor-*` directories its environment names
+    /// (`SPARK_EXECUTOR_DIRS`, standalone), as `(device, inode)`, when it could be read.
+    Executor { dirs: Option<Vec<(u64, u64)>> },
+    /// A driver (or any other Spark JVM) creates a store with each SparkContext, at any time,
+    /// and removes it when the context stops; never below an `executor-*` directory.
+    Driver,
+}
+
+/// What the liveness rule knows of an empty store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreFacts {
+    /// It holds no file at all, Spark's or anyone's: only empty `NN` directories.
+    pub empty: bool,
+    /// The last creation, removal, rename, open or write in it (directory timestamps and what
+    /// the watch saw).
+    pub last_activity: Nanos,
+    /// When it was created (statx birth time), where the filesystem records it.
+    pub birth: Option<Nanos>,
+    /// Its last change (ctime): never earlier than its birth.
+    pub changed: Nanos,
+    /// The `executor-*` directory it is in (standalone layout), as `(device, inode)`.
+    pub executor_dir: Option<(u64, u64)>,
+    /// A process holds it (or one of its directories) open or works in it.
+    pub held: bool,
+}
+
+/// Why a store that is not dead is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreState {
+    /// It holds files, or something happened in it within `min_idle`.
+    Live,
+    /// Empty and quiet for `min_idle`, but a process may own it, or the processes cannot all
+    /// be seen: kept, with why.
+    Idle(String),
+    /// Empty, quiet, and no process can own it: removed.
+    Dead,
+}
+
+impl StoreState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StoreState::Live => "live",
+            StoreState::Idle(_) => "idle",
+            StoreState::Dead => "dead",
+        }
+    }
+}
+
+/// Time-stamp slack between a process's start (clock ticks since boot, boot time in whole
+/// seconds) and a directory's birth time: a store born this close before a JVM's start counts
+/// as possibly born after it.
+const START_SLACK: Nanos = 2_000_000_000;
+
+/// Judges whether an empty store can be removed. `owners` is `None` when the processes could
+/// not all be seen (then nothing is dead). A store is dead only when:
+/// 1. it holds no file at all and nothing happened in it for `min_idle`;
+/// 2. no process holds it open or works in it;
+/// 3. no live Spark JVM can own it: every live executor started after it was created, or
+///    created its own store within `startup` of its start, long before this one was born (or
+///    names other `executor-*` directories); and every live driver started after it was
+///    created, or it is in an `executor-*` directory (drivers never create one there).
+///
+/// Without a birth time the store's last change stands in for it, which only ever makes the
+/// rule keep more (a change is never before the birth).
+pub fn judge_store(
+    f: &StoreFacts,
+    owners: Option<&[Owner]>,
+    now: Nanos,
+    min_idle: Duration,
+    startup: Duration,
+) -> StoreState {
+    if !f.empty || now.saturating_sub(f.last_activity) < nanos(min_idle) {
+        return StoreState::Live;
+    }
+    let Some(owners) = owners else {
+        return StoreState::Idle("the node's processes cannot all be seen".into());
+    };
+    if f.held {
+        return StoreState::Idle("a process holds it open".into());
+    }
+    // The latest time it may have been created.
+    let born_by = f.birth.unwrap_or(f.changed);
+    for o in owners {
+        // Created before this JVM started: not its store.
+        if born_by < o.start.saturating_sub(START_SLACK) {
+            continue;
+        }
+        let may_own = match &o.kind {
+            OwnerKind::Executor { dirs } => {
+                // An executor creates its store within `startup` of its start: a store born
+                // later is another's (without a birth time, this cannot be told).
+                let too_late = f.birth.is_some_and(|b| b > o.start.saturating_add(nanos(startup)));
+                let other_dirs = matches!((dirs, f.executor_dir), (Some(d), Some(e)) if !d.contains(&e));
+                !too_late && !other_dirs
+            }
+            OwnerKind::Driver => f.executor_dir.is_none(),
+        };
+        if may_own {
+            return StoreState::Idle(format!("it may belong to live process {}", o.pid));
+        }
+    }
+    StoreState::Dead
+}
+
+/// Whether the `executor-*` directory `dir` may be removed once the dead store in it was and
+/// it is empty: not while a live executor's environment names it (one starting up creates its
+/// store there in a moment), nor while some live executor's directories could not be read.
+pub fn executor_dir_removable(dir: (u64, u64), owners: &[Owner]) -> bool {
+    owners.iter().all(|o| match &o.kind {
+        OwnerKind::Executor { dirs: Some(d) } => !d.contains(&dir),
+        OwnerKind::Executor { dirs: None } => false,
+        OwnerKind::Driver => true,
+    })
+}
+
 /// Groups the files of one block store into units. Files of different stores must never be
 /// grouped together: shuffle ids restart at 0 in every application. One `Grouping` is reused
 /// store after store, so its buffers are allocated once per sweep thread.
@@ -619,6 +746,136 @@ mod tests {
         assert_eq!(p.offer(&unit(100), || unreachable!("not pooled")), Verdict::Eligible);
         let s = p.finish();
         assert!(s.chosen.is_empty() && s.spared.is_empty() && s.shortfall.is_none());
+    }
+
+    const SEC: Nanos = 1_000_000_000;
+    const DAY: Duration = Duration::from_secs(86_400);
+    const WINDOW: Duration = Duration::from_secs(600);
+
+    fn dead_store(now: Nanos) -> StoreFacts {
+        StoreFacts {
+            empty: true,
+            last_activity: now - 2 * 86_400 * SEC,
+            birth: Some(now - 3 * 86_400 * SEC),
+            changed: now - 2 * 86_400 * SEC,
+            executor_dir: None,
+            held: false,
+        }
+    }
+
+    #[test]
+    fn a_store_is_dead_only_when_empty_quiet_and_ownerless() {
+        let now = NOW;
+        let f = dead_store(now);
+        assert_eq!(judge_store(&f, Some(&[]), now, DAY, WINDOW), StoreState::Dead);
+        let full = StoreFacts {
+            empty: false,
+            ..f.clone()
+        };
+        assert_eq!(judge_store(&full, Some(&[]), now, DAY, WINDOW), StoreState::Live);
+        let recent = StoreFacts {
+            last_activity: now - 3600 * SEC,
+            ..f.clone()
+        };
+        assert_eq!(judge_store(&recent, Some(&[]), now, DAY, WINDOW), StoreState::Live);
+        assert!(matches!(judge_store(&f, None, now, DAY, WINDOW), StoreState::Idle(_)));
+        let held = StoreFacts {
+            held: true,
+            ..f.clone()
+        };
+        assert!(matches!(
+            judge_store(&held, Some(&[]), now, DAY, WINDOW),
+            StoreState::Idle(_)
+        ));
+        let exec = |start: Nanos, dirs| Owner {
+            pid: 7,
+            start,
+            kind: OwnerKind::Executor { dirs },
+        };
+        let born = f.birth.unwrap();
+        // An executor that started after the store was born cannot own it.
+        assert_eq!(
+            judge_store(&f, Some(&[exec(born + 60 * SEC, None)]), now, DAY, WINDOW),
+            StoreState::Dead
+        );
+        // One that started just before it was born may.
+        assert!(matches!(
+            judge_store(&f, Some(&[exec(born - 5 * SEC, None)]), now, DAY, WINDOW),
+            StoreState::Idle(_)
+        ));
+        // One that started long before: it made its own store within the window, not this one.
+        assert_eq!(
+            judge_store(&f, Some(&[exec(born - 3600 * SEC, None)]), now, DAY, WINDOW),
+            StoreState::Dead
+        );
+        // Without a birth time the window cannot be applied: kept while it lives.
+        let no_birth = StoreFacts {
+            birth: None,
+            ..f.clone()
+        };
+        assert!(matches!(
+            judge_store(&no_birth, Some(&[exec(born - 3600 * SEC, None)]), now, DAY, WINDOW),
+            StoreState::Idle(_)
+        ));
+        // A standalone executor that names other executor-* directories does not own it.
+        let in_exec = StoreFacts {
+            executor_dir: Some((1, 2)),
+            ..f.clone()
+        };
+        assert_eq!(
+            judge_store(
+                &in_exec,
+                Some(&[exec(born - 5 * SEC, Some(vec![(1, 3)]))]),
+                now,
+                DAY,
+                WINDOW
+            ),
+            StoreState::Dead
+        );
+        assert!(matches!(
+            judge_store(
+                &in_exec,
+                Some(&[exec(born - 5 * SEC, Some(vec![(1, 2)]))]),
+                now,
+                DAY,
+                WINDOW
+            ),
+            StoreState::Idle(_)
+        ));
+        // A driver started before the store may own it (a late SparkContext), but never one in
+        // an executor-* directory.
+        let driver = Owner {
+            pid: 9,
+            start: born - 30 * 86_400 * SEC,
+            kind: OwnerKind::Driver,
+        };
+        assert!(matches!(
+            judge_store(&f, Some(std::slice::from_ref(&driver)), now, DAY, WINDOW),
+            StoreState::Idle(_)
+        ));
+        assert_eq!(
+            judge_store(&in_exec, Some(&[driver]), now, DAY, WINDOW),
+            StoreState::Dead
+        );
+    }
+
+    #[test]
+    fn an_executor_dir_stays_while_a_live_executor_may_use_it() {
+        let dir = (1, 42);
+        let owner = |kind| Owner { pid: 7, start: 0, kind };
+        let names = |d: Vec<(u64, u64)>| owner(OwnerKind::Executor { dirs: Some(d) });
+        assert!(executor_dir_removable(dir, &[]));
+        assert!(executor_dir_removable(
+            dir,
+            &[owner(OwnerKind::Driver), names(vec![(1, 41)])]
+        ));
+        // Named by a live executor (one starting up creates its store there next).
+        assert!(!executor_dir_removable(dir, &[names(vec![(1, 41), (1, 42)])]));
+        // Some executor's directories unknown: it may be this one.
+        assert!(!executor_dir_removable(
+            dir,
+            &[owner(OwnerKind::Executor { dirs: None })]
+        ));
     }
 
     #[test]

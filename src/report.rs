@@ -161,6 +161,45 @@ pub struct RootReport {
     pub oldest_kept_last_use: Option<Nanos>,
     /// Removed by this sweep, in allocated bytes like `kinds` (what is left = `kinds` minus this).
     pub deleted: BTreeMap<Kind, Tally>,
+    /// Its block stores by state (see [`crate::policy::StoreState`]): a dead one counted here
+    /// was removed (or, in a dry run, would be).
+    pub stores: StoreCounts,
+}
+
+/// Block stores by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    pub live: u64,
+    pub idle: u64,
+    pub dead: u64,
+}
+
+impl StoreCounts {
+    pub fn add(&mut self, o: StoreCounts) {
+        self.live += o.live;
+        self.idle += o.idle;
+        self.dead += o.dead;
+    }
+}
+
+/// Dead stores removed (in a dry run, that would be).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Reaped {
+    pub stores: u64,
+    /// Directories removed: the stores, their sub-directories, emptied `executor-*` ones.
+    pub dirs: u64,
+    /// The stores, when files are listed.
+    #[serde(serialize_with = "ser_paths")]
+    pub paths: Vec<PathBuf>,
+}
+
+fn ser_paths<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(paths.len()))?;
+    for p in paths {
+        seq.serialize_element(&path_text(p))?;
+    }
+    seq.end()
 }
 
 impl RootReport {
@@ -172,6 +211,7 @@ impl RootReport {
             kinds: BTreeMap::new(),
             oldest_kept_last_use: None,
             deleted: BTreeMap::new(),
+            stores: StoreCounts::default(),
         }
     }
 
@@ -182,6 +222,7 @@ impl RootReport {
         for (k, t) in &o.deleted {
             self.deleted.entry(*k).or_default().add(*t);
         }
+        self.stores.add(o.stores);
         self.oldest_kept_last_use = match (self.oldest_kept_last_use, o.oldest_kept_last_use) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -220,6 +261,11 @@ pub struct Report {
     pub open_files_unreadable: usize,
     /// Files left by a deletion that did not finish (the process was killed mid-unit), removed.
     pub leftovers_removed: Tally,
+    /// Dead stores removed.
+    pub reaped: Reaped,
+    /// Why no store could be judged dead this sweep (the processes could not all be seen, or
+    /// `stores.reap` is off), if so.
+    pub liveness_unknown: Option<String>,
     pub candidates: Vec<Candidate>,
 }
 
@@ -238,6 +284,8 @@ impl Report {
             filesystems: Vec::new(),
             open_files_unreadable: 0,
             leftovers_removed: Tally::default(),
+            reaped: Reaped::default(),
+            liveness_unknown: None,
             candidates: Vec::new(),
         }
     }
@@ -283,6 +331,10 @@ impl Report {
             *mine = mine.saturating_add(n);
         }
         self.leftovers_removed.add(o.leftovers_removed);
+        self.reaped.stores += o.reaped.stores;
+        self.reaped.dirs += o.reaped.dirs;
+        self.reaped.paths.extend(o.reaped.paths);
+        self.liveness_unknown = self.liveness_unknown.take().or(o.liveness_unknown);
         for root in &o.roots {
             match self.root_mut(&root.path) {
                 Some(mine) => mine.merge(root),
@@ -392,6 +444,26 @@ impl Report {
                 );
             }
             s.push('\n');
+        }
+        let stores = self.roots.iter().fold(StoreCounts::default(), |mut a, r| {
+            a.add(r.stores);
+            a
+        });
+        if stores != StoreCounts::default() {
+            let verb = if self.dry_run { "would remove" } else { "removed" };
+            let _ = writeln!(
+                s,
+                "block stores: {} live, {} idle, {} dead ({verb} {} stores, {} directories)",
+                stores.live, stores.idle, stores.dead, self.reaped.stores, self.reaped.dirs
+            );
+        }
+        if self.dry_run {
+            for p in &self.reaped.paths {
+                let _ = writeln!(s, "would remove dead store {}", path_text(p));
+            }
+        }
+        if let Some(why) = &self.liveness_unknown {
+            let _ = writeln!(s, "no block store removed: {why}");
         }
         for root in self.roots.iter().filter(|r| !r.present) {
             let _ = writeln!(

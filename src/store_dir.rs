@@ -205,6 +205,52 @@ pub struct StoreDir {
     /// The `O_TMPFILE` held while units are deleted here (see the module docs); `None` until the
     /// first deletion, or when the filesystem cannot make one.
     write_guard: Option<Option<OwnedFd>>,
+    /// What the store's liveness is judged on.
+    facts: DirFacts,
+    /// The directory holding the store, and its name there (none when the root is the store):
+    /// where the store is removed from when it is dead.
+    parent: Option<(OwnedFd, std::ffi::OsString)>,
+    /// The `executor-*` directory holding the store (standalone layout), its name and the fd
+    /// of the directory holding it.
+    executor: Option<(OwnedFd, std::ffi::OsString)>,
+    /// `(device, inode)` of the sub-directories opened.
+    subdir_ids: Vec<(u64, u64)>,
+}
+
+/// What a store's own directory and its sub-directories say about it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirFacts {
+    /// Its birth time, where the filesystem records one.
+    pub birth: Option<Nanos>,
+    /// Its last change (ctime).
+    pub changed: Nanos,
+    /// The newest mtime or ctime of it and the sub-directories read: the last time anything
+    /// was created, removed or renamed in it.
+    pub activity: Nanos,
+    /// The `executor-*` directory holding it, as `(device, inode)`.
+    pub executor_dir: Option<(u64, u64)>,
+    /// Its own `(device, inode)`.
+    pub id: (u64, u64),
+}
+
+fn statx_time(t: &rustix::fs::StatxTimestamp) -> Nanos {
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(t.tv_nsec))
+}
+
+/// The newest of a directory's mtime and ctime.
+fn dir_changed(st: &rustix::fs::Statx) -> Nanos {
+    statx_time(&st.stx_mtime).max(statx_time(&st.stx_ctime))
+}
+
+/// How reaping a store went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Directories removed: sub-directories, the store, its `executor-*` directory.
+    pub dirs: u32,
+    /// The store itself is gone.
+    pub store: bool,
 }
 
 fn errno_io(e: rustix::io::Errno) -> io::Error {
@@ -226,10 +272,12 @@ impl StoreDir {
         let root_flags = if parts.is_empty() { READ_FLAGS } else { PATH_FLAGS };
         let mut dir = rustix::fs::open(root, root_flags.difference(OFlags::NOFOLLOW), Mode::empty())
             .map_err(|e| DirError::Io(e.into()))?;
-        let st = fsx::statx_fd(&dir).map_err(DirError::Io)?;
+        let mut st = fsx::statx_fd(&dir).map_err(DirError::Io)?;
         if !mount.same(&MountId::of(&st)) || root_ino.is_some_and(|i| i != st.stx_ino) {
             return Err(DirError::Foreign);
         }
+        // The directories above the store, kept for removing it: (fd, its name, its statx).
+        let mut chain: Vec<(OwnedFd, std::ffi::OsString, rustix::fs::Statx)> = Vec::new();
         for (i, c) in parts.iter().enumerate() {
             let Component::Normal(name) = c else {
                 return Err(DirError::Io(io::Error::new(
@@ -238,15 +286,62 @@ impl StoreDir {
                 )));
             };
             let flags = if i + 1 == parts.len() { READ_FLAGS } else { PATH_FLAGS };
-            dir = fsx::open_dir_at(&dir, *name, flags, &mount)?.0;
+            let (next, next_st) = fsx::open_dir_at(&dir, *name, flags, &mount)?;
+            let above = std::mem::replace(&mut dir, next);
+            chain.push((above, name.to_os_string(), std::mem::replace(&mut st, next_st)));
         }
+        let birth = (st.stx_mask & rustix::fs::StatxFlags::BTIME.bits() != 0)
+            .then(|| statx_time(&st.stx_btime))
+            .filter(|b| *b != 0);
+        // chain[k] = (fd of the directory holding component k, component k's name, statx of
+        // the directory holding it): the store is the last component.
+        let parent = chain.pop().map(|(fd, name, _)| (fd, name));
+        let executor = match (&parent, chain.pop()) {
+            (Some(_), Some((fd, name, st_holder))) if name.to_str().is_some_and(|n| n.starts_with("executor-")) => {
+                let _ = st_holder;
+                Some((fd, name))
+            }
+            _ => None,
+        };
+        let executor_dir = match &executor {
+            Some((fd, name)) => fsx::statx_at(
+                fd,
+                &std::ffi::CString::new(name.as_encoded_bytes()).map_err(|e| DirError::Io(io::Error::other(e)))?,
+            )
+            .ok()
+            .map(|x| (rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor), x.stx_ino)),
+            None => None,
+        };
         Ok(StoreDir {
             dir,
             mount,
             subdirs: Vec::new(),
             open_subdirs: 0,
             write_guard: None,
+            facts: DirFacts {
+                birth,
+                changed: statx_time(&st.stx_ctime),
+                activity: dir_changed(&st),
+                executor_dir,
+                id: (MountId::of(&st).dev, st.stx_ino),
+            },
+            subdir_ids: Vec::new(),
+            parent,
+            executor,
         })
+    }
+
+    /// The store's own facts, and the activity of the sub-directories read so far.
+    pub fn facts(&self) -> DirFacts {
+        self.facts
+    }
+
+    /// `(device, inode)` of the store and of every sub-directory read: a process holding one
+    /// of them open holds the store.
+    pub fn dir_ids(&self) -> Vec<(u64, u64)> {
+        std::iter::once(self.facts.id)
+            .chain(self.subdir_ids.iter().copied())
+            .collect()
     }
 
     fn subdir(&mut self, index: usize, name: &str) -> Result<&Sub, DirError> {
@@ -262,6 +357,8 @@ impl StoreDir {
                 }
             }
             let (fd, st) = fsx::open_dir_at(&self.dir, name, PATH_FLAGS, &self.mount)?;
+            self.facts.activity = self.facts.activity.max(dir_changed(&st));
+            self.subdir_ids.push((MountId::of(&st).dev, st.stx_ino));
             self.subdirs[index] = Some(Sub {
                 fd: std::sync::Arc::new(fd),
                 undeletable: st.stx_attributes.intersects(UNDELETABLE),
@@ -623,6 +720,80 @@ impl StoreDir {
             && self.mount.same(&MountId::of(st))
             && !fsx::is_mount_root(st)
             && !st.stx_attributes.intersects(UNDELETABLE)
+    }
+
+    /// Removes the store, which a sweep found empty and judged dead: each `NN` sub-directory,
+    /// then the store, then its `executor-*` directory if that is left empty, with `rmdir`
+    /// relative to the fds opened without following symlinks. Nothing is removed if the store
+    /// changed since `judged_activity` or holds anything but sub-directories; `rmdir` itself
+    /// refuses a directory that is not empty, so a file created at the last moment stops the
+    /// removal there (harmlessly: the store is live after all). Never recursive.
+    pub fn reap(&mut self, buf: &mut Vec<u8>, judged_activity: Nanos, executor_dir: bool) -> io::Result<Reaped> {
+        let mut out = Reaped::default();
+        let Some((parent, name)) = self.parent.as_ref() else {
+            return Ok(out); // a root is never removed
+        };
+        let _gate = deletion_gate().lock().unwrap_or_else(|e| e.into_inner());
+        // Listed again, and checked quiet: only sub-directories, none changed since judged.
+        let mut subdirs: Vec<std::ffi::CString> = Vec::new();
+        let mut other = false;
+        fsx::for_each_entry(&self.dir, buf, |n, ftype| {
+            let sub = n
+                .to_str()
+                .ok()
+                .and_then(|x| spark::child_dir_role(DirRole::Store, x))
+                .is_some();
+            if sub && ftype == FileType::Directory {
+                subdirs.push(n.to_owned());
+            } else {
+                other = true;
+            }
+        })?;
+        let st = fsx::statx_fd(&self.dir)?;
+        if other || dir_changed(&st) > judged_activity {
+            return Ok(out);
+        }
+        for sub in &subdirs {
+            let st = fsx::statx_at(&self.dir, sub)?;
+            if dir_changed(&st) > judged_activity || !self.mount.same(&MountId::of(&st)) || fsx::is_mount_root(&st) {
+                return Ok(out);
+            }
+        }
+        for sub in &subdirs {
+            match rustix::fs::unlinkat(&self.dir, sub.as_c_str(), AtFlags::REMOVEDIR) {
+                Ok(()) => out.dirs += 1,
+                Err(rustix::io::Errno::NOENT) => {}
+                // Not empty any more (or busy): the store is not dead after all.
+                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST | rustix::io::Errno::BUSY) => {
+                    return Ok(out);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match rustix::fs::unlinkat(parent, name.as_os_str(), AtFlags::REMOVEDIR) {
+            Ok(()) => {
+                out.dirs += 1;
+                out.store = true;
+            }
+            Err(
+                rustix::io::Errno::NOTEMPTY
+                | rustix::io::Errno::EXIST
+                | rustix::io::Errno::BUSY
+                | rustix::io::Errno::NOENT,
+            ) => {
+                return Ok(out);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // A standalone executor's directory, once it holds nothing but dead stores (none now),
+        // when the caller found no live executor that may use it.
+        if let Some((holder, exec)) = &self.executor
+            && executor_dir
+            && rustix::fs::unlinkat(holder, exec.as_os_str(), AtFlags::REMOVEDIR).is_ok()
+        {
+            out.dirs += 1;
+        }
+        Ok(out)
     }
 
     /// Removes a file left by a deletion that did not finish (see [`PRIVATE_PREFIX`]), if it

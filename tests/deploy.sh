@@ -201,8 +201,11 @@ app = json.load(open("deploy/marathon/shuffle-janitor.json"))
 cfg = app["env"]["SHUFFLE_JANITOR_CONFIG"]
 cfg, n1 = re.subn(r"(?m)^roots = .*$", f'roots = ["{root}"]', cfg)
 cfg, n2 = re.subn(r'(?m)^listen = ".*"$', f'listen = "127.0.0.1:{port}"', cfg)
-assert n1 == 1 and n2 == 1, "roots or listen not found in the Marathon config"
-env = dict(app["env"], SHUFFLE_JANITOR_CONFIG=cfg)
+# Nor write this machine's /var/lib.
+state = root + "-state"
+cfg, n3 = re.subn(r'(?m)^state_dir = ".*"$', f'state_dir = "{state}"', cfg)
+assert n1 == 1 and n2 == 1 and n3 == 1, "roots, listen or state_dir not found in the Marathon config"
+env = dict(app["env"], SHUFFLE_JANITOR_CONFIG=cfg, SHUFFLE_JANITOR_STATE_DIR=state)
 open(env_out, "w").write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
 open(cmd_out, "w").write(app["cmd"])
 EOF
@@ -230,7 +233,9 @@ EOF
         fail "the Marathon task's startup sweep left: $left"
     kill -TERM "$mpid"
     wait "$mpid" || fail "the Marathon task did not exit 0 on SIGTERM: $(tail -n 5 "$tmp/marathon.log")"
-    ok "runs the fetched binary as uid 65534 with DAC_OVERRIDE FOWNER SYS_PTRACE, healthy, ready, sweeps, stops on SIGTERM"
+    [[ $(stat -c %u:%a "$tmp/mroot-state") == 65534:700 && -s $tmp/mroot-state/opens.json ]] ||
+        fail "the Marathon task's state_dir: $(stat -c %u:%a "$tmp/mroot-state"), $(ls -la "$tmp/mroot-state")"
+    ok "runs the fetched binary as uid 65534 with DAC_OVERRIDE FOWNER SYS_PTRACE, healthy, ready, sweeps, saves its state, stops on SIGTERM"
 else
     echo "SKIPPED running the Marathon cmd: it names the linux-amd64 tarball and this machine is $arch"
 fi
@@ -316,6 +321,9 @@ cat >"$tmp/vars.json" <<'EOF'
  "shuffle_janitor_protect": ["/tmp/keep/**"], "shuffle_janitor_interval": "5m", "shuffle_janitor_dry_run": true,
  "shuffle_janitor_skip_open_files": false, "shuffle_janitor_watermark_high": 0.9, "shuffle_janitor_watermark_low": 0.8,
  "shuffle_janitor_watermark_poll": "10s", "shuffle_janitor_metrics_listen": "127.0.0.1:19338",
+ "shuffle_janitor_rescan_interval": "12h", "shuffle_janitor_state_dir": "/var/tmp/shuffle-janitor-state",
+ "shuffle_janitor_stores_reap": false, "shuffle_janitor_stores_min_idle": "20h",
+ "shuffle_janitor_stores_executor_startup": "5m",
  "shuffle_janitor_args": "--log-format json", "shuffle_janitor_read_write_paths": ["-/data1", "-/data2"]}
 EOF
 # Runs deploy/ansible/playbook.yml on localhost; prints the output; "changed=N" of the recap in $changed.

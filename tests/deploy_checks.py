@@ -139,6 +139,13 @@ def k8s_check(version):
         host = volumes[mounts[m]["name"]]["hostPath"]["path"]
         if host != m:
             fail(f"kubernetes: {m} mounts the host's {host}: paths (and the root label) would differ")
+    # The root filesystem is read-only: state_dir must be a writable hostPath, or the opens seen
+    # before a restart are lost with the container.
+    state = config.get("state_dir", "/var/lib/shuffle-janitor")
+    if state:
+        m = mounts.get(state)
+        if not m or "hostPath" not in volumes[m["name"]] or m.get("readOnly"):
+            fail(f"kubernetes: state_dir {state} is not a writable hostPath mount (mounts: {sorted(mounts)})")
     # Probes on metrics.listen's port.
     port = listen_port(cm["data"]["config.toml"])
     named = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
@@ -166,7 +173,7 @@ def k8s_check(version):
         fail("kubernetes: no toleration for every taint (operator: Exists, no key)")
     if not c["image"].endswith(f":{version}"):
         fail(f"kubernetes: image {c['image']} is not tagged {version}")
-    ok(f"kubernetes: roots {config.get('roots')} on hostPath mounts, probes on {port}, "
+    ok(f"kubernetes: roots {config.get('roots')} and state_dir on hostPath mounts, probes on {port}, "
        f"capabilities drop ALL add {sorted(want)}, hostPID, read-only root, tolerates all taints")
 
 
@@ -267,6 +274,9 @@ def compare_config(effective, expected_json):
         "interval": eff["interval"], "dry_run": eff["dry_run"], "skip_open_files": eff["skip_open_files"],
         "watermark_high": eff["watermark"]["high"], "watermark_low": eff["watermark"]["low"],
         "watermark_poll": eff["watermark"]["poll"], "metrics_listen": eff["metrics"]["listen"],
+        "rescan_interval": eff["rescan_interval"], "state_dir": eff["state_dir"],
+        "stores_reap": eff["stores"]["reap"], "stores_min_idle": eff["stores"]["min_idle"],
+        "stores_executor_startup": eff["stores"]["executor_startup"],
     }
     for key, got in pairs.items():
         w = want["shuffle_janitor_" + key]

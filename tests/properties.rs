@@ -267,3 +267,82 @@ fn unit_deletable(files: &[String], cfg: &Config, protect_store: Option<usize>) 
     let protected = protect_store.is_some_and(|s| files[0].contains(&format!("blockmgr-{s}/")));
     cfg.may_delete(kind) && !protected
 }
+
+/// A live Spark JVM of a random process table.
+fn owner_strategy() -> impl Strategy<Value = shuffle_janitor::policy::Owner> {
+    use shuffle_janitor::policy::{Owner, OwnerKind};
+    (
+        0i64..10_000,
+        prop::bool::ANY,
+        prop::option::of(prop::collection::vec((0u64..3, 0u64..3), 0..3)),
+    )
+        .prop_map(|(start_min, executor, dirs)| Owner {
+            pid: 1,
+            start: NOW - start_min * MINUTE,
+            kind: if executor {
+                OwnerKind::Executor { dirs }
+            } else {
+                OwnerKind::Driver
+            },
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Whatever the process table and the clock, a store is never judged dead while it holds a
+    /// file, within min_idle, while the processes cannot all be seen, while a process holds it,
+    /// or while a live JVM started before it was born could have created it (an executor
+    /// within `startup` of its start, in its own executor directory; a driver anywhere but an
+    /// executor directory).
+    #[test]
+    fn a_store_is_never_dead_while_something_may_own_or_use_it(
+        empty in prop::bool::weighted(0.9),
+        idle_min in 0i64..5000,
+        birth_min in prop::option::of(0i64..20_000),
+        changed_after_birth_min in 0i64..5000,
+        executor_dir in prop::option::of((0u64..3, 0u64..3)),
+        held in prop::bool::weighted(0.1),
+        blind in prop::bool::weighted(0.1),
+        owners in prop::collection::vec(owner_strategy(), 0..5),
+        min_idle_min in 1u64..3000,
+        startup_min in 1u64..60,
+    ) {
+        use shuffle_janitor::policy::{judge_store, OwnerKind, StoreFacts, StoreState};
+        let birth = birth_min.map(|b| NOW - b * MINUTE);
+        let changed = birth.unwrap_or(NOW - 20_000 * MINUTE) + changed_after_birth_min * MINUTE;
+        let f = StoreFacts {
+            empty,
+            last_activity: NOW - idle_min * MINUTE,
+            birth,
+            changed: changed.min(NOW),
+            executor_dir,
+            held,
+        };
+        let (min_idle, startup) = (Duration::from_secs(min_idle_min * 60), Duration::from_secs(startup_min * 60));
+        let state = judge_store(&f, (!blind).then_some(owners.as_slice()), NOW, min_idle, startup);
+        if state != StoreState::Dead {
+            return Ok(());
+        }
+        prop_assert!(empty, "dead while it holds a file");
+        prop_assert!(NOW - f.last_activity >= min_idle.as_nanos() as i64, "dead within min_idle");
+        prop_assert!(!blind && !held);
+        // The oracle: the latest the store may have been born, and who could have made it.
+        let born_by = birth.unwrap_or(f.changed);
+        for o in &owners {
+            let started_before_birth = o.start - 2_000_000_000 <= born_by;
+            let could = match &o.kind {
+                OwnerKind::Driver => executor_dir.is_none(),
+                OwnerKind::Executor { dirs } => {
+                    let in_window = birth.is_none_or(|b| b <= o.start + startup.as_nanos() as i64);
+                    let its_dir = match (dirs, executor_dir) {
+                        (Some(d), Some(e)) => d.contains(&e),
+                        _ => true,
+                    };
+                    in_window && its_dir
+                }
+            };
+            prop_assert!(!(started_before_birth && could), "dead while {:?} may own it", o);
+        }
+    }
+}

@@ -13,11 +13,16 @@ sj = {
   'kinds' => %w(shuffle temp),
   'protect' => [],
   'interval' => '10m',
+  'rescan_interval' => '24h',
   'dry_run' => false,
   'skip_open_files' => true,
+  'state_dir' => '/var/lib/shuffle-janitor',
   'watermark_high' => 0.85,
   'watermark_low' => 0.75,
   'watermark_poll' => '5s',
+  'stores_reap' => true,
+  'stores_min_idle' => 'auto',
+  'stores_executor_startup' => '10m',
   'metrics_listen' => '0.0.0.0:19337',
 }.merge(node['shuffle_janitor'] || {})
 
@@ -41,13 +46,20 @@ file '/etc/shuffle-janitor/config.toml' do
     kinds = #{sj['kinds'].to_json}
     protect = #{sj['protect'].to_json}
     interval = #{sj['interval'].to_json}
+    rescan_interval = #{sj['rescan_interval'].to_json}
     dry_run = #{sj['dry_run'].to_json}
     skip_open_files = #{sj['skip_open_files'].to_json}
+    state_dir = #{sj['state_dir'].to_json}
 
     [watermark]
     high = #{Float(sj['watermark_high'])}
     low = #{Float(sj['watermark_low'])}
     poll = #{sj['watermark_poll'].to_json}
+
+    [stores]
+    reap = #{sj['stores_reap'].to_json}
+    min_idle = #{sj['stores_min_idle'].to_json}
+    executor_startup = #{sj['stores_executor_startup'].to_json}
 
     [metrics]
     listen = #{sj['metrics_listen'].to_json}

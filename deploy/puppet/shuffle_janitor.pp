@@ -15,11 +15,16 @@ class shuffle_janitor (
   Array[String]         $kinds           = ['shuffle', 'temp'],
   Array[String]         $protect         = [],
   String                $interval        = '10m',
+  String                $rescan_interval = '24h',
   Boolean               $dry_run         = false,
   Boolean               $skip_open_files = true,
+  String                $state_dir       = '/var/lib/shuffle-janitor',
   Float                 $watermark_high  = 0.85,
   Float                 $watermark_low   = 0.75,
   String                $watermark_poll  = '5s',
+  Boolean               $stores_reap     = true,
+  String                $stores_min_idle = 'auto',
+  String                $stores_executor_startup = '10m',
   String                $metrics_listen  = '0.0.0.0:19337',
   Boolean               $manage_service  = $facts['service_provider'] == 'systemd',
 ) {
@@ -51,13 +56,20 @@ class shuffle_janitor (
       kinds = [${kinds_toml}]
       protect = [${protect_toml}]
       interval = "${interval}"
+      rescan_interval = "${rescan_interval}"
       dry_run = ${dry_run}
       skip_open_files = ${skip_open_files}
+      state_dir = "${state_dir}"
 
       [watermark]
       high = ${watermark_high}
       low = ${watermark_low}
       poll = "${watermark_poll}"
+
+      [stores]
+      reap = ${stores_reap}
+      min_idle = "${stores_min_idle}"
+      executor_startup = "${stores_executor_startup}"
 
       [metrics]
       listen = "${metrics_listen}"

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub index_units: IntGauge,
     pub index_drift: IntCounterVec,
     pub clock_steps: IntCounter,
+    stores: GaugeVec,
+    reaped_stores: IntCounter,
+    reaped_dirs: IntCounter,
+    store_liveness_unknown: IntGauge,
     pub config_last_reload_successful: IntGauge,
 }
 
@@ -212,6 +216,31 @@ impl Metrics {
                  stale); 0 while no inotify event is lost.",
                 &["kind"],
             ),
+            stores: gauge_vec(
+                &r,
+                "shuffle_janitor_stores",
+                "Block stores by root and state (live: holds files or used within stores.min_idle; idle: \
+                 empty and quiet but a process may own it, or the processes cannot all be seen; dead: \
+                 empty, quiet and ownerless, so removed).",
+                &["root", "state"],
+            ),
+            reaped_stores: int_counter(
+                &r,
+                "shuffle_janitor_reaped_stores_total",
+                "Dead block stores removed (empty stores of executors that are gone).",
+            ),
+            reaped_dirs: int_counter(
+                &r,
+                "shuffle_janitor_reaped_dirs_total",
+                "Directories removed with dead stores: the stores, their NN sub-directories and \
+                 emptied executor-* directories.",
+            ),
+            store_liveness_unknown: int_gauge(
+                &r,
+                "shuffle_janitor_store_liveness_unknown",
+                "1 when the last sweep could not judge whether empty stores are dead (the node's \
+                 processes cannot all be seen): none is removed.",
+            ),
             clock_steps: int_counter(
                 &r,
                 "shuffle_janitor_clock_steps_total",
@@ -302,7 +331,14 @@ impl Metrics {
         for (op, n) in &report.errors {
             self.errors.with_label_values(&[op.as_str()]).inc_by(*n);
         }
+        if !report.dry_run {
+            self.reaped_stores.inc_by(report.reaped.stores);
+            self.reaped_dirs.inc_by(report.reaped.dirs);
+        }
+        self.store_liveness_unknown
+            .set(i64::from(report.liveness_unknown.is_some()));
         // Per-root gauges describe the tree now: reset so vanished roots and kinds disappear.
+        self.stores.reset();
         self.oldest_file_age.reset();
         self.tracked_bytes.reset();
         self.tracked_files.reset();
@@ -312,6 +348,12 @@ impl Metrics {
                 .oldest_kept_last_use
                 .map_or(0.0, |t| (report.now.saturating_sub(t).max(0) as f64) / 1e9);
             self.oldest_file_age.with_label_values(&[&name]).set(age);
+            let st = &root.stores;
+            // Dead ones were removed: what is left is live or idle (a dry run leaves them).
+            let dead = if report.dry_run { st.dead } else { 0 };
+            for (state, n) in [("live", st.live), ("idle", st.idle), ("dead", dead)] {
+                self.stores.with_label_values(&[&name, state]).set(n as f64);
+            }
             for kind in Kind::ALL {
                 let seen = root.kinds.get(&kind).cloned().unwrap_or_default();
                 let gone = if report.dry_run {

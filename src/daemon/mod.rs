@@ -442,7 +442,15 @@ impl Daemon {
                         opens: None,
                         now: Some(now),
                     };
-                    let report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel);
+                    let mut report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel);
+                    // Dead stores go at the interval (and on request), not in the rush of pressure.
+                    if job.trigger != Trigger::Pressure && !report.cancelled {
+                        for id in sweep::indexed::reap_from_index(&cfg, &present, &index, &opts, &mut report) {
+                            if let Some(w) = &watch {
+                                w.forget_store(id);
+                            }
+                        }
+                    }
                     let unfreed = if report.deleted_total().files > 0 || last_unfreed > 0 {
                         let paths: Vec<PathBuf> = present.iter().map(|(_, r)| r.path.clone()).collect();
                         open_files::unfreed_bytes(Path::new("/proc"), &paths)

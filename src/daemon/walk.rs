@@ -304,6 +304,8 @@ impl<'a> Reader<'a> {
             activity,
         );
         store.unwatched = unwatched;
+        store.dir_facts = dir.facts();
+        store.dir_ids = dir.dir_ids();
         out.stores += 1;
         out.files += self.listing.files.len();
         out.seen.push((self.root, rel.to_owned()));

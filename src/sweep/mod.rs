@@ -8,6 +8,7 @@
 //! - [`record`]: what a sweep says in the log.
 
 pub mod indexed;
+mod reap;
 mod record;
 pub mod roots;
 mod worker;
@@ -73,6 +74,8 @@ pub struct Ctx<'a> {
     open_unknown: bool,
     cancel: &'a AtomicBool,
     first_errors: FirstNotices,
+    /// The node's processes, read once when a store's liveness is judged.
+    procs: std::sync::OnceLock<crate::procs::Procs>,
 }
 
 impl Ctx<'_> {
@@ -149,6 +152,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         open_unknown: cfg.skip_open_files && open.is_none(),
         cancel,
         first_errors: FirstNotices::default(),
+        procs: std::sync::OnceLock::new(),
     };
     // Reading a store is mostly syscalls that run in parallel in the kernel: a few workers per
     // filesystem (one walks, the others read and delete).
@@ -172,6 +176,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
     }
     report.cancelled |= cancel.load(Ordering::Relaxed);
     report.duration_seconds = started.elapsed().as_secs_f64();
+    reap::log(&report);
     let total = report.deleted_total();
     debug!(
         dry_run,
@@ -236,9 +241,11 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
 
     // One worker takes over the others' planners and lets pressure choose.
     let mut main = done.pop().expect("at least one worker");
+    let mut reap = std::mem::take(&mut main.reap);
     for w in done {
         main.report.merge(w.report);
         main.planner.absorb(w.planner);
+        reap.extend(w.reap);
     }
     main.report.merge(walker.report);
     let (mut report, evict) = main.pressure(fs);
@@ -250,6 +257,23 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
         }) {
             report.merge(w.report);
         }
+    }
+    if !reap.is_empty() && !ctx.cancelled() {
+        let roots: Vec<&Root> = ctx.roots.iter().collect();
+        let procs = reap::procs(&ctx.procs);
+        let record = Recorder::new(&ctx.first_errors);
+        reap::reap(
+            ctx.cfg,
+            &roots,
+            reap,
+            procs,
+            ctx.now,
+            ctx.dry_run,
+            ctx.list_files,
+            &mut report,
+            &record,
+            |_, _| {},
+        );
     }
     report.cancelled |= ctx.cancelled();
     report

@@ -11,11 +11,13 @@ use std::sync::mpsc::Receiver;
 use tracing::debug;
 
 use super::Ctx;
+use super::reap::ReapCandidate;
 use super::record::Recorder;
 use super::roots::Root;
 use crate::fsx::DirError;
 use crate::policy::{self, Grouping, Nanos, Planner, Reason, Skip, UnitFacts, Verdict};
 use crate::report::{Candidate, FsReport, Inventory, Op, Report, Tally};
+use crate::spark::DirRole;
 use crate::spark::Kind;
 use crate::store_dir::{Failure, Listing, StoreDir, StoreFile, UnitFile};
 
@@ -95,6 +97,8 @@ pub struct Worker<'a> {
     /// The last store's listing and grouping: their buffers are reused for the next store.
     listing: Listing,
     grouping: Grouping<StoreFile>,
+    /// Empty stores found by the first pass.
+    pub reap: Vec<ReapCandidate>,
 }
 
 impl<'a> Worker<'a> {
@@ -108,6 +112,7 @@ impl<'a> Worker<'a> {
             buf: Vec::new(),
             listing: Listing::default(),
             grouping: Grouping::default(),
+            reap: Vec::new(),
         }
     }
 
@@ -198,6 +203,25 @@ impl<'a> Worker<'a> {
                 listing: &listing,
             };
             self.judge_units(&store, &mut dir, &grouping);
+        }
+        if first_pass {
+            // Nothing at all in it, Spark's or anyone's: its liveness is judged after the walk.
+            let empty =
+                listing.complete() && listing.files.is_empty() && listing.unknown == 0 && listing.leftovers.is_empty();
+            let reapable = ctx.cfg.stores.reap
+                && empty
+                && root_meta.role != DirRole::Store
+                && !(root_meta.protected || (!ctx.cfg.protect.is_empty() && self.protected_dir(root_meta, &rel)));
+            if reapable {
+                self.reap.push(ReapCandidate {
+                    root,
+                    rel: rel.clone(),
+                    facts: dir.facts(),
+                    dir_ids: dir.dir_ids(),
+                });
+            } else {
+                self.report.roots[root].stores.live += 1;
+            }
         }
         self.listing = listing;
         self.grouping = grouping;

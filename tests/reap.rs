@@ -1,0 +1,264 @@
+//! Dead executors' block stores: removed bottom-up once empty, quiet for `stores.min_idle` and
+//! ownerless, through the binary on real directories; never what a live process may own, never
+//! a store with anything in it, never through a symlink or a mount.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use shuffle_janitor::fsx::{self, MountId};
+use shuffle_janitor::store_dir::{Listing, StoreDir};
+
+/// The liveness rule looks at every process on the node: the tests here that start a process
+/// looking like an executor must not run beside the others.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Empty `NN` directories of a store (as a dead executor leaves them once its files are gone).
+fn empty_store(root: &Path, rel: &str, subdirs: &[&str]) -> PathBuf {
+    let store = root.join(rel);
+    for s in subdirs {
+        std::fs::create_dir_all(store.join(s)).unwrap();
+    }
+    store
+}
+
+fn config(env: &TestEnv, extra: &str) -> PathBuf {
+    env.config(&format!("state_dir = \"\"\n{extra}\n[stores]\nmin_idle = \"1s\"\n"))
+}
+
+/// Waits past `min_idle` (1 s) so the stores made now count as quiet.
+fn quiet() {
+    std::thread::sleep(Duration::from_millis(1300));
+}
+
+/// A process that looks like a Spark executor JVM to `/proc` (argv[0] `java`, the backend's
+/// class on its command line), optionally working in `cwd`, optionally given `executor_dirs` as
+/// a standalone worker gives them (`SPARK_EXECUTOR_DIRS`).
+fn fake_executor(cwd: Option<&Path>, executor_dirs: Option<&Path>) -> Child {
+    // perl keeps the argv[0] it is given (an interpreter shim would put its own).
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg("exec -a java perl -e 'sleep 60' org.apache.spark.executor.CoarseGrainedExecutorBackend")
+        .stdin(Stdio::null());
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    if let Some(d) = executor_dirs {
+        c.env("SPARK_EXECUTOR_DIRS", d);
+    }
+    let child = c.spawn().unwrap();
+    // Until /proc shows the new command line.
+    for _ in 0..100 {
+        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+        if cmd.starts_with(b"java\0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+fn liveness_judgeable(env: &TestEnv) -> bool {
+    let probe = empty_store(&env.outside(), "probe/blockmgr-probe", &["00"]);
+    let _ = probe;
+    let procs = shuffle_janitor::procs::Procs::read(Path::new("/proc"));
+    if let Some(why) = procs.blind {
+        eprintln!("SKIPPED: the processes cannot all be seen here: {why}");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn dead_stores_of_every_layout_are_removed_bottom_up_and_nothing_else() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    if !liveness_judgeable(&env) {
+        return;
+    }
+    let root = env.root();
+    let mesos = empty_store(&root, "blockmgr-aaaa", &["00", "0c", "3f"]);
+    let k8s = empty_store(&root, "spark-k/blockmgr-bbbb", &["01"]);
+    let alone = empty_store(&root, "spark-s/executor-1/blockmgr-cccc", &["02", "03"]);
+    let shared = empty_store(&root, "spark-s/executor-2/blockmgr-dddd", &["04"]);
+    // Kept: a Spark file, a file that is not Spark's, a file loose in the store, a protected
+    // store, a store in the same executor directory that still holds data.
+    let with_data = root.join("spark-s/executor-2/blockmgr-eeee/05/shuffle_0_1_0.data");
+    write_aged(&with_data, 10, HOUR);
+    let foreign = root.join("blockmgr-ffff/06/core.1234");
+    write_aged(&foreign, 10, 48 * HOUR);
+    let loose = root.join("blockmgr-gggg/notes.txt");
+    write_aged(&loose, 10, 48 * HOUR);
+    std::fs::create_dir_all(root.join("blockmgr-gggg/07")).unwrap();
+    let pinned = empty_store(&root, "blockmgr-pinned", &["08"]);
+    quiet();
+    let cfg = config(&env, &format!("protect = [\"{}/blockmgr-pinned\"]", root.display()));
+
+    let before = dirs_below(&root);
+    let (code, dry) = env.sweep_json(&cfg, &["--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    assert_eq!(dirs_below(&root), before, "a dry run removes nothing: {dry}");
+    assert_eq!(dry["reaped"]["stores"], 4, "{dry}");
+    let mut listed: Vec<String> = dry["reaped"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = [&mesos, &k8s, &alone, &shared]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let (code, report) = env.sweep_json(&cfg, &[]);
+    assert_eq!(code, 0, "{report}");
+    for gone in [&mesos, &k8s, &alone, &shared, &root.join("spark-s/executor-1")] {
+        assert!(!gone.exists(), "{} removed: {report}", gone.display());
+    }
+    // 3+1 + 1+1 + 2+1+1 (its executor-* dir, left empty) + 1+1 = 12.
+    assert_eq!(report["reaped"]["dirs"], 12, "{report}");
+    for kept in [&with_data, &foreign, &loose, &pinned.join("08")] {
+        assert!(kept.exists(), "{} kept: {report}", kept.display());
+    }
+    assert!(root.join("spark-s/executor-2").exists(), "it still holds a live store");
+    assert!(
+        root.join("spark-k").exists() && root.join("spark-s").exists(),
+        "spark-* dirs are the worker's"
+    );
+    let stores = &report["roots"][0]["stores"];
+    assert_eq!(stores["dead"], 4, "{report}");
+    assert_eq!(stores["live"], 4, "{report}");
+}
+
+#[test]
+fn a_store_a_live_process_may_own_or_works_in_is_kept() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    if !liveness_judgeable(&env) {
+        return;
+    }
+    let root = env.root();
+    // Born before the executor started (more than the 2 s of slack): not its store.
+    let older = empty_store(&root, "blockmgr-older", &["00"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut exec = fake_executor(None, None);
+    // Born after it started, within stores.executor_startup: may be its store.
+    let newer = empty_store(&root, "blockmgr-newer", &["00"]);
+    // A shell working in a store holds it.
+    let worked_in = empty_store(&root, "blockmgr-cwd", &["00"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut shell = Command::new("sleep")
+        .arg("30")
+        .current_dir(worked_in.join("00"))
+        .spawn()
+        .unwrap();
+    quiet();
+    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    let _ = exec.kill();
+    let _ = exec.wait();
+    let _ = shell.kill();
+    let _ = shell.wait();
+    assert_eq!(code, 0, "{report}");
+    assert!(!older.exists(), "born before every live JVM: dead: {report}");
+    assert!(newer.exists(), "the live executor may own it: {report}");
+    assert!(worked_in.join("00").exists(), "a process works in it: {report}");
+    assert_eq!(report["roots"][0]["stores"]["idle"], 2, "{report}");
+    // The executor gone, its store goes.
+    let (_, report) = env.sweep_json(&config(&env, ""), &[]);
+    assert!(!newer.exists() && !worked_in.exists(), "{report}");
+}
+
+#[test]
+fn an_executor_dir_a_live_executor_is_given_stays() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    if !liveness_judgeable(&env) {
+        return;
+    }
+    let root = env.root();
+    // The dead executor's store in the application's directory, which the worker gives the next
+    // executor too: that one, starting, has not created its own store in it yet.
+    let dead = empty_store(&root, "spark-w/executor-app/blockmgr-dead", &["00", "01"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut next = fake_executor(None, Some(&root.join("spark-w/executor-app")));
+    quiet();
+    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    let _ = next.kill();
+    let _ = next.wait();
+    assert_eq!(code, 0, "{report}");
+    assert!(!dead.exists(), "born before the live executor started: dead: {report}");
+    assert!(
+        root.join("spark-w/executor-app").is_dir(),
+        "a live executor was given it: {report}"
+    );
+    // 2 NN + the store.
+    assert_eq!(report["reaped"]["dirs"], 3, "{report}");
+}
+
+#[test]
+fn a_file_created_at_the_last_moment_stops_the_removal() {
+    let env = TestEnv::new();
+    let root = env.root();
+    let store = empty_store(&root, "blockmgr-late", &["00", "01", "02"]);
+    let fd = rustix::fs::open(&root, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
+    let mount = MountId::of(&fsx::statx_fd(&fd).unwrap());
+    let mut dir = StoreDir::open(&root, Path::new("blockmgr-late"), mount).unwrap();
+    dir.read(&mut Vec::new(), &mut Listing::default());
+    let judged = dir.facts().activity;
+    // Timestamps move by the kernel's clock tick (up to 10 ms): a change in the same tick as the
+    // store's last activity could not be told from it. In the daemon that last activity is at
+    // least min_idle old; here it is a moment ago, so wait past a tick.
+    std::thread::sleep(Duration::from_millis(30));
+    // A file appears after the store was judged: the activity check stops everything.
+    std::fs::write(store.join("01/shuffle_0_0_0.data"), b"x").unwrap();
+    let r = dir.reap(&mut Vec::new(), judged, true).unwrap();
+    assert_eq!((r.dirs, r.store), (0, false));
+    assert!(store.join("00").exists() && store.join("01/shuffle_0_0_0.data").exists());
+    // Even past the checks (judged as of now), rmdir itself refuses the directory with the
+    // file: the store stays, with its file.
+    let r = dir.reap(&mut Vec::new(), i64::MAX, true).unwrap();
+    assert!(!r.store, "{r:?}");
+    assert!(store.join("01/shuffle_0_0_0.data").exists());
+}
+
+#[test]
+fn a_store_symlinked_or_mounted_from_elsewhere_is_never_removed() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    if !liveness_judgeable(&env) {
+        return;
+    }
+    let root = env.root();
+    let victim = empty_store(&env.outside(), "victim-store", &["00", "01"]);
+    std::os::unix::fs::symlink(&victim, root.join("blockmgr-link")).unwrap();
+    let mounted_victim = empty_store(&env.outside(), "mounted-store", &["00"]);
+    let on = root.join("blockmgr-mount");
+    let _m = Mounted::bind(&mounted_victim, &on, false);
+    quiet();
+    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(victim.join("00").exists() && victim.join("01").exists(), "{report}");
+    assert!(mounted_victim.join("00").exists(), "{report}");
+    assert_eq!(report["reaped"]["stores"], 0, "{report}");
+}
+
+fn dirs_below(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect();
+    v.sort();
+    v
+}
