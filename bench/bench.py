@@ -5,11 +5,22 @@
     with the same N, on the same warm tree;
 (b) deleting the old half against `find ... -mmin +TTL -delete`, each on a fresh identical copy;
 (c) peak RSS of each (/usr/bin/time -v);
-and with --scale, the janitor's time and memory at several sizes; with --daemon, the daemon's
-sweep RSS and its CPU while idle.
+and with --scale, the janitor's time and memory at several sizes.
+
+--daemon: the index-driven daemon against the walking sweep on the same tree, in the same run:
+its startup walk; a steady-state interval sweep's CPU, system calls (strace -c -f: getdents64,
+opens, stats) and, with the page cache dropped, the bytes it reads from the disk; its memory
+(peak RSS, bytes per unit of the index, and with --churn MINUTES, RSS over a churn of map
+outputs created and removed); and, as root, disk pressure on a tmpfs of --files files: the time
+from crossing watermark.high to the first deletion and down to watermark.low, for the daemon
+and for the walking sweep.
+
+--dead-stores N: a sweep and find over the tree plus N empty stores of dead executors, before
+and after the janitor reaps them.
 
 Rounds alternate which tool goes first; medians and ratios janitor/find are reported.
 Usage: bench/run.sh [--files N] [--rounds R] [--scale 100000,1000000,3000000] [--daemon]
+                    [--churn MINUTES] [--dead-stores N]
 """
 
 import argparse
@@ -23,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -32,7 +44,8 @@ GENTREE = os.path.join(REPO, "target/release/examples/gentree")
 
 
 def timed(cmd):
-    """Runs cmd under /usr/bin/time -v: wall, user+sys CPU seconds, peak RSS in KiB."""
+    """Runs cmd under /usr/bin/time -v: wall, user+sys CPU seconds, peak RSS in KiB, bytes read
+    from the disk (its "File system inputs", 512-byte blocks)."""
     out = subprocess.run(["/usr/bin/time", "-v"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if out.returncode not in (0, 1):
         sys.exit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-2000:]}")
@@ -45,14 +58,18 @@ def timed(cmd):
     parts = [float(p) for p in wall.split(":")]
     secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     cpu = float(field("User time (seconds)")) + float(field("System time (seconds)"))
-    return {"wall": secs, "cpu": cpu, "rss_kib": int(field("Maximum resident set size (kbytes)"))}
+    return {"wall": secs, "cpu": cpu, "rss_kib": int(field("Maximum resident set size (kbytes)")),
+            "read_bytes": int(field("File system inputs")) * 512}
 
 
-def config(path, root, max_age, min_age="15m"):
+def config(path, root, max_age, min_age="15m", extra=""):
     # mtime only, like `find -mmin`: copying the master tree with `cp -a` reads it, which moves
     # its atime (relatime), so every later copy would look freshly used to an atime basis.
+    # Empty stores are not reaped unless a case asks for it (extra): that is a case of its own.
+    extra = extra or "[stores]\nreap = false"
     with open(path, "w") as f:
-        f.write(f'roots = ["{root}"]\nmax_age = "{max_age}"\nmin_age = "{min_age}"\nage_basis = ["mtime"]\n')
+        f.write(f'roots = ["{root}"]\nmax_age = "{max_age}"\nmin_age = "{min_age}"\nage_basis = ["mtime"]\n'
+                f'state_dir = ""\n{extra}\n')
     return path
 
 
@@ -64,9 +81,10 @@ def count_files(root):
     return sum(len(files) for _, _, files in os.walk(root))
 
 
-def generate(root, files):
+def generate(root, files, empty_stores=0):
     shutil.rmtree(root, ignore_errors=True)
-    out = subprocess.run([GENTREE, root, str(files)], check=True, capture_output=True, text=True)
+    out = subprocess.run([GENTREE, root, str(files), "10000", str(empty_stores)], check=True, capture_output=True,
+                         text=True)
     return json.loads(out.stdout)
 
 
@@ -158,33 +176,362 @@ def scrape(port, name):
     return None
 
 
-def bench_daemon(work, master, idle_seconds):
-    print(f"\n## Daemon over {master}")
-    port = free_port()
-    cfg = os.path.join(work, "daemon.toml")
-    with open(cfg, "w") as f:
-        f.write(f'roots = ["{master}"]\nmax_age = "3650d"\ninterval = "1h"\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
-    p = subprocess.Popen([JANITOR, "run", "--config", cfg, "--log-level", "warn"], stderr=subprocess.DEVNULL)
+def drop_caches():
+    """Drops the page cache, dentries and inodes; False where that is not allowed."""
     try:
-        deadline = time.time() + 600
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def proc_field(pid, name, fname="status"):
+    """A number from /proc/PID/status (kB fields) or /proc/PID/io."""
+    with open(f"/proc/{pid}/{fname}") as f:
+        m = re.search(rf"^{re.escape(name)}:\s+(\d+)", f.read(), re.M)
+    return int(m.group(1))
+
+
+def proc_cpu(pid):
+    """User + system CPU seconds of a process and its threads, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """shuffle-janitor run over one root, with its metrics on a free port."""
+
+    def __init__(self, work, root, extra="", name="daemon", interval="5s", log=subprocess.DEVNULL):
+        self.port = free_port()
+        cfg = os.path.join(work, f"{name}.toml")
+        with open(cfg, "w") as f:
+            f.write(f'roots = ["{root}"]\nmax_age = "3650d"\nage_basis = ["mtime"]\ninterval = "{interval}"\n'
+                    f'state_dir = ""\n{extra}\n[metrics]\nlisten = "127.0.0.1:{self.port}"\n')
+        self.started = time.time()
+        self.proc = subprocess.Popen([JANITOR, "run", "--config", cfg, "--log-level", "warn"], stderr=log)
+        self.pid = self.proc.pid
+
+    def metric(self, name):
+        try:
+            return scrape(self.port, name)
+        except OSError:
+            return None
+
+    def wait_sweeps(self, n, timeout=900):
+        """Waits until n sweeps have ended; returns the time it happened (polled every 20 ms)."""
+        deadline = time.time() + timeout
         while time.time() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"the daemon exited with {self.proc.returncode}")
+            v = self.metric("shuffle_janitor_sweeps_total")
+            if v is not None and v >= n:
+                return time.time()
+            time.sleep(0.02)
+        sys.exit(f"the daemon did not finish {n} sweeps within {timeout}s")
+
+    def sweeps(self):
+        return self.metric("shuffle_janitor_sweeps_total") or 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def strace_counts(path):
+    """{syscall: calls} from an `strace -c` summary."""
+    out = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1].isidentifier() and parts[-1] != "total":
             try:
-                if scrape(port, "shuffle_janitor_sweep_duration_seconds_count") == 1.0:
-                    break
-            except OSError:
+                out[parts[-1]] = int(parts[3])
+            except ValueError:
                 pass
-            time.sleep(0.2)
-        hwm = int(re.search(r"VmHWM:\s+(\d+)", open(f"/proc/{p.pid}/status").read()).group(1))
-        dur = scrape(port, "shuffle_janitor_sweep_duration_seconds_sum")
-        cpu0 = scrape(port, "process_cpu_seconds_total")
-        time.sleep(idle_seconds)
-        cpu1 = scrape(port, "process_cpu_seconds_total")
-        print(f"  startup sweep {dur:.2f}s, peak RSS {hwm / 1024:.1f} MiB; idle for {idle_seconds}s: "
-              f"process_cpu_seconds_total {cpu0:.2f} -> {cpu1:.2f} ({cpu1 - cpu0:.2f}s, the scrapes included)")
-        return hwm, cpu1 - cpu0
+    return out
+
+
+def bench_daemon(work, master, info, walk, churn_minutes):
+    """The index-driven daemon against the walking sweep (`walk`: the no-op row of the table)."""
+    print(f"\n## The daemon over {master}: index against walk", flush=True)
+    rows = []
+    # Today's walk, cold: what the walking mode reads each interval once the cache is gone.
+    cold = None
+    noop = config(os.path.join(work, "noop.toml"), master, "3650d", "15m")
+    if drop_caches():
+        cold = timed(janitor(noop))
+        timed(janitor(noop))  # warm again
+    # An empty daemon, for the memory that is not the index.
+    empty = os.path.join(work, "empty-root")
+    os.makedirs(empty, exist_ok=True)
+    d0 = Daemon(work, empty, name="empty")
+    d0.wait_sweeps(1, 60)
+    time.sleep(1)
+    base_rss = proc_field(d0.pid, "VmRSS")
+    d0.stop()
+
+    d = Daemon(work, master)
+    try:
+        up = d.wait_sweeps(1) - d.started
+        units = d.metric("shuffle_janitor_index_units")
+        startup_hwm = proc_field(d.pid, "VmHWM")
+        print(f"  startup walk and first sweep: {up:.2f}s (the walking sweep: {walk['wall']:.2f}s); "
+              f"{units:,.0f} units indexed; peak RSS {startup_hwm / 1024:.1f} MiB", flush=True)
+        # Steady state: interval sweeps with nothing to delete.
+        n0, cpu0, io0 = d.sweeps(), proc_cpu(d.pid), proc_field(d.pid, "rchar", "io")
+        dur0 = d.metric("shuffle_janitor_sweep_duration_seconds_sum")
+        d.wait_sweeps(n0 + 6, 120)
+        n1, cpu1 = d.sweeps(), proc_cpu(d.pid)
+        dur1 = d.metric("shuffle_janitor_sweep_duration_seconds_sum")
+        per_sweep_cpu = (cpu1 - cpu0) / (n1 - n0)
+        per_sweep_wall = (dur1 - dur0) / (n1 - n0)
+        print(f"  steady-state sweep: {per_sweep_wall * 1000:.1f} ms wall, {per_sweep_cpu * 1000:.1f} ms CPU "
+              f"(all of the daemon's CPU between sweeps included) = {100 * per_sweep_cpu / walk['cpu']:.2f}% "
+              f"of the walk's {walk['cpu']:.2f}s", flush=True)
+        # System calls over three interval sweeps.
+        trace = os.path.join(work, "strace.txt")
+        st = subprocess.Popen(["strace", "-c", "-f", "-o", trace, "-p", str(d.pid)], stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        n2 = d.sweeps()
+        d.wait_sweeps(n2 + 3, 120)
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=30)
+        calls = strace_counts(trace)
+        getdents = calls.get("getdents64", 0)
+        opens = calls.get("openat", 0) + calls.get("open", 0)
+        stats = sum(v for k, v in calls.items() if "stat" in k and k not in ("statfs", "fstatfs"))
+        print(f"  strace -c -f over 3 steady-state sweeps: getdents64 {getdents}, openat {opens}, "
+              f"stat calls {stats}, statfs {calls.get('statfs', 0) + calls.get('fstatfs', 0)}", flush=True)
+        # Cold cache: a steady-state sweep after the page cache was dropped.
+        cold_read = None
+        if cold is not None:
+            n3 = d.sweeps()
+            d.wait_sweeps(n3 + 1, 60)  # just after a sweep: the next is an interval away
+            drop_caches()
+            r0 = proc_field(d.pid, "read_bytes", "io")
+            d.wait_sweeps(n3 + 2, 60)
+            cold_read = proc_field(d.pid, "read_bytes", "io") - r0
+            print(f"  cold cache: a steady-state sweep read {cold_read:,} bytes from the disk; the walking "
+                  f"sweep {cold['read_bytes']:,} ({cold['wall']:.2f}s)", flush=True)
+        else:
+            print("  cold cache: SKIPPED (cannot write /proc/sys/vm/drop_caches here)")
+        hwm = proc_field(d.pid, "VmHWM")
+        rss = proc_field(d.pid, "VmRSS")
+        per_unit = (rss - base_rss) * 1024 / units if units else float("nan")
+        print(f"  memory: peak RSS {hwm / 1024:.1f} MiB, RSS {rss / 1024:.1f} MiB against {base_rss / 1024:.1f} "
+              f"MiB with an empty root: {per_unit:.0f} bytes per unit", flush=True)
+        churn = None
+        if churn_minutes:
+            churn = bench_churn(d, master, churn_minutes)
+        rows = {"startup": up, "walk_wall": walk["wall"], "walk_cpu": walk["cpu"], "units": units,
+                "sweep_wall": per_sweep_wall, "sweep_cpu": per_sweep_cpu, "getdents64": getdents,
+                "openat": opens, "stats": stats, "cold_read": cold_read,
+                "walk_cold_read": cold and cold["read_bytes"], "hwm": hwm, "rss": rss, "base_rss": base_rss,
+                "bytes_per_unit": per_unit, "churn": churn}
     finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=10)
+        d.stop()
+    return rows
+
+
+def bench_churn(d, master, minutes):
+    """Map outputs created and removed in the daemon's tree for `minutes` (as executors write and
+    the shuffle service's cleanup or the TTL removes), the daemon's RSS sampled all along."""
+    stores = sorted(os.path.join(master, s) for s in os.listdir(master) if s.startswith("blockmgr-"))
+    print(f"  churn for {minutes} min: 100 map outputs (300 files) created and 100 removed per second", flush=True)
+    end = time.time() + minutes * 60
+    made, removed, i = [], 0, 0
+    samples = []
+    next_sample = time.time()
+    while time.time() < end:
+        t = time.time()
+        for _ in range(100):
+            store = stores[i % len(stores)]
+            stem = f"shuffle_9_{i}_0"
+            paths = []
+            for suffix, size in ((".data", 256), (".index", 16), (".checksum.ADLER32", 8)):
+                name = stem + suffix
+                nn = java_hash(name) % 64
+                p = os.path.join(store, f"{nn:02x}", name)
+                with open(p, "wb") as f:
+                    f.write(b"c" * size)
+                paths.append(p)
+            made.append(paths)
+            i += 1
+        # Keep about 100,000 of them (300,000 files) on disk.
+        while len(made) > 100_000:
+            for p in made.pop(0):
+                os.unlink(p)
+            removed += 1
+        if t >= next_sample:
+            samples.append((t, proc_field(d.pid, "VmRSS"), d.metric("shuffle_janitor_index_units")))
+            next_sample = t + 15
+        time.sleep(max(0.0, 1.0 - (time.time() - t)))
+    for paths in made:
+        for p in paths:
+            os.unlink(p)
+    drift = d.metric("shuffle_janitor_index_drift_total") or 0
+    rss = [r for _, r, _ in samples]
+    first_min = [r for t, r, _ in samples if t - samples[0][0] >= 60][:1] or rss[:1]
+    print(f"  churn: {i:,} map outputs created, {removed + len(made):,} removed; RSS after 1 min "
+          f"{first_min[0] / 1024:.1f} MiB, max {max(rss) / 1024:.1f} MiB, last {rss[-1] / 1024:.1f} MiB; "
+          f"index units {samples[0][2]:,.0f} .. {max(u for _, _, u in samples):,.0f}; drift {drift:.0f}", flush=True)
+    return {"created": i, "rss_1min": first_min[0], "rss_max": max(rss), "rss_last": rss[-1], "drift": drift,
+            "minutes": minutes}
+
+
+def java_hash(s):
+    h = 0
+    for c in s.encode("utf-16-le").decode("utf-16-le"):
+        h = (h * 31 + ord(c)) & 0xFFFFFFFF
+    return h
+
+
+def used_bytes(path):
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def pressure_tmpfs(work, files):
+    """A tmpfs holding a --files tree at 80 % of its size. Returns (mountpoint, info) or None."""
+    mnt = os.path.join(work, "tmpfs")
+    os.makedirs(mnt, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16g,nr_inodes=0", "tmpfs", mnt]).returncode:
+        return None
+    info = generate(os.path.join(mnt, "root"), files)
+    used, _ = used_bytes(mnt)
+    size = int(used / 0.80) // 4096 * 4096
+    subprocess.run(["mount", "-o", f"remount,size={size}", mnt], check=True)
+    return mnt, info
+
+
+class UsagePoller(threading.Thread):
+    """Reads statvfs every 0.5 ms once started: when use first reached `high` (the crossing),
+    the first moment after that it fell (a deletion), and the first it was at or under `low`."""
+
+    def __init__(self, path, high_bytes, low_bytes):
+        super().__init__(daemon=True)
+        self.path, self.high, self.low = path, high_bytes, low_bytes
+        self.crossed = self.first = self.under_low = None
+        self.halt = threading.Event()
+
+    def run(self):
+        peak = 0
+        while not self.halt.is_set():
+            used, _ = used_bytes(self.path)
+            now = time.time()
+            if self.crossed is None:
+                if used >= self.high:
+                    self.crossed, peak = now, used
+            elif used > peak:
+                peak = used
+            elif used < peak and self.first is None:
+                self.first = now
+            if self.first is not None and used <= self.low:
+                self.under_low = now
+                return
+            time.sleep(0.0005)
+
+
+def cross_high(root, high):
+    """Writes a young spill file into a store (as an executor would) that takes the tmpfs past
+    `high` by 8 MiB."""
+    used, size = used_bytes(root)
+    need = int(high * size) - used + 8 * 1024 * 1024
+    store = sorted(s for s in os.listdir(root) if s.startswith("blockmgr-"))[0]
+    with open(os.path.join(root, store, "00", "temp_shuffle_00000000-0000-0000-0000-00000000f111"), "wb") as f:
+        chunk = b"f" * (1 << 20)
+        while need > 0:
+            f.write(chunk[: min(need, len(chunk))])
+            need -= len(chunk)
+
+
+def bench_pressure(work, files):
+    """First deletion and time to `low` after a tmpfs of `files` files crosses `high`: the daemon
+    (index) against the walking sweep (`shuffle-janitor sweep`, as the daemon ran before)."""
+    print(f"\n## Disk pressure on a tmpfs of {files:,} files", flush=True)
+    out = {}
+    for mode in ("daemon", "walk"):
+        made = pressure_tmpfs(work, files)
+        if made is None:
+            print("  SKIPPED: cannot mount a tmpfs here (needs root)")
+            return None
+        mnt, info = made
+        root = os.path.join(mnt, "root")
+        try:
+            _, size = used_bytes(mnt)
+            poller = UsagePoller(mnt, 0.85 * size, 0.75 * size)
+            extra = "[watermark]\nhigh = 0.85\nlow = 0.75\npoll = \"5s\"\n[stores]\nreap = false"
+            if mode == "daemon":
+                d = Daemon(work, root, extra=extra, name="pressure", interval="1h")
+                d.wait_sweeps(1)
+                time.sleep(2)
+                poller.start()
+                cross_high(root, 0.85)
+                deadline = time.time() + 600
+                while poller.under_low is None and time.time() < deadline:
+                    time.sleep(0.05)
+                time.sleep(1)
+                deleted = d.metric("shuffle_janitor_deleted_files_total") or 0
+                d.stop()
+            else:
+                cfg = config(os.path.join(work, "pressure.toml"), root, "3650d", "15m", extra=extra)
+                poller.start()
+                cross_high(root, 0.85)
+                # The walking daemon began a sweep like this one when it saw the crossing.
+                r = subprocess.run(janitor(cfg) + ["--format", "json"], capture_output=True, text=True)
+                deleted = json.loads(r.stdout)["deleted_files"]
+            poller.halt.set()
+            poller.join(5)
+            crossed = poller.crossed or float("nan")
+            first = (poller.first - crossed) if poller.first else float("nan")
+            to_low = (poller.under_low - crossed) if poller.under_low else float("nan")
+            out[mode] = {"first": first, "to_low": to_low, "deleted": deleted, "files": info["files"]}
+            print(f"  {mode}: first deletion {first * 1000:.0f} ms after crossing high, under low after "
+                  f"{to_low:.2f}s, {deleted:,.0f} files deleted", flush=True)
+        finally:
+            subprocess.run(["umount", mnt])
+    return out
+
+
+def bench_dead_stores(work, files, empty_stores, rounds):
+    """A no-op sweep and find over FILES Spark files plus EMPTY_STORES empty dead stores, before
+    and after the janitor reaps them."""
+    root = os.path.join(work, "dead")
+    t = time.time()
+    info = generate(root, files, empty_stores)
+    print(f"\n## {info['files']:,} files plus {empty_stores:,} empty dead stores ({info['empty_dirs']:,} "
+          f"directories); generated in {time.time() - t:.0f}s", flush=True)
+    noop = config(os.path.join(work, "dead-noop.toml"), root, "3650d")
+    find = ["find", root, "-type", "f", "-mmin", f"+{3650 * 24 * 60}", "-delete"]
+    table = []
+
+    def side_by_side(label):
+        timed(find), timed(janitor(noop))
+        fr, jr = [], []
+        for r in range(rounds):
+            order = [(find, fr), (janitor(noop), jr)]
+            for cmd, sink in order if r % 2 == 0 else reversed(order):
+                sink.append(timed(cmd))
+        compare(label, fr, jr, table)
+
+    side_by_side(f"no-op sweep, {empty_stores:,} dead stores")
+    time.sleep(1.5)  # past min_idle
+    reap = config(os.path.join(work, "dead-reap.toml"), root, "3650d", extra='[stores]\nmin_idle = "1s"')
+    r = timed(janitor(reap))
+    left = sum(1 for s in os.listdir(root) if s.startswith("blockmgr-"))
+    print(f"  the reaping sweep: {r['wall']:.2f}s wall, {r['cpu']:.2f}s CPU; {left} stores left "
+          f"(of {info['stores'] + empty_stores})", flush=True)
+    if left != info["stores"]:
+        sys.exit(f"expected the {info['stores']} stores with files to be left, found {left}")
+    side_by_side("no-op sweep, after reaping")
+    shutil.rmtree(root, ignore_errors=True)
+    return table, r
 
 
 def main():
@@ -192,8 +539,10 @@ def main():
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--scale", default="", help="comma-separated sizes for the scale table")
-    ap.add_argument("--daemon", action="store_true", help="also measure the daemon's sweep RSS and idle CPU")
-    ap.add_argument("--idle", type=int, default=60, help="seconds of idle daemon to measure")
+    ap.add_argument("--daemon", action="store_true", help="also measure the index-driven daemon (see above)")
+    ap.add_argument("--churn", type=int, default=0, help="with --daemon: minutes of churn under the daemon")
+    ap.add_argument("--dead-stores", type=int, default=0, help="also measure a sweep over N empty dead stores")
+    ap.add_argument("--no-delete", action="store_true", help="skip the deleting rounds (the longest part)")
     ap.add_argument("--dir", default=os.environ.get("BENCH_DIR", "/var/tmp/shuffle-janitor-bench"))
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -207,7 +556,8 @@ def main():
               f"{os.cpu_count()} cores; {args.rounds} rounds, medians", flush=True)
         table = []
         bench_noop(work, master, args.rounds, table)
-        bench_delete(work, master, info, args.rounds, table)
+        if not args.no_delete:
+            bench_delete(work, master, info, args.rounds, table)
         print("\n| case | find wall | janitor wall | ratio | find CPU | janitor CPU | ratio | find RSS | janitor RSS |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for row in table:
@@ -215,8 +565,19 @@ def main():
             print(f"| {row['case']} | {w[0]:.2f}s | {w[1]:.2f}s | {w[2]:.2f}x | {c[0]:.2f}s | {c[1]:.2f}s | "
                   f"{c[2]:.2f}x | {r[0] / 1024:.1f} MiB | {r[1] / 1024:.1f} MiB |")
         if args.daemon:
-            bench_daemon(work, master, args.idle)
+            walk = {k: table[0][k][1] for k in ("wall", "cpu")}
+            bench_daemon(work, master, info, walk, args.churn)
         shutil.rmtree(master, ignore_errors=True)
+        if args.daemon:
+            bench_pressure(work, args.files)
+        if args.dead_stores:
+            dead, _ = bench_dead_stores(work, args.files, args.dead_stores, args.rounds)
+            print("\n| case | find wall | janitor wall | ratio | find CPU | janitor CPU | ratio | find RSS | janitor RSS |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for row in dead:
+                w, c, r = row["wall"], row["cpu"], row["rss_kib"]
+                print(f"| {row['case']} | {w[0]:.2f}s | {w[1]:.2f}s | {w[2]:.2f}x | {c[0]:.2f}s | {c[1]:.2f}s | "
+                      f"{c[2]:.2f}x | {r[0] / 1024:.1f} MiB | {r[1] / 1024:.1f} MiB |")
         if args.scale:
             bench_scale(work, [int(x) for x in args.scale.split(",")])
     finally:

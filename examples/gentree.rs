@@ -3,9 +3,13 @@
 //! the way Spark hashes file names, `temp_shuffle_*` spills, and a few files that are not
 //! Spark's. Half of the map outputs (and spills) are back-dated past the TTL.
 //!
-//! cargo run --release --example gentree -- ROOT [FILES] [FILES_PER_STORE]
+//! With EMPTY_STORES, also that many empty stores of executors long gone (as the TTL leaves
+//! them), each with 1 to 64 empty `NN` directories, back-dated a day.
+//!
+//! cargo run --release --example gentree -- ROOT [FILES] [FILES_PER_STORE] [EMPTY_STORES]
 //! Prints a JSON line: files, old_files, old_spark_files (what a TTL sweep must delete), stores,
-//! ttl_minutes (files older than this are old).
+//! empty_stores, empty_dirs (their directories, NN included), ttl_minutes (files older than
+//! this are old).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -48,6 +52,7 @@ fn main() {
     let root = Path::new(args.get(1).expect("usage: gentree ROOT [FILES] [FILES_PER_STORE]"));
     let files: u64 = args.get(2).map_or(1_000_000, |a| a.parse().expect("FILES"));
     let per_store: u64 = args.get(3).map_or(10_000, |a| a.parse().expect("FILES_PER_STORE"));
+    let empty_stores: u64 = args.get(4).map_or(0, |a| a.parse().expect("EMPTY_STORES"));
     let mut rng = Rng(0x5eed_1234_abcd_9876);
     let now = SystemTime::now();
     let old = FileTime::from_system_time(now - Duration::from_secs((TTL_MINUTES + 24 * 60) * 60));
@@ -94,7 +99,20 @@ fn main() {
             map += 1;
         }
     }
+    let day_ago = FileTime::from_system_time(now - Duration::from_secs(24 * 60 * 60));
+    let mut empty_dirs = 0u64;
+    for _ in 0..empty_stores {
+        let store = root.join(format!("blockmgr-{}", rng.uuid()));
+        let nn_count = 1 + rng.next() % 64;
+        for nn in 0..nn_count {
+            let d = store.join(format!("{nn:02x}"));
+            std::fs::create_dir_all(&d).unwrap();
+            filetime::set_file_times(&d, day_ago, day_ago).unwrap();
+        }
+        filetime::set_file_times(&store, day_ago, day_ago).unwrap();
+        empty_dirs += nn_count + 1;
+    }
     println!(
-        "{{\"files\": {made}, \"old_files\": {old_files}, \"old_spark_files\": {old_spark}, \"stores\": {stores}, \"ttl_minutes\": {TTL_MINUTES}}}"
+        "{{\"files\": {made}, \"old_files\": {old_files}, \"old_spark_files\": {old_spark}, \"stores\": {stores}, \"empty_stores\": {empty_stores}, \"empty_dirs\": {empty_dirs}, \"ttl_minutes\": {TTL_MINUTES}}}"
     );
 }

@@ -16,7 +16,14 @@ The scenario (README: "Real Spark end-to-end test"):
   5. Prometheus scraped the daemon all along: its samples of
      shuffle_janitor_reclaimed_bytes_total and shuffle_janitor_oldest_file_age_seconds are
      values the daemon served at those times;
-  6. a short report; on failure, the relevant log lines of every process.
+  6. dead executors' block stores: the executors released above leave their stores; an executor
+     is then pinned (it holds a cached RDD, so dynamic allocation keeps it) with its store empty
+     for longer than stores.min_idle. Every other store goes (emptied by the TTL, removed by the
+     janitor, or by Spark's own cleanup at the executor's exit); the pinned executor's store is
+     judged idle and kept; a watcher polling every 0.2 s sees no live executor's store ever
+     missing; then a new shuffle on the pinned executor runs without a single failed task;
+  7. a short report (stores created, reaped, removed by Spark, kept); on failure, the relevant
+     log lines of every process.
 
 Every process is started in its own process group and the group is killed on exit, whatever
 the exit. Every wait is bounded, and all of them share one overall deadline.
@@ -231,9 +238,10 @@ def pick(samples, name, labels):
 
 
 def inventory(root):
-    """Spark shuffle files below root: {path: (size, last use, unit)}. The last use is the newer
-    of mtime and atime (the janitor's default age_basis); a unit is a map output, (blockmgr
-    dir, shuffle_S_M_R), as the janitor groups them."""
+    """Spark shuffle files below root: {path: (size, last use, unit, freed)}. The last use is the
+    newer of mtime and atime (the janitor's default age_basis); a unit is a map output, (blockmgr
+    dir, shuffle_S_M_R), as the janitor groups them; freed is what deleting it frees, as the
+    janitor counts reclaimed bytes: its allocated blocks, nothing if it has other links."""
     out = {}
     for dirpath, _, files in os.walk(root):
         for f in files:
@@ -247,18 +255,123 @@ def inventory(root):
                 continue
             blockmgr = os.path.dirname(dirpath)
             stem = "shuffle_%s_%s_%s" % m.group(1, 2, 3)
-            out[p] = (st.st_size, max(st.st_mtime, st.st_atime), (blockmgr, stem))
+            freed = st.st_blocks * 512 if st.st_nlink <= 1 else 0
+            out[p] = (st.st_size, max(st.st_mtime, st.st_atime), (blockmgr, stem), freed)
     return out
 
 
 def lone_halves(files):
     """Map outputs with a .data but no .index or the reverse (in-progress names excluded)."""
     kinds = {}
-    for p, (_, _, unit) in files.items():
+    for p, (_, _, unit, _) in files.items():
         m = SHUFFLE_FILE.match(os.path.basename(p))
         if not m.group(5):
             kinds.setdefault(unit, set()).add(m.group(4))
     return sorted(u for u, k in kinds.items() if ("data" in k) != ("index" in k))
+
+
+EXECUTOR_ID = re.compile(rb"--executor-id\x00([^\x00]+)\x00")
+APP_ID = re.compile(rb"--app-id\x00([^\x00]+)\x00")
+STORE_CREATED = re.compile(r"DiskBlockManager: Created local directory at (\S+)")
+
+
+def live_executors():
+    """{pid: (app id, executor id)} of the executor JVMs running now, from /proc."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"CoarseGrainedExecutorBackend" in cmd:
+            e, a = EXECUTOR_ID.search(cmd), APP_ID.search(cmd)
+            if e and a:
+                out[int(pid)] = (a.group(1).decode(), e.group(1).decode())
+    return out
+
+
+def list_stores(root):
+    """The blockmgr-* directories below root (standalone: spark-*/executor-*/blockmgr-*)."""
+    out = set()
+    for dirpath, dirs, _ in os.walk(root):
+        for d in dirs:
+            if d.startswith("blockmgr-"):
+                out.add(os.path.join(dirpath, d))
+        dirs[:] = [d for d in dirs if not d.startswith("blockmgr-")]
+    return out
+
+
+class StoreWatcher(threading.Thread):
+    """Polls the stores and the live executors every 0.2 s: when each store was first and last
+    seen, which executor created it (its log says where), and every poll at which a live
+    executor's store was missing. An executor counts as live at a poll when it was running both
+    before and after the stores were listed."""
+
+    def __init__(self, root, work):
+        super().__init__(daemon=True)
+        self.root, self.work = root, work
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.seen = {}  # store -> [first seen, last seen]
+        self.owner = {}  # store -> (app id, executor id)
+        self.alive = {}  # (app id, executor id) -> [first seen, last seen] alive
+        self.violations = []
+
+    def store_of(self, app_exec):
+        for line in read(os.path.join(self.work, app_exec[0], app_exec[1], "stderr")).splitlines():
+            m = STORE_CREATED.search(line)
+            if m:
+                return os.path.realpath(m.group(1))
+        return None
+
+    def poll(self):
+        before = live_executors()
+        stores = {os.path.realpath(p) for p in list_stores(self.root)}
+        after = live_executors()
+        now = time.time()
+        with self.lock:
+            for st in stores:
+                self.seen.setdefault(st, [now, now])[1] = now
+            for pid, ae in after.items():
+                self.alive.setdefault(ae, [now, now])[1] = now
+                if ae not in self.owner.values():
+                    st = self.store_of(ae)
+                    if st:
+                        self.owner[st] = ae
+                if before.get(pid) == ae:
+                    mine = [st for st, o in self.owner.items() if o == ae]
+                    for st in mine:
+                        if st not in stores:
+                            self.violations.append("%.1f: the store %s of live executor %s is gone" % (now, st, ae[1]))
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                self.poll()
+            except OSError:
+                pass
+            self.halt.wait(0.2)
+
+    def present(self, at_or_after):
+        with self.lock:
+            return {st for st, (_, last) in self.seen.items() if last >= at_or_after}
+
+
+def janitor_reaped(logpath):
+    """Stores the janitor's JSON log says it removed (its debug 'dead store removed' lines)."""
+    out = set()
+    for line in read(logpath).splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        f = ev.get("fields", {})
+        if f.get("message") == "dead store removed":
+            out.add(os.path.realpath(f.get("store")))
+    return out
 
 
 class App:
@@ -407,7 +520,8 @@ def main():
     # start of a new executor JVM, which takes 10 to 25 s on 2 busy cores: 60 s leaves a margin.
     ap.add_argument("--max-age", type=int, default=60)
     ap.add_argument("--interval", type=int, default=5)
-    ap.add_argument("--deadline", type=int, default=500, help="seconds for the whole scenario")
+    ap.add_argument("--min-idle", type=int, default=20, help="the janitor's stores.min_idle")
+    ap.add_argument("--deadline", type=int, default=800, help="seconds for the whole scenario")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir even on success")
     args = ap.parse_args()
 
@@ -504,7 +618,11 @@ def scenario(run):
             # Pressure eviction is not under test here: on a disk already past the default
             # 85 %% it would delete the map outputs past min_age before the test reads them.
             "[watermark]\nhigh = 0.99\nlow = 0.98\npoll = \"1s\"\n"
-            '[metrics]\nlisten = "127.0.0.1:%d"\n' % (run.local, a.max_age, a.min_age, a.interval, ports["metrics"])
+            # Stores: quiet for min_idle before removal; an executor creates its store within
+            # executor_startup of its start (a JVM start on 2 busy cores takes up to ~25 s).
+            '[stores]\nmin_idle = "%ds"\nexecutor_startup = "90s"\n'
+            '[metrics]\nlisten = "127.0.0.1:%d"\n'
+            % (run.local, a.max_age, a.min_age, a.interval, a.min_idle, ports["metrics"])
         )
     janitor = run.start(
         "janitor",
@@ -525,8 +643,10 @@ def scenario(run):
     scraper = Scraper(metrics_url + "/metrics")
     scraper.start()
     run.wait("a first scrape of the janitor", lambda: scraper.value("shuffle_janitor_sweeps_total") is not None, 10)
-    log("janitor ready on 127.0.0.1:%d: max_age %ds, min_age %ds, interval %ds, root %s"
-        % (ports["metrics"], a.max_age, a.min_age, a.interval, run.local))
+    log("janitor ready on 127.0.0.1:%d: max_age %ds, min_age %ds, interval %ds, stores.min_idle %ds, root %s"
+        % (ports["metrics"], a.max_age, a.min_age, a.interval, a.min_idle, run.local))
+    watcher = StoreWatcher(run.local, run.path("work"))
+    watcher.start()
 
     # --- Prometheus, scraping from the start ---------------------------------------------
     prom_cfg = run.path("prometheus.yml")
@@ -631,12 +751,12 @@ def scenario(run):
         return second if first == second else None
 
     before = run.wait("the local dir to settle after the executor's exit", settled, 15, poll=0)
-    units = {u for _, _, u in before.values()}
+    units = {u for _, _, u, _ in before.values()}
     first = {p: v for p, v in before.items() if os.path.basename(p).startswith("shuffle_0_")}
     check(first, "no map output of shuffle 0 under %s" % run.local)
     check(not lone_halves(first), "Spark itself left lone halves: %s" % lone_halves(first))
-    last_used = max(m for _, m, _ in first.values())
-    first_bytes = sum(s for s, _, _ in first.values())
+    last_used = max(m for _, m, _, _ in first.values())
+    first_bytes = sum(s for s, _, _, _ in first.values())
     suffixes = sorted({SHUFFLE_FILE.match(os.path.basename(p)).group(4) for p in first})
     log("on disk: %d files (%s), %d bytes, %d map outputs of shuffle 0"
         % (len(first), ", ".join(suffixes), first_bytes, len(units)))
@@ -716,8 +836,9 @@ def scenario(run):
     check(all(reason == "ttl" for _, reason in logged), "deletions for other reasons than ttl: %s" % logged)
     check(deleted == len(vanished), "deleted_files_total{reason=ttl,kind=shuffle} grew by %d, %d files vanished"
           % (deleted, len(vanished)))
-    vanished_bytes = sum(before[p][0] for p in vanished)
-    check(reclaimed == vanished_bytes, "reclaimed_bytes_total{reason=ttl} grew by %d, the files that vanished held %d"
+    vanished_bytes = sum(before[p][3] for p in vanished)
+    check(reclaimed == vanished_bytes, "reclaimed_bytes_total{reason=ttl} grew by %d, the files that vanished "
+          "held %d bytes of blocks"
           % (reclaimed, vanished_bytes))
     errors = scraper.value("shuffle_janitor_errors_total")
     check(errors == 0, "the janitor counted %s errors" % errors)
@@ -767,6 +888,64 @@ def scenario(run):
     log("Prometheus: %d samples of reclaimed_bytes_total (0 -> %d) and %d of oldest_file_age_seconds "
         "(peak %.1fs), each a value the daemon served at that time" % (len(rec), final_reclaimed, len(ages), peak))
 
+    # --- 6. dead executors' stores removed, a live idle executor's kept ---------------------
+    t = time.monotonic()
+    r, _ = app.call("wait_idle", 130)
+    check(r.get("ok"), "the executor was not released after the third action: %s" % r)
+    third_done = time.time()
+    r, _ = app.call("pin", 180)
+    check(r.get("ok") and len(r["executors"]) == 1, "pin: %s" % r)
+    pinned = r["executors"][0]
+    pinned_store = run.wait("the pinned executor's store in its log",
+                            lambda: next((st for st, (_, e) in watcher.owner.items() if e == pinned), None), 30)
+    pinned_born = time.time()
+    log("executor %s pinned (a cached RDD), its store %s empty" % (pinned, os.path.relpath(pinned_store, run.local)))
+    # Every other store goes: emptied by the TTL (the third action's map outputs max_age after
+    # their last use), then quiet for min_idle, then a sweep; or removed by Spark itself.
+    run.wait("every store but the pinned executor's to go",
+             lambda: list_stores(run.local) == {pinned_store} or None,
+             max(0.0, third_done + a.max_age + a.min_idle + 3 * a.interval + 30 - time.time()), poll=0.5)
+    # The pinned executor's store, empty and quiet for min_idle, is judged idle, and stays.
+    run.wait("the pinned executor's store judged idle past min_idle",
+             lambda: time.time() - pinned_born > a.min_idle + a.interval
+             and (scraper.value("shuffle_janitor_stores", root=run.local, state="idle") or 0) >= 1,
+             a.min_idle + 3 * a.interval + 15)
+    check(os.path.isdir(pinned_store), "the pinned executor's store was removed: %s" % pinned_store)
+    check(inventory(pinned_store) == {}, "the pinned executor's store is not empty: its stay proves nothing")
+    reaped_metric = scraper.value("shuffle_janitor_reaped_stores_total") or 0
+    reaped_dirs = scraper.value("shuffle_janitor_reaped_dirs_total") or 0
+    # A new shuffle on the surviving (pinned) executor: written and read without a failed task.
+    r, lines = app.call("fresh", 180)
+    failed = [l for l in lines if re.search(r"Lost task|FetchFailed|Resubmitting|TaskSetManager.*fail", l)]
+    check(r.get("ok"), "the new shuffle on the pinned executor: wrong result or error: %s" % r)
+    check(r["failed_tasks"] == 0 and not failed, "the new shuffle had failed tasks: %s; %s" % (r, failed[:3]))
+    check(r["executors_before"] == [pinned] and r["executors"] == [pinned],
+          "the new shuffle did not run on the pinned executor alone: %s" % r)
+    written = inventory(pinned_store)
+    check(written, "the new shuffle wrote nothing into the pinned executor's store")
+    watcher.halt.set()
+    watcher.join(2)
+    check(not watcher.violations, "a live executor's store went missing: %s" % watcher.violations[:3])
+    created = set(watcher.seen)
+    reaped = janitor_reaped(run.logs["janitor"])
+    check(reaped <= created, "the janitor says it removed stores never seen: %s" % sorted(reaped - created)[:3])
+    check(pinned_store not in reaped, "the janitor removed the pinned executor's store")
+    check(len(reaped) == reaped_metric, "reaped_stores_total is %d, the log names %d stores" % (reaped_metric, len(reaped)))
+    by_spark = created - reaped - list_stores(run.local)
+    # Each store the janitor removed is one an executor created (and the watcher saw none go
+    # while its executor lived).
+    owners = {st: ae for st, ae in watcher.owner.items()}
+    orphan = [st for st in reaped if st not in owners]
+    check(not orphan, "stores removed whose executor is unknown: %s" % orphan[:3])
+    executors_seen = len(watcher.alive)
+    check(executors_seen >= 4, "only %d executors came and went" % executors_seen)
+    run.timed("dead stores removed, the pinned one kept", t)
+    log("stores: %d created by %d executors, %d removed by the janitor (%d directories), %d by Spark, %d kept "
+        "(the pinned executor's, judged idle past min_idle %ds); new shuffle on it: %d stages, 0 failed tasks, "
+        "%d files written" % (len(created), executors_seen, len(reaped), reaped_dirs, len(by_spark),
+                              len(list_stores(run.local)), a.min_idle, r["stages"], len(written)))
+    store_counts = (len(created), executors_seen, len(reaped), int(reaped_dirs), len(by_spark), len(list_stores(run.local)))
+
     # --- the end: the app stops, the janitor shuts down cleanly ------------------------------
     t = time.monotonic()
     appproc.stdin.write(b"quit\n")
@@ -796,6 +975,9 @@ def scenario(run):
            int(sweeps[-1][2]) if sweeps else 0),
         "map outputs %.0fs old when the shuffle service served them again, deleted %.0fs after that"
         % (served_at - last_used, gone_at - served_at),
+        "block stores: %d created by %d executors; %d removed by the janitor (%d directories), %d by Spark at "
+        "executor exit, %d kept (a live executor's, idle past stores.min_idle); none missing while its "
+        "executor lived; a new shuffle afterwards: 0 failed tasks" % store_counts,
         "steps:",
     ]
     lines += ["  %-48s %6.1fs" % (s, d) for s, d in run.timings]

@@ -9,6 +9,11 @@ the app, so it never outlives an orchestrator that died.
 Commands:
   run        run an action on the shuffled RDD; reply {ok, records_computed, seconds, ...}
   wait_idle  wait until dynamic allocation has released every executor; reply {seconds}
+  pin        cache a small RDD in memory: the executor holding it is never released (dynamic
+             allocation's cachedExecutorIdleTimeout is infinite), and its block store stays
+             empty; reply {executors}
+  fresh      a new shuffle (a shuffle id never used before) on the executors there are, checked
+             like `run`; reply {ok, failed_tasks, stages, executors}
   quit       stop the SparkContext and exit
 
 `records_computed` is an accumulator incremented by the map side of the shuffle: it stays put
@@ -110,6 +115,12 @@ def main():
         # The driver's own block manager is in this map too.
         return sc._jsc.sc().getExecutorMemoryStatus().size() - 1
 
+    def executor_ids():
+        return sorted(str(sc._jsc.sc().getExecutorIds().mkString(",")).split(",")) if executors() else []
+
+    pinned = None
+    fresh_runs = 0
+
     for line in sys.stdin:
         cmd = line.strip()
         started = time.time()
@@ -131,6 +142,32 @@ def main():
                 while executors() > 0 and time.time() < deadline:
                     time.sleep(0.25)
                 reply(ok=executors() == 0, seconds=time.time() - started)
+            elif cmd == "pin":
+                from pyspark import StorageLevel
+
+                pinned = sc.parallelize(range(1000), 2).persist(StorageLevel.MEMORY_ONLY)
+                reply(ok=pinned.count() == 1000, executors=executor_ids(), seconds=time.time() - started)
+            elif cmd == "fresh":
+                fresh_runs += 1
+                group = "fresh-%d" % fresh_runs
+                sc.setJobGroup(group, "a new shuffle on the surviving executors")
+                before_ids = executor_ids()
+                got = sorted(
+                    sc.parallelize(range(n), m).map(lambda k: (k, payload(k))).partitionBy(r)
+                    .mapPartitionsWithIndex(summarize).collect()
+                )
+                tracker = sc.statusTracker()
+                stages = failed = 0
+                for job in tracker.getJobIdsForGroup(group):
+                    info = tracker.getJobInfo(job)
+                    for stage in info.stageIds if info else []:
+                        st = tracker.getStageInfo(stage)
+                        if st:
+                            stages += 1
+                            failed += st.numFailedTasks
+                sc._jsc.clearJobGroup()
+                reply(ok=got == expected, failed_tasks=failed, stages=stages, executors_before=before_ids,
+                      executors=executor_ids(), seconds=time.time() - started)
             elif cmd == "quit":
                 break
             else:

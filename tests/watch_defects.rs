@@ -262,6 +262,8 @@ fn defect_1_an_inotify_overflow_does_not_let_the_ttl_take_a_unit_read_meanwhile(
     let noise: Vec<PathBuf> = (0..5000)
         .map(|i| env.file(&format!("{BM}/0a/not-spark-{i}"), 1, Duration::ZERO))
         .collect();
+    // Removed while the queue overflows: the index still has it until a walk.
+    let removed = env.file(&format!("{BM}/1c/shuffle_0_2_0.data"), 10, Duration::ZERO);
     let d = {
         let _small = Sysctl::set("fs.inotify.max_queued_events", "64");
         Daemon::start(
@@ -283,6 +285,9 @@ fn defect_1_an_inotify_overflow_does_not_let_the_ttl_take_a_unit_read_meanwhile(
         read(p);
         make_old(p, 48 * HOUR);
     }
+    // Changes whose events are lost too: the walk after the overflow finds them, and counts them.
+    std::fs::remove_file(&removed).unwrap();
+    env.file(&format!("{BM}/2d/shuffle_0_3_0.data"), 10, Duration::ZERO);
     d.signal(Signal::CONT);
     let interval = d.sweeps("interval");
     d.wait("two more sweeps", Duration::from_secs(20), || {
@@ -294,6 +299,12 @@ fn defect_1_an_inotify_overflow_does_not_let_the_ttl_take_a_unit_read_meanwhile(
         d.log_text()
     );
     assert!(d.metric("shuffle_janitor_inotify_overflows_total", &[]).unwrap() >= 1.0);
+    // The lost events show as drift: a unit the index had that is gone, one on disk it lacked.
+    let drift = |kind| {
+        d.metric("shuffle_janitor_index_drift_total", &[("kind", kind)])
+            .unwrap_or(0.0)
+    };
+    assert_eq!((drift("extra"), drift("missing")), (1.0, 1.0), "{}", d.log_text());
     let said = d.log_text().matches("inotify queue overflowed (events lost").count();
     assert_eq!(said, 1, "logged once per burst:\n{}", d.log_text());
 }
