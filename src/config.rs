@@ -431,6 +431,15 @@ impl RawConfig {
             ));
         }
         let executor_startup = duration("stores.executor_startup", &self.stores.executor_startup)?;
+        // Shorter than an executor really takes would make a live executor's store look like
+        // another's: a floor well above the seconds a JVM needs on a loaded node.
+        if executor_startup < Duration::from_secs(60) {
+            return Err(invalid(
+                "stores.executor_startup",
+                &format!("{:?}", self.stores.executor_startup),
+                "must be at least 1m (an executor may take minutes to reach its driver; \"10m\" is the default)".into(),
+            ));
+        }
         let listen: SocketAddr = self.metrics.listen.parse().map_err(|_| {
             invalid(
                 "metrics.listen",
@@ -636,6 +645,11 @@ mod tests {
                 "{e}"
             );
         }
+        let e = err("[stores]\nexecutor_startup = \"0s\"");
+        assert!(
+            e.contains("stores.executor_startup (\"0s\") must be at least 1m"),
+            "{e}"
+        );
         let e = err("roots = [\"/data/**\"]");
         assert!(e.contains("must not use \"**\""), "{e}");
         let e = err("protect = [\"/data/../etc\"]");

@@ -10,6 +10,7 @@ use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxAttributes, StatxFlags};
 
@@ -76,6 +77,45 @@ pub fn statx_fd(fd: impl AsFd) -> io::Result<Statx> {
 /// `statx` of `name` in `dir`, not following a symlink.
 pub fn statx_at(dir: impl AsFd, name: &CStr) -> io::Result<Statx> {
     Ok(rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, STATX_WANT)?)
+}
+
+/// The type, device and inode of what a `/proc` magic link (`/proc/PID/fd/N`, `/proc/PID/cwd`)
+/// points to. The link is followed without a lookup on the target's filesystem, and the stat
+/// asks for cached attributes only (`AT_STATX_DONT_SYNC`), so a file on a hung NFS or FUSE
+/// mount held by some process cannot hang the caller.
+pub fn stat_proc_link(path: &Path) -> io::Result<(FileType, u64, u64)> {
+    let st = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE | StatxFlags::INO,
+    )?;
+    let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+    Ok((FileType::from_raw_mode(u32::from(st.stx_mode)), dev, st.stx_ino))
+}
+
+/// Whether the filesystem of `fd` is shared with other machines or run by a user process
+/// (NFS, SMB/CIFS, Ceph, GlusterFS and other FUSE filesystems, Lustre, AFS, 9P, GFS2, OCFS2):
+/// processes this node cannot see may use what is on it. `false` when it cannot be told.
+pub fn is_shared_fs(fd: impl AsFd) -> bool {
+    const SHARED: [i64; 12] = [
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x6573_5546, // FUSE
+        0x00C3_6400, // Ceph
+        0x0BD0_0BD0, // Lustre
+        0x5346_414F, // AFS
+        0x0102_1997, // 9P
+        0x0116_1970, // GFS2
+        0x7461_636F, // OCFS2
+        0x0047_5053, // GPFS ("GPS")
+    ];
+    // f_type is an i64 here, an i32 on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    let shared = |t| SHARED.contains(&(t as i64));
+    rustix::fs::fstatfs(fd).is_ok_and(|st| shared(st.f_type))
 }
 
 /// Why a directory below a root was not opened as one of the root's own directories.

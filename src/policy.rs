@@ -348,8 +348,10 @@ impl<H> Planner<H> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub pid: u32,
-    /// When it started (Unix nanoseconds).
-    pub start: Nanos,
+    /// When it started (Unix nanoseconds); `None` when that cannot be trusted (it started before
+    /// a step of the wall clock, which moves every start time computed from the boot time, but
+    /// not the birth times of the directories made before the step): then it may own any store.
+    pub start: Option<Nanos>,
     pub kind: OwnerKind,
 }
 
@@ -359,9 +361,12 @@ pub enum OwnerKind {
     /// driver). `dirs`: the `executor-*` directories its environment names
     /// (`SPARK_EXECUTOR_DIRS`, standalone), as `(device, inode)`, when it could be read.
     Executor { dirs: Option<Vec<(u64, u64)>> },
-    /// A driver (or any other Spark JVM) creates a store with each SparkContext, at any time,
-    /// and removes it when the context stops; never below an `executor-*` directory.
-    Driver,
+    /// A driver (or any other JVM that may run Spark) creates a store with each SparkContext, at
+    /// any time, and removes it when the context stops. Below an `executor-*` directory only
+    /// when that directory is one its environment names (`SPARK_EXECUTOR_DIRS` inherited by a
+    /// local-mode session started from an executor, or a `SPARK_LOCAL_DIRS` so named): `dirs`,
+    /// as `(device, inode)`, when the environment could be read.
+    Driver { dirs: Option<Vec<(u64, u64)>> },
 }
 
 /// What the liveness rule knows of an empty store.
@@ -380,6 +385,9 @@ pub struct StoreFacts {
     pub executor_dir: Option<(u64, u64)>,
     /// A process holds it (or one of its directories) open or works in it.
     pub held: bool,
+    /// It is on a network or FUSE filesystem: processes of other machines (or sandboxes) that
+    /// this one cannot see may use it.
+    pub shared_fs: bool,
 }
 
 /// Why a store that is not dead is kept.
@@ -412,11 +420,13 @@ const START_SLACK: Nanos = 2_000_000_000;
 /// Judges whether an empty store can be removed. `owners` is `None` when the processes could
 /// not all be seen (then nothing is dead). A store is dead only when:
 /// 1. it holds no file at all and nothing happened in it for `min_idle`;
-/// 2. no process holds it open or works in it;
-/// 3. no live Spark JVM can own it: every live executor started after it was created, or
-///    created its own store within `startup` of its start, long before this one was born (or
-///    names other `executor-*` directories); and every live driver started after it was
-///    created, or it is in an `executor-*` directory (drivers never create one there).
+/// 2. no process holds it open or works in it, and it is not on a filesystem shared with
+///    processes this node cannot see;
+/// 3. no live JVM can own it: every live executor started after it was created, or created its
+///    own store within `startup` of its start, long before this one was born (or names other
+///    `executor-*` directories); and every live driver started after it was created, or it is
+///    in an `executor-*` directory that driver's environment does not name. A JVM whose start
+///    cannot be trusted may own any store.
 ///
 /// Without a birth time the store's last change stands in for it, which only ever makes the
 /// rule keep more (a change is never before the birth).
@@ -436,22 +446,26 @@ pub fn judge_store(
     if f.held {
         return StoreState::Idle("a process holds it open".into());
     }
+    if f.shared_fs {
+        return StoreState::Idle("it is on a network or FUSE filesystem, which processes elsewhere may use".into());
+    }
     // The latest time it may have been created.
     let born_by = f.birth.unwrap_or(f.changed);
     for o in owners {
         // Created before this JVM started: not its store.
-        if born_by < o.start.saturating_sub(START_SLACK) {
+        if o.start.is_some_and(|start| born_by < start.saturating_sub(START_SLACK)) {
             continue;
         }
+        let names = |dirs: &Option<Vec<(u64, u64)>>, e: (u64, u64)| dirs.as_ref().is_none_or(|d| d.contains(&e));
         let may_own = match &o.kind {
             OwnerKind::Executor { dirs } => {
                 // An executor creates its store within `startup` of its start: a store born
                 // later is another's (without a birth time, this cannot be told).
-                let too_late = f.birth.is_some_and(|b| b > o.start.saturating_add(nanos(startup)));
-                let other_dirs = matches!((dirs, f.executor_dir), (Some(d), Some(e)) if !d.contains(&e));
+                let too_late = matches!((o.start, f.birth), (Some(s), Some(b)) if b > s.saturating_add(nanos(startup)));
+                let other_dirs = f.executor_dir.is_some_and(|e| !names(dirs, e));
                 !too_late && !other_dirs
             }
-            OwnerKind::Driver => f.executor_dir.is_none(),
+            OwnerKind::Driver { dirs } => f.executor_dir.is_none_or(|e| names(dirs, e)),
         };
         if may_own {
             return StoreState::Idle(format!("it may belong to live process {}", o.pid));
@@ -461,13 +475,12 @@ pub fn judge_store(
 }
 
 /// Whether the `executor-*` directory `dir` may be removed once the dead store in it was and
-/// it is empty: not while a live executor's environment names it (one starting up creates its
-/// store there in a moment), nor while some live executor's directories could not be read.
+/// it is empty: not while a live JVM's environment names it (an executor starting up creates
+/// its store there in a moment), nor while some live JVM's directories could not be read.
 pub fn executor_dir_removable(dir: (u64, u64), owners: &[Owner]) -> bool {
     owners.iter().all(|o| match &o.kind {
-        OwnerKind::Executor { dirs: Some(d) } => !d.contains(&dir),
-        OwnerKind::Executor { dirs: None } => false,
-        OwnerKind::Driver => true,
+        OwnerKind::Executor { dirs: Some(d) } | OwnerKind::Driver { dirs: Some(d) } => !d.contains(&dir),
+        OwnerKind::Executor { dirs: None } | OwnerKind::Driver { dirs: None } => false,
     })
 }
 
@@ -760,6 +773,7 @@ mod tests {
             changed: now - 2 * 86_400 * SEC,
             executor_dir: None,
             held: false,
+            shared_fs: false,
         }
     }
 
@@ -789,7 +803,7 @@ mod tests {
         ));
         let exec = |start: Nanos, dirs| Owner {
             pid: 7,
-            start,
+            start: Some(start),
             kind: OwnerKind::Executor { dirs },
         };
         let born = f.birth.unwrap();
@@ -842,40 +856,70 @@ mod tests {
             ),
             StoreState::Idle(_)
         ));
-        // A driver started before the store may own it (a late SparkContext), but never one in
-        // an executor-* directory.
-        let driver = Owner {
+        // A driver started before the store may own it (a late SparkContext), but not one in an
+        // executor-* directory its environment does not name.
+        let driver = |dirs| Owner {
             pid: 9,
-            start: born - 30 * 86_400 * SEC,
-            kind: OwnerKind::Driver,
+            start: Some(born - 30 * 86_400 * SEC),
+            kind: OwnerKind::Driver { dirs },
         };
         assert!(matches!(
-            judge_store(&f, Some(std::slice::from_ref(&driver)), now, DAY, WINDOW),
+            judge_store(&f, Some(&[driver(Some(vec![]))]), now, DAY, WINDOW),
             StoreState::Idle(_)
         ));
         assert_eq!(
-            judge_store(&in_exec, Some(&[driver]), now, DAY, WINDOW),
+            judge_store(&in_exec, Some(&[driver(Some(vec![(1, 3)]))]), now, DAY, WINDOW),
             StoreState::Dead
         );
+        // A local-mode session started from an executor inherits its executor directory.
+        for dirs in [Some(vec![(1, 2)]), None] {
+            assert!(matches!(
+                judge_store(&in_exec, Some(&[driver(dirs)]), now, DAY, WINDOW),
+                StoreState::Idle(_)
+            ));
+        }
+        // A JVM whose start cannot be trusted (it started before a clock step) may own anything.
+        let stepped = Owner {
+            start: None,
+            ..exec(born + 60 * SEC, None)
+        };
+        assert!(matches!(
+            judge_store(&f, Some(&[stepped]), now, DAY, WINDOW),
+            StoreState::Idle(_)
+        ));
+        // On a network filesystem other machines' processes may use it.
+        let shared = StoreFacts {
+            shared_fs: true,
+            ..f.clone()
+        };
+        assert!(matches!(
+            judge_store(&shared, Some(&[]), now, DAY, WINDOW),
+            StoreState::Idle(_)
+        ));
     }
 
     #[test]
     fn an_executor_dir_stays_while_a_live_executor_may_use_it() {
         let dir = (1, 42);
-        let owner = |kind| Owner { pid: 7, start: 0, kind };
+        let owner = |kind| Owner {
+            pid: 7,
+            start: Some(0),
+            kind,
+        };
         let names = |d: Vec<(u64, u64)>| owner(OwnerKind::Executor { dirs: Some(d) });
         assert!(executor_dir_removable(dir, &[]));
         assert!(executor_dir_removable(
             dir,
-            &[owner(OwnerKind::Driver), names(vec![(1, 41)])]
+            &[owner(OwnerKind::Driver { dirs: Some(vec![]) }), names(vec![(1, 41)])]
         ));
         // Named by a live executor (one starting up creates its store there next).
         assert!(!executor_dir_removable(dir, &[names(vec![(1, 41), (1, 42)])]));
-        // Some executor's directories unknown: it may be this one.
+        // Some JVM's directories unknown: it may be this one.
         assert!(!executor_dir_removable(
             dir,
             &[owner(OwnerKind::Executor { dirs: None })]
         ));
+        assert!(!executor_dir_removable(dir, &[owner(OwnerKind::Driver { dirs: None })]));
     }
 
     #[test]

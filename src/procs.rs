@@ -1,19 +1,26 @@
-//! The node's processes, as far as a store's liveness goes: which Spark JVMs run and since
-//! when, which executor directories standalone executors were given, and which directories any
-//! process holds open or works in. Read from `/proc` once per sweep, and only when some store
-//! is empty and idle long enough to be reaped.
+//! The node's processes, as far as a store's liveness goes: which JVMs run and since when,
+//! which executor directories their environments name, and which directories any process
+//! holds open or works in. Read from `/proc` once per sweep, and only when some store is empty
+//! and idle long enough to be reaped.
 //!
 //! "Cannot tell" means alive: when the daemon cannot see every process (it runs in a PID
-//! namespace of its own, `/proc` is mounted with `hidepid=` and it lacks `CAP_SYS_PTRACE`, a
-//! process's command line cannot be read, or a Spark JVM's open files cannot be), the snapshot
-//! says why, and no store is reaped.
+//! namespace of its own or cannot tell, `/proc` is mounted with `hidepid=` and it lacks
+//! `CAP_SYS_PTRACE`, a process's command line cannot be read, or a JVM's open files cannot be),
+//! the snapshot says why, and no store is reaped. Any JVM may be running Spark (an application
+//! can embed it with no "spark" on its command line), so every JVM but the known services
+//! counts as a possible driver. A JVM's start time is computed from the boot time, which moves
+//! with every step of the wall clock: a JVM that started before a step seen (here or by an
+//! earlier run, [`STEPS_FILE`]) has no trusted start.
 
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use rustix::fs::FileType;
+
+use crate::fsx;
 use crate::policy::{Nanos, Owner, OwnerKind};
 
 /// Spark's executor backends (Spark 2.x to 4.x, every cluster manager).
@@ -24,39 +31,59 @@ const EXECUTORS: [&str; 4] = [
     "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
 ];
 
-/// Spark (and Hadoop) services that never create a block store of their own: the standalone
-/// master and worker, the shuffle services, the history server, the Mesos dispatcher, YARN's
-/// node manager (which hosts the YARN shuffle service), and the launcher that builds a command.
-const SERVICES: [&str; 8] = [
+/// JVMs that never create a block store of their own: Spark's master and worker, the shuffle
+/// services, the history server, the Mesos dispatcher, the YARN client-mode launcher (an
+/// application master without a SparkContext), the launcher that builds a command; Hadoop's
+/// daemons (the node manager hosts the YARN shuffle service), ZooKeeper and Kafka.
+const SERVICES: [&str; 18] = [
     "org.apache.spark.deploy.worker.Worker",
     "org.apache.spark.deploy.master.Master",
     "org.apache.spark.deploy.ExternalShuffleService",
     "org.apache.spark.deploy.history.HistoryServer",
     "org.apache.spark.deploy.mesos.MesosClusterDispatcher",
     "org.apache.spark.deploy.mesos.MesosExternalShuffleService",
-    "org.apache.hadoop.yarn.server.nodemanager.NodeManager",
+    "org.apache.spark.deploy.yarn.ExecutorLauncher",
     "org.apache.spark.launcher.Main",
+    "org.apache.hadoop.yarn.server.nodemanager.NodeManager",
+    "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager",
+    "org.apache.hadoop.yarn.server.applicationhistoryservice.ApplicationHistoryServer",
+    "org.apache.hadoop.hdfs.server.datanode.DataNode",
+    "org.apache.hadoop.hdfs.server.namenode.NameNode",
+    "org.apache.hadoop.hdfs.server.namenode.SecondaryNameNode",
+    "org.apache.hadoop.hdfs.qjournal.server.JournalNode",
+    "org.apache.hadoop.mapreduce.v2.hs.JobHistoryServer",
+    "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+    "kafka.Kafka",
 ];
+
+/// The file in `state_dir` recording the clock steps seen, so that a later run (a restart, or
+/// the next one-shot sweep) still knows which JVMs started before one.
+pub const STEPS_FILE: &str = "clock-steps.json";
 
 /// What a JVM is to the liveness rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// May own a store created within moments of its start.
     Executor,
-    /// Any other JVM with Spark on its command line (spark-submit, a driver, pyspark's JVM, a
-    /// Thrift server, Livy...): may own a store it created at any time since its start.
+    /// Any other JVM (spark-submit, a driver, pyspark's JVM, a Thrift server, Livy, an
+    /// application embedding Spark...): may own a store it created at any time since its start.
     Driver,
     /// Owns no store.
     Service,
 }
 
-/// Classifies a command line (`/proc/PID/cmdline`, NUL-separated); `None` when it is not a
-/// Spark JVM.
-pub fn classify(cmdline: &[u8]) -> Option<Role> {
+/// Whether a program name (`argv[0]`, or the executable's path) is a JVM launcher's.
+fn is_java(name: &[u8]) -> bool {
+    let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+    base.starts_with(b"java")
+}
+
+/// Classifies a process by its command line (`/proc/PID/cmdline`, NUL-separated) and, when it
+/// could be read, its executable's path (`/proc/PID/exe`); `None` when it is not a JVM.
+pub fn classify(cmdline: &[u8], exe: Option<&[u8]>) -> Option<Role> {
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
-    let argv0 = *args.first()?;
-    let exe = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
-    if !exe.starts_with(b"java") {
+    let argv0 = args.first().copied().unwrap_or_default();
+    if !is_java(argv0) && !exe.is_some_and(is_java) {
         return None;
     }
     let has = |class: &str| args.contains(&class.as_bytes());
@@ -66,11 +93,7 @@ pub fn classify(cmdline: &[u8]) -> Option<Role> {
     if SERVICES.iter().any(|c| has(c)) {
         return Some(Role::Service);
     }
-    let spark = args.iter().any(|a| {
-        let lower = a.to_ascii_lowercase();
-        lower.windows(5).any(|w| w == b"spark")
-    });
-    spark.then_some(Role::Driver)
+    Some(Role::Driver)
 }
 
 /// The processes that may own a store, and the directories held open.
@@ -83,9 +106,11 @@ pub struct Procs {
     pub dirs_in_use: HashSet<(u64, u64)>,
 }
 
-/// The field of `/proc/PID/stat` after the command (which may hold spaces and parentheses).
-fn stat_field(stat: &str, n: usize) -> Option<&str> {
-    let rest = &stat[stat.rfind(')')? + 1..];
+/// The field of `/proc/PID/stat` after the command (which may hold spaces, parentheses and
+/// bytes that are not UTF-8).
+fn stat_field(stat: &[u8], n: usize) -> Option<&str> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     // Fields after the command start at 3 (state).
     rest.split_whitespace().nth(n.checked_sub(3)?)
 }
@@ -104,24 +129,38 @@ fn read_status_line(proc: &Path, key: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
 }
 
+/// The options of the `/proc` in effect: the last mount on `/proc` in `mountinfo` (a later
+/// mount hides the earlier ones).
+fn proc_mount_options(mountinfo: &str) -> &str {
+    mountinfo
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some("/proc"))
+        .and_then(|l| l.split(" - ").nth(1))
+        .and_then(|l| l.split(' ').nth(2))
+        .unwrap_or("")
+}
+
 /// Why this process cannot see every process of the node, if it cannot.
 fn blindness(proc: &Path) -> Option<String> {
     // "NSpid: 1234 1" lists the PID in each nested namespace: more than one, and this is not
-    // the node's PID namespace.
-    if read_status_line(proc, "NSpid:").is_some_and(|v| v.split_whitespace().count() > 1) {
-        return Some(
-            "it runs in a PID namespace of its own and cannot see the node's processes (run it in the \
-             host's: hostPID on Kubernetes)"
-                .into(),
-        );
+    // the node's PID namespace. Kernels before 4.1 have no such line: then it cannot be told.
+    match read_status_line(proc, "NSpid:") {
+        None => {
+            return Some(
+                "cannot tell whether it runs in the node's PID namespace (no NSpid in /proc/self/status:                  a kernel older than 4.1)"
+                    .into(),
+            );
+        }
+        Some(v) if v.split_whitespace().count() > 1 => {
+            return Some(
+                "it runs in a PID namespace of its own and cannot see the node's processes (run it in the                  host's: hostPID on Kubernetes)"
+                    .into(),
+            );
+        }
+        Some(_) => {}
     }
     let mounts = std::fs::read_to_string(proc.join("self/mountinfo")).unwrap_or_default();
-    let proc_opts = mounts
-        .lines()
-        .find(|l| l.split(' ').nth(4) == Some("/proc"))
-        .and_then(|l| l.split(" - ").nth(1))
-        .and_then(|l| l.split(' ').nth(2))
-        .unwrap_or("");
+    let proc_opts = proc_mount_options(&mounts);
     let hidden = proc_opts
         .split(',')
         .any(|o| o.strip_prefix("hidepid=").is_some_and(|v| v != "0" && v != "off") || o == "subset=pid");
@@ -137,9 +176,72 @@ fn blindness(proc: &Path) -> Option<String> {
     None
 }
 
+/// The steps of the wall clock seen in this boot: every step moves `/proc/stat`'s `btime` (the
+/// boot time is computed from the wall clock), so a change of it between two reads is a step.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Steps {
+    boot_id: String,
+    /// The boot time last read (seconds).
+    btime: i64,
+    /// Clock ticks since boot when a step was last seen: JVMs started before it have no trusted
+    /// start. 0: none seen.
+    suspect_before: i64,
+}
+
+static STEPS: Mutex<Option<Steps>> = Mutex::new(None);
+
+/// Records the boot time read now, and returns the clock ticks since boot before which a JVM's
+/// start cannot be trusted (a step was seen since, by this process or, through `state_dir`, an
+/// earlier run in this boot). Changes of less than 2 s are the rounding of `btime` and the slew
+/// of NTP, not steps.
+fn steps_seen(cell: &Mutex<Option<Steps>>, proc: &Path, state_dir: Option<&Path>, btime: i64, now_ticks: i64) -> i64 {
+    let boot_id = std::fs::read_to_string(proc.join("sys/kernel/random/boot_id"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut held = cell.lock().unwrap_or_else(|e| e.into_inner());
+    if held.as_ref().is_none_or(|s| s.boot_id != boot_id) {
+        *held = state_dir
+            .and_then(|d| std::fs::read(d.join(STEPS_FILE)).ok())
+            .and_then(|b| serde_json::from_slice::<Steps>(&b).ok())
+            .filter(|s| s.boot_id == boot_id);
+    }
+    let before = held.clone();
+    let steps = held.get_or_insert_with(|| Steps {
+        boot_id,
+        btime,
+        suspect_before: 0,
+    });
+    if (btime - steps.btime).abs() >= 2 {
+        steps.suspect_before = now_ticks;
+        tracing::warn!(
+            boot_time_moved_by_seconds = btime - steps.btime,
+            "the wall clock was stepped: the JVMs running now may own any block store until they exit"
+        );
+    }
+    steps.btime = btime;
+    let changed = before.as_ref() != Some(steps);
+    if changed && let Some(dir) = state_dir {
+        // Best effort, written atomically; without it a later run only misses this step.
+        let tmp = dir.join(format!(".{STEPS_FILE}.tmp"));
+        if let Ok(text) = serde_json::to_vec(steps)
+            && std::fs::write(&tmp, text).is_ok()
+        {
+            let _ = std::fs::rename(&tmp, dir.join(STEPS_FILE));
+        }
+    }
+    steps.suspect_before
+}
+
+/// Clock ticks since boot, from `/proc/uptime` (the clock of `/proc/PID/stat` start times).
+fn uptime_ticks(proc: &Path, ticks: i64) -> Option<i64> {
+    let up = std::fs::read_to_string(proc.join("uptime")).ok()?;
+    let secs: f64 = up.split_whitespace().next()?.parse().ok()?;
+    Some((secs * ticks as f64) as i64)
+}
+
 impl Procs {
-    /// Reads `proc` (normally `/proc`).
-    pub fn read(proc: &Path) -> Procs {
+    /// Reads `proc` (normally `/proc`). `state_dir` keeps the clock steps seen across runs.
+    pub fn read(proc: &Path, state_dir: Option<&Path>) -> Procs {
         let mut out = Procs {
             blind: blindness(proc),
             ..Procs::default()
@@ -151,11 +253,12 @@ impl Procs {
             s.lines()
                 .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok())
         });
-        let Some(boot) = boot else {
-            out.blind = Some("cannot read the boot time from /proc/stat".into());
+        let ticks = clock_ticks();
+        let (Some(boot), Some(now_ticks)) = (boot, uptime_ticks(proc, ticks)) else {
+            out.blind = Some("cannot read the boot time from /proc/stat and /proc/uptime".into());
             return out;
         };
-        let ticks = clock_ticks();
+        let suspect_before = steps_seen(&STEPS, proc, state_dir, boot, now_ticks);
         let entries = match std::fs::read_dir(proc) {
             Ok(e) => e,
             Err(e) => {
@@ -163,13 +266,22 @@ impl Procs {
                 return out;
             }
         };
+        let me = std::process::id();
+        let clock = Clock {
+            boot,
+            ticks,
+            suspect_before,
+        };
         for e in entries.flatten() {
             let name = e.file_name();
             let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            let dir = e.path();
-            if let Err(why) = out.read_process(&dir, pid, boot, ticks) {
+            // This process's own fds are the sweep's, not holds.
+            if pid == me {
+                continue;
+            }
+            if let Err(why) = out.read_process(&e.path(), pid, &clock) {
                 out.blind = Some(why);
                 return out;
             }
@@ -177,52 +289,56 @@ impl Procs {
         out
     }
 
-    fn read_process(&mut self, dir: &Path, pid: u32, boot: i64, ticks: i64) -> Result<(), String> {
+    fn read_process(&mut self, dir: &Path, pid: u32, clock: &Clock) -> Result<(), String> {
         let gone = |e: &io::Error| matches!(e.kind(), io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ESRCH);
         let refused = |what: &str, e: &io::Error| {
             format!("cannot read {what} of process {pid} ({e}): it may own a store (grant CAP_SYS_PTRACE)")
         };
-        // Every process's command line must be readable: that is what tells a Spark JVM.
+        // Every process's command line must be readable: that is what tells a JVM.
         let cmdline = match std::fs::read(dir.join("cmdline")) {
             Ok(c) => c,
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(refused("the command line", &e)),
         };
-        let role = classify(&cmdline);
+        let exe = std::fs::read_link(dir.join("exe")).ok();
+        let role = classify(&cmdline, exe.as_ref().map(|p| p.as_os_str().as_bytes()));
         // Directories held: the working directory and every open directory. A process that is
-        // not a Spark JVM cannot own a store, so its holds, when they cannot be read, are not
-        // needed (removing a directory someone works in harms them nothing: they cannot create
-        // files in it). A Spark JVM's must be read.
-        let spark = matches!(role, Some(Role::Executor | Role::Driver));
-        match std::fs::metadata(dir.join("cwd")) {
-            Ok(m) => {
-                self.dirs_in_use.insert((m.dev(), m.ino()));
+        // not a JVM cannot own a store, so its holds, when they cannot be read, are not needed
+        // (removing a directory someone works in harms them nothing: they cannot create files
+        // in it). A JVM's must be read.
+        let jvm = matches!(role, Some(Role::Executor | Role::Driver));
+        match fsx::stat_proc_link(&dir.join("cwd")) {
+            Ok((_, dev, ino)) => {
+                self.dirs_in_use.insert((dev, ino));
             }
             Err(e) if gone(&e) => return Ok(()),
-            Err(e) if spark => return Err(refused("the working directory", &e)),
+            Err(e) if jvm => return Err(refused("the working directory", &e)),
             Err(_) => {}
         }
         match std::fs::read_dir(dir.join("fd")) {
             Ok(fds) => {
                 for fd in fds.flatten() {
-                    match std::fs::metadata(fd.path()) {
-                        Ok(m) if m.is_dir() => {
-                            self.dirs_in_use.insert((m.dev(), m.ino()));
+                    match fsx::stat_proc_link(&fd.path()) {
+                        Ok((FileType::Directory, dev, ino)) => {
+                            self.dirs_in_use.insert((dev, ino));
                         }
                         Ok(_) => {}
-                        Err(e) if spark && e.kind() == io::ErrorKind::PermissionDenied => {
+                        Err(e) if jvm && e.kind() == io::ErrorKind::PermissionDenied => {
                             return Err(refused("the open files", &e));
                         }
-                        Err(_) => {} // closed meanwhile, or not a Spark JVM's
+                        Err(_) => {} // closed meanwhile, or not a JVM's
                     }
                 }
             }
             Err(e) if gone(&e) => return Ok(()),
-            Err(e) if spark => return Err(refused("the open files", &e)),
+            Err(e) if jvm => return Err(refused("the open files", &e)),
             Err(_) => {}
         }
         let Some(role) = role else { return Ok(()) };
-        let stat = match std::fs::read_to_string(dir.join("stat")) {
+        if role == Role::Service {
+            return Ok(());
+        }
+        let stat = match std::fs::read(dir.join("stat")) {
             Ok(s) => s,
             Err(e) if gone(&e) => return Ok(()),
             Err(e) => return Err(refused("the start time", &e)),
@@ -230,37 +346,49 @@ impl Procs {
         let Some(start_ticks) = stat_field(&stat, 22).and_then(|t| t.parse::<i64>().ok()) else {
             return Err(format!("cannot read the start time of process {pid}"));
         };
-        let start = boot
-            .saturating_mul(1_000_000_000)
-            .saturating_add(start_ticks.saturating_mul(1_000_000_000) / ticks);
+        let start = (start_ticks >= clock.suspect_before).then(|| {
+            clock
+                .boot
+                .saturating_mul(1_000_000_000)
+                .saturating_add(start_ticks.saturating_mul(1_000_000_000) / clock.ticks)
+        });
+        let dirs = env_dirs(dir);
         let kind = match role {
-            Role::Service => return Ok(()),
-            Role::Driver => OwnerKind::Driver,
-            Role::Executor => OwnerKind::Executor {
-                dirs: executor_dirs(&dir.join("environ")),
-            },
+            Role::Executor => OwnerKind::Executor { dirs },
+            _ => OwnerKind::Driver { dirs },
         };
         self.owners.push(Owner { pid, start, kind });
         Ok(())
     }
 }
 
-/// `(device, inode)` of the directories in a standalone executor's `SPARK_EXECUTOR_DIRS`, when
-/// its environment can be read (it narrows which stores it may own; without it, any).
-fn executor_dirs(environ: &Path) -> Option<Vec<(u64, u64)>> {
-    let env = std::fs::read(environ).ok()?;
-    let value = env
-        .split(|&b| b == 0)
-        .find_map(|v| v.strip_prefix(b"SPARK_EXECUTOR_DIRS="))?;
-    let dirs: Vec<(u64, u64)> = value
-        .split(|&b| b == b':')
-        .filter(|d| !d.is_empty())
-        .filter_map(|d| {
-            let m = std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(d))).ok()?;
-            Some((m.dev(), m.ino()))
-        })
-        .collect();
-    Some(dirs)
+/// What a JVM's start time is computed from.
+struct Clock {
+    boot: i64,
+    ticks: i64,
+    suspect_before: i64,
+}
+
+/// `(device, inode)` of the directories a JVM's environment names as its local directories
+/// (`SPARK_EXECUTOR_DIRS`, `SPARK_LOCAL_DIRS`), resolved in its own mount namespace (through
+/// `/proc/PID/root`: a containerised worker's paths are not this process's). `None` when the
+/// environment cannot be read or a directory it names cannot be resolved: then it may use any.
+fn env_dirs(proc_pid: &Path) -> Option<Vec<(u64, u64)>> {
+    let env = std::fs::read(proc_pid.join("environ")).ok()?;
+    let root = proc_pid.join("root");
+    let mut out = Vec::new();
+    for var in [&b"SPARK_EXECUTOR_DIRS="[..], b"SPARK_LOCAL_DIRS="] {
+        let Some(value) = env.split(|&b| b == 0).find_map(|v| v.strip_prefix(var)) else {
+            continue;
+        };
+        for d in value.split(|&b| b == b':' || b == b',').filter(|d| !d.is_empty()) {
+            let path = Path::new(std::ffi::OsStr::from_bytes(d));
+            let inside: PathBuf = root.join(path.strip_prefix("/").unwrap_or(path));
+            let (_, dev, ino) = fsx::stat_proc_link(&inside).ok()?;
+            out.push((dev, ino));
+        }
+    }
+    Some(out)
 }
 
 /// The wall-clock start of process `pid` (`/proc/PID/stat`), for tests.
@@ -269,7 +397,7 @@ pub fn start_of(proc: &Path, pid: u32) -> Option<Nanos> {
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok())?;
-    let stat = std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?;
+    let stat = std::fs::read(proc.join(pid.to_string()).join("stat")).ok()?;
     let t: i64 = stat_field(&stat, 22)?.parse().ok()?;
     Some(boot * 1_000_000_000 + t * 1_000_000_000 / clock_ticks())
 }
@@ -277,13 +405,14 @@ pub fn start_of(proc: &Path, pid: u32) -> Option<Nanos> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn cmd(args: &[&str]) -> Vec<u8> {
         args.iter().flat_map(|a| a.bytes().chain([0])).collect()
     }
 
     #[test]
-    fn command_lines_are_classified_as_spark_sees_them() {
+    fn command_lines_are_classified_and_unknown_jvms_may_be_drivers() {
         let exec = cmd(&[
             "/usr/lib/jvm/java-17/bin/java",
             "-cp",
@@ -293,21 +422,25 @@ mod tests {
             "--driver-url",
             "spark://CoarseGrainedScheduler@10.0.0.1:7078",
         ]);
-        assert_eq!(classify(&exec), Some(Role::Executor));
+        assert_eq!(classify(&exec, None), Some(Role::Executor));
         let k8s = cmd(&[
             "java",
             "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
         ]);
-        assert_eq!(classify(&k8s), Some(Role::Executor));
+        assert_eq!(classify(&k8s, None), Some(Role::Executor));
         let worker = cmd(&[
             "/usr/bin/java",
             "-cp",
             "/opt/spark/jars/*",
             "org.apache.spark.deploy.worker.Worker",
         ]);
-        assert_eq!(classify(&worker), Some(Role::Service));
+        assert_eq!(classify(&worker, None), Some(Role::Service));
         let ess = cmd(&["java", "-cp", "x", "org.apache.spark.deploy.ExternalShuffleService"]);
-        assert_eq!(classify(&ess), Some(Role::Service));
+        assert_eq!(classify(&ess, None), Some(Role::Service));
+        assert_eq!(
+            classify(&cmd(&["java", "kafka.Kafka", "server.properties"]), None),
+            Some(Role::Service)
+        );
         let submit = cmd(&[
             "java",
             "-cp",
@@ -315,28 +448,81 @@ mod tests {
             "org.apache.spark.deploy.SparkSubmit",
             "pyspark-shell",
         ]);
-        assert_eq!(classify(&submit), Some(Role::Driver));
-        let livy = cmd(&[
-            "java",
-            "-cp",
-            "/usr/lib/livy/jars/*:/usr/lib/SPARK/jars/*",
-            "org.apache.livy.server.LivyServer",
-        ]);
-        assert_eq!(classify(&livy), Some(Role::Driver));
-        assert_eq!(classify(&cmd(&["java", "-jar", "kafka.jar"])), None);
-        assert_eq!(classify(&cmd(&["python3", "my_pyspark_job.py"])), None);
-        assert_eq!(classify(b""), None);
+        assert_eq!(classify(&submit, None), Some(Role::Driver));
+        // Spark embedded with nothing on the command line that says so (the class path a
+        // wildcard the JVM expands, an @argfile, a fat jar): a possible driver all the same.
+        for embedded in [
+            cmd(&["java", "-cp", "/opt/app/lib/*", "com.acme.ReportService"]),
+            cmd(&["java", "@/etc/app/jvm.args"]),
+            cmd(&["java", "-jar", "service.jar"]),
+        ] {
+            assert_eq!(classify(&embedded, None), Some(Role::Driver));
+        }
+        // A JVM renamed through argv[0] is still known by its executable.
+        let renamed = cmd(&["report-service", "-cp", "x", "com.acme.Main"]);
+        assert_eq!(
+            classify(&renamed, Some(b"/usr/lib/jvm/java-17/bin/java")),
+            Some(Role::Driver)
+        );
+        assert_eq!(classify(&renamed, None), None);
+        assert_eq!(
+            classify(&cmd(&["python3", "my_pyspark_job.py"]), Some(b"/usr/bin/python3.11")),
+            None
+        );
+        assert_eq!(classify(b"", None), None);
     }
 
     #[test]
-    fn this_process_is_seen_with_its_start_and_its_cwd() {
-        let procs = Procs::read(Path::new("/proc"));
+    fn the_stat_line_and_the_proc_mount_are_read_as_the_kernel_writes_them() {
+        assert_eq!(stat_field(b"1 (a b) c) S 0 1 2", 4), Some("0"));
+        // A command name that is not UTF-8 does not hide the fields after it.
+        assert_eq!(stat_field(b"7 (j\xffv\xfe)) S 1 2 3", 5), Some("2"));
+        let mountinfo = "22 1 0:5 / /proc rw,nosuid - proc proc rw\n\
+                         30 22 0:40 / /proc rw,relatime - proc proc rw,hidepid=invisible\n\
+                         31 1 0:41 / /sys rw - sysfs sysfs rw\n";
+        assert_eq!(proc_mount_options(mountinfo), "rw,hidepid=invisible");
+    }
+
+    #[test]
+    fn a_step_of_the_boot_time_is_seen_and_kept_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = Path::new("/proc");
+        let seen = |state: Option<&Path>, btime, now| {
+            // Each call is a run of its own: nothing held in memory.
+            let cell = Mutex::new(None);
+            steps_seen(&cell, proc, state, btime, now)
+        };
+        assert_eq!(seen(Some(dir.path()), 1_000, 500), 0);
+        assert_eq!(seen(Some(dir.path()), 1_001, 600), 0, "rounding, not a step");
+        assert_eq!(seen(Some(dir.path()), 1_300, 700), 700, "a step forward");
+        assert_eq!(seen(Some(dir.path()), 1_300, 800), 700, "remembered by the file");
+        assert_eq!(seen(Some(dir.path()), 1_100, 900), 900, "a step back");
+        assert_eq!(seen(None, 1_100, 950), 0, "nothing kept: nothing known");
+        // Within one run, memory is enough.
+        let cell = Mutex::new(None);
+        assert_eq!(steps_seen(&cell, proc, None, 5_000, 10), 0);
+        assert_eq!(steps_seen(&cell, proc, None, 5_060, 20), 20);
+    }
+
+    #[test]
+    fn a_process_working_in_a_directory_is_seen_and_this_one_is_not() {
+        let held = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(held.path())
+            .spawn()
+            .unwrap();
+        let procs = Procs::read(Path::new("/proc"), None);
+        let _ = child.kill();
+        let _ = child.wait();
         if let Some(why) = &procs.blind {
-            eprintln!("SKIPPED this_process_is_seen: {why}");
+            eprintln!("SKIPPED a_process_working_in_a_directory_is_seen: {why}");
             return;
         }
-        let cwd = std::fs::metadata(".").unwrap();
-        assert!(procs.dirs_in_use.contains(&(cwd.dev(), cwd.ino())));
+        let m = std::fs::metadata(held.path()).unwrap();
+        // Seen even while it may still be in the middle of its exec (no command line yet).
+        assert!(procs.dirs_in_use.contains(&(m.dev(), m.ino())));
+        assert!(procs.owners.iter().all(|o| o.pid != std::process::id()));
         let me = start_of(Path::new("/proc"), std::process::id()).unwrap();
         let now = crate::policy::nanos(
             std::time::SystemTime::now()
@@ -344,6 +530,5 @@ mod tests {
                 .unwrap(),
         );
         assert!(me <= now && me > now - 3_600_000_000_000, "{me} vs {now}");
-        assert_eq!(stat_field("1 (a b) c) S 0 1 2", 4), Some("0"));
     }
 }

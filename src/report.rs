@@ -266,6 +266,10 @@ pub struct Report {
     /// Why no store could be judged dead this sweep (the processes could not all be seen, or
     /// `stores.reap` is off), if so.
     pub liveness_unknown: Option<String>,
+    /// Whether this sweep judged the stores (`roots[].stores` and `liveness_unknown` mean
+    /// something); a pressure sweep does not.
+    #[serde(skip)]
+    pub stores_judged: bool,
     pub candidates: Vec<Candidate>,
 }
 
@@ -286,6 +290,7 @@ impl Report {
             leftovers_removed: Tally::default(),
             reaped: Reaped::default(),
             liveness_unknown: None,
+            stores_judged: false,
             candidates: Vec::new(),
         }
     }
@@ -335,6 +340,7 @@ impl Report {
         self.reaped.dirs += o.reaped.dirs;
         self.reaped.paths.extend(o.reaped.paths);
         self.liveness_unknown = self.liveness_unknown.take().or(o.liveness_unknown);
+        self.stores_judged |= o.stores_judged;
         for root in &o.roots {
             match self.root_mut(&root.path) {
                 Some(mine) => mine.merge(root),

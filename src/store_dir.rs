@@ -231,6 +231,8 @@ pub struct DirFacts {
     pub executor_dir: Option<(u64, u64)>,
     /// Its own `(device, inode)`.
     pub id: (u64, u64),
+    /// On a network or FUSE filesystem ([`fsx::is_shared_fs`]).
+    pub shared_fs: bool,
 }
 
 fn statx_time(t: &rustix::fs::StatxTimestamp) -> Nanos {
@@ -245,12 +247,17 @@ fn dir_changed(st: &rustix::fs::Statx) -> Nanos {
 }
 
 /// How reaping a store went.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Reaped {
-    /// Directories removed: sub-directories, the store, its `executor-*` directory.
+    /// Directories removed (in a dry run: that would be): sub-directories, the store, its
+    /// `executor-*` directory.
     pub dirs: u32,
-    /// The store itself is gone.
+    /// The store itself is gone (would be).
     pub store: bool,
+    /// Why it was kept, when it was, without an error: it is not dead after all.
+    pub kept: Option<&'static str>,
+    /// What stopped the removal, with what had been removed before (`dirs`).
+    pub error: Option<io::Error>,
 }
 
 fn errno_io(e: rustix::io::Errno) -> io::Error {
@@ -312,6 +319,7 @@ impl StoreDir {
             .map(|x| (rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor), x.stx_ino)),
             None => None,
         };
+        let shared_fs = fsx::is_shared_fs(&dir);
         Ok(StoreDir {
             dir,
             mount,
@@ -324,6 +332,7 @@ impl StoreDir {
                 activity: dir_changed(&st),
                 executor_dir,
                 id: (MountId::of(&st).dev, st.stx_ino),
+                shared_fs,
             },
             subdir_ids: Vec::new(),
             parent,
@@ -723,21 +732,33 @@ impl StoreDir {
     }
 
     /// Removes the store, which a sweep found empty and judged dead: each `NN` sub-directory,
-    /// then the store, then its `executor-*` directory if that is left empty, with `rmdir`
-    /// relative to the fds opened without following symlinks. Nothing is removed if the store
-    /// changed since `judged_activity` or holds anything but sub-directories; `rmdir` itself
-    /// refuses a directory that is not empty, so a file created at the last moment stops the
-    /// removal there (harmlessly: the store is live after all). Never recursive.
-    pub fn reap(&mut self, buf: &mut Vec<u8>, judged_activity: Nanos, executor_dir: bool) -> io::Result<Reaped> {
+    /// then the store, then its `executor-*` directory if that is left empty and
+    /// `executor_dir` allows, with `rmdir` relative to fds opened without following symlinks.
+    /// Everything is checked before anything is removed: the store holds nothing but
+    /// sub-directories, each of them is empty, on the store's mount and not a mount point, none
+    /// changed since `judged_activity`, none immutable or append-only; any doubt keeps the whole
+    /// store. `rmdir` itself refuses a directory that is not empty, so a file created in the
+    /// moment between these checks and the removal stops it there. Never recursive. With
+    /// `dry_run`, checks and counts only.
+    pub fn reap(&mut self, buf: &mut Vec<u8>, judged_activity: Nanos, executor_dir: bool, dry_run: bool) -> Reaped {
         let mut out = Reaped::default();
         let Some((parent, name)) = self.parent.as_ref() else {
-            return Ok(out); // a root is never removed
+            out.kept = Some("a root");
+            return out;
         };
         let _gate = deletion_gate().lock().unwrap_or_else(|e| e.into_inner());
-        // Listed again, and checked quiet: only sub-directories, none changed since judged.
+        let keep = |mut out: Reaped, why| {
+            out.kept = Some(why);
+            out
+        };
+        let fail = |mut out: Reaped, e: io::Error| {
+            out.error = Some(e);
+            out
+        };
+        // Listed again: only sub-directories.
         let mut subdirs: Vec<std::ffi::CString> = Vec::new();
         let mut other = false;
-        fsx::for_each_entry(&self.dir, buf, |n, ftype| {
+        let listed = fsx::for_each_entry(&self.dir, buf, |n, ftype| {
             let sub = n
                 .to_str()
                 .ok()
@@ -748,16 +769,55 @@ impl StoreDir {
             } else {
                 other = true;
             }
-        })?;
-        let st = fsx::statx_fd(&self.dir)?;
-        if other || dir_changed(&st) > judged_activity {
-            return Ok(out);
+        });
+        if let Err(e) = listed {
+            return fail(out, e);
         }
+        if other {
+            return keep(out, "it holds something other than NN directories");
+        }
+        let st = match fsx::statx_fd(&self.dir) {
+            Ok(st) => st,
+            Err(e) => return fail(out, e),
+        };
+        if dir_changed(&st) > judged_activity {
+            return keep(out, "it changed since it was judged");
+        }
+        if st.stx_attributes.intersects(UNDELETABLE) {
+            return fail(out, io::Error::other("it is immutable or append-only"));
+        }
+        // Every sub-directory checked, and seen empty, before the first is removed.
         for sub in &subdirs {
-            let st = fsx::statx_at(&self.dir, sub)?;
-            if dir_changed(&st) > judged_activity || !self.mount.same(&MountId::of(&st)) || fsx::is_mount_root(&st) {
-                return Ok(out);
+            let (fd, st) = match fsx::open_dir_at(&self.dir, sub.as_c_str(), READ_FLAGS, &self.mount) {
+                Ok(x) => x,
+                Err(DirError::Gone) => return keep(out, "it changed since it was judged"),
+                Err(DirError::Io(e)) => return fail(out, e),
+                Err(_) => return keep(out, "an NN directory is a symlink or another mount"),
+            };
+            if dir_changed(&st) > judged_activity {
+                return keep(out, "it changed since it was judged");
             }
+            if st.stx_attributes.intersects(UNDELETABLE) {
+                return fail(
+                    out,
+                    io::Error::other(format!(
+                        "{} is immutable or append-only",
+                        String::from_utf8_lossy(sub.to_bytes())
+                    )),
+                );
+            }
+            let mut empty = true;
+            if let Err(e) = fsx::for_each_entry(&fd, buf, |_, _| empty = false) {
+                return fail(out, e);
+            }
+            if !empty {
+                return keep(out, "an NN directory is not empty");
+            }
+        }
+        if dry_run {
+            out.dirs = u32::try_from(subdirs.len()).unwrap_or(u32::MAX).saturating_add(1);
+            out.store = true;
+            return out;
         }
         for sub in &subdirs {
             match rustix::fs::unlinkat(&self.dir, sub.as_c_str(), AtFlags::REMOVEDIR) {
@@ -765,9 +825,9 @@ impl StoreDir {
                 Err(rustix::io::Errno::NOENT) => {}
                 // Not empty any more (or busy): the store is not dead after all.
                 Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST | rustix::io::Errno::BUSY) => {
-                    return Ok(out);
+                    return keep(out, "something appeared in it while it was removed");
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return fail(out, e.into()),
             }
         }
         match rustix::fs::unlinkat(parent, name.as_os_str(), AtFlags::REMOVEDIR) {
@@ -775,25 +835,21 @@ impl StoreDir {
                 out.dirs += 1;
                 out.store = true;
             }
-            Err(
-                rustix::io::Errno::NOTEMPTY
-                | rustix::io::Errno::EXIST
-                | rustix::io::Errno::BUSY
-                | rustix::io::Errno::NOENT,
-            ) => {
-                return Ok(out);
+            Err(rustix::io::Errno::NOENT) => return out,
+            Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST | rustix::io::Errno::BUSY) => {
+                return keep(out, "something appeared in it while it was removed");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return fail(out, e.into()),
         }
         // A standalone executor's directory, once it holds nothing but dead stores (none now),
-        // when the caller found no live executor that may use it.
+        // when the caller found no live JVM that may use it.
         if let Some((holder, exec)) = &self.executor
             && executor_dir
             && rustix::fs::unlinkat(holder, exec.as_os_str(), AtFlags::REMOVEDIR).is_ok()
         {
             out.dirs += 1;
         }
-        Ok(out)
+        out
     }
 
     /// Removes a file left by a deletion that did not finish (see [`PRIVATE_PREFIX`]), if it

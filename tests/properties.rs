@@ -268,81 +268,133 @@ fn unit_deletable(files: &[String], cfg: &Config, protect_store: Option<usize>) 
     cfg.may_delete(kind) && !protected
 }
 
-/// A live Spark JVM of a random process table.
-fn owner_strategy() -> impl Strategy<Value = shuffle_janitor::policy::Owner> {
-    use shuffle_janitor::policy::{Owner, OwnerKind};
+/// A JVM of a simulated node: it starts, creates its block store some time later (an executor
+/// within its startup window, a driver whenever it creates a SparkContext), in its own
+/// `executor-*` directory or not, and is alive now or not.
+#[derive(Clone, Debug)]
+struct SimJvm {
+    executor: bool,
+    start_min: i64,
+    create_after_min: i64,
+    /// Seconds between the start and the creation, on top of the minutes.
+    create_after_sec: i64,
+    /// The `executor-*` directory its store is in (standalone), named in its environment.
+    dir: Option<(u64, u64)>,
+    /// Whether /proc let the janitor read its environment.
+    env_readable: bool,
+    /// Whether its start time can be trusted (no clock step seen since it started).
+    start_known: bool,
+    alive: bool,
+    /// Its store's birth time is recorded (statx), or only a later ctime.
+    birth_recorded: bool,
+    changed_after_min: i64,
+}
+
+fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
     (
-        0i64..10_000,
         prop::bool::ANY,
-        prop::option::of(prop::collection::vec((0u64..3, 0u64..3), 0..3)),
+        0i64..20_000,
+        0i64..5_000,
+        0i64..60,
+        prop::option::of((0u64..3, 0u64..3)),
+        prop::bool::weighted(0.9),
+        prop::bool::weighted(0.9),
+        prop::bool::ANY,
+        prop::bool::weighted(0.8),
+        0i64..3000,
     )
-        .prop_map(|(start_min, executor, dirs)| Owner {
-            pid: 1,
-            start: NOW - start_min * MINUTE,
-            kind: if executor {
-                OwnerKind::Executor { dirs }
-            } else {
-                OwnerKind::Driver
+        .prop_map(
+            move |(
+                executor,
+                start_min,
+                after,
+                create_after_sec,
+                dir,
+                env_readable,
+                start_known,
+                alive,
+                birth_recorded,
+                changed_after_min,
+            )| SimJvm {
+                executor,
+                start_min,
+                // An executor makes its store within its startup window.
+                create_after_min: if executor { after % startup_min.max(1) } else { after },
+                create_after_sec: if executor { 0 } else { create_after_sec },
+                dir,
+                env_readable,
+                start_known,
+                alive,
+                birth_recorded,
+                changed_after_min,
             },
-        })
+        )
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2048))]
+    #![proptest_config(ProptestConfig::with_cases(4096))]
 
-    /// Whatever the process table and the clock, a store is never judged dead while it holds a
-    /// file, within min_idle, while the processes cannot all be seen, while a process holds it,
-    /// or while a live JVM started before it was born could have created it (an executor
-    /// within `startup` of its start, in its own executor directory; a driver anywhere but an
-    /// executor directory).
+    /// A simulated node, independent of the rule: JVMs start at random times, each creates its
+    /// store the way Spark does, some are alive now. Whatever the timeline, a store whose
+    /// creator is alive is never judged dead (the rule sees the live JVMs as /proc shows them:
+    /// their starts, their environment when readable, no start when a clock step was seen); nor
+    /// is any store while the processes cannot all be seen, while it holds a file, within
+    /// `min_idle`, or while a process holds it.
     #[test]
-    fn a_store_is_never_dead_while_something_may_own_or_use_it(
+    fn a_store_is_never_dead_while_its_creator_lives(
+        startup_min in 1i64..60,
+        jvms in prop::collection::vec(sim_jvm(60), 1..6),
+        idle_min in 0i64..30_000,
+        min_idle_min in 1u64..3000,
         empty in prop::bool::weighted(0.9),
-        idle_min in 0i64..5000,
-        birth_min in prop::option::of(0i64..20_000),
-        changed_after_birth_min in 0i64..5000,
-        executor_dir in prop::option::of((0u64..3, 0u64..3)),
         held in prop::bool::weighted(0.1),
         blind in prop::bool::weighted(0.1),
-        owners in prop::collection::vec(owner_strategy(), 0..5),
-        min_idle_min in 1u64..3000,
-        startup_min in 1u64..60,
     ) {
-        use shuffle_janitor::policy::{judge_store, OwnerKind, StoreFacts, StoreState};
-        let birth = birth_min.map(|b| NOW - b * MINUTE);
-        let changed = birth.unwrap_or(NOW - 20_000 * MINUTE) + changed_after_birth_min * MINUTE;
-        let f = StoreFacts {
-            empty,
-            last_activity: NOW - idle_min * MINUTE,
-            birth,
-            changed: changed.min(NOW),
-            executor_dir,
-            held,
-        };
-        let (min_idle, startup) = (Duration::from_secs(min_idle_min * 60), Duration::from_secs(startup_min * 60));
-        let state = judge_store(&f, (!blind).then_some(owners.as_slice()), NOW, min_idle, startup);
-        if state != StoreState::Dead {
-            return Ok(());
-        }
-        prop_assert!(empty, "dead while it holds a file");
-        prop_assert!(NOW - f.last_activity >= min_idle.as_nanos() as i64, "dead within min_idle");
-        prop_assert!(!blind && !held);
-        // The oracle: the latest the store may have been born, and who could have made it.
-        let born_by = birth.unwrap_or(f.changed);
-        for o in &owners {
-            let started_before_birth = o.start - 2_000_000_000 <= born_by;
-            let could = match &o.kind {
-                OwnerKind::Driver => executor_dir.is_none(),
-                OwnerKind::Executor { dirs } => {
-                    let in_window = birth.is_none_or(|b| b <= o.start + startup.as_nanos() as i64);
-                    let its_dir = match (dirs, executor_dir) {
-                        (Some(d), Some(e)) => d.contains(&e),
-                        _ => true,
-                    };
-                    in_window && its_dir
+        use shuffle_janitor::policy::{judge_store, Owner, OwnerKind, StoreFacts, StoreState};
+        let jvms: Vec<SimJvm> = jvms
+            .into_iter()
+            .map(|mut j| {
+                if j.executor {
+                    j.create_after_min %= startup_min;
                 }
+                j
+            })
+            .collect();
+        let live: Vec<Owner> = jvms
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.alive)
+            .map(|(pid, j)| {
+                let dirs = j.env_readable.then(|| j.dir.into_iter().collect::<Vec<_>>());
+                Owner {
+                    pid: pid as u32,
+                    start: j.start_known.then_some(NOW - j.start_min * MINUTE),
+                    kind: if j.executor { OwnerKind::Executor { dirs } } else { OwnerKind::Driver { dirs } },
+                }
+            })
+            .collect();
+        let (min_idle, startup) = (Duration::from_secs(min_idle_min * 60), Duration::from_secs(startup_min as u64 * 60));
+        for (i, j) in jvms.iter().enumerate() {
+            let born = NOW - j.start_min * MINUTE + j.create_after_min * MINUTE + j.create_after_sec * 1_000_000_000;
+            if born > NOW {
+                continue; // not created yet
+            }
+            let facts = StoreFacts {
+                empty,
+                last_activity: (born + (NOW - born).min(idle_min * MINUTE)).min(NOW),
+                birth: j.birth_recorded.then_some(born),
+                changed: (born + j.changed_after_min * MINUTE).min(NOW),
+                executor_dir: j.dir,
+                held,
+                shared_fs: false,
             };
-            prop_assert!(!(started_before_birth && could), "dead while {:?} may own it", o);
+            let state = judge_store(&facts, (!blind).then_some(live.as_slice()), NOW, min_idle, startup);
+            if state != StoreState::Dead {
+                continue;
+            }
+            prop_assert!(empty && !held && !blind, "dead while full, held or blind: {facts:?}");
+            prop_assert!(NOW - facts.last_activity >= min_idle.as_nanos() as i64, "dead within min_idle");
+            prop_assert!(!j.alive, "the store of live JVM {i} ({j:?}) judged dead: {facts:?}");
         }
     }
 }

@@ -68,7 +68,7 @@ fn fake_executor(cwd: Option<&Path>, executor_dirs: Option<&Path>) -> Child {
 fn liveness_judgeable(env: &TestEnv) -> bool {
     let probe = empty_store(&env.outside(), "probe/blockmgr-probe", &["00"]);
     let _ = probe;
-    let procs = shuffle_janitor::procs::Procs::read(Path::new("/proc"));
+    let procs = shuffle_janitor::procs::Procs::read(Path::new("/proc"), None);
     if let Some(why) = procs.blind {
         eprintln!("SKIPPED: the processes cannot all be seen here: {why}");
         return false;
@@ -135,9 +135,14 @@ fn dead_stores_of_every_layout_are_removed_bottom_up_and_nothing_else() {
         root.join("spark-k").exists() && root.join("spark-s").exists(),
         "spark-* dirs are the worker's"
     );
+    // Removed ones are counted in reaped, not left as dead.
     let stores = &report["roots"][0]["stores"];
-    assert_eq!(stores["dead"], 4, "{report}");
-    assert_eq!(stores["live"], 4, "{report}");
+    assert_eq!(
+        (stores["dead"].clone(), stores["live"].clone()),
+        (0.into(), 4.into()),
+        "{report}"
+    );
+    assert_eq!(dry["roots"][0]["stores"]["dead"], 4, "{dry}");
 }
 
 #[test]
@@ -221,14 +226,154 @@ fn a_file_created_at_the_last_moment_stops_the_removal() {
     std::thread::sleep(Duration::from_millis(30));
     // A file appears after the store was judged: the activity check stops everything.
     std::fs::write(store.join("01/shuffle_0_0_0.data"), b"x").unwrap();
-    let r = dir.reap(&mut Vec::new(), judged, true).unwrap();
-    assert_eq!((r.dirs, r.store), (0, false));
+    let r = dir.reap(&mut Vec::new(), judged, true, false);
+    assert_eq!((r.dirs, r.store, r.error.is_none()), (0, false, true), "{r:?}");
+    assert!(r.kept.is_some());
     assert!(store.join("00").exists() && store.join("01/shuffle_0_0_0.data").exists());
-    // Even past the checks (judged as of now), rmdir itself refuses the directory with the
-    // file: the store stays, with its file.
-    let r = dir.reap(&mut Vec::new(), i64::MAX, true).unwrap();
-    assert!(!r.store, "{r:?}");
+    // Even judged as of now (past the activity check), every NN directory is seen empty
+    // before the first is removed: nothing at all is removed.
+    let r = dir.reap(&mut Vec::new(), i64::MAX, true, false);
+    assert_eq!((r.dirs, r.store), (0, false), "{r:?}");
+    for nn in ["00", "01", "02"] {
+        assert!(store.join(nn).is_dir(), "{nn} kept: {r:?}");
+    }
     assert!(store.join("01/shuffle_0_0_0.data").exists());
+}
+
+#[test]
+fn an_immutable_nn_directory_keeps_the_whole_store_and_is_counted() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    if !liveness_judgeable(&env) {
+        return;
+    }
+    let root = env.root();
+    let store = empty_store(&root, "blockmgr-pinned-by-chattr", &["00", "01", "02", "03"]);
+    if !Command::new("chattr")
+        .arg("+i")
+        .arg(store.join("03"))
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED an_immutable_nn_directory: chattr +i is not possible here");
+        return;
+    }
+    quiet();
+    let (dry_code, dry) = env.sweep_json(&config(&env, ""), &["--dry-run"]);
+    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    let _ = Command::new("chattr").arg("-i").arg(store.join("03")).status();
+    assert_eq!(dry_code, 1, "{dry}");
+    assert_eq!(code, 1, "an error: {report}");
+    for nn in ["00", "01", "02", "03"] {
+        assert!(store.join(nn).is_dir(), "{nn} kept: {report}");
+    }
+    assert_eq!(report["reaped"]["dirs"], 0, "{report}");
+    assert_eq!(report["errors_by_op"]["unlink"], 1, "{report}");
+    assert_eq!(
+        report["roots"][0]["stores"]["dead"], 1,
+        "dead, and still there: {report}"
+    );
+}
+
+#[test]
+fn a_dry_run_counts_what_a_real_run_removes() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    if !liveness_judgeable(&env) {
+        return;
+    }
+    let root = env.root();
+    empty_store(&root, "blockmgr-a", &["00", "01", "02"]);
+    empty_store(&root, "spark-k/blockmgr-b", &["0c"]);
+    quiet();
+    let (_, dry) = env.sweep_json(&config(&env, ""), &["--dry-run"]);
+    let (_, real) = env.sweep_json(&config(&env, ""), &[]);
+    assert_eq!(
+        dry["reaped"],
+        serde_json::json!({"stores": 2, "dirs": 6, "paths": dry["reaped"]["paths"]})
+    );
+    assert_eq!(
+        (real["reaped"]["stores"].clone(), real["reaped"]["dirs"].clone()),
+        (2.into(), 6.into()),
+        "{real}"
+    );
+    assert_eq!(dry["roots"][0]["stores"]["dead"], 2, "{dry}");
+    assert_eq!(real["roots"][0]["stores"]["dead"], 0, "removed, not left dead: {real}");
+}
+
+/// A process that looks like a JVM to `/proc` (argv[0] `java`) with `args`, and `env`.
+fn fake_jvm(args: &[&str], env: &[(&str, &Path)]) -> Child {
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(format!("exec -a java perl -e 'sleep 60' -- {}", args.join(" ")))
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let child = c.spawn().unwrap();
+    for _ in 0..100 {
+        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+        if cmd.starts_with(b"java\0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[test]
+fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    if !liveness_judgeable(&env) {
+        return;
+    }
+    let root = env.root();
+    std::thread::sleep(Duration::from_millis(10));
+    let mut jvms = vec![
+        // An application embedding Spark, with no "spark" on its command line.
+        fake_jvm(&["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[]),
+        // A standalone executor whose SPARK_EXECUTOR_DIRS names a path of another mount
+        // namespace (a containerised worker): it cannot be resolved here.
+        fake_jvm(
+            &["org.apache.spark.executor.CoarseGrainedExecutorBackend"],
+            &[("SPARK_EXECUTOR_DIRS", Path::new("/nonexistent/in-container/executor-b"))],
+        ),
+        // A local-mode session started from an executor, inheriting its executor directory.
+        fake_jvm(
+            &["org.apache.spark.deploy.SparkSubmit", "--master", "local[2]"],
+            &[("SPARK_EXECUTOR_DIRS", &root.join("spark-w/executor-c"))],
+        ),
+    ];
+    std::fs::create_dir_all(root.join("spark-w/executor-c")).unwrap();
+    // Born after all of them started.
+    std::thread::sleep(Duration::from_millis(2500));
+    let embedded = empty_store(&root, "blockmgr-embedded", &["00"]);
+    let contained = empty_store(&root, "spark-w/executor-b/blockmgr-live", &["0c"]);
+    let local = empty_store(&root, "spark-w/executor-c/blockmgr-local", &["01"]);
+    // YARN push-based shuffle's merge directory: never a reaped store.
+    let merge = empty_store(
+        &root,
+        "usercache/u/appcache/application_1_0042/merge_manager_1",
+        &["00"],
+    );
+    quiet();
+    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    for j in &mut jvms {
+        let _ = j.kill();
+        let _ = j.wait();
+    }
+    assert_eq!(code, 0, "{report}");
+    for kept in [&embedded, &contained, &local, &merge] {
+        assert!(kept.is_dir(), "{} kept: {report}", kept.display());
+    }
+    assert_eq!(report["reaped"]["stores"], 0, "{report}");
+    // Once they are gone, the stores of the JVMs go; the merge directory stays.
+    let (_, report) = env.sweep_json(&config(&env, ""), &[]);
+    for gone in [&embedded, &contained, &local] {
+        assert!(!gone.exists(), "{} removed: {report}", gone.display());
+    }
+    assert!(merge.is_dir(), "{report}");
 }
 
 #[test]

@@ -335,10 +335,22 @@ impl Metrics {
             self.reaped_stores.inc_by(report.reaped.stores);
             self.reaped_dirs.inc_by(report.reaped.dirs);
         }
-        self.store_liveness_unknown
-            .set(i64::from(report.liveness_unknown.is_some()));
+        // Stores are judged by interval and signal sweeps, not under pressure: the gauges keep
+        // what the last sweep that judged them found.
+        if report.stores_judged {
+            self.store_liveness_unknown
+                .set(i64::from(report.liveness_unknown.is_some()));
+            self.stores.reset();
+            for root in report.roots.iter().filter(|r| r.present) {
+                let name = root.path.to_string_lossy();
+                let st = &root.stores;
+                // Dead ones still there: a dry run, or a removal that failed.
+                for (state, n) in [("live", st.live), ("idle", st.idle), ("dead", st.dead)] {
+                    self.stores.with_label_values(&[&name, state]).set(n as f64);
+                }
+            }
+        }
         // Per-root gauges describe the tree now: reset so vanished roots and kinds disappear.
-        self.stores.reset();
         self.oldest_file_age.reset();
         self.tracked_bytes.reset();
         self.tracked_files.reset();
@@ -348,12 +360,6 @@ impl Metrics {
                 .oldest_kept_last_use
                 .map_or(0.0, |t| (report.now.saturating_sub(t).max(0) as f64) / 1e9);
             self.oldest_file_age.with_label_values(&[&name]).set(age);
-            let st = &root.stores;
-            // Dead ones were removed: what is left is live or idle (a dry run leaves them).
-            let dead = if report.dry_run { st.dead } else { 0 };
-            for (state, n) in [("live", st.live), ("idle", st.idle), ("dead", dead)] {
-                self.stores.with_label_values(&[&name, state]).set(n as f64);
-            }
             for kind in Kind::ALL {
                 let seen = root.kinds.get(&kind).cloned().unwrap_or_default();
                 let gone = if report.dry_run {

@@ -615,6 +615,7 @@ pub fn reap_from_index(
     let dry_run = opts.dry_run || cfg.dry_run;
     let min_idle_ago = now.saturating_sub(policy::nanos(cfg.stores.min_idle));
     let root_of = |n: u32| roots.iter().position(|(r, _)| *r == n);
+    report.stores_judged = true;
     // Empty, complete and quiet stores; every other store is live.
     let mut quiet: Vec<QuietStore> = Vec::new();
     {
@@ -634,6 +635,7 @@ pub fn reap_from_index(
             let candidate = cfg.stores.reap
                 && s.is_empty()
                 && s.complete
+                && super::reap::covered(&s.rel)
                 && s.last_activity.max(s.dir_facts.activity) < min_idle_ago
                 && root.role != crate::spark::DirRole::Store
                 && !protected;
@@ -654,7 +656,7 @@ pub fn reap_from_index(
     if quiet.is_empty() {
         return Vec::new();
     }
-    let procs = crate::procs::Procs::read(Path::new("/proc"));
+    let procs = crate::procs::Procs::read(Path::new("/proc"), cfg.state_dir.as_deref());
     let owners = procs.blind.is_none().then_some(procs.owners.as_slice());
     let mut candidates = Vec::new();
     let mut ids = Vec::new();
@@ -676,53 +678,58 @@ pub fn reap_from_index(
             changed: facts.changed,
             executor_dir: facts.executor_dir,
             held: dir_ids.iter().any(|d| procs.dirs_in_use.contains(d)),
+            shared_fs: facts.shared_fs,
         };
         let root = &roots[r].1;
-        // Only what the index judges dead is read again.
-        if owners.is_some()
+        let dead_by_index = owners.is_some()
             && policy::judge_store(
                 &store_facts,
                 owners,
                 now,
                 cfg.stores.min_idle,
                 cfg.stores.executor_startup,
-            ) == policy::StoreState::Dead
-            && let Ok(mut dir) = StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount)
-        {
-            dir.read(&mut buf, &mut listing);
-            if listing.complete() && listing.files.is_empty() && listing.unknown == 0 && listing.leftovers.is_empty() {
-                let mut fresh = dir.facts();
-                fresh.activity = fresh.activity.max(activity);
-                candidates.push(super::reap::ReapCandidate {
-                    root: r,
-                    rel: rel.clone(),
-                    facts: fresh,
-                    dir_ids: dir.dir_ids(),
-                });
-                ids.push((r, rel, id));
-                continue;
-            }
+            ) == policy::StoreState::Dead;
+        if !dead_by_index {
+            // Judged again there with the same facts, only to be counted (idle or live).
+            candidates.push(super::reap::ReapCandidate {
+                root: r,
+                rel,
+                facts: crate::store_dir::DirFacts {
+                    activity: activity.max(facts.activity),
+                    ..facts
+                },
+                dir_ids,
+                read_now: false,
+            });
+            continue;
+        }
+        // Only what the index judges dead is read again: the index knows Spark's files only,
+        // and a store is removed only when a listing now shows it holds nothing at all.
+        let Ok(mut dir) = StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount) else {
+            report.roots[r].stores.live += 1;
+            continue;
+        };
+        dir.read(&mut buf, &mut listing);
+        if !(listing.complete() && listing.files.is_empty() && listing.unknown == 0 && listing.leftovers.is_empty()) {
             // Something is in it after all: live.
             report.roots[r].stores.live += 1;
             continue;
         }
-        // Judged again below only to be counted (idle, or live when the rule says so).
+        let mut fresh = dir.facts();
+        fresh.activity = fresh.activity.max(activity);
         candidates.push(super::reap::ReapCandidate {
             root: r,
-            rel,
-            facts: crate::store_dir::DirFacts {
-                activity: activity.max(facts.activity),
-                ..facts
-            },
-            dir_ids,
+            rel: rel.clone(),
+            facts: fresh,
+            dir_ids: dir.dir_ids(),
+            read_now: true,
         });
+        ids.push((r, rel, id));
     }
     let first = FirstNotices::default();
     let record = Recorder::new(&first);
     let root_refs: Vec<&Root> = roots.iter().map(|(_, r)| r).collect();
     let mut removed = Vec::new();
-    // Candidates not re-read are judged again there and kept (not dead with these facts), or
-    // would be removed only after a re-read found them empty: only re-read ones are dead.
     super::reap::reap(
         cfg,
         &root_refs,

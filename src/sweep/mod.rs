@@ -260,7 +260,7 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
     }
     if !reap.is_empty() && !ctx.cancelled() {
         let roots: Vec<&Root> = ctx.roots.iter().collect();
-        let procs = reap::procs(&ctx.procs);
+        let procs = reap::procs(&ctx.procs, ctx.cfg);
         let record = Recorder::new(&ctx.first_errors);
         reap::reap(
             ctx.cfg,
@@ -275,6 +275,7 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
             |_, _| {},
         );
     }
+    report.stores_judged = true;
     report.cancelled |= ctx.cancelled();
     report
 }

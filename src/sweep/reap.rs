@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use super::record::Recorder;
 use super::roots::Root;
 use crate::config::Config;
+use crate::fsx::DirError;
 use crate::policy::{self, Nanos, StoreFacts, StoreState};
 use crate::procs::Procs;
 use crate::report::{Op, Report};
@@ -24,15 +25,29 @@ pub struct ReapCandidate {
     pub rel: PathBuf,
     pub facts: DirFacts,
     pub dir_ids: Vec<(u64, u64)>,
+    /// Read whole in this sweep, so it may be removed if dead; otherwise only counted.
+    pub read_now: bool,
+}
+
+/// Whether a store is one the liveness rule covers: an executor's or a driver's `blockmgr-*`.
+/// Not YARN's `merge_manager*` directories of push-based shuffle: made once per application
+/// and node by its first executor, written to by the node manager's shuffle service (which
+/// cannot create them), they belong to the application, and YARN removes them with it.
+pub fn covered(rel: &Path) -> bool {
+    rel.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("blockmgr-"))
 }
 
 /// The process snapshot of a sweep, read the first time a store needs it.
-pub fn procs(cell: &OnceLock<Procs>) -> &Procs {
-    cell.get_or_init(|| Procs::read(Path::new("/proc")))
+pub fn procs<'a>(cell: &'a OnceLock<Procs>, cfg: &Config) -> &'a Procs {
+    cell.get_or_init(|| Procs::read(Path::new("/proc"), cfg.state_dir.as_deref()))
 }
 
-/// Judges each candidate and removes the dead ones (lists them, in a dry run). Counts every
-/// store's state in its root's report. `removed` is told of each store removed.
+/// Judges each candidate and removes the dead ones (checks and counts them, in a dry run).
+/// Counts every store's state in its root's report as it is after the sweep: live, idle, or
+/// dead but still there (a dry run, or a removal that failed); the removed ones in
+/// `report.reaped`. `removed` is told of each store removed.
 #[allow(clippy::too_many_arguments)]
 pub fn reap(
     cfg: &Config,
@@ -64,65 +79,88 @@ pub fn reap(
             changed: c.facts.changed,
             executor_dir: c.facts.executor_dir,
             held: c.dir_ids.iter().any(|id| procs.dirs_in_use.contains(id)),
+            shared_fs: c.facts.shared_fs,
         };
         let state = policy::judge_store(&facts, owners, now, cfg.stores.min_idle, cfg.stores.executor_startup);
         let path = root.path.join(&c.rel);
         let counts = &mut report.roots[c.root].stores;
         match &state {
-            StoreState::Live => counts.live += 1,
+            StoreState::Live => {
+                counts.live += 1;
+                continue;
+            }
             StoreState::Idle(why) => {
                 counts.idle += 1;
                 debug!(store = %path.display(), "empty and quiet, kept: {why}");
+                continue;
             }
-            StoreState::Dead => counts.dead += 1,
+            StoreState::Dead if !c.read_now => {
+                // Judged on what the index knew, not read again: counted, never removed.
+                counts.idle += 1;
+                debug!(store = %path.display(), "judged dead but not read again in this sweep: kept");
+                continue;
+            }
+            StoreState::Dead => {}
         }
-        if state != StoreState::Dead {
+        let dir = match StoreDir::open_in(&root.path, Some(root.ino), &c.rel, root.mount) {
+            Ok(dir) => dir,
+            Err(DirError::Gone) => continue,
+            Err(DirError::Io(e)) => {
+                counts.dead += 1;
+                record.error(report, Op::Unlink, &path, &e);
+                continue;
+            }
+            Err(why) => {
+                // A symlink or another mount in its place now: not the store that was judged.
+                counts.live += 1;
+                debug!(store = %path.display(), "not removed: {why}");
+                continue;
+            }
+        };
+        let mut dir = dir;
+        let executor_dir = c
+            .facts
+            .executor_dir
+            .is_some_and(|d| policy::executor_dir_removable(d, owners.unwrap_or_default()));
+        let r = dir.reap(&mut buf, c.facts.activity, executor_dir, dry_run);
+        report.reaped.dirs += u64::from(r.dirs);
+        let counts = &mut report.roots[c.root].stores;
+        if let Some(e) = r.error {
+            counts.dead += 1;
+            record.error(report, Op::Unlink, &path, &e);
             continue;
+        }
+        if let Some(why) = r.kept {
+            // Something changed: not dead after all.
+            counts.live += 1;
+            debug!(store = %path.display(), dirs_removed = r.dirs, "store kept: {why}");
+            continue;
+        }
+        if !r.store {
+            continue; // gone meanwhile
+        }
+        report.reaped.stores += 1;
+        if list_files {
+            report.reaped.paths.push(path.clone());
         }
         if dry_run {
-            report.reaped.stores += 1;
-            if list_files {
-                report.reaped.paths.push(path);
-            }
-            continue;
-        }
-        let reaped = StoreDir::open_in(&root.path, Some(root.ino), &c.rel, root.mount)
-            .map_err(|e| e.into_io())
-            .and_then(|mut dir| {
-                let executor_dir = c
-                    .facts
-                    .executor_dir
-                    .is_some_and(|d| policy::executor_dir_removable(d, owners.unwrap_or_default()));
-                dir.reap(&mut buf, c.facts.activity, executor_dir)
-            });
-        match reaped {
-            Ok(r) => {
-                report.reaped.dirs += u64::from(r.dirs);
-                if r.store {
-                    report.reaped.stores += 1;
-                    debug!(store = %path.display(), dirs = r.dirs, "dead store removed");
-                    if list_files {
-                        report.reaped.paths.push(path.clone());
-                    }
-                    removed(c.root, &c.rel);
-                } else {
-                    // Something appeared in it at the last moment: live after all.
-                    debug!(store = %path.display(), "store changed while it was removed; kept");
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => record.error(report, Op::Unlink, &path, &e),
+            counts.dead += 1;
+        } else {
+            debug!(store = %path.display(), dirs = r.dirs, "dead store removed");
+            removed(c.root, &c.rel);
         }
     }
 }
 
-/// Says once per process (and again when the reason changes) why no store can be removed.
+/// Says once per process (and again when the reason changes, process ids aside) why no store
+/// can be removed.
 fn say_blind(why: &str) {
     static SAID: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let key: String = why.chars().filter(|c| !c.is_ascii_digit()).collect();
     let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
-    if said.as_deref() != Some(why) {
+    if said.as_deref() != Some(key.as_str()) {
         warn!("dead block stores are not removed: the node's processes cannot all be seen ({why})");
-        *said = Some(why.to_string());
+        *said = Some(key);
     }
 }
 

@@ -210,6 +210,7 @@ impl<'a> Worker<'a> {
                 listing.complete() && listing.files.is_empty() && listing.unknown == 0 && listing.leftovers.is_empty();
             let reapable = ctx.cfg.stores.reap
                 && empty
+                && super::reap::covered(&rel)
                 && root_meta.role != DirRole::Store
                 && !(root_meta.protected || (!ctx.cfg.protect.is_empty() && self.protected_dir(root_meta, &rel)));
             if reapable {
@@ -218,6 +219,7 @@ impl<'a> Worker<'a> {
                     rel: rel.clone(),
                     facts: dir.facts(),
                     dir_ids: dir.dir_ids(),
+                    read_now: true,
                 });
             } else {
                 self.report.roots[root].stores.live += 1;
