@@ -78,10 +78,11 @@ impl OpenFiles {
             match std::fs::read_dir(pid.join("fd")) {
                 Ok(fds) => {
                     for fd in fds.flatten() {
-                        // stat follows the magic link to the open file itself.
-                        match std::fs::metadata(fd.path()) {
-                            Ok(m) if m.is_file() && devs.contains(&m.dev()) => {
-                                open.files.insert((m.dev(), m.ino()));
+                        // Follows the magic link to the open file itself, with cached
+                        // attributes only: a file on a hung network mount cannot hang a sweep.
+                        match crate::fsx::stat_proc_link(&fd.path()) {
+                            Ok((rustix::fs::FileType::RegularFile, dev, ino)) if devs.contains(&dev) => {
+                                open.files.insert((dev, ino));
                             }
                             Ok(_) => {}
                             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,

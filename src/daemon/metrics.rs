@@ -219,9 +219,10 @@ impl Metrics {
             stores: gauge_vec(
                 &r,
                 "shuffle_janitor_stores",
-                "Block stores by root and state (live: holds files or used within stores.min_idle; idle: \
-                 empty and quiet but a process may own it, or the processes cannot all be seen; dead: \
-                 empty, quiet and ownerless, so removed).",
+                "Block stores by root and state after the last sweep that judged them (live: holds files \
+                 or used within stores.min_idle; idle: empty and quiet but a process may own it, or the \
+                 processes cannot all be seen; dead: judged dead but still there, as in a dry run or when \
+                 the removal failed).",
                 &["root", "state"],
             ),
             reaped_stores: int_counter(
