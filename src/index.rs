@@ -50,6 +50,9 @@ struct FileRef {
     name: u16,
 }
 
+/// A unit's files: a map output's three fit without a heap block (it is most of the index).
+type Files = smallvec::SmallVec<[FileRef; 3]>;
+
 /// A unit: what the policy needs to judge it, and its files' names.
 #[derive(Clone, Debug)]
 struct Unit {
@@ -67,7 +70,7 @@ struct Unit {
     kind: Kind,
     /// Some event touched it since its last refresh: its sums are not current.
     dirty: bool,
-    files: Vec<FileRef>,
+    files: Files,
 }
 
 /// Per store: its units, keyed by a hash of the stem.
@@ -99,8 +102,23 @@ pub struct Store {
     /// and their `(device, inode)`: what its liveness is judged on when it is empty.
     pub dir_facts: crate::store_dir::DirFacts,
     pub dir_ids: Vec<(u64, u64)>,
-    /// A unit needs a refresh.
-    dirty: bool,
+    /// How many of its units need a refresh (kept as a count: scanning the units for it on
+    /// every event would make a store's cost quadratic in its units).
+    dirty_units: u32,
+    /// Bytes of `stems` that live units use (the rest is garbage until compacted).
+    live_stem: usize,
+    /// How often the watch found it not known whole, and not watched: a walk that read it while
+    /// these moved does not take the store as whole, or as watched (see
+    /// [`Index::install_store`]).
+    marks_whole: u64,
+    marks_watch: u64,
+    /// Files left under the private name by a deletion that did not finish, as the walk that
+    /// read it found them, with their sub-directory's name: removed once old enough.
+    pub leftovers: Vec<(Box<str>, crate::store_dir::Leftover)>,
+    /// Spark files (and whole sub-directories: an empty name) seen removed lately, with when:
+    /// a walk that listed one before it went must not bring it back (see
+    /// [`Index::drop_removed`]).
+    removed: std::collections::VecDeque<(Box<str>, Box<[u8]>, Nanos)>,
     /// Oldest last use among its units of each kind (kept current unless `min_stale`).
     min_stale: bool,
     min_last_use: [Nanos; Kind::ALL.len()],
@@ -255,9 +273,13 @@ impl Store {
                 UnitStats::of(files.iter().map(|f| &f.stat), basis, mode, stat_time),
             );
         }
-        s.dirty = false;
         s.watched_since = watched_since;
         s.last_activity = dir_activity;
+        s.leftovers = listing
+            .leftovers
+            .iter()
+            .map(|l| (listing.subdirs[l.subdir as usize].clone(), l.clone()))
+            .collect();
         s.min_stale = true;
         s
     }
@@ -266,8 +288,9 @@ impl Store {
         self.by_stem.len() + self.collided.len()
     }
 
+    /// No unit and no leftover: nothing of Spark's in it, as far as the index knows.
     pub fn is_empty(&self) -> bool {
-        self.unit_count() == 0
+        self.unit_count() == 0 && self.leftovers.is_empty()
     }
 
     /// The sub-directory names, in index order (`None`: removed).
@@ -313,9 +336,11 @@ impl Store {
     }
 
     fn insert(&mut self, kind: Kind, stem: &[u8]) -> u32 {
-        if self.stems.len() > 4096 && self.stems.len() > 4 * self.live_stem_bytes() {
+        if self.stems.len() > 4096 && self.stems.len() > 4 * self.live_stem {
             self.compact_stems();
         }
+        self.live_stem += stem.len();
+        self.dirty_units += 1;
         let stem_at = self.stems.len() as u32;
         self.stems.extend_from_slice(stem);
         let unit = Unit {
@@ -328,7 +353,7 @@ impl Store {
             stem_len: stem.len() as u16,
             kind,
             dirty: true,
-            files: Vec::new(),
+            files: Files::new(),
         };
         let slot = match self.free_units.pop() {
             Some(s) => {
@@ -346,7 +371,6 @@ impl Store {
             }
             std::collections::hash_map::Entry::Occupied(_) => self.collided.push(slot),
         }
-        self.dirty = true;
         slot
     }
 
@@ -354,6 +378,10 @@ impl Store {
         let Some(unit) = self.units[slot as usize].take() else {
             return;
         };
+        self.live_stem -= usize::from(unit.stem_len);
+        if unit.dirty {
+            self.dirty_units -= 1;
+        }
         for f in &unit.files {
             self.release_name(f.name);
         }
@@ -380,12 +408,8 @@ impl Store {
         }
     }
 
-    fn live_stem_bytes(&self) -> usize {
-        self.units.iter().flatten().map(|u| usize::from(u.stem_len)).sum()
-    }
-
     fn compact_stems(&mut self) {
-        let mut stems = Vec::with_capacity(self.live_stem_bytes());
+        let mut stems = Vec::with_capacity(self.live_stem);
         for u in self.units.iter_mut().flatten() {
             let at = u.stem_at as usize;
             let new_at = stems.len() as u32;
@@ -442,8 +466,10 @@ impl Store {
     /// Adds file `name` (a Spark block name) in sub-directory `subdir`; returns its unit.
     fn add_file(&mut self, subdir: u32, name: &[u8]) -> Option<u32> {
         let (kind, stem_len) = spark::parse_block_name(name)?;
-        // The odd-name slots are 15 bits; past that the store is read by walks instead.
-        if self.odd_names.len() >= usize::from(ODD) && SUFFIXES.iter().all(|s| *s != &name[stem_len..]) {
+        // The odd-name slots are 15 bits, sub-directory indices 16: past either, the store is
+        // not known whole (nothing of it goes) until a walk reads it again.
+        let odd_full = self.free_odd.is_empty() && self.odd_names.len() >= usize::from(ODD);
+        if subdir > u32::from(u16::MAX) || (odd_full && SUFFIXES.iter().all(|s| *s != &name[stem_len..])) {
             self.complete = false;
             return None;
         }
@@ -485,9 +511,38 @@ impl Store {
         Some(slot)
     }
 
+    /// How long a removal is remembered: longer than a walk takes to read one store.
+    const REMOVED_FOR: Nanos = 10 * 60 * 1_000_000_000;
+
+    fn note_removed(&mut self, subdir: u32, name: &[u8], at: Nanos) {
+        let Some(sub) = self.subdirs.get(subdir as usize).and_then(|n| n.clone()) else {
+            return;
+        };
+        while self
+            .removed
+            .front()
+            .is_some_and(|(_, _, t)| *t < at.saturating_sub(Self::REMOVED_FOR))
+            || self.removed.len() >= 4096
+        {
+            self.removed.pop_front();
+        }
+        self.removed.push_back((sub, name.into(), at));
+    }
+
     fn mark_dirty(&mut self, slot: u32) {
-        self.unit_mut(slot).dirty = true;
-        self.dirty = true;
+        self.set_dirty(slot, true);
+    }
+
+    fn set_dirty(&mut self, slot: u32, dirty: bool) {
+        let u = self.unit_mut(slot);
+        if u.dirty != dirty {
+            u.dirty = dirty;
+            if dirty {
+                self.dirty_units += 1;
+            } else {
+                self.dirty_units -= 1;
+            }
+        }
     }
 
     /// The oldest last use among units of each kind.
@@ -505,13 +560,13 @@ impl Store {
     }
 
     fn set_stats(&mut self, slot: u32, s: UnitStats) {
+        self.set_dirty(slot, false);
         let u = self.unit_mut(slot);
         let was = u.last_use.max(u.last_open);
         u.last_use = s.last_use;
         u.read_bound = s.read_bound;
         u.freeable_blocks = blocks(s.freeable);
         u.alloc_blocks = blocks(s.alloc);
-        u.dirty = false;
         let (kind, now) = (u.kind as usize, u.last_use.max(u.last_open));
         if now < self.min_last_use[kind] {
             self.min_last_use[kind] = now;
@@ -578,7 +633,7 @@ pub struct Drift {
     pub missing: u64,
     /// Units in the index that are not on disk.
     pub extra: u64,
-    /// Units in both whose files, last use or size differ.
+    /// Units in both whose files or size differ.
     pub stale: u64,
 }
 
@@ -604,9 +659,73 @@ pub struct Index {
     /// Opens recorded for units before the index knew them (restored from the state file, or
     /// seen before a store was loaded), by (root, store rel, stem).
     pending_opens: HashMap<(u32, PathBuf, Box<[u8]>), Nanos>,
+    /// How often the watch lost events (queue overflows): like a store's `marks`, for all.
+    epoch: u64,
 }
 
+/// What a walk notes of a store as it starts reading it, to tell at install whether the watch
+/// marked it meanwhile: the index's epoch, the store's marks of not whole and of not watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marks(u64, u64, u64);
+
 impl Index {
+    /// The marks of store `id` now (see [`Index::install_store`]).
+    pub fn marks(&self, id: StoreId) -> Marks {
+        let (whole, watch) = self.store(id).map_or((0, 0), |s| (s.marks_whole, s.marks_watch));
+        Marks(self.epoch, whole, watch)
+    }
+
+    /// Some of store `id`'s directories have no watch: it is read at every interval, and its
+    /// units are held from the TTL until it is watched whole again for `max_age`.
+    pub fn mark_unwatched(&mut self, id: StoreId) {
+        if let Some(s) = self.store_mut(id) {
+            s.watched_since = None;
+            s.unwatched = s.unwatched.saturating_add(1);
+            s.marks_watch += 1;
+        }
+    }
+
+    /// Part of store `id` could not be read, or is not where its files say: none of its units
+    /// is known whole until a walk reads it again.
+    pub fn mark_not_whole(&mut self, id: StoreId) {
+        if let Some(s) = self.store_mut(id) {
+            s.complete = false;
+            s.watched_since = None;
+            s.marks_whole += 1;
+            s.marks_watch += 1;
+        }
+    }
+
+    /// An `NN` directory of store `id` moved away with its files: nothing of the store goes
+    /// until a full walk finds it whole again.
+    pub fn mark_incomplete(&mut self, id: StoreId) {
+        if let Some(s) = self.store_mut(id) {
+            s.complete = false;
+            s.marks_whole += 1;
+        }
+    }
+
+    /// Content arrived in store `id` from outside it (an `NN` directory moved in): what it
+    /// was used for before is unknown, so the store counts as watched from now.
+    pub fn mark_watched_from(&mut self, id: StoreId, at: Nanos) {
+        if let Some(s) = self.store_mut(id) {
+            s.watched_since = s.watched_since.map(|w| w.max(at));
+            s.marks_watch += 1;
+        }
+    }
+
+    /// The watch lost events (its queue overflowed): nothing is watched until walks add the
+    /// watches again, and each store counts as watched only from then, so the TTL holds every
+    /// unit for `max_age` (the opens that were lost may have been anything's).
+    pub fn lost_events(&mut self) {
+        self.epoch += 1;
+        for (_, slot) in &mut self.stores {
+            if let Some(s) = slot {
+                s.watched_since = None;
+            }
+        }
+    }
+
     pub fn store(&self, id: StoreId) -> Option<&Store> {
         match self.stores.get(slot_of(id))? {
             (g, Some(s)) if u64::from(*g) == id >> 32 => Some(s),
@@ -703,7 +822,20 @@ impl Index {
     /// the listing found, and the unit is marked dirty if they differ: the next refresh stats
     /// them all and drops only what is really gone (a file created after its directory was
     /// listed is not lost, so the unit is never deleted without it). Opens are kept.
-    pub fn install_store(&mut self, id: StoreId, new: Store) {
+    ///
+    /// `seen` are the marks the walk noted when it started reading: when the watch marked the
+    /// store (or lost events) since, what it marked stands (not watched, not whole), for the
+    /// walk may have listed before the mark's cause.
+    pub fn install_store(&mut self, id: StoreId, mut new: Store, seen: Marks) {
+        let now = self.marks(id);
+        if now.1 != seen.1 {
+            new.complete = false;
+        }
+        if now.0 != seen.0 || now.2 != seen.2 {
+            new.watched_since = None;
+            let live = self.store(id).map_or(0, |s| s.unwatched);
+            new.unwatched = new.unwatched.max(live);
+        }
         let Some(mut s) = self.store_mut(id).map(std::mem::take) else {
             return;
         };
@@ -714,6 +846,8 @@ impl Index {
             .map(|n| n.as_deref().map_or(u32::MAX, |n| s.subdir(n)))
             .collect();
         let old_units: Vec<Unit> = s.units.drain(..).flatten().collect();
+        s.dirty_units = 0;
+        s.live_stem = 0;
         let old_stems = std::mem::take(&mut s.stems);
         let old_odd = std::mem::take(&mut s.odd_names);
         s.free_units.clear();
@@ -743,7 +877,7 @@ impl Index {
                 nu.read_bound = u.read_bound;
                 nu.freeable_blocks = u.freeable_blocks;
                 nu.alloc_blocks = u.alloc_blocks;
-                nu.dirty = u.dirty;
+                s.set_dirty(slot, u.dirty);
             }
         }
         // What the index had: kept where it differs, for the refresh to settle.
@@ -768,10 +902,10 @@ impl Index {
         s.complete = new.complete;
         s.watched_since = new.watched_since;
         s.unwatched = new.unwatched;
+        s.leftovers = new.leftovers;
         s.dir_facts = new.dir_facts;
         s.dir_ids = new.dir_ids;
         s.last_activity = s.last_activity.max(new.last_activity);
-        s.dirty = s.units.iter().flatten().any(|u| u.dirty);
         s.min_stale = true;
         *self.store_mut(id).expect("taken above") = s;
         self.apply_pending_opens(id);
@@ -814,11 +948,11 @@ impl Index {
             match old.find(stem).and_then(|s| old.units[s as usize].as_ref()) {
                 None => d.missing += 1,
                 Some(o) if o.dirty => {}
+                // Its files or their size differ. Not its last use: a read through a file
+                // already open, or through a mapping, moves atime without an event to see (and
+                // a deletion judges on fresh stats anyway).
                 Some(o) => {
-                    if o.last_use != u.last_use
-                        || o.freeable_blocks != u.freeable_blocks
-                        || o.files.len() != u.files.len()
-                    {
+                    if o.freeable_blocks != u.freeable_blocks || o.files.len() != u.files.len() {
                         d.stale += 1;
                     }
                 }
@@ -868,6 +1002,9 @@ impl Index {
                 }
             }
             FileEvent::Removed => {
+                if spark::parse_block_name(name).is_some() {
+                    s.note_removed(subdir, name, at);
+                }
                 if let Some(slot) = s.remove_file(subdir, name) {
                     if s.units[slot as usize].as_ref().is_some_and(|u| u.files.is_empty()) {
                         s.remove_unit(slot);
@@ -898,6 +1035,7 @@ impl Index {
     pub fn subdir_removed(&mut self, id: StoreId, subdir: u32, at: Nanos) {
         let Some(s) = self.store_mut(id) else { return };
         s.last_activity = s.last_activity.max(at);
+        s.note_removed(subdir, b"", at);
         let slots: Vec<u32> = s
             .units
             .iter()
@@ -910,8 +1048,7 @@ impl Index {
             .collect();
         for slot in slots {
             let files = std::mem::take(&mut s.unit_mut(slot).files);
-            let (gone, kept): (Vec<FileRef>, Vec<FileRef>) =
-                files.into_iter().partition(|f| u32::from(f.subdir) == subdir);
+            let (gone, kept): (Files, Files) = files.into_iter().partition(|f| u32::from(f.subdir) == subdir);
             for f in gone {
                 s.release_name(f.name);
             }
@@ -940,23 +1077,12 @@ impl Index {
         }
     }
 
-    /// Marks every unit as possibly used at `at` (the watch lost events): nothing it knows is
-    /// older than that any more, for the floor and for pressure's order.
-    pub fn assume_opened(&mut self, at: Nanos) {
-        for s in self.stores.iter_mut().filter_map(|(_, s)| s.as_mut()) {
-            for u in s.units.iter_mut().flatten() {
-                u.last_open = u.last_open.max(at);
-            }
-            s.min_stale = true;
-        }
-    }
-
     /// The files of every dirty unit, to stat again; they stay dirty until
     /// [`Index::refresh`] applies the stats.
     pub fn dirty(&self, limit: usize) -> Vec<ToStat> {
         let mut out = Vec::new();
         for (id, s) in self.stores() {
-            if !s.dirty {
+            if s.dirty_units == 0 {
                 continue;
             }
             for (slot, u) in s.units.iter().enumerate() {
@@ -1006,7 +1132,6 @@ impl Index {
             let stats = UnitStats::of(fresh.iter().flatten(), basis, mode, stat_time);
             s.set_stats(t.slot, stats);
         }
-        s.dirty = s.units.iter().flatten().any(|u| u.dirty);
     }
 
     /// Marks the dirty units of store `id` clean as they are (their files could not be stat'ed;
@@ -1016,14 +1141,68 @@ impl Index {
             for u in s.units.iter_mut().flatten() {
                 u.dirty = false;
             }
-            s.dirty = false;
+            s.dirty_units = 0;
         }
+    }
+
+    /// Drops from `new`, a listing of store `id` that began at `since`, the files the watch saw
+    /// removed since (after their directory was listed, or the walk would not have found them):
+    /// a file removed as the walk read the store is not brought back as a unit that is no
+    /// longer there.
+    pub fn drop_removed(&self, id: StoreId, new: &mut Store, since: Nanos) {
+        let Some(live) = self.store(id) else { return };
+        for (sub_name, name, at) in &live.removed {
+            if *at < since {
+                continue;
+            }
+            let Some(new_sub) = new.subdir_index(sub_name) else {
+                continue;
+            };
+            if name.is_empty() {
+                let slots: Vec<u32> = new
+                    .units
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, u)| {
+                        u.as_ref()
+                            .is_some_and(|u| u.files.iter().any(|f| u32::from(f.subdir) == new_sub))
+                    })
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                for slot in slots {
+                    let files = std::mem::take(&mut new.unit_mut(slot).files);
+                    let (gone, kept): (Files, Files) = files.into_iter().partition(|f| u32::from(f.subdir) == new_sub);
+                    for f in gone {
+                        new.release_name(f.name);
+                    }
+                    let empty = kept.is_empty();
+                    new.unit_mut(slot).files = kept;
+                    if empty {
+                        new.remove_unit(slot);
+                    }
+                }
+            } else if let Some(slot) = new.remove_file(new_sub, name)
+                && new.units[slot as usize].as_ref().is_some_and(|u| u.files.is_empty())
+            {
+                new.remove_unit(slot);
+            }
+        }
+    }
+
+    /// Whether the counts each store keeps (units waiting for a refresh, live stem bytes) agree
+    /// with its units: for tests.
+    #[doc(hidden)]
+    pub fn counts_agree(&self) -> bool {
+        self.stores().all(|(_, s)| {
+            let dirty = s.units.iter().flatten().filter(|u| u.dirty).count();
+            let stems: usize = s.units.iter().flatten().map(|u| usize::from(u.stem_len)).sum();
+            dirty == s.dirty_units as usize && stems == s.live_stem
+        })
     }
 
     /// Whether any unit waits for a refresh.
     pub fn has_dirty(&self) -> bool {
-        self.stores()
-            .any(|(_, s)| s.dirty && s.units.iter().flatten().any(|u| u.dirty))
+        self.stores().any(|(_, s)| s.dirty_units > 0)
     }
 
     /// Opens worth keeping across a restart: (root, store rel, stem, last open) of every unit
@@ -1118,6 +1297,109 @@ mod tests {
         assert!(ix.store(id).unwrap().is_empty());
     }
 
+    /// A listing of `blockmgr-9` with `names` (created on disk for the occasion).
+    fn listing_of(names: &[&str]) -> Listing {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("blockmgr-9");
+        for name in names {
+            let p = store.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let root = rustix::fs::open(dir.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
+        let mount = crate::fsx::MountId::of(&crate::fsx::statx_fd(&root).unwrap());
+        let mut listing = Listing::default();
+        crate::store_dir::StoreDir::open(dir.path(), Path::new("blockmgr-9"), mount)
+            .unwrap()
+            .read(&mut Vec::new(), &mut listing);
+        listing
+    }
+
+    #[test]
+    fn what_the_watch_marked_while_a_walk_read_the_store_stands() {
+        let listing = listing_of(&["0a/shuffle_1_1_0.data", "1b/shuffle_1_1_0.index"]);
+        // (mark, whole after the install, watched after the install)
+        for (mark, whole, watched) in [
+            (Index::mark_not_whole as fn(&mut Index, StoreId), false, false),
+            (Index::mark_unwatched, true, false),
+            (Index::mark_incomplete, false, true),
+        ] {
+            let mut ix = Index::default();
+            let id = ix.add_store(0, Path::new("blockmgr-9"));
+            let seen = ix.marks(id);
+            // The watch marks it while the walk reads it.
+            mark(&mut ix, id);
+            ix.install_store(
+                id,
+                Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+                seen,
+            );
+            let s = ix.store(id).unwrap();
+            assert_eq!((s.complete, s.watched_since.is_some()), (whole, watched));
+        }
+        // Events lost meanwhile: the store does not count as watched.
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        let seen = ix.marks(id);
+        ix.lost_events();
+        ix.install_store(
+            id,
+            Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            seen,
+        );
+        assert_eq!(ix.store(id).unwrap().watched_since, None);
+        assert!(ix.store(id).unwrap().complete);
+        // Nothing marked: the walk's view is taken.
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        let seen = ix.marks(id);
+        ix.install_store(
+            id,
+            Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            seen,
+        );
+        assert_eq!(ix.store(id).unwrap().watched_since, Some(1));
+        assert!(ix.counts_agree());
+    }
+
+    #[test]
+    fn a_file_removed_as_the_walk_read_its_store_does_not_come_back() {
+        let listing = listing_of(&["0a/shuffle_1_1_0.data", "0a/temp_shuffle_1", "1b/shuffle_1_2_0.data"]);
+        let listing = {
+            // The temp file's name as Spark makes it (a uuid).
+            let _ = listing;
+            listing_of(&[
+                "0a/shuffle_1_1_0.data",
+                "0a/temp_shuffle_5a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+                "1b/shuffle_1_2_0.data",
+            ])
+        };
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        let (a, b) = {
+            let s = ix.store_mut(id).unwrap();
+            (s.subdir("0a"), s.subdir("1b"))
+        };
+        // Removed after the walk began (at 100), before the install: the spill, and all of 1b.
+        ix.file_event(
+            id,
+            a,
+            b"temp_shuffle_5a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+            FileEvent::Removed,
+            150,
+        );
+        ix.subdir_removed(id, b, 160);
+        let mut new = Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0);
+        assert_eq!(new.unit_count(), 3);
+        ix.drop_removed(id, &mut new, 100);
+        let stems: Vec<Vec<u8>> = new.units().map(|u| u.stem.to_vec()).collect();
+        assert_eq!(stems, vec![b"shuffle_1_1_0".to_vec()]);
+        // Removals before the walk began are no news to it.
+        let mut again = Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0);
+        ix.drop_removed(id, &mut again, 200);
+        assert_eq!(again.unit_count(), 3);
+    }
+
     #[test]
     fn opens_are_kept_through_a_reload_and_remembered_before_a_store_is_known() {
         let mut ix = Index::default();
@@ -1139,9 +1421,11 @@ mod tests {
         crate::store_dir::StoreDir::open(dir.path(), Path::new("blockmgr-9"), mount)
             .unwrap()
             .read(&mut Vec::new(), &mut listing);
+        let marks = ix.marks(id);
         ix.install_store(
             id,
             Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            marks,
         );
         let s = ix.store(id).unwrap();
         let opens: Vec<(Vec<u8>, Nanos)> = s.units().map(|u| (u.stem.to_vec(), u.last_open)).collect();

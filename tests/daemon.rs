@@ -343,7 +343,11 @@ fn sigusr1_sweeps_now_and_sigusr2_purges_to_low() {
     let (old_blocks, eligible_blocks) = (allocated(&old), allocated(&eligible));
     d.signal(Signal::USR1);
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
-    assert!(!old.exists(), "SIGUSR1 swept: the old unit is gone");
+    assert!(
+        !old.exists(),
+        "SIGUSR1 swept: the old unit is gone\n{}",
+        std::fs::read_to_string(&d.log).unwrap_or_default()
+    );
     assert!(eligible.exists() && young.exists());
 
     d.signal(Signal::USR2);

@@ -255,6 +255,11 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
         let cancel = AtomicBool::new(false);
         let from_index = indexed::run_indexed(&cfg, &indexed_roots, &index, &opts, &cancel);
         let from_walk = sweep::run(&cfg, &opts, &cancel);
+        prop_assert!(
+            index.lock().unwrap().counts_agree(),
+            "the index's counts after step {}",
+            step
+        );
         let (a, b) = (candidates(&from_index), candidates(&from_walk));
         prop_assert_eq!(
             &a,

@@ -430,10 +430,41 @@ impl Daemon {
                         basis: &cfg.age_basis,
                         reconcile: false,
                     };
-                    walk::reread_unwatched(&ctx);
-                    // Decide on everything that happened before the sweep started.
+                    let reread = walk::reread_unwatched(&ctx);
                     if let Some(w) = &watch {
-                        w.settle(Duration::from_millis(500));
+                        for id in reread.gone {
+                            w.forget_store(id);
+                        }
+                    }
+                    // Decide on everything that happened before the sweep started. A watch that
+                    // cannot catch up with its queue in time holds opens not applied yet: the
+                    // TTL waits for the next interval; pressure cannot wait, and goes on (its
+                    // floor and order are the timestamps', and open files are checked).
+                    let settled = watch.as_ref().is_none_or(|w| w.settle(Duration::from_millis(500)));
+                    // Directories that appeared before the sweep and that the walking thread
+                    // has not read yet (a sweep can start before that walk): read them now.
+                    if let Some(w) = &watch {
+                        for (root, rel, role) in w.take_new_dirs() {
+                            let known = role == crate::spark::DirRole::Store
+                                && index
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .find(root, &rel)
+                                    .is_some();
+                            if !known {
+                                walk::walk(&ctx, root, Some((&rel, role)));
+                            }
+                        }
+                        w.settle(Duration::from_millis(100));
+                    }
+                    if !settled && job.trigger != Trigger::Pressure {
+                        info!(
+                            trigger = job.trigger.as_str(),
+                            "sweep postponed: the watch has not caught up with its events"
+                        );
+                        let mut report = crate::report::Report::new(false, job.mode == SweepMode::Purge, now);
+                        report.cancelled = true;
+                        return Done::Swept(job, report, last_unfreed);
                     }
                     let opts = sweep::Options {
                         mode: job.mode,
@@ -476,15 +507,28 @@ impl Daemon {
     }
 
     fn walked(&mut self, job: WalkJob, walked: Walked) {
+        for id in &walked.gone {
+            if let Some(w) = &self.watch {
+                w.forget_store(*id);
+            }
+        }
         let full = matches!(job, WalkJob::All { .. });
         if full {
             self.walked = true;
-            // Stores the walk did not find are gone (removed while events were lost).
+            // Stores the walk did not find are gone (removed while events were lost), when
+            // their directory is indeed no longer there: one the walk failed to read stays.
+            let root_path = |n: u32| self.numbers.iter().find(|(_, m)| **m == n).map(|(p, _)| p.clone());
             let gone: Vec<crate::index::StoreId> = {
                 let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
                 index
                     .stores()
                     .filter(|(_, s)| !walked.seen.iter().any(|(r, p)| *r == s.root && *p == s.rel))
+                    .filter(|(_, s)| {
+                        root_path(s.root).is_none_or(|p| {
+                            std::fs::symlink_metadata(p.join(&s.rel))
+                                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                        })
+                    })
                     .map(|(id, _)| id)
                     .collect()
             };

@@ -37,6 +37,8 @@ pub struct Walked {
     pub seen: Vec<(u32, PathBuf)>,
     /// How the index differed from the disk (counted only when reconciling).
     pub drift: Drift,
+    /// Stores found gone (and dropped from the index) while being read.
+    pub gone: Vec<StoreId>,
 }
 
 impl Walked {
@@ -47,6 +49,7 @@ impl Walked {
         self.errors.extend(o.errors);
         self.seen.extend(o.seen);
         self.drift.add(o.drift);
+        self.gone.extend(o.gone);
     }
 }
 
@@ -237,13 +240,22 @@ impl<'a> Reader<'a> {
         let mut dir = match StoreDir::open_in(&self.info.path, Some(self.info.ino), rel, self.info.mount) {
             Ok(d) => d,
             Err(DirError::Io(e)) => return out.errors.push((Op::Walk, path, e.to_string())),
+            Err(DirError::Gone) => {
+                // Removed while nothing watched it: forget it now, not at the next full walk.
+                let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(id) = index.find(self.root, rel) {
+                    index.remove_store(id);
+                    out.gone.push(id);
+                }
+                return debug!(path = %path.display(), "store not read: it no longer exists");
+            }
             Err(why) => return debug!(path = %path.display(), "store not read: it {why}"),
         };
-        let id: StoreId = ctx
-            .index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add_store(self.root, rel);
+        let (id, marks) = {
+            let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+            let id: StoreId = index.add_store(self.root, rel);
+            (id, index.marks(id))
+        };
         let generation = ctx.watch.map(Watch::generation);
         let stat_time = now_nanos();
         let mut watched = ctx.watch.is_some();
@@ -313,9 +325,10 @@ impl<'a> Reader<'a> {
         if index.find(self.root, rel) != Some(id) {
             return;
         }
+        index.drop_removed(id, &mut store, stat_time);
         if ctx.reconcile {
             out.drift.add(index.drift(id, &store));
         }
-        index.install_store(id, store);
+        index.install_store(id, store, marks);
     }
 }

@@ -120,6 +120,10 @@ struct Inner {
     wake: OwnedFd,
     /// Rounds the thread completed (events drained, dirty units refreshed).
     rounds: AtomicU64,
+    /// Directories announced with `WatchMsg::NewDir` since a sweep last took them.
+    new_dirs: Mutex<Vec<(u32, PathBuf, DirRole)>>,
+    /// The value `rounds` took after the last round that emptied the queue.
+    emptied: AtomicU64,
     /// Incremented each time the instance is replaced: a walk that added watches to an older
     /// one must not take its stores for watched.
     generation: AtomicU64,
@@ -166,6 +170,8 @@ impl Watch {
             overflows: AtomicU64::new(0),
             wake: rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
             rounds: AtomicU64::new(0),
+            new_dirs: Mutex::new(Vec::new()),
+            emptied: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         });
         let reader = inner.clone();
@@ -186,8 +192,9 @@ impl Watch {
         let r0 = self.inner.rounds.load(Ordering::Acquire);
         let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
         loop {
-            // Two rounds: the one under way may have looked at the queue before the call.
-            if self.inner.rounds.load(Ordering::Acquire) >= r0 + 2
+            // A round that began after the call (the one under way may have looked at the queue
+            // before it) and emptied the queue: however many events were queued, all applied.
+            if self.inner.emptied.load(Ordering::Acquire) >= r0 + 2
                 && !self.inner.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty()
             {
                 return true;
@@ -198,6 +205,12 @@ impl Watch {
             let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// The directories announced since the last call: a sweep that settled the watch reads
+    /// those the walking thread has not read yet, so it decides on what happened before it.
+    pub fn take_new_dirs(&self) -> Vec<(u32, PathBuf, DirRole)> {
+        std::mem::take(&mut *self.inner.new_dirs.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Marks the activity notice as taken, so the next file event sends another.
@@ -276,10 +289,12 @@ impl Drop for Watch {
 
 impl Inner {
     fn add(&self, fd: BorrowedFd, events: WatchFlags, node: Node) -> Result<(), AddError> {
-        let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
         // The lock is held across the add, so the reader cannot see the new descriptor's
-        // first events before it knows what the descriptor is.
+        // first events before it knows what the descriptor is; and taken before the instance
+        // is read, so a reset (which holds it too) cannot slip in between: the descriptor is
+        // always the instance's whose table it goes into.
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
         let magic = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let added = inotify::add_watch(&*ino, magic.as_str(), events | WATCH_FLAGS);
         match added {
@@ -382,25 +397,31 @@ impl Inner {
                 let mut b = [0u8; 8];
                 let _ = rustix::io::read(&self.wake, &mut b);
             }
-            if events {
-                self.drain(&ino, &mut buf);
-            }
+            let emptied = !events || self.drain(&ino, &mut buf);
             if pending && (ready == 0 || woken || last_refresh.elapsed() > Duration::from_millis(200)) {
                 self.refresh_dirty(4096);
                 last_refresh = Instant::now();
             }
-            self.rounds.fetch_add(1, Ordering::Release);
+            let round = self.rounds.fetch_add(1, Ordering::AcqRel) + 1;
+            if emptied {
+                self.emptied.store(round, Ordering::Release);
+            }
         }
     }
 
-    /// Reads and applies every event queued now.
-    fn drain(&self, ino: &Arc<OwnedFd>, buf: &mut [MaybeUninit<u8>]) {
+    /// Reads and applies the events queued now, up to a batch; returns whether the queue was
+    /// emptied.
+    fn drain(&self, ino: &Arc<OwnedFd>, buf: &mut [MaybeUninit<u8>]) -> bool {
         let mut reader = inotify::Reader::new(&**ino, buf);
         let mut batch: Vec<(i32, ReadFlags, Option<Vec<u8>>)> = Vec::new();
+        let mut emptied = false;
         loop {
             match reader.next() {
                 Ok(ev) => batch.push((ev.wd(), ev.events(), ev.file_name().map(|n| n.to_bytes().to_vec()))),
-                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::AGAIN) => {
+                    emptied = true;
+                    break;
+                }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
                     warn!(error = %e, "cannot read inotify events");
@@ -416,10 +437,11 @@ impl Inner {
             tracing::trace!(wd, ?mask, name = ?name.as_deref().map(String::from_utf8_lossy), "inotify event");
             if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
                 self.overflow(at);
-                return;
+                return true;
             }
             self.apply(wd, mask, name.as_deref(), at);
         }
+        emptied
     }
 
     fn overflow(&self, at: Nanos) {
@@ -427,18 +449,11 @@ impl Inner {
         if let Err(e) = self.reset() {
             warn!(error = %e, "cannot start a new inotify instance after an overflow");
         }
-        {
-            // Nothing is watched until the walk that follows adds the watches again, and the
-            // start of each store's watch is then (see walk.rs). Whatever was known may have
-            // been used at the overflow: for the floor and pressure's order too.
-            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            for id in index.store_ids() {
-                if let Some(s) = index.store_mut(id) {
-                    s.watched_since = None;
-                }
-            }
-            index.assume_opened(at);
-        }
+        // Nothing is watched until the walk that follows adds the watches again, and the start
+        // of each store's watch is then (see walk.rs): the TTL holds every unit for max_age
+        // after that, the lost opens may have been anything's. Pressure keeps its floor and its
+        // order by the timestamps, which no lost event changes.
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).lost_events();
         self.send(WatchMsg::Overflow(at));
     }
 
@@ -481,6 +496,14 @@ impl Inner {
                 }
                 let came = mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO);
                 if came && is_dir {
+                    if mask.contains(ReadFlags::MOVED_TO) {
+                        // Moved in with files whose use before is unknown (Spark never moves
+                        // one): the store counts as watched from now.
+                        self.index
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .mark_watched_from(store, at);
+                    }
                     self.new_subdir(store, name, at);
                 } else if came {
                     // A symlink (or a file) put in place of a sub-directory, which Spark would
@@ -492,10 +515,10 @@ impl Inner {
                     // Moved away with its files, which still belong to units here: nothing of
                     // the store goes until the next full walk finds it whole again.
                     self.subdir_gone(store, name, at);
-                    let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(s) = index.store_mut(store) {
-                        s.complete = false;
-                    }
+                    self.index
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .mark_incomplete(store);
                 } else if mask.contains(ReadFlags::DELETE) {
                     // Removed, so empty: every file in it was removed first, and seen.
                     self.subdir_gone(store, name, at);
@@ -513,7 +536,12 @@ impl Inner {
                         self.activity();
                     }
                     // Walked by the daemon on its walking thread, not here: a tree renamed in
-                    // can be large, and this thread must keep draining the queue.
+                    // can be large, and this thread must keep draining the queue. Noted too,
+                    // for a sweep that starts before that walk (see Watch::take_new_dirs).
+                    self.new_dirs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((root, child_rel.clone(), child));
                     self.send(WatchMsg::NewDir {
                         root,
                         rel: child_rel,
@@ -615,10 +643,11 @@ impl Inner {
             s.subdir(name)
         };
         if self.add(fd.as_fd(), FILE_EVENTS, Node::Sub { store, subdir }).is_err() {
-            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = index.store_mut(store) {
-                s.watched_since = None; // read at every interval from now on
-            }
+            // Read at every interval from now on, and counted.
+            self.index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .mark_unwatched(store);
         }
         let mut names: Vec<Vec<u8>> = Vec::new();
         let listed = fsx::for_each_entry(&fd, &mut Vec::new(), |n, _| names.push(n.to_bytes().to_vec()));
@@ -634,11 +663,10 @@ impl Inner {
     /// Part of store `store` could not be read: none of its units is known whole until a walk
     /// reads it again, which the next interval does (it is no longer taken as watched).
     fn not_known_whole(&self, store: StoreId) {
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = index.store_mut(store) {
-            s.complete = false;
-            s.watched_since = None;
-        }
+        self.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mark_not_whole(store);
     }
 
     fn subdir_gone(&self, store: StoreId, name: &str, at: Nanos) {

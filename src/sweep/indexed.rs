@@ -101,6 +101,9 @@ pub fn run_indexed(
         open_unknown: false,
         first: FirstNotices::default(),
     };
+    if !dry_run {
+        remove_leftovers(&ctx, &mut report);
+    }
     let mut by_dev: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, (_, r)) in roots.iter().enumerate() {
         by_dev.entry(r.mount.dev).or_default().push(i);
@@ -116,6 +119,68 @@ pub fn run_indexed(
     report.cancelled = ctx.cancelled();
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
+}
+
+/// Removes the files a deletion that did not finish left under the private name (the process
+/// was killed between a rename and its unlink), once they are old enough, as a walking sweep
+/// does; the walk that read their store noted them.
+fn remove_leftovers(ctx: &Ctx, report: &mut Report) {
+    let old_enough = ctx.now.saturating_sub(super::worker::LEFTOVER_AGE_NS);
+    type Due = (StoreId, usize, PathBuf, Vec<(Box<str>, crate::store_dir::Leftover)>);
+    let due: Vec<Due> = {
+        let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .stores()
+            .filter(|(_, s)| s.leftovers.iter().any(|(_, l)| l.stat.ctime <= old_enough))
+            .filter_map(|(id, s)| {
+                let r = ctx.roots.iter().position(|(n, _)| *n == s.root)?;
+                Some((id, r, s.rel.clone(), s.leftovers.clone()))
+            })
+            .collect()
+    };
+    let record = Recorder::new(&ctx.first);
+    for (id, r, rel, leftovers) in due {
+        let root = &ctx.roots[r].1;
+        let Ok(mut dir) = StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount) else {
+            continue;
+        };
+        // The sub-directories by name, indexed as remove_leftover opens them.
+        let mut subs: Vec<Box<str>> = Vec::new();
+        for (sub, _) in &leftovers {
+            if !subs.contains(sub) {
+                subs.push(sub.clone());
+            }
+        }
+        let mut kept = Vec::new();
+        for (sub, l) in leftovers {
+            if l.stat.ctime > old_enough {
+                kept.push((sub, l));
+                continue;
+            }
+            let path = root.path.join(&rel).join(&*sub).join(OsStr::from_bytes(&l.name));
+            let at = subs.iter().position(|s| *s == sub).unwrap_or(0);
+            let one = crate::store_dir::Leftover {
+                subdir: u32::try_from(at).unwrap_or(0),
+                ..l
+            };
+            match dir.remove_leftover(&subs, &one) {
+                Ok(freed) => {
+                    debug!(path = %path.display(), freed, "removed a file left by a deletion that did not finish");
+                    report
+                        .leftovers_removed
+                        .add(crate::report::Tally { files: 1, bytes: freed });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    record.error(report, Op::Unlink, &path, &e);
+                    kept.push((sub, one));
+                }
+            }
+        }
+        if let Some(s) = ctx.index.lock().unwrap_or_else(|e| e.into_inner()).store_mut(id) {
+            s.leftovers = kept;
+        }
+    }
 }
 
 /// The open-file set, read once per sweep and only when something is to go.
@@ -370,6 +435,12 @@ fn delete(
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         let s = index.store(c.store)?;
         let u = s.unit(c.slot).filter(|u| u.stem == c.stem.as_slice())?;
+        // Not known whole any more (an NN directory moved away or replaced, or unreadable,
+        // since the unit was chosen): nothing of it goes until a walk reads it whole.
+        if !s.complete {
+            report.skip(Skip::Incomplete, u.nfiles as u64);
+            return None;
+        }
         (
             s.rel.clone(),
             s.subdir_names(),
@@ -418,6 +489,14 @@ fn delete(
         None
     };
     let checked = match dir.check_unit(&names, &files, &ctx.cfg.age_basis, c.facts.last_use) {
+        // Every file already gone (removed while the index listed it): not a unit any more.
+        Ok(checked) if checked.stats().next().is_none() => {
+            ctx.index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_unit(c.store, c.slot, &c.stem);
+            return None;
+        }
         Ok(checked) => checked,
         Err(outcome) => {
             for (i, failure, e) in &outcome.errors {

@@ -23,7 +23,7 @@ use crate::store_dir::{Failure, Listing, StoreDir, StoreFile, UnitFile};
 
 /// A leftover of a deletion that did not finish is removed once it is this old (a deletion in
 /// progress holds its files under the private name for microseconds).
-const LEFTOVER_AGE_NS: Nanos = 10 * 60 * 1_000_000_000;
+pub const LEFTOVER_AGE_NS: Nanos = 10 * 60 * 1_000_000_000;
 
 /// Identifies a unit from one pass to the next: a hash of its store's path and of its stem.
 /// Only units the first pass counted and pressure chose are deleted by the second (a 64-bit
