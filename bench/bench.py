@@ -232,14 +232,17 @@ def proc_cpu(pid):
 class Daemon:
     """shuffle-janitor run over one root, with its metrics on a free port."""
 
-    def __init__(self, work, root, extra="", name="daemon", interval="5s", log=subprocess.DEVNULL):
+    def __init__(self, work, root, extra="", name="daemon", interval="5s", log=subprocess.DEVNULL, binary=JANITOR,
+                 modern=True):
         self.port = free_port()
         cfg = os.path.join(work, f"{name}.toml")
+        # `modern`: this version's keys (state_dir) are known to the binary.
+        state = 'state_dir = ""\n' if modern else ""
         with open(cfg, "w") as f:
             f.write(f'roots = ["{root}"]\nmax_age = "3650d"\nage_basis = ["mtime"]\ninterval = "{interval}"\n'
-                    f'state_dir = ""\n{extra}\n[metrics]\nlisten = "127.0.0.1:{self.port}"\n')
+                    f'{state}{extra}\n[metrics]\nlisten = "127.0.0.1:{self.port}"\n')
         self.started = time.time()
-        self.proc = subprocess.Popen([JANITOR, "run", "--config", cfg, "--log-level", "warn"], stderr=log)
+        self.proc = subprocess.Popen([binary, "run", "--config", cfg, "--log-level", "warn"], stderr=log)
         self.pid = self.proc.pid
 
     def metric(self, name):
@@ -285,10 +288,24 @@ def strace_counts(path):
     return out
 
 
-def bench_daemon(work, master, info, walk, churn_minutes):
-    """The index-driven daemon against the walking sweep (`walk`: the no-op row of the table)."""
+def thread_reads(pid):
+    """{thread name: read_bytes} of each thread of a process."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = open(f"/proc/{pid}/task/{tid}/comm").read().strip()
+            n = proc_field(f"{pid}/task/{tid}", "read_bytes", "io")
+        except (OSError, AttributeError):
+            continue
+        out[name] = out.get(name, 0) + n
+    return out
+
+
+def bench_daemon(work, master, info, walk, churn_minutes, old_janitor=None):
+    """The index-driven daemon against the walking sweep (`walk`: the no-op row of the table)
+    and, given the binary of a daemon that walks at every interval (`--old-janitor`), against
+    that daemon too, side by side."""
     print(f"\n## The daemon over {master}: index against walk", flush=True)
-    rows = []
     # Today's walk, cold: what the walking mode reads each interval once the cache is gone.
     cold = None
     noop = config(os.path.join(work, "noop.toml"), master, "3650d", "15m")
@@ -296,22 +313,35 @@ def bench_daemon(work, master, info, walk, churn_minutes):
         warm_paths(binary_and_libs(JANITOR))  # count the tree, not the program
         cold = timed(janitor(noop))
         timed(janitor(noop))  # warm again
-    # An empty daemon, for the memory that is not the index.
+        print(f"  the walking sweep (`sweep`), cold: {cold['wall']:.2f}s, {cold['read_bytes']:,} bytes read from "
+              f"the disk", flush=True)
+    rows = {}
+    if old_janitor:
+        rows["walking daemon"] = measure_daemon(work, master, "walking daemon", old_janitor, False, walk, 0)
+    rows["index daemon"] = measure_daemon(work, master, "index daemon", JANITOR, True, walk, churn_minutes)
+    return rows
+
+
+def measure_daemon(work, master, label, binary, modern, walk, churn_minutes):
+    """One daemon over `master`: startup, steady-state sweeps (CPU, system calls, cold reads),
+    memory, and churn."""
+    print(f"  -- {label} ({binary})", flush=True)
+    # An empty daemon, for the memory that is not the tree's.
     empty = os.path.join(work, "empty-root")
     os.makedirs(empty, exist_ok=True)
-    d0 = Daemon(work, empty, name="empty")
+    d0 = Daemon(work, empty, name="empty", binary=binary, modern=modern)
     d0.wait_sweeps(1, 60)
     time.sleep(1)
     base_rss = proc_field(d0.pid, "VmRSS")
     d0.stop()
 
-    d = Daemon(work, master)
+    d = Daemon(work, master, binary=binary, modern=modern)
     try:
         up = d.wait_sweeps(1) - d.started
-        units = d.metric("shuffle_janitor_index_units")
+        units = d.metric("shuffle_janitor_index_units") or info["files"]
         startup_hwm = proc_field(d.pid, "VmHWM")
-        print(f"  startup walk and first sweep: {up:.2f}s (the walking sweep: {walk['wall']:.2f}s); "
-              f"{units:,.0f} units indexed; peak RSS {startup_hwm / 1024:.1f} MiB", flush=True)
+        print(f"  startup (start to the end of the first sweep): {up:.2f}s (the walking sweep: {walk['wall']:.2f}s); "
+              f"peak RSS {startup_hwm / 1024:.1f} MiB", flush=True)
         # Steady state: interval sweeps with nothing to delete.
         # No scrape inside the window (a scrape costs the daemon CPU): one before, one after.
         n0, dur0 = d.sweeps(), d.metric("shuffle_janitor_sweep_duration_seconds_sum")
@@ -319,11 +349,11 @@ def bench_daemon(work, master, info, walk, churn_minutes):
         time.sleep(6 * 5 + 1)
         cpu1 = proc_cpu(d.pid)
         n1, dur1 = d.sweeps(), d.metric("shuffle_janitor_sweep_duration_seconds_sum")
-        per_sweep_cpu = (cpu1 - cpu0) / (n1 - n0)
-        per_sweep_wall = (dur1 - dur0) / (n1 - n0)
-        print(f"  steady-state sweep: {per_sweep_wall * 1000:.1f} ms wall, {per_sweep_cpu * 1000:.1f} ms CPU "
-              f"(all of the daemon's CPU between sweeps included) = {100 * per_sweep_cpu / walk['cpu']:.2f}% "
-              f"of the walk's {walk['cpu']:.2f}s", flush=True)
+        per_sweep_cpu = (cpu1 - cpu0) / max(1, n1 - n0)
+        per_sweep_wall = (dur1 - dur0) / max(1, n1 - n0)
+        print(f"  steady-state sweep ({n1 - n0:.0f} in 31 s): {per_sweep_wall * 1000:.1f} ms wall, "
+              f"{per_sweep_cpu * 1000:.1f} ms CPU (all of the daemon's CPU between sweeps included) = "
+              f"{100 * per_sweep_cpu / walk['cpu']:.2f}% of the walking sweep's {walk['cpu']:.2f}s", flush=True)
         # System calls over three interval sweeps.
         trace = os.path.join(work, "strace.txt")
         st = subprocess.Popen(["strace", "-c", "-f", "-o", trace, "-p", str(d.pid)], stderr=subprocess.DEVNULL)
@@ -331,45 +361,43 @@ def bench_daemon(work, master, info, walk, churn_minutes):
         n2 = d.sweeps()
         time.sleep(3 * 5)
         st.send_signal(signal.SIGINT)
-        st.wait(timeout=30)
+        st.wait(timeout=60)
         n2 = d.sweeps() - n2
         calls = strace_counts(trace)
         getdents = calls.get("getdents64", 0)
         opens = calls.get("openat", 0) + calls.get("open", 0)
         stats = sum(v for k, v in calls.items() if "stat" in k and k not in ("statfs", "fstatfs"))
-        print(f"  strace -c -f over {n2:.0f} steady-state sweeps (15 s, no scrape): getdents64 {getdents}, openat {opens}, "
-              f"stat calls {stats}, statfs {calls.get('statfs', 0) + calls.get('fstatfs', 0)}", flush=True)
+        statfs = calls.get("statfs", 0) + calls.get("fstatfs", 0)
+        print(f"  strace -c -f over {n2:.0f} steady-state sweeps (15 s, no scrape): getdents64 {getdents}, "
+              f"openat {opens}, stat calls {stats}, statfs {statfs}", flush=True)
         # Cold cache: a steady-state sweep after the page cache was dropped.
-        cold_read = None
-        if cold is not None:
-            n3 = d.sweeps()
-            d.wait_sweeps(n3 + 1, 60)  # just after a sweep: the next is an interval away
-            drop_caches()
+        cold_read, by_thread = None, {}
+        n3 = d.sweeps()
+        d.wait_sweeps(n3 + 1, 60)  # just after a sweep: the next is an interval away
+        if drop_caches():
             warm_code(d.pid)
-            r0 = proc_field(d.pid, "read_bytes", "io")
+            r0, t0 = proc_field(d.pid, "read_bytes", "io"), thread_reads(d.pid)
             d.wait_sweeps(n3 + 2, 60)
             cold_read = proc_field(d.pid, "read_bytes", "io") - r0
-            print(f"  cold cache (page cache dropped, the daemon's own code read back by another process): a "
-                  f"steady-state sweep read {cold_read:,} bytes from the disk; the walking sweep "
-                  f"{cold['read_bytes']:,} ({cold['wall']:.2f}s)", flush=True)
+            t1 = thread_reads(d.pid)
+            by_thread = {k: v - t0.get(k, 0) for k, v in t1.items() if v - t0.get(k, 0) > 0}
+            print(f"  cold cache (page cache dropped, the daemon's own code read back by another process): an "
+                  f"interval's sweep and polls read {cold_read:,} bytes from the disk; by thread {by_thread}",
+                  flush=True)
         else:
             print("  cold cache: SKIPPED (cannot write /proc/sys/vm/drop_caches here)")
         hwm = proc_field(d.pid, "VmHWM")
         rss = proc_field(d.pid, "VmRSS")
         per_unit = (rss - base_rss) * 1024 / units if units else float("nan")
         print(f"  memory: peak RSS {hwm / 1024:.1f} MiB, RSS {rss / 1024:.1f} MiB against {base_rss / 1024:.1f} "
-              f"MiB with an empty root: {per_unit:.0f} bytes per unit", flush=True)
-        churn = None
-        if churn_minutes:
-            churn = bench_churn(d, master, churn_minutes)
-        rows = {"startup": up, "walk_wall": walk["wall"], "walk_cpu": walk["cpu"], "units": units,
+              f"MiB with an empty root: {per_unit:.0f} bytes per unit ({units:,.0f} units)", flush=True)
+        churn = bench_churn(d, master, churn_minutes) if churn_minutes else None
+        return {"startup": up, "walk_wall": walk["wall"], "walk_cpu": walk["cpu"], "units": units,
                 "sweep_wall": per_sweep_wall, "sweep_cpu": per_sweep_cpu, "getdents64": getdents,
-                "openat": opens, "stats": stats, "cold_read": cold_read,
-                "walk_cold_read": cold and cold["read_bytes"], "hwm": hwm, "rss": rss, "base_rss": base_rss,
-                "bytes_per_unit": per_unit, "churn": churn}
+                "openat": opens, "stats": stats, "cold_read": cold_read, "hwm": hwm, "rss": rss,
+                "base_rss": base_rss, "bytes_per_unit": per_unit, "churn": churn}
     finally:
         d.stop()
-    return rows
 
 
 def bench_churn(d, master, minutes):
@@ -445,29 +473,31 @@ def pressure_tmpfs(work, files):
 
 class UsagePoller(threading.Thread):
     """Reads statvfs every 0.5 ms once started: when use first reached `high` (the crossing),
-    the first moment after that it fell (a deletion), and the first it was at or under `low`."""
+    the first moment after that it fell (a deletion), and the last (deletions over: no fall for
+    2 s), with the use then."""
 
-    def __init__(self, path, high_bytes, low_bytes):
+    def __init__(self, path, high_bytes):
         super().__init__(daemon=True)
-        self.path, self.high, self.low = path, high_bytes, low_bytes
-        self.crossed = self.first = self.under_low = None
+        self.path, self.high = path, high_bytes
+        self.crossed = self.first = self.last = None
+        self.final = None
         self.halt = threading.Event()
 
     def run(self):
-        peak = 0
+        prev = None
         while not self.halt.is_set():
-            used, _ = used_bytes(self.path)
+            used, size = used_bytes(self.path)
             now = time.time()
             if self.crossed is None:
                 if used >= self.high:
-                    self.crossed, peak = now, used
-            elif used > peak:
-                peak = used
-            elif used < peak and self.first is None:
-                self.first = now
-            if self.first is not None and used <= self.low:
-                self.under_low = now
+                    self.crossed = now
+            elif prev is not None and used < prev:
+                self.first = self.first or now
+                self.last = now
+            if self.last is not None and now - self.last > 2.0:
+                self.final = used / size
                 return
+            prev = used
             time.sleep(0.0005)
 
 
@@ -498,7 +528,7 @@ def bench_pressure(work, files):
         root = os.path.join(mnt, "root")
         try:
             _, size = used_bytes(mnt)
-            poller = UsagePoller(mnt, 0.85 * size, 0.75 * size)
+            poller = UsagePoller(mnt, 0.85 * size)
             extra = "[watermark]\nhigh = 0.85\nlow = 0.75\npoll = \"5s\"\n[stores]\nreap = false"
             if mode == "daemon":
                 d = Daemon(work, root, extra=extra, name="pressure", interval="1h")
@@ -507,7 +537,7 @@ def bench_pressure(work, files):
                 poller.start()
                 cross_high(root, 0.85)
                 deadline = time.time() + 600
-                while poller.under_low is None and time.time() < deadline:
+                while poller.final is None and time.time() < deadline:
                     time.sleep(0.05)
                 time.sleep(1)
                 deleted = d.metric("shuffle_janitor_deleted_files_total") or 0
@@ -519,14 +549,15 @@ def bench_pressure(work, files):
                 # The walking daemon began a sweep like this one when it saw the crossing.
                 r = subprocess.run(janitor(cfg) + ["--format", "json"], capture_output=True, text=True)
                 deleted = json.loads(r.stdout)["deleted_files"]
-            poller.halt.set()
-            poller.join(5)
             crossed = poller.crossed or float("nan")
             first = (poller.first - crossed) if poller.first else float("nan")
-            to_low = (poller.under_low - crossed) if poller.under_low else float("nan")
-            out[mode] = {"first": first, "to_low": to_low, "deleted": deleted, "files": info["files"]}
-            print(f"  {mode}: first deletion {first * 1000:.0f} ms after crossing high, under low after "
-                  f"{to_low:.2f}s, {deleted:,.0f} files deleted", flush=True)
+            poller.join(5)
+            done = (poller.last - crossed) if poller.last else float("nan")
+            final = poller.final if poller.final is not None else used_bytes(mnt)[0] / size
+            out[mode] = {"first": first, "done": done, "final": final, "deleted": deleted, "files": info["files"]}
+            print(f"  {mode}: first deletion {first * 1000:.0f} ms after crossing high, the last {done:.2f}s after "
+                  f"the crossing, use then {100 * final:.2f}% (low 75%); {deleted:,.0f} files deleted "
+                  f"({deleted / done if done == done and done > 0 else float('nan'):,.0f} per second)", flush=True)
         finally:
             subprocess.run(["umount", mnt])
     return out
@@ -576,6 +607,9 @@ def main():
     ap.add_argument("--churn", type=int, default=0, help="with --daemon: minutes of churn under the daemon")
     ap.add_argument("--dead-stores", type=int, default=0, help="also measure a sweep over N empty dead stores")
     ap.add_argument("--no-delete", action="store_true", help="skip the deleting rounds (the longest part)")
+    ap.add_argument("--no-pressure", action="store_true", help="with --daemon: skip the tmpfs pressure case")
+    ap.add_argument("--old-janitor", help="with --daemon: the binary of a daemon that walks at every interval "
+                    "(e.g. built from an earlier commit), measured side by side")
     ap.add_argument("--dir", default=os.environ.get("BENCH_DIR", "/var/tmp/shuffle-janitor-bench"))
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -599,9 +633,9 @@ def main():
                   f"{c[2]:.2f}x | {r[0] / 1024:.1f} MiB | {r[1] / 1024:.1f} MiB |")
         if args.daemon:
             walk = {k: table[0][k][1] for k in ("wall", "cpu")}
-            bench_daemon(work, master, info, walk, args.churn)
+            bench_daemon(work, master, info, walk, args.churn, args.old_janitor)
         shutil.rmtree(master, ignore_errors=True)
-        if args.daemon:
+        if args.daemon and not args.no_pressure:
             bench_pressure(work, args.files)
         if args.dead_stores:
             dead, _ = bench_dead_stores(work, args.files, args.dead_stores, args.rounds)

@@ -165,7 +165,8 @@ pub struct ToStat {
 /// a regular file).
 pub type Fresh = Vec<Option<FileStat>>;
 
-fn stem_hash(stem: &[u8]) -> u64 {
+/// The hash units are keyed by (and a sweep's chosen units remembered by).
+pub fn stem_hash(stem: &[u8]) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
     h.write(stem);
     h.finish()
@@ -511,6 +512,35 @@ impl Store {
         Some(slot)
     }
 
+    /// Drops every file of sub-directory `subdir` from its units; a unit left without a file
+    /// goes, the others are marked dirty when `refresh` (their sums are to be read again).
+    fn drop_subdir_files(&mut self, subdir: u32, refresh: bool) {
+        let slots: Vec<u32> = self
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| {
+                u.as_ref()
+                    .is_some_and(|u| u.files.iter().any(|f| u32::from(f.subdir) == subdir))
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for slot in slots {
+            let files = std::mem::take(&mut self.unit_mut(slot).files);
+            let (gone, kept): (Files, Files) = files.into_iter().partition(|f| u32::from(f.subdir) == subdir);
+            for f in gone {
+                self.release_name(f.name);
+            }
+            let empty = kept.is_empty();
+            self.unit_mut(slot).files = kept;
+            if empty {
+                self.remove_unit(slot);
+            } else if refresh {
+                self.mark_dirty(slot);
+            }
+        }
+    }
+
     /// How long a removal is remembered: longer than a walk takes to read one store.
     const REMOVED_FOR: Nanos = 10 * 60 * 1_000_000_000;
 
@@ -839,6 +869,41 @@ impl Index {
         let Some(mut s) = self.store_mut(id).map(std::mem::take) else {
             return;
         };
+        // A store read for the first time (the watch saw nothing of its files yet), whose
+        // sub-directories the walk named in the order it listed them: the listing's units are
+        // taken as they are, not built again one file at a time.
+        let fresh =
+            s.units.is_empty() && s.odd_names.is_empty() && s.subdirs.iter().zip(&new.subdirs).all(|(a, b)| a == b);
+        if fresh {
+            let mut subdirs = std::mem::take(&mut s.subdirs);
+            if new.subdirs.len() > subdirs.len() {
+                subdirs.extend(new.subdirs[subdirs.len()..].iter().cloned());
+            }
+            s.subdirs = subdirs;
+            s.stems = std::mem::take(&mut new.stems);
+            s.units = std::mem::take(&mut new.units);
+            s.free_units = std::mem::take(&mut new.free_units);
+            s.by_stem = std::mem::take(&mut new.by_stem);
+            s.collided = std::mem::take(&mut new.collided);
+            s.odd_names = std::mem::take(&mut new.odd_names);
+            s.free_odd = std::mem::take(&mut new.free_odd);
+            s.dirty_units = new.dirty_units;
+            s.live_stem = new.live_stem;
+            s.units.shrink_to_fit();
+            s.stems.shrink_to_fit();
+            s.by_stem.shrink_to_fit();
+            s.complete = new.complete;
+            s.watched_since = new.watched_since;
+            s.unwatched = new.unwatched;
+            s.leftovers = new.leftovers;
+            s.dir_facts = new.dir_facts;
+            s.dir_ids = new.dir_ids;
+            s.last_activity = s.last_activity.max(new.last_activity);
+            s.min_stale = true;
+            *self.store_mut(id).expect("taken above") = s;
+            self.apply_pending_opens(id);
+            return;
+        }
         // The live table, extended with the listing's new names.
         let map: Vec<u32> = new
             .subdirs
@@ -907,6 +972,10 @@ impl Index {
         s.dir_ids = new.dir_ids;
         s.last_activity = s.last_activity.max(new.last_activity);
         s.min_stale = true;
+        // Rebuilt one unit at a time: give back what the growth left over.
+        s.units.shrink_to_fit();
+        s.stems.shrink_to_fit();
+        s.by_stem.shrink_to_fit();
         *self.store_mut(id).expect("taken above") = s;
         self.apply_pending_opens(id);
     }
@@ -1036,30 +1105,7 @@ impl Index {
         let Some(s) = self.store_mut(id) else { return };
         s.last_activity = s.last_activity.max(at);
         s.note_removed(subdir, b"", at);
-        let slots: Vec<u32> = s
-            .units
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| {
-                u.as_ref()
-                    .is_some_and(|u| u.files.iter().any(|f| u32::from(f.subdir) == subdir))
-            })
-            .map(|(i, _)| i as u32)
-            .collect();
-        for slot in slots {
-            let files = std::mem::take(&mut s.unit_mut(slot).files);
-            let (gone, kept): (Files, Files) = files.into_iter().partition(|f| u32::from(f.subdir) == subdir);
-            for f in gone {
-                s.release_name(f.name);
-            }
-            if kept.is_empty() {
-                s.unit_mut(slot).files = kept;
-                s.remove_unit(slot);
-            } else {
-                s.unit_mut(slot).files = kept;
-                s.mark_dirty(slot);
-            }
-        }
+        s.drop_subdir_files(subdir, true);
         if let Some(name) = s.subdirs.get_mut(subdir as usize) {
             *name = None;
         }
@@ -1159,28 +1205,7 @@ impl Index {
                 continue;
             };
             if name.is_empty() {
-                let slots: Vec<u32> = new
-                    .units
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, u)| {
-                        u.as_ref()
-                            .is_some_and(|u| u.files.iter().any(|f| u32::from(f.subdir) == new_sub))
-                    })
-                    .map(|(i, _)| i as u32)
-                    .collect();
-                for slot in slots {
-                    let files = std::mem::take(&mut new.unit_mut(slot).files);
-                    let (gone, kept): (Files, Files) = files.into_iter().partition(|f| u32::from(f.subdir) == new_sub);
-                    for f in gone {
-                        new.release_name(f.name);
-                    }
-                    let empty = kept.is_empty();
-                    new.unit_mut(slot).files = kept;
-                    if empty {
-                        new.remove_unit(slot);
-                    }
-                }
+                new.drop_subdir_files(new_sub, false);
             } else if let Some(slot) = new.remove_file(new_sub, name)
                 && new.units[slot as usize].as_ref().is_some_and(|u| u.files.is_empty())
             {

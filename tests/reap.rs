@@ -42,27 +42,8 @@ fn quiet() {
 /// class on its command line), optionally working in `cwd`, optionally given `executor_dirs` as
 /// a standalone worker gives them (`SPARK_EXECUTOR_DIRS`).
 fn fake_executor(cwd: Option<&Path>, executor_dirs: Option<&Path>) -> Child {
-    // perl keeps the argv[0] it is given (an interpreter shim would put its own).
-    let mut c = Command::new("bash");
-    c.arg("-c")
-        .arg("exec -a java perl -e 'sleep 60' org.apache.spark.executor.CoarseGrainedExecutorBackend")
-        .stdin(Stdio::null());
-    if let Some(d) = cwd {
-        c.current_dir(d);
-    }
-    if let Some(d) = executor_dirs {
-        c.env("SPARK_EXECUTOR_DIRS", d);
-    }
-    let child = c.spawn().unwrap();
-    // Until /proc shows the new command line.
-    for _ in 0..100 {
-        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
-        if cmd.starts_with(b"java\0") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
+    let env: Vec<(&str, &Path)> = executor_dirs.map(|d| ("SPARK_EXECUTOR_DIRS", d)).into_iter().collect();
+    fake_jvm(&["org.apache.spark.executor.CoarseGrainedExecutorBackend"], &env, cwd)
 }
 
 fn liveness_judgeable(env: &TestEnv) -> bool {
@@ -301,8 +282,9 @@ fn a_dry_run_counts_what_a_real_run_removes() {
     assert_eq!(real["roots"][0]["stores"]["dead"], 0, "removed, not left dead: {real}");
 }
 
-/// A process that looks like a JVM to `/proc` (argv[0] `java`) with `args`, and `env`.
-fn fake_jvm(args: &[&str], env: &[(&str, &Path)]) -> Child {
+/// A process that looks like a JVM to `/proc` (argv[0] `java`; perl keeps the argv[0] it is
+/// given, an interpreter shim would put its own) with `args` and `env`, working in `cwd`.
+fn fake_jvm(args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> Child {
     let mut c = Command::new("bash");
     c.arg("-c")
         .arg(format!("exec -a java perl -e 'sleep 60' -- {}", args.join(" ")))
@@ -310,7 +292,11 @@ fn fake_jvm(args: &[&str], env: &[(&str, &Path)]) -> Child {
     for (k, v) in env {
         c.env(k, v);
     }
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
     let child = c.spawn().unwrap();
+    // Until /proc shows the new command line.
     for _ in 0..100 {
         let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
         if cmd.starts_with(b"java\0") {
@@ -332,17 +318,19 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
     std::thread::sleep(Duration::from_millis(10));
     let mut jvms = vec![
         // An application embedding Spark, with no "spark" on its command line.
-        fake_jvm(&["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[]),
+        fake_jvm(&["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[], None),
         // A standalone executor whose SPARK_EXECUTOR_DIRS names a path of another mount
         // namespace (a containerised worker): it cannot be resolved here.
         fake_jvm(
             &["org.apache.spark.executor.CoarseGrainedExecutorBackend"],
             &[("SPARK_EXECUTOR_DIRS", Path::new("/nonexistent/in-container/executor-b"))],
+            None,
         ),
         // A local-mode session started from an executor, inheriting its executor directory.
         fake_jvm(
             &["org.apache.spark.deploy.SparkSubmit", "--master", "local[2]"],
             &[("SPARK_EXECUTOR_DIRS", &root.join("spark-w/executor-c"))],
+            None,
         ),
     ];
     std::fs::create_dir_all(root.join("spark-w/executor-c")).unwrap();

@@ -35,11 +35,17 @@ pub type IndexedRoot = (u32, Root);
 #[derive(Clone, Debug)]
 struct Chosen {
     store: StoreId,
-    root: usize,
+    /// The hash of its stem: the slot is still this unit when its stem hashes the same (a
+    /// pool of every unit under pressure carries no copy of each name).
+    stem: u64,
+    /// Its last use when chosen: a deletion goes on only if it is no newer.
+    last_use: Nanos,
+    /// What deleting it frees, as the index knows it.
+    bytes: u64,
     slot: u32,
+    root: usize,
     kind: Kind,
-    stem: Vec<u8>,
-    facts: UnitFacts,
+    protected: bool,
 }
 
 struct Ctx<'a> {
@@ -185,11 +191,24 @@ fn remove_leftovers(ctx: &Ctx, report: &mut Report) {
 
 /// The open-file set, read once per sweep and only when something is to go.
 fn open_files(ctx: &mut Ctx) {
-    if !ctx.cfg.skip_open_files || ctx.open.is_some() || ctx.open_unknown {
+    if !open_files_needed(ctx) {
         return;
     }
+    let scanned = scan_open_files(ctx);
+    set_open_files(ctx, scanned);
+}
+
+fn open_files_needed(ctx: &Ctx) -> bool {
+    ctx.cfg.skip_open_files && ctx.open.is_none() && !ctx.open_unknown
+}
+
+fn scan_open_files(ctx: &Ctx) -> std::io::Result<OpenFiles> {
     let devs: Vec<u64> = ctx.roots.iter().map(|(_, r)| r.mount.dev).collect();
-    match OpenFiles::scan(Path::new("/proc"), &devs) {
+    OpenFiles::scan(Path::new("/proc"), &devs)
+}
+
+fn set_open_files(ctx: &mut Ctx, scanned: std::io::Result<OpenFiles>) {
+    match scanned {
         Ok(o) => ctx.open = Some(o),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read /proc: keeping every unit as if open this sweep");
@@ -222,10 +241,41 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         }
         Err(e) => Recorder::new(&ctx.first).error(report, Op::Statvfs, &probe, &e),
     }
-    let (ttl, mut pool, mut held) = select(ctx, idx, need.is_some(), report);
-    if !ttl.is_empty() || !pool.is_empty() {
-        open_files(ctx);
-    }
+    let started = std::time::Instant::now();
+    let (ttl, pool, mut held) = if need.is_some() && open_files_needed(ctx) {
+        // Under pressure the open files are read while the units are judged (on two cores
+        // the first deletion comes sooner): they are needed before it anyway.
+        let (selected, scanned) = std::thread::scope(|s| {
+            let ctx_ref: &Ctx = ctx;
+            let scan = s.spawn(move || {
+                let t = std::time::Instant::now();
+                let scanned = scan_open_files(ctx_ref);
+                debug!(ms = t.elapsed().as_secs_f64() * 1000.0, "open files read");
+                scanned
+            });
+            let t = std::time::Instant::now();
+            let selected = select(ctx_ref, idx, true, report);
+            debug!(ms = t.elapsed().as_secs_f64() * 1000.0, "units of the index judged");
+            let scanned = scan
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the open-file scan panicked")));
+            (selected, scanned)
+        });
+        set_open_files(ctx, scanned);
+        selected
+    } else {
+        let selected = select(ctx, idx, need.is_some(), report);
+        if !selected.0.is_empty() || !selected.1.is_empty() {
+            open_files(ctx);
+        }
+        selected
+    };
+    debug!(
+        ttl = ttl.len(),
+        pool = pool.len(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "units judged from the index"
+    );
     let mut freed = 0u64;
     let mut dirs: Vec<(StoreId, StoreDir)> = Vec::with_capacity(OPEN_STORES);
     for c in &ttl {
@@ -237,21 +287,45 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         }
     }
     if let Some((need_bytes, reason)) = need {
-        // Least recently used first; ties in scan order, as the walking sweep takes them.
-        pool.sort_by_key(|c| c.facts.last_use);
-        let mut rest = pool.into_iter();
-        for c in rest.by_ref() {
+        // Least recently used first; ties in scan order, as the walking sweep takes them. The
+        // order is made on (last use, position) pairs, not on the units themselves: a pool can
+        // hold every unit of a million files, and the first deletion waits for this.
+        let mut order: Vec<(Nanos, u32)> = pool.iter().enumerate().map(|(i, c)| (c.last_use, i as u32)).collect();
+        // Only the oldest part is ever needed at once: partition at twice what the need takes
+        // on average (linear), sort that part, and the rest only if it does not suffice.
+        let total: u64 = pool.iter().map(|c| c.bytes).sum();
+        let avg = (total / (pool.len() as u64).max(1)).max(1);
+        let head = usize::try_from((need_bytes / avg).saturating_mul(2).saturating_add(1024))
+            .unwrap_or(usize::MAX)
+            .min(order.len());
+        if head < order.len() {
+            order.select_nth_unstable(head);
+        }
+        order[..head].sort_unstable();
+        debug!(
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            head, "pressure's order made"
+        );
+        let mut next = 0;
+        while next < order.len() {
+            if next == head {
+                // The oldest part did not suffice (much was kept at its check): the rest too.
+                order[head..].sort_unstable();
+            }
+            let c = &pool[order[next].1 as usize];
+            next += 1;
             if freed >= need_bytes || ctx.cancelled() {
                 // Spared: kept, and it ages the root's oldest.
-                kept(report, c.root, c.facts.last_use);
+                kept(report, c.root, c.last_use);
                 break;
             }
-            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &mut held, report) {
+            if let Some(bytes) = delete(ctx, &mut dirs, c, reason, &mut held, report) {
                 freed = freed.saturating_add(bytes);
             }
         }
-        for c in rest {
-            kept(report, c.root, c.facts.last_use);
+        for (_, i) in &order[next..] {
+            let c = &pool[*i as usize];
+            kept(report, c.root, c.last_use);
         }
         if freed < need_bytes {
             let sf = Shortfall {
@@ -263,7 +337,7 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         }
     } else {
         for c in pool {
-            kept(report, c.root, c.facts.last_use);
+            kept(report, c.root, c.last_use);
         }
     }
     report.filesystems.push(fs);
@@ -284,11 +358,21 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec
     let max_age_ago = ctx.now.saturating_sub(policy::nanos(ctx.cfg.max_age));
     let ids: Vec<StoreId> = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
-        index
+        let ids: Vec<StoreId> = index
             .stores()
             .filter(|(_, s)| ctx.root_of(s.root).is_some_and(|r| idx.contains(&r)))
             .map(|(id, _)| id)
-            .collect()
+            .collect();
+        if pressure {
+            // Room for every unit at once: growing a pool of a million by doubling copies it.
+            pool.reserve(
+                ids.iter()
+                    .filter_map(|id| index.store(*id))
+                    .map(|s| s.unit_count())
+                    .sum(),
+            );
+        }
+        ids
     };
     let deletable: Vec<Kind> = ctx.cfg.kinds.clone();
     for id in ids {
@@ -351,11 +435,13 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec
             let nfiles = u.nfiles as u64;
             let chosen = || Chosen {
                 store: id,
-                root,
+                stem: crate::index::stem_hash(u.stem),
+                last_use: facts.last_use,
+                bytes: facts.bytes,
                 slot: u.slot,
+                root,
                 kind: u.kind,
-                stem: u.stem.to_vec(),
-                facts,
+                protected: facts.protected,
             };
             match policy::judge(&facts, &ctx.rules, ctx.now) {
                 Verdict::Delete(_) => ttl.push(chosen()),
@@ -431,10 +517,10 @@ fn delete(
     report: &mut Report,
 ) -> Option<u64> {
     let (_, root) = &ctx.roots[c.root];
-    let (rel, names, watched_since, last_open, unit_files) = {
+    let (rel, names, watched_since, last_open, unit_files, stem) = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         let s = index.store(c.store)?;
-        let u = s.unit(c.slot).filter(|u| u.stem == c.stem.as_slice())?;
+        let u = s.unit(c.slot).filter(|u| crate::index::stem_hash(u.stem) == c.stem)?;
         // Not known whole any more (an NN directory moved away or replaced, or unreadable,
         // since the unit was chosen): nothing of it goes until a walk reads it whole.
         if !s.complete {
@@ -447,6 +533,7 @@ fn delete(
             s.watched_since,
             u.last_open,
             s.unit_files(c.slot),
+            u.stem.to_vec(),
         )
     };
     let record = Recorder::new(&ctx.first);
@@ -488,13 +575,13 @@ fn delete(
         report.skip(Skip::Changed, unit_files.len() as u64);
         None
     };
-    let checked = match dir.check_unit(&names, &files, &ctx.cfg.age_basis, c.facts.last_use) {
+    let checked = match dir.check_unit(&names, &files, &ctx.cfg.age_basis, c.last_use) {
         // Every file already gone (removed while the index listed it): not a unit any more.
         Ok(checked) if checked.stats().next().is_none() => {
             ctx.index
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove_unit(c.store, c.slot, &c.stem);
+                .remove_unit(c.store, c.slot, &stem);
             return None;
         }
         Ok(checked) => checked,
@@ -521,7 +608,7 @@ fn delete(
             .store(c.store)
             .and_then(|s| {
                 s.unit(c.slot)
-                    .filter(|u| u.stem == c.stem.as_slice())
+                    .filter(|u| u.stem == stem.as_slice())
                     .map(|u| u.last_open)
             })
             .map_or(last_open, |t| t.max(last_open))
@@ -536,7 +623,7 @@ fn delete(
         kind: c.kind,
         last_use: fresh.last_use.max(last_open),
         bytes: fresh.freeable,
-        protected: c.facts.protected,
+        protected: c.protected,
         open,
         unseen_until: fresh.read_bound.min(watched_since.unwrap_or(Nanos::MAX)),
     };
@@ -546,7 +633,7 @@ fn delete(
         // Pressure may take what the TTL would, too.
         Reason::Pressure | Reason::Manual => {
             matches!(verdict, Verdict::Eligible | Verdict::Unwatched | Verdict::Delete(_))
-                && facts.last_use <= c.facts.last_use
+                && facts.last_use <= c.last_use
         }
     };
     if verdict == Verdict::Keep(Skip::Open) {
@@ -555,7 +642,7 @@ fn delete(
         kept(report, c.root, facts.last_use);
         return None;
     }
-    if !still || facts.last_use > c.facts.last_use {
+    if !still || facts.last_use > c.last_use {
         kept(report, c.root, facts.last_use);
         return changed(report);
     }
@@ -603,7 +690,7 @@ fn delete(
         ctx.index
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove_unit(c.store, c.slot, &c.stem);
+            .remove_unit(c.store, c.slot, &stem);
     }
     let mut freed = 0u64;
     for r in &outcome.removed {

@@ -24,6 +24,9 @@ pub enum Status {
     Skipped(String),
 }
 
+/// A scenario: its name (for the table and the command line's filter) and its body.
+pub type Scenario = (&'static str, fn(&mut Sc));
+
 /// One row of the table, filled by the scenario as it runs.
 pub struct Sc {
     pub name: &'static str,

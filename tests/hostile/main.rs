@@ -25,6 +25,7 @@ mod s_http;
 mod s_inotify;
 mod s_names;
 mod s_races;
+mod s_reap;
 mod s_regress;
 mod s_signals;
 mod s_soak;
@@ -33,9 +34,7 @@ mod s_time;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use kit::{Sc, Status};
-
-type Scenario = (&'static str, fn(&mut Sc));
+use kit::{Sc, Scenario, Status};
 
 /// Every scenario, in the order they run (cheap ones first).
 fn scenarios() -> Vec<Scenario> {
@@ -46,6 +45,7 @@ fn scenarios() -> Vec<Scenario> {
     v.extend(s_faults::ALL);
     v.extend(s_regress::ALL);
     v.extend(s_races::ALL);
+    v.extend(s_reap::ALL);
     v.extend(s_signals::ALL);
     v.extend(s_inotify::ALL);
     v.extend(s_http::ALL);

@@ -10,7 +10,7 @@ use rustix::process::Signal;
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("config_fuzz_check_and_sweep", fuzz),
     ("config_fuzz_sighup", fuzz_sighup),
     ("config_hostile_roots", hostile_roots),

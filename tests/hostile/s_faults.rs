@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("faults_eacces_as_nobody", eacces_nobody),
     ("faults_erofs_remount_mid_deletion", erofs),
     ("faults_enoent_removed_during_walk", enoent),

@@ -9,7 +9,7 @@ use rustix::process::Signal;
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("foreign_mounts_sweep", |sc| mounts(sc, false)),
     ("foreign_mounts_daemon", |sc| mounts(sc, true)),
     ("foreign_special_files", special_files),

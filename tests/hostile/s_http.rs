@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("http_idle_connections_ulimit_1024", idle_connections),
     ("http_slow_huge_odd_requests", odd_requests),
     ("http_tight_loop", tight_loop),

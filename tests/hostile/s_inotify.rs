@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("inotify_watch_limit_and_recovery", watch_limit),
     ("inotify_overflow_while_read", overflow),
 ];

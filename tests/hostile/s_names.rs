@@ -11,7 +11,7 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("names_near_misses", near_misses),
     ("names_deep_nesting", deep_nesting),
     ("names_huge_nn_directory", huge_nn),

@@ -17,7 +17,7 @@ use rustix::fs::{CWD, RenameFlags};
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("races_daemon_nn_swapped_then_purge", nn_swapped_then_purge),
     ("races_sweep_loop", |sc| races(sc, false)),
     ("races_daemon_under_pressure", |sc| races(sc, true)),
@@ -373,13 +373,14 @@ fn races(sc: &mut Sc, daemon: bool) {
             let now = held.lock().unwrap();
             let o = oracle.lock().unwrap();
             for (ui, at) in &before {
-                if now.get(ui) == Some(at) && !o.units[*ui].attacked {
-                    if let Some(p) = o.units[*ui].files.iter().find(|p| !p.exists()) {
-                        findings.violation(format!(
-                            "unit held open across a whole sweep was deleted: {}",
-                            p.display()
-                        ));
-                    }
+                if now.get(ui) == Some(at)
+                    && !o.units[*ui].attacked
+                    && let Some(p) = o.units[*ui].files.iter().find(|p| !p.exists())
+                {
+                    findings.violation(format!(
+                        "unit held open across a whole sweep was deleted: {}",
+                        p.display()
+                    ));
                 }
             }
             sweeps += 1;

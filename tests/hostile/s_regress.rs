@@ -10,7 +10,7 @@ use rustix::process::Signal;
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("regress_chattr_nn_dir", chattr_nn),
     ("regress_ro_bind_nn_and_file_over_index", ro_bind),
     ("regress_protect_pattern_shapes", protect_shapes),

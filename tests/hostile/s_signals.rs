@@ -8,7 +8,7 @@ use rustix::process::Signal;
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("signals_sighup_storm", sighup_storm),
     ("signals_usr_storm_during_sweep", usr_storm),
     ("signals_sigterm_mid_deletion", sigterm_mid_deletion),
@@ -146,7 +146,7 @@ fn usr_storm(sc: &mut Sc) {
         signal_sweeps = now;
     }
     sc.iterations = 500;
-    sc.check(signal_sweeps >= 1.0 && signal_sweeps <= 20.0, || {
+    sc.check((1.0..=20.0).contains(&signal_sweeps), || {
         format!("{signal_sweeps} sweeps for 500 signals (coalesced?)")
     });
     let log = d.log_text();

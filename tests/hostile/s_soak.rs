@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[("soak_spark_churn", soak)];
+pub const ALL: &[Scenario] = &[("soak_spark_churn", soak)];
 
 const MAX_AGE: u64 = 20;
 const MIN_AGE: u64 = 5;
+/// A unit seen with some of its files, not all, for this long was deleted in part (the daemon
+/// unlinks a unit's files within microseconds; the checker looks every 200 ms).
+const PARTIAL_FOR: Duration = Duration::from_secs(3);
 
 /// One unit of the ledger.
 struct Entry {
@@ -28,6 +31,9 @@ struct Entry {
     /// Last time it was seen whole (by the checker).
     seen_whole: Instant,
     gone: bool,
+    /// When the checker first saw some of its files but not all: a unit's files are unlinked
+    /// one by one, so only a unit that stays so is deleted in part.
+    partial_since: Option<Instant>,
     /// Its store was removed by the generator (an application ended): not the janitor's doing.
     removed: bool,
 }
@@ -64,6 +70,7 @@ fn soak(sc: &mut Sc) {
             let mut id = g << 40;
             let mut stores: Vec<(PathBuf, bool)> = Vec::new(); // (store, alive)
             let mut writes = 0u64;
+            let mut failed = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 if stores.iter().filter(|s| s.1).count() < 2 || rng.below(200) == 0 {
                     let store = if rng.below(2) == 0 {
@@ -74,10 +81,10 @@ fn soak(sc: &mut Sc) {
                     stores.push((store, true));
                 }
                 // An executor dies (its store abandoned), or an application ends (removed).
-                if rng.below(150) == 0 {
-                    if let Some(s) = stores.iter_mut().find(|s| s.1) {
-                        s.1 = false;
-                    }
+                if rng.below(150) == 0
+                    && let Some(s) = stores.iter_mut().find(|s| s.1)
+                {
+                    s.1 = false;
                 }
                 if rng.below(400) == 0 && stores.len() > 3 {
                     let (store, _) = stores.remove(0);
@@ -94,14 +101,27 @@ fn soak(sc: &mut Sc) {
                 id += 1;
                 let files = unit_paths(&store, (id >> 8) as u32 & 0xff, id);
                 let len = 4096 * (1 + rng.below(64) as usize);
+                let mut committed = 0;
                 for (i, f) in files.iter().enumerate() {
-                    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
                     let tmp = PathBuf::from(format!("{}.{}", f.display(), uuid(&mut rng)));
-                    if std::fs::write(&tmp, vec![7u8; if i == 0 { len } else { 64 }]).is_err() {
+                    let written = std::fs::create_dir_all(f.parent().unwrap())
+                        .and_then(|()| std::fs::write(&tmp, vec![7u8; if i == 0 { len } else { 64 }]))
+                        .and_then(|()| std::fs::rename(&tmp, f));
+                    if written.is_err() {
                         let _ = std::fs::remove_file(&tmp);
-                        continue; // ENOSPC: the daemon is behind; retry later
+                        break;
                     }
-                    let _ = std::fs::rename(&tmp, f);
+                    committed += 1;
+                }
+                if committed < files.len() {
+                    // ENOSPC (everything younger than min_age can outgrow the filesystem): the task
+                    // failed and, as Spark does, removes what it committed. Not a unit of the ledger.
+                    for f in &files[..committed] {
+                        let _ = std::fs::remove_file(f);
+                    }
+                    failed += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
                 }
                 writes += 1;
                 ledger.lock().unwrap().insert(
@@ -111,6 +131,7 @@ fn soak(sc: &mut Sc) {
                         last_use: Instant::now(),
                         seen_whole: Instant::now(),
                         gone: false,
+                        partial_since: None,
                         removed: false,
                     },
                 );
@@ -138,7 +159,7 @@ fn soak(sc: &mut Sc) {
                 }
                 std::thread::sleep(Duration::from_millis(20 + rng.below(40)));
             }
-            writes
+            (writes, failed)
         }));
     }
     // Checker: when a unit vanishes, was it allowed to?
@@ -152,17 +173,26 @@ fn soak(sc: &mut Sc) {
                     let present = e.files.iter().filter(|f| f.exists()).count();
                     if present == e.files.len() {
                         e.seen_whole = now;
+                        e.partial_since = None;
+                        continue;
+                    }
+                    if present > 0 && !e.removed {
+                        // Between two unlinks of one deletion, or left in part?
+                        let since = *e.partial_since.get_or_insert(now);
+                        if now.duration_since(since) < PARTIAL_FOR {
+                            continue;
+                        }
+                        e.gone = true;
+                        violations.lock().unwrap().push(format!(
+                            "unit deleted in part ({present} of {} left for {:.1}s): {}",
+                            e.files.len(),
+                            now.duration_since(since).as_secs_f64(),
+                            e.files[0].display()
+                        ));
                         continue;
                     }
                     e.gone = true;
                     if e.removed {
-                        continue;
-                    }
-                    if present > 0 {
-                        violations
-                            .lock()
-                            .unwrap()
-                            .push(format!("unit deleted in part: {}", e.files[0].display()));
                         continue;
                     }
                     // Deleted at some time in (seen_whole, now]. Seen whole half a second after its
@@ -183,7 +213,7 @@ fn soak(sc: &mut Sc) {
                 drop(l);
                 std::thread::sleep(Duration::from_millis(200));
             }
-            0
+            (0, 0)
         }));
     }
     // Samples: RSS, fds, usage; the TTL's deletions are checked against the ledger from the log.
@@ -203,11 +233,36 @@ fn soak(sc: &mut Sc) {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let mut writes = 0;
+    let (mut writes, mut failed) = (0, 0);
     for th in threads {
-        writes += th.join().unwrap_or(0);
+        let (w, f) = th.join().unwrap_or((0, 0));
+        writes += w;
+        failed += f;
     }
     sc.check(d.alive(), || format!("the daemon died:\n{}", d.log_tail(20)));
+    // The checker has stopped: a unit seen in part at its last look, or now, is looked at again
+    // after the longest an unlink in flight could take.
+    let partial = |e: &Entry| {
+        let present = e.files.iter().filter(|f| f.exists()).count();
+        !e.gone && !e.removed && present > 0 && present < e.files.len()
+    };
+    let suspects: Vec<u64> = ledger
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| partial(e))
+        .map(|(k, _)| *k)
+        .collect();
+    if !suspects.is_empty() {
+        std::thread::sleep(PARTIAL_FOR);
+        let l = ledger.lock().unwrap();
+        for e in suspects.iter().filter_map(|k| l.get(k)).filter(|e| partial(e)) {
+            violations
+                .lock()
+                .unwrap()
+                .push(format!("unit left in part at the end: {}", e.files[0].display()));
+        }
+    }
     // TTL: every unit the daemon says it deleted by TTL must be unused for max_age by the ledger.
     let log = d.log_text();
     let ledger = ledger.lock().unwrap();
@@ -263,7 +318,7 @@ fn soak(sc: &mut Sc) {
     sc.judged = writes * 3;
     sc.deletions = deleted as u64;
     sc.note(format!(
-        "{minutes} min: {writes} units written, {deleted} files deleted ({ttl} by TTL), above high in {above}/{samples} samples; \
+        "{minutes} min: {writes} units written ({failed} failed on a full disk), {deleted} files deleted ({ttl} by TTL), above high in {above}/{samples} samples; \
          RSS first/last/max {rss0}/{rss_last}/{rss_max} KiB; fds first/last/max {fd0}/{fd_last}/{fd_max}"
     ));
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::kit::*;
 
-pub const ALL: &[(&str, fn(&mut Sc))] = &[
+pub const ALL: &[Scenario] = &[
     ("clock_steps_under_the_daemon", clock_steps),
     ("clock_future_dated_files", future_files),
     ("clock_restart_while_read_relatime", |sc| restart_while_read(sc, false)),

@@ -1,0 +1,159 @@
+//! Dead executors' stores (issue "Reclaim the block stores of executors that are gone"), raced:
+//! while `sweep` runs in a loop with a short `stores.min_idle`, a writer keeps creating files in
+//! the `NN` directories of empty stores that are about to be judged dead (as a live process
+//! would, the moment before an `rmdir`), and new empty stores keep appearing; a process that
+//! looks like a live executor owns stores of its own, empty and quiet. Every file the writer
+//! created must survive (the removal may take the directory it was about to write in, never a
+//! file), the live executor's stores must all stay, and nothing outside the root may change.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::kit::*;
+
+pub const ALL: &[Scenario] = &[("reap_while_writing", reap_while_writing)];
+
+/// A process that looks like a standalone Spark executor to `/proc`: its worker named its
+/// `executor-*` directory in `SPARK_EXECUTOR_DIRS`.
+fn fake_executor(executor_dir: &std::path::Path) -> Child {
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg("exec -a java perl -e 'sleep 600' org.apache.spark.executor.CoarseGrainedExecutorBackend")
+        .env("SPARK_EXECUTOR_DIRS", executor_dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+        if cmd.starts_with(b"java\0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+fn empty_store(dir: &std::path::Path, nn: u32) {
+    for i in 0..nn {
+        std::fs::create_dir_all(dir.join(format!("{i:02x}"))).unwrap();
+    }
+}
+
+fn reap_while_writing(sc: &mut Sc) {
+    let s = Scratch::new();
+    let root = s.join("local");
+    std::fs::create_dir_all(&root).unwrap();
+    let victim = s.join("victim");
+    write_aged(&victim.join("shuffle_1_1_0.data"), 10, 48 * HOUR);
+    let mut oracle = Oracle::default();
+    oracle.victim(&victim);
+    // Born before the live executor starts (more than the 2 s of slack): dead once quiet.
+    let pool = sc.size(30, 300);
+    let dead = |i: usize| root.join(format!("spark-s/executor-d/{}", bm(&format!("dead{i}"))));
+    for i in 0..pool {
+        empty_store(&dead(i), 4);
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let executor_dir = root.join("spark-s/executor-l");
+    std::fs::create_dir_all(&executor_dir).unwrap();
+    let mut exec = fake_executor(&executor_dir);
+    // Born after it started, within stores.executor_startup: the live executor's own.
+    let live: Vec<PathBuf> = (0..5).map(|i| executor_dir.join(bm(&format!("live{i}")))).collect();
+    for l in &live {
+        empty_store(l, 3);
+    }
+    let procs = shuffle_janitor::procs::Procs::read(std::path::Path::new("/proc"), None);
+    if let Some(why) = procs.blind {
+        let _ = exec.kill();
+        let _ = exec.wait();
+        return sc.skip(&format!("the processes cannot all be seen here: {why}"));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let config = s.join("reap.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &[&root],
+            "state_dir = \"\"\n[watermark]\nhigh = 0.999\nlow = 0.998\n[stores]\nmin_idle = \"1s\"\nexecutor_startup = \"1m\"",
+        ),
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let created: Arc<Mutex<Vec<PathBuf>>> = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (stop, created, root) = (stop.clone(), created.clone(), root.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng(0x5eed_7a9e);
+            let mut n = 0u64;
+            let mut next_store = pool;
+            while !stop.load(Ordering::Relaxed) {
+                // Into a store that may be judged dead this very moment.
+                let i = rng.below(next_store as u64) as usize;
+                let nn = rng.below(4);
+                let p = root.join(format!(
+                    "spark-s/executor-d/{}/{nn:02x}/shuffle_9_{n}_0.data",
+                    bm(&format!("dead{i}"))
+                ));
+                n += 1;
+                // Created only where the directory is (never with its parents: a process
+                // writes into the directory it cached).
+                if std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&p)
+                    .is_ok()
+                {
+                    created.lock().unwrap().push(p);
+                }
+                // Now and then a new empty store, dead as soon as it is quiet.
+                if n.is_multiple_of(25) {
+                    let d = root.join(format!("spark-s/executor-d/{}", bm(&format!("dead{next_store}"))));
+                    empty_store(&d, 4);
+                    next_store += 1;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(sc.size(12, 120) as u64);
+    let mut reaped = 0u64;
+    while Instant::now() < until {
+        let (code, report, stderr) = sweep(&config, &[]);
+        sc.iterations += 1;
+        if code == 2 || report.is_null() {
+            sc.violation(format!("sweep failed ({code}): {stderr}"));
+            break;
+        }
+        reaped += jnum(&report, &["reaped", "stores"]);
+        // Between sweeps, long enough for some stores to be quiet for min_idle.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    // One last sweep, the writer stopped: every file it made must still be there.
+    let (_, report, _) = sweep(&config, &[]);
+    reaped += jnum(&report, &["reaped", "stores"]);
+    let _ = exec.kill();
+    let _ = exec.wait();
+    let created = created.lock().unwrap().clone();
+    for p in &created {
+        oracle.keep(p.clone());
+    }
+    for l in &live {
+        oracle.keep(l.join("00"));
+    }
+    oracle.tally(sc);
+    sc.deletions = reaped;
+    sc.check(reaped > 0, || "no store was reaped: the race was not run".into());
+    let kept_files = created.iter().filter(|p| p.exists()).count();
+    let kept_live = live.iter().filter(|l| l.join("00").is_dir()).count();
+    sc.note(format!(
+        "{} files created in stores being reaped, {kept_files} kept; {reaped} stores reaped; {kept_live} of the live executor's {} stores kept",
+        created.len(),
+        live.len()
+    ));
+}
