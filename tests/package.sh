@@ -270,6 +270,10 @@ if grep -qs '^path-exclude=/usr/share/man' /etc/dpkg/dpkg.cfg.d/*; then
     echo "SKIPPED man after install: dpkg is told to exclude /usr/share/man here (/etc/dpkg/dpkg.cfg.d)"
 else
     export MANPAGER=cat MANWIDTH=80 LC_ALL=C.UTF-8
+    # man-db shows a page it formatted before (/var/cache/man/catN) when its date equals the
+    # source's, and the package's pages carry the build day's date: a page formatted from an
+    # earlier build of the same day (a previous run of this test) would be shown instead.
+    rm -f /var/cache/man/cat5/shuffle-janitor.toml.5* /var/cache/man/cat8/shuffle-janitor.8*
     [[ $(man -w shuffle-janitor) == /usr/share/man/man8/shuffle-janitor.8.gz ]] ||
         fail "man -w shuffle-janitor: $(man -w shuffle-janitor 2>&1)"
     page=$(man shuffle-janitor 2>&1) || fail "man shuffle-janitor: $page"

@@ -912,8 +912,6 @@ def scenario(run):
              a.min_idle + 3 * a.interval + 15)
     check(os.path.isdir(pinned_store), "the pinned executor's store was removed: %s" % pinned_store)
     check(inventory(pinned_store) == {}, "the pinned executor's store is not empty: its stay proves nothing")
-    reaped_metric = scraper.value("shuffle_janitor_reaped_stores_total") or 0
-    reaped_dirs = scraper.value("shuffle_janitor_reaped_dirs_total") or 0
     # A new shuffle on the surviving (pinned) executor: written and read without a failed task.
     r, lines = app.call("fresh", 180)
     failed = [l for l in lines if re.search(r"Lost task|FetchFailed|Resubmitting|TaskSetManager.*fail", l)]
@@ -927,10 +925,23 @@ def scenario(run):
     watcher.join(2)
     check(not watcher.violations, "a live executor's store went missing: %s" % watcher.violations[:3])
     created = set(watcher.seen)
-    reaped = janitor_reaped(run.logs["janitor"])
+    # The counter against the log: the scraper samples every second, so a store removed the
+    # moment the list above converged shows in a scrape a second later. Both are read again until
+    # they agree (each is monotonic), for at most two intervals.
+    def counted():
+        names = janitor_reaped(run.logs["janitor"])
+        metric = scraper.value("shuffle_janitor_reaped_stores_total") or 0
+        return (names, metric) if len(names) == metric else None
+    try:
+        reaped, reaped_metric = run.wait("reaped_stores_total to count the stores the log names", counted,
+                                         2 * a.interval + 2)
+    except Failure as e:
+        reaped_metric = scraper.value("shuffle_janitor_reaped_stores_total") or 0
+        reaped = janitor_reaped(run.logs["janitor"])
+        raise Failure("reaped_stores_total is %d, the log names %d stores (%s)" % (reaped_metric, len(reaped), e))
+    reaped_dirs = scraper.value("shuffle_janitor_reaped_dirs_total") or 0
     check(reaped <= created, "the janitor says it removed stores never seen: %s" % sorted(reaped - created)[:3])
     check(pinned_store not in reaped, "the janitor removed the pinned executor's store")
-    check(len(reaped) == reaped_metric, "reaped_stores_total is %d, the log names %d stores" % (reaped_metric, len(reaped)))
     by_spark = created - reaped - list_stores(run.local)
     # Each store the janitor removed is one an executor created (and the watcher saw none go
     # while its executor lived).
