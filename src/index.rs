@@ -83,9 +83,9 @@ pub struct Store {
     stems: Vec<u8>,
     units: Vec<Option<Unit>>,
     free_units: Vec<u32>,
-    by_stem: HashMap<u64, u32>,
-    /// Units whose stem hash collided with another's (never seen in practice; kept correct).
-    collided: Vec<u32>,
+    /// Slots by the hash of their unit's stem, compared by the stem itself: 4 bytes a unit, where
+    /// a map from hash to slot took 16 (the index's largest part after the units).
+    by_stem: hashbrown::HashTable<u32>,
     odd_names: Vec<Option<Box<[u8]>>>,
     free_odd: Vec<u16>,
     /// The listing it was loaded from was complete (see [`Listing::complete`]).
@@ -170,6 +170,13 @@ pub fn stem_hash(stem: &[u8]) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
     h.write(stem);
     h.finish()
+}
+
+/// The stem of the unit in `slot` ("" for a free slot: it equals no stem a unit has).
+fn stem_of<'a>(units: &[Option<Unit>], stems: &'a [u8], slot: u32) -> &'a [u8] {
+    units[slot as usize].as_ref().map_or(&[][..], |u| {
+        &stems[u.stem_at as usize..u.stem_at as usize + usize::from(u.stem_len)]
+    })
 }
 
 /// Up to when a file may have been read without its timestamps showing it, as far as they can
@@ -286,7 +293,7 @@ impl Store {
     }
 
     pub fn unit_count(&self) -> usize {
-        self.by_stem.len() + self.collided.len()
+        self.by_stem.len()
     }
 
     /// No unit and no leftover: nothing of Spark's in it, as far as the index knows.
@@ -324,12 +331,17 @@ impl Store {
     }
 
     fn find(&self, stem: &[u8]) -> Option<u32> {
-        let slot = *self.by_stem.get(&stem_hash(stem))?;
-        let matches = |s: u32| self.units[s as usize].as_ref().is_some_and(|u| self.stem(u) == stem);
-        if matches(slot) {
-            return Some(slot);
-        }
-        self.collided.iter().copied().find(|&s| matches(s))
+        self.by_stem
+            .find(stem_hash(stem), |&s| stem_of(&self.units, &self.stems, s) == stem)
+            .copied()
+    }
+
+    /// Gives back what the table's growth left over (hashes computed again from the stems).
+    fn shrink_by_stem(&mut self) {
+        let Store {
+            by_stem, units, stems, ..
+        } = self;
+        by_stem.shrink_to_fit(|&s| stem_hash(stem_of(units, stems, s)));
     }
 
     fn unit_mut(&mut self, slot: u32) -> &mut Unit {
@@ -366,12 +378,10 @@ impl Store {
                 (self.units.len() - 1) as u32
             }
         };
-        match self.by_stem.entry(stem_hash(stem)) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(slot);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => self.collided.push(slot),
-        }
+        let Store {
+            by_stem, units, stems, ..
+        } = self;
+        by_stem.insert_unique(stem_hash(stem), slot, |&s| stem_hash(stem_of(units, stems, s)));
         slot
     }
 
@@ -387,21 +397,8 @@ impl Store {
             self.release_name(f.name);
         }
         let h = stem_hash(self.stem(&unit));
-        if self.by_stem.get(&h) == Some(&slot) {
-            self.by_stem.remove(&h);
-            // A collided unit with the same hash takes its place.
-            let stems = &self.stems;
-            let units = &self.units;
-            if let Some(pos) = self.collided.iter().position(|&s| {
-                units[s as usize].as_ref().is_some_and(|u| {
-                    stem_hash(&stems[u.stem_at as usize..u.stem_at as usize + usize::from(u.stem_len)]) == h
-                })
-            }) {
-                let s = self.collided.swap_remove(pos);
-                self.by_stem.insert(h, s);
-            }
-        } else {
-            self.collided.retain(|&s| s != slot);
+        if let Ok(entry) = self.by_stem.find_entry(h, |&s| s == slot) {
+            entry.remove();
         }
         self.free_units.push(slot);
         if unit.last_use <= self.min_last_use[unit.kind as usize] {
@@ -691,6 +688,10 @@ pub struct Index {
     pending_opens: HashMap<(u32, PathBuf, Box<[u8]>), Nanos>,
     /// How often the watch lost events (queue overflows): like a store's `marks`, for all.
     epoch: u64,
+    /// Stores being read by a walk now. Removals are remembered (`Store::removed`) only then:
+    /// they matter only to a read in flight (`drop_removed`), and a daemon that noted every
+    /// removal for ten minutes held megabytes of them under churn.
+    reading: u32,
 }
 
 /// What a walk notes of a store as it starts reading it, to tell at install whether the watch
@@ -884,14 +885,13 @@ impl Index {
             s.units = std::mem::take(&mut new.units);
             s.free_units = std::mem::take(&mut new.free_units);
             s.by_stem = std::mem::take(&mut new.by_stem);
-            s.collided = std::mem::take(&mut new.collided);
             s.odd_names = std::mem::take(&mut new.odd_names);
             s.free_odd = std::mem::take(&mut new.free_odd);
             s.dirty_units = new.dirty_units;
             s.live_stem = new.live_stem;
             s.units.shrink_to_fit();
             s.stems.shrink_to_fit();
-            s.by_stem.shrink_to_fit();
+            s.shrink_by_stem();
             s.complete = new.complete;
             s.watched_since = new.watched_since;
             s.unwatched = new.unwatched;
@@ -917,7 +917,6 @@ impl Index {
         let old_odd = std::mem::take(&mut s.odd_names);
         s.free_units.clear();
         s.by_stem.clear();
-        s.collided.clear();
         s.free_odd.clear();
         let old_stem = |u: &Unit| &old_stems[u.stem_at as usize..u.stem_at as usize + usize::from(u.stem_len)];
         let old_name = |u: &Unit, f: &FileRef| -> Vec<u8> {
@@ -975,7 +974,7 @@ impl Index {
         // Rebuilt one unit at a time: give back what the growth left over.
         s.units.shrink_to_fit();
         s.stems.shrink_to_fit();
-        s.by_stem.shrink_to_fit();
+        s.shrink_by_stem();
         *self.store_mut(id).expect("taken above") = s;
         self.apply_pending_opens(id);
     }
@@ -1059,9 +1058,19 @@ impl Index {
         self.pending_opens.retain(|_, at| *at >= before);
     }
 
+    /// A walk starts reading a store (see `reading`); [`Index::end_read`] when it is done.
+    pub fn begin_read(&mut self) {
+        self.reading = self.reading.saturating_add(1);
+    }
+
+    pub fn end_read(&mut self) {
+        self.reading = self.reading.saturating_sub(1);
+    }
+
     /// Applies one event on file `name` in sub-directory `subdir` of store `id`, at `at`.
     /// Names that are not Spark's are ignored.
     pub fn file_event(&mut self, id: StoreId, subdir: u32, name: &[u8], ev: FileEvent, at: Nanos) {
+        let reading = self.reading > 0;
         let Some(s) = self.store_mut(id) else { return };
         s.last_activity = s.last_activity.max(at);
         match ev {
@@ -1071,7 +1080,7 @@ impl Index {
                 }
             }
             FileEvent::Removed => {
-                if spark::parse_block_name(name).is_some() {
+                if reading && spark::parse_block_name(name).is_some() {
                     s.note_removed(subdir, name, at);
                 }
                 if let Some(slot) = s.remove_file(subdir, name) {
@@ -1102,9 +1111,12 @@ impl Index {
 
     /// A sub-directory of store `id` went away: its files with it.
     pub fn subdir_removed(&mut self, id: StoreId, subdir: u32, at: Nanos) {
+        let reading = self.reading > 0;
         let Some(s) = self.store_mut(id) else { return };
         s.last_activity = s.last_activity.max(at);
-        s.note_removed(subdir, b"", at);
+        if reading {
+            s.note_removed(subdir, b"", at);
+        }
         s.drop_subdir_files(subdir, true);
         if let Some(name) = s.subdirs.get_mut(subdir as usize) {
             *name = None;
@@ -1270,6 +1282,37 @@ mod tests {
     const BASIS: &[Timestamp] = &[Timestamp::Mtime, Timestamp::Atime];
 
     #[test]
+    fn units_are_found_by_stem_through_growth_removal_and_slot_reuse() {
+        // Against a plain map of what was added and removed: the table keeps finding each live
+        // unit by its stem, and no removed one, as it grows, shrinks and slots are reused.
+        let mut s = Store::default();
+        let sub = s.subdir("0a");
+        let mut model: std::collections::BTreeMap<u32, u32> = Default::default();
+        for round in 0..3u32 {
+            for m in 0..5000u32 {
+                let name = format!("shuffle_{round}_{m}_0.data");
+                let slot = s.add_file(sub, name.as_bytes()).expect("a Spark name makes a unit");
+                model.insert(round * 5000 + m, slot);
+            }
+            for m in (0..5000u32).filter(|m| m % 3 != 0) {
+                let slot = s
+                    .find(format!("shuffle_{round}_{m}_0").as_bytes())
+                    .expect("added above");
+                s.remove_unit(slot);
+                model.remove(&(round * 5000 + m));
+            }
+            s.shrink_by_stem();
+        }
+        assert_eq!(s.unit_count(), model.len());
+        for round in 0..3u32 {
+            for m in 0..5000u32 {
+                let found = s.find(format!("shuffle_{round}_{m}_0").as_bytes());
+                assert_eq!(found, model.get(&(round * 5000 + m)).copied(), "shuffle_{round}_{m}_0");
+            }
+        }
+    }
+
+    #[test]
     fn events_build_units_and_names_round_trip() {
         let mut ix = Index::default();
         let id = ix.add_store(0, Path::new("blockmgr-1"));
@@ -1406,6 +1449,7 @@ mod tests {
             (s.subdir("0a"), s.subdir("1b"))
         };
         // Removed after the walk began (at 100), before the install: the spill, and all of 1b.
+        ix.begin_read();
         ix.file_event(
             id,
             a,
@@ -1423,6 +1467,12 @@ mod tests {
         let mut again = Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0);
         ix.drop_removed(id, &mut again, 200);
         assert_eq!(again.unit_count(), 3);
+        ix.end_read();
+        // With no read in flight a removal is not remembered: no read could need it.
+        ix.file_event(id, a, b"shuffle_1_1_0.data", FileEvent::Removed, 300);
+        let mut later = Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0);
+        ix.drop_removed(id, &mut later, 250);
+        assert_eq!(later.unit_count(), 3);
     }
 
     #[test]

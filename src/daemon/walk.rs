@@ -174,6 +174,15 @@ pub fn reread_unwatched(ctx: &WalkCtx) -> Walked {
     out
 }
 
+/// Ends a store's read in the index when dropped.
+struct ReadGuard<'a>(&'a Arc<Mutex<Index>>);
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).end_read();
+    }
+}
+
 /// The walking thread: watches layout directories and hands stores to the readers.
 struct Walker<'a> {
     ctx: &'a WalkCtx<'a>,
@@ -236,6 +245,10 @@ impl<'a> Reader<'a> {
 
     fn store(&mut self, rel: &Path, out: &mut Walked) {
         let ctx = self.ctx;
+        // Removals are noted while this read is in flight (dropped by the guard when it ends,
+        // whichever way it returns).
+        ctx.index.lock().unwrap_or_else(|e| e.into_inner()).begin_read();
+        let _reading = ReadGuard(ctx.index);
         let path = self.info.path.join(rel);
         let mut dir = match StoreDir::open_in(&self.info.path, Some(self.info.ino), rel, self.info.mount) {
             Ok(d) => d,
