@@ -247,18 +247,24 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         // the first deletion comes sooner): they are needed before it anyway.
         let (selected, scanned) = std::thread::scope(|s| {
             let ctx_ref: &Ctx = ctx;
-            let scan = s.spawn(move || {
-                let t = std::time::Instant::now();
-                let scanned = scan_open_files(ctx_ref);
-                debug!(ms = t.elapsed().as_secs_f64() * 1000.0, "open files read");
-                scanned
-            });
+            let scan = std::thread::Builder::new()
+                .name("open-files".into())
+                .spawn_scoped(s, move || {
+                    let t = std::time::Instant::now();
+                    let scanned = scan_open_files(ctx_ref);
+                    debug!(ms = t.elapsed().as_secs_f64() * 1000.0, "open files read");
+                    scanned
+                });
             let t = std::time::Instant::now();
             let selected = select(ctx_ref, idx, true, report);
             debug!(ms = t.elapsed().as_secs_f64() * 1000.0, "units of the index judged");
-            let scanned = scan
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the open-file scan panicked")));
+            let scanned = match scan {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the open-file scan panicked"))),
+                // No thread to be had (a cgroup's pids.max): read them here, after.
+                Err(_) => scan_open_files(ctx_ref),
+            };
             (selected, scanned)
         });
         set_open_files(ctx, scanned);
@@ -293,7 +299,7 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         let mut order: Vec<(Nanos, u32)> = pool.iter().enumerate().map(|(i, c)| (c.last_use, i as u32)).collect();
         // Only the oldest part is ever needed at once: partition at twice what the need takes
         // on average (linear), sort that part, and the rest only if it does not suffice.
-        let total: u64 = pool.iter().map(|c| c.bytes).sum();
+        let total = pool.iter().fold(0u64, |t, c| t.saturating_add(c.bytes));
         let avg = (total / (pool.len() as u64).max(1)).max(1);
         let head = usize::try_from((need_bytes / avg).saturating_mul(2).saturating_add(1024))
             .unwrap_or(usize::MAX)
@@ -520,7 +526,11 @@ fn delete(
     let (rel, names, watched_since, last_open, unit_files, stem) = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         let s = index.store(c.store)?;
-        let u = s.unit(c.slot).filter(|u| crate::index::stem_hash(u.stem) == c.stem)?;
+        // The same unit, or one that took its slot since and hashes alike: that one is judged
+        // below on its own files, kind and protection, as freshly as the chosen one would be.
+        let u = s
+            .unit(c.slot)
+            .filter(|u| u.kind == c.kind && crate::index::stem_hash(u.stem) == c.stem)?;
         // Not known whole any more (an NN directory moved away or replaced, or unreadable,
         // since the unit was chosen): nothing of it goes until a walk reads it whole.
         if !s.complete {
@@ -536,6 +546,16 @@ fn delete(
             u.stem.to_vec(),
         )
     };
+    // Protection as the unit's files are now (one may have come in a protected place since it
+    // was chosen).
+    let protected = c.protected
+        || (!ctx.cfg.protect.is_empty()
+            && (root.protected
+                || protected_dir(ctx, root, &rel)
+                || unit_files.iter().any(|(sub, name)| {
+                    let dir = rel.join(&*names[*sub as usize]);
+                    protected_path(ctx, root, &dir) || protected_path(ctx, root, &dir.join(OsStr::from_bytes(name)))
+                })));
     let record = Recorder::new(&ctx.first);
     let store_path = root.path.join(&rel);
     let file_path = |sub: u32, name: &[u8]| store_path.join(&*names[sub as usize]).join(OsStr::from_bytes(name));
@@ -623,7 +643,7 @@ fn delete(
         kind: c.kind,
         last_use: fresh.last_use.max(last_open),
         bytes: fresh.freeable,
-        protected: c.protected,
+        protected,
         open,
         unseen_until: fresh.read_bound.min(watched_since.unwrap_or(Nanos::MAX)),
     };
