@@ -172,6 +172,15 @@ pub fn stem_hash(stem: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Makes room for `more` elements, growing by an eighth rather than doubling: a store's tables
+/// are made to measure when a walk reads it, and the first unit added after that would
+/// otherwise double them (at a million files, 20 MiB more at the first write to each store).
+fn grow_by_an_eighth<T>(v: &mut Vec<T>, more: usize) {
+    if v.capacity() - v.len() < more {
+        v.reserve_exact(more.max(v.len() / 8).max(16));
+    }
+}
+
 /// The stem of the unit in `slot` ("" for a free slot: it equals no stem a unit has).
 fn stem_of<'a>(units: &[Option<Unit>], stems: &'a [u8], slot: u32) -> &'a [u8] {
     units[slot as usize].as_ref().map_or(&[][..], |u| {
@@ -354,6 +363,7 @@ impl Store {
         }
         self.live_stem += stem.len();
         self.dirty_units += 1;
+        grow_by_an_eighth(&mut self.stems, stem.len());
         let stem_at = self.stems.len() as u32;
         self.stems.extend_from_slice(stem);
         let unit = Unit {
@@ -374,6 +384,7 @@ impl Store {
                 s
             }
             None => {
+                grow_by_an_eighth(&mut self.units, 1);
                 self.units.push(Some(unit));
                 (self.units.len() - 1) as u32
             }
