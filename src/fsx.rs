@@ -171,12 +171,16 @@ pub fn open_dir_at(
 
 /// Calls `f` with each entry's name and type (from `d_type`), skipping `.` and `..`. `buf` is
 /// getdents' buffer, reused by the caller from directory to directory.
-pub fn for_each_entry(fd: &OwnedFd, buf: &mut Vec<u8>, mut f: impl FnMut(&CStr, FileType)) -> io::Result<()> {
+///
+/// [`DirError::Gone`] when the directory was removed after it was opened: getdents on a removed
+/// directory fails with ENOENT (an application's store going while it is read). What `f` saw
+/// before that is not the whole directory.
+pub fn for_each_entry(fd: &OwnedFd, buf: &mut Vec<u8>, mut f: impl FnMut(&CStr, FileType)) -> Result<(), DirError> {
     if buf.capacity() < 32 * 1024 {
         buf.reserve(32 * 1024);
     }
     // getdents continues from the fd's offset: start from the top even if read before.
-    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0))?;
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0)).map_err(|e| DirError::Io(e.into()))?;
     loop {
         let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
         let mut dir = RawDir::new(fd, spare);
@@ -194,7 +198,8 @@ pub fn for_each_entry(fd: &OwnedFd, buf: &mut Vec<u8>, mut f: impl FnMut(&CStr, 
                     grow = true;
                     break;
                 }
-                Err(e) => return Err(e.into()),
+                Err(rustix::io::Errno::NOENT) => return Err(DirError::Gone),
+                Err(e) => return Err(DirError::Io(e.into())),
             }
         }
         if !grow {
@@ -243,5 +248,19 @@ mod tests {
         for_each_entry(&root, &mut Vec::new(), |n, _| names.push(n.to_bytes().to_vec())).unwrap();
         names.sort();
         assert_eq!(names, [b"file".to_vec(), b"link".to_vec(), b"sub".to_vec()]);
+    }
+
+    #[test]
+    fn a_directory_removed_while_open_lists_as_gone_not_as_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let root = rustix::fs::open(dir.path(), READ_FLAGS, Mode::empty()).unwrap();
+        let mount = MountId::of(&statx_fd(&root).unwrap());
+        let (sub, _) = open_dir_at(&root, "sub", READ_FLAGS, &mount).unwrap();
+        std::fs::remove_dir(dir.path().join("sub")).unwrap();
+        let mut seen = 0;
+        let listed = for_each_entry(&sub, &mut Vec::new(), |_, _| seen += 1);
+        assert!(matches!(listed, Err(DirError::Gone)), "{listed:?}");
+        assert_eq!(seen, 0);
     }
 }

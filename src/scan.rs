@@ -115,9 +115,14 @@ impl Walk<'_, '_> {
                 _ => v.unknown(),
             }
         });
-        if let Err(e) = listed {
-            v.error(&self.root.path.join(&*rel), &e);
-            return ControlFlow::Continue(());
+        match listed {
+            Ok(()) => {}
+            // Removed since it was opened (an application ended): nothing below it to judge.
+            Err(DirError::Gone) => return ControlFlow::Continue(()),
+            Err(e) => {
+                v.error(&self.root.path.join(&*rel), &e.into_io());
+                return ControlFlow::Continue(());
+            }
         }
         for (name, child_role, ftype) in children {
             rel.push(&name);

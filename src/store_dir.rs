@@ -414,12 +414,16 @@ impl StoreDir {
                 _ => out.unknown += 1,
             }
         });
-        if let Err(e) = r {
-            out.errors.push((Failure::Walk, String::new(), e));
-        } else {
-            for (index, sub) in subdirs.iter().enumerate() {
-                self.read_subdir(index, sub, buf, out, opened);
+        match r {
+            Ok(()) => {
+                for (index, sub) in subdirs.iter().enumerate() {
+                    self.read_subdir(index, sub, buf, out, opened);
+                }
             }
+            // The store itself removed while it was read (its application ended): not an
+            // error, but what was listed of it is not all of it.
+            Err(DirError::Gone) => out.skipped.push((".".into(), DirError::Gone)),
+            Err(e) => out.errors.push((Failure::Walk, String::new(), e.into_io())),
         }
         out.subdirs = subdirs;
     }
@@ -451,6 +455,7 @@ impl StoreDir {
         // 64 of them per store at once, long after they were read, cost more than a syscall.
         let list = match rustix::fs::openat(fd, c".", READ_FLAGS, Mode::empty()) {
             Ok(list) => list,
+            Err(rustix::io::Errno::NOENT) => return out.skipped.push((sub.to_string(), DirError::Gone)),
             Err(e) => return out.errors.push((Failure::Walk, sub.to_string(), e.into())),
         };
         let subdir = index as u32;
@@ -509,8 +514,12 @@ impl StoreDir {
                     .push((Failure::Stat, format!("{sub}/{}", name.to_string_lossy()), e.into())),
             }
         });
-        if let Err(e) = r {
-            out.errors.push((Failure::Walk, sub.to_string(), e));
+        match r {
+            Ok(()) => {}
+            // Removed since it was opened (emptied and removed with its store, or by an
+            // operator): gone, not an error; the store is not known whole all the same.
+            Err(DirError::Gone) => out.skipped.push((sub.to_string(), DirError::Gone)),
+            Err(e) => out.errors.push((Failure::Walk, sub.to_string(), e.into_io())),
         }
     }
 
@@ -770,8 +779,10 @@ impl StoreDir {
                 other = true;
             }
         });
-        if let Err(e) = listed {
-            return fail(out, e);
+        match listed {
+            Ok(()) => {}
+            Err(DirError::Gone) => return keep(out, "it no longer exists"),
+            Err(e) => return fail(out, e.into_io()),
         }
         if other {
             return keep(out, "it holds something other than NN directories");
@@ -807,8 +818,10 @@ impl StoreDir {
                 );
             }
             let mut empty = true;
-            if let Err(e) = fsx::for_each_entry(&fd, buf, |_, _| empty = false) {
-                return fail(out, e);
+            match fsx::for_each_entry(&fd, buf, |_, _| empty = false) {
+                Ok(()) => {}
+                Err(DirError::Gone) => return keep(out, "it changed since it was judged"),
+                Err(e) => return fail(out, e.into_io()),
             }
             if !empty {
                 return keep(out, "an NN directory is not empty");

@@ -16,6 +16,7 @@ pub const ALL: &[Scenario] = &[
     ("faults_eacces_as_nobody", eacces_nobody),
     ("faults_erofs_remount_mid_deletion", erofs),
     ("faults_enoent_removed_during_walk", enoent),
+    ("faults_enoent_dirs_flapping", enoent_flapping),
     ("faults_enospc_daemon_keeps_serving", enospc),
     ("faults_root_unmounted_and_back", root_cycle),
     ("faults_fd_shortage_ulimit_20", fd_shortage),
@@ -262,6 +263,96 @@ fn enoent(sc: &mut Sc) {
     });
     oracle.tally(sc);
     sc.note(format!("{removed} directories removed during the sweep"));
+}
+
+/// The narrow window of the scenario above, held open: empty stores and `NN` directories are
+/// created and removed in a tight loop while sweeps read them, so that many are removed between
+/// the sweep's open and its getdents (which then fails with ENOENT). Gone is not an error; the
+/// units beside them go at the last sweep, whole.
+fn enoent_flapping(sc: &mut Sc) {
+    let s = Scratch::new();
+    let root = s.join("local");
+    let mut oracle = Oracle::default();
+    let mut flapping = Vec::new();
+    for st in 0..8 {
+        let store = root.join(bm(&format!("{st:02}")));
+        let mut used = std::collections::BTreeSet::new();
+        for m in 0..20u64 {
+            let u = unit_paths(&store, 1, m);
+            used.extend(u.iter().map(|p| p.parent().unwrap().to_owned()));
+            write_unit(&u, 1, 48 * HOUR);
+            oracle.unit(u, false);
+        }
+        // NN directories no unit of the store uses, and a whole store that comes and goes.
+        let free = (0..64)
+            .map(|n| store.join(format!("{n:02x}")))
+            .filter(|d| !used.contains(d));
+        flapping.extend(free);
+        flapping.push(root.join(bm(&format!("flap{st}"))));
+    }
+    let cfg = s.join("c.toml");
+    std::fs::write(
+        &cfg,
+        config_text(&[&root], "max_age = \"1h\"\nmin_age = \"1m\"\nskip_open_files = false"),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flappers: Vec<_> = flapping
+        .chunks(flapping.len().div_ceil(2))
+        .map(|dirs| {
+            let (dirs, stop) = (dirs.to_vec(), stop.clone());
+            std::thread::spawn(move || {
+                let mut cycles = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for d in &dirs {
+                        if std::fs::create_dir(d).is_ok() && std::fs::remove_dir(d).is_ok() {
+                            cycles += 1;
+                        }
+                    }
+                }
+                cycles
+            })
+        })
+        .collect();
+    for _ in 0..80 {
+        let (code, report, err) = sweep(&cfg, &["--dry-run"]);
+        sc.iterations += 1;
+        let errors = jnum(&report, &["errors"]);
+        let ok = sc.check(code == 0 && errors == 0, || {
+            format!(
+                "dry run: exit {code}, {errors} errors for directories that vanished: {}\n{err}",
+                report["errors_by_op"]
+            )
+        });
+        if !ok {
+            break;
+        }
+    }
+    let (code, report, err) = sweep(&cfg, &[]);
+    stop.store(true, Ordering::Relaxed);
+    let cycles: u64 = flappers.into_iter().map(|t| t.join().unwrap()).sum();
+    sc.iterations += 1;
+    let errors = jnum(&report, &["errors"]);
+    sc.check(code == 0 && errors == 0, || {
+        format!(
+            "sweep while flapping: exit {code}, {errors} errors: {}\n{err}",
+            report["errors_by_op"]
+        )
+    });
+    // A store seen in part keeps its units (they may go whole or not at all while flapping);
+    // once nothing flaps, a sweep deletes every one of them, whole.
+    let (code, report, err) = sweep(&cfg, &[]);
+    sc.check(code == 0 && jnum(&report, &["errors"]) == 0, || {
+        format!("final sweep: exit {code}: {err}")
+    });
+    let left = oracle
+        .units
+        .iter()
+        .filter(|u| u.files.iter().any(|p| exists(p)))
+        .count();
+    sc.check(left == 0, || format!("{left} expired units left once nothing flaps"));
+    oracle.tally(sc);
+    sc.note(format!("{cycles} directories created and removed under 81 sweeps"));
 }
 
 fn enospc(sc: &mut Sc) {
