@@ -345,6 +345,22 @@ impl Store {
             .copied()
     }
 
+    /// Takes what a walk's read of the store (`new`) says of the store as a whole, once its
+    /// units are in place, and gives back what building the tables left over.
+    fn take_read_facts(&mut self, new: &mut Store) {
+        self.complete = new.complete;
+        self.watched_since = new.watched_since;
+        self.unwatched = new.unwatched;
+        self.leftovers = std::mem::take(&mut new.leftovers);
+        self.dir_facts = new.dir_facts;
+        self.dir_ids = std::mem::take(&mut new.dir_ids);
+        self.last_activity = self.last_activity.max(new.last_activity);
+        self.min_stale = true;
+        self.units.shrink_to_fit();
+        self.stems.shrink_to_fit();
+        self.shrink_by_stem();
+    }
+
     /// Gives back what the table's growth left over (hashes computed again from the stems).
     fn shrink_by_stem(&mut self) {
         let Store {
@@ -900,17 +916,7 @@ impl Index {
             s.free_odd = std::mem::take(&mut new.free_odd);
             s.dirty_units = new.dirty_units;
             s.live_stem = new.live_stem;
-            s.units.shrink_to_fit();
-            s.stems.shrink_to_fit();
-            s.shrink_by_stem();
-            s.complete = new.complete;
-            s.watched_since = new.watched_since;
-            s.unwatched = new.unwatched;
-            s.leftovers = new.leftovers;
-            s.dir_facts = new.dir_facts;
-            s.dir_ids = new.dir_ids;
-            s.last_activity = s.last_activity.max(new.last_activity);
-            s.min_stale = true;
+            s.take_read_facts(&mut new);
             *self.store_mut(id).expect("taken above") = s;
             self.apply_pending_opens(id);
             return;
@@ -974,18 +980,7 @@ impl Index {
                 s.mark_dirty(slot);
             }
         }
-        s.complete = new.complete;
-        s.watched_since = new.watched_since;
-        s.unwatched = new.unwatched;
-        s.leftovers = new.leftovers;
-        s.dir_facts = new.dir_facts;
-        s.dir_ids = new.dir_ids;
-        s.last_activity = s.last_activity.max(new.last_activity);
-        s.min_stale = true;
-        // Rebuilt one unit at a time: give back what the growth left over.
-        s.units.shrink_to_fit();
-        s.stems.shrink_to_fit();
-        s.shrink_by_stem();
+        s.take_read_facts(&mut new);
         *self.store_mut(id).expect("taken above") = s;
         self.apply_pending_opens(id);
     }
