@@ -176,12 +176,13 @@ def scrape(port, name):
     return sum(values) if values else None
 
 
-def drop_caches():
-    """Drops the page cache, dentries and inodes; False where that is not allowed."""
+def drop_caches(level=3):
+    """Drops the page cache (1), or it and the dentries and inodes (3); False where that is not
+    allowed."""
     try:
         subprocess.run(["sync"], check=True)
         with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
+            f.write(f"{level}\n")
         return True
     except OSError:
         return False
@@ -307,14 +308,14 @@ def bench_daemon(work, master, info, walk, churn_minutes, old_janitor=None):
     that daemon too, side by side."""
     print(f"\n## The daemon over {master}: index against walk", flush=True)
     # Today's walk, cold: what the walking mode reads each interval once the cache is gone.
-    cold = None
     noop = config(os.path.join(work, "noop.toml"), master, "3650d", "15m")
-    if drop_caches():
-        warm_paths(binary_and_libs(JANITOR))  # count the tree, not the program
-        cold = timed(janitor(noop))
-        timed(janitor(noop))  # warm again
-        print(f"  the walking sweep (`sweep`), cold: {cold['wall']:.2f}s, {cold['read_bytes']:,} bytes read from "
-              f"the disk", flush=True)
+    for level, what in ((1, "page cache"), (3, "page cache, dentries and inodes")):
+        if drop_caches(level):
+            warm_paths(binary_and_libs(JANITOR))  # count the tree, not the program
+            cold = timed(janitor(noop))
+            timed(janitor(noop))  # warm again
+            print(f"  the walking sweep (`sweep`), cold ({what} dropped): {cold['wall']:.2f}s, "
+                  f"{cold['read_bytes']:,} bytes read from the disk", flush=True)
     rows = {}
     if old_janitor:
         rows["walking daemon"] = measure_daemon(work, master, info, "walking daemon", old_janitor, False, walk, 0)
@@ -374,22 +375,27 @@ def measure_daemon(work, master, info, label, binary, modern, walk, churn_minute
         statfs = calls.get("statfs", 0) + calls.get("fstatfs", 0)
         print(f"  strace -c -f over {n2:.0f} steady-state sweeps (15 s, no scrape): getdents64 {getdents}, "
               f"openat {opens}, stat calls {stats}, statfs {statfs}", flush=True)
-        # Cold cache: a steady-state sweep after the page cache was dropped.
-        cold_read, by_thread = None, {}
-        n3 = d.sweeps()
-        d.wait_sweeps(n3 + 1, 60)  # just after a sweep: the next is an interval away
-        if drop_caches():
+        # Cold cache: the steady-state intervals after the page cache was dropped (what shuffle
+        # traffic does), then after the dentries and inodes were dropped too (a harder case).
+        cold_read = {}
+        for level, what in ((1, "page cache"), (3, "page cache, dentries and inodes")):
+            n3 = d.sweeps()
+            d.wait_sweeps(n3 + 1, 60)  # just after a sweep: the next is an interval away
+            if not drop_caches(level):
+                print("  cold cache: SKIPPED (cannot write /proc/sys/vm/drop_caches here)")
+                break
             warm_code(d.pid)
-            r0, t0 = proc_field(d.pid, "read_bytes", "io"), thread_reads(d.pid)
-            d.wait_sweeps(n3 + 2, 60)
-            cold_read = proc_field(d.pid, "read_bytes", "io") - r0
-            t1 = thread_reads(d.pid)
-            by_thread = {k: v - t0.get(k, 0) for k, v in t1.items() if v - t0.get(k, 0) > 0}
-            print(f"  cold cache (page cache dropped, the daemon's own code read back by another process): an "
-                  f"interval's sweep and polls read {cold_read:,} bytes from the disk; by thread {by_thread}",
-                  flush=True)
-        else:
-            print("  cold cache: SKIPPED (cannot write /proc/sys/vm/drop_caches here)")
+            reads = []
+            for k in range(2):
+                r0, t0 = proc_field(d.pid, "read_bytes", "io"), thread_reads(d.pid)
+                d.wait_sweeps(n3 + 2 + k, 60)
+                t1 = thread_reads(d.pid)
+                by_thread = {n: v - t0.get(n, 0) for n, v in t1.items() if v - t0.get(n, 0) > 0}
+                reads.append(proc_field(d.pid, "read_bytes", "io") - r0)
+                print(f"  cold cache ({what} dropped, the daemon's own code read back by another process): "
+                      f"interval {k + 1} after the drop read {reads[-1]:,} bytes from the disk; by thread "
+                      f"{by_thread}", flush=True)
+            cold_read[level] = reads
         hwm = proc_field(d.pid, "VmHWM")
         rss = proc_field(d.pid, "VmRSS")
         per_unit = (rss - base_rss) * 1024 / units if units else float("nan")

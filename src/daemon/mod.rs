@@ -133,6 +133,7 @@ struct Running {
 /// Runs the daemon until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), DaemonError> {
     raise_fd_limit();
+    map_large_tables();
     // Two workers: /metrics and the health endpoints keep answering while the loop waits on a
     // slow statvfs (jobs themselves run on the blocking pool).
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -398,6 +399,7 @@ impl Daemon {
                         reconcile: matches!(job, WalkJob::All { reconcile: true }),
                     };
                     let walked = run_walk(&ctx, &job, &numbers);
+                    give_back_memory();
                     Done::Walked(job, walked)
                 });
                 self.running = Some(Running {
@@ -488,6 +490,7 @@ impl Daemon {
                     } else {
                         0
                     };
+                    give_back_memory();
                     Done::Swept(job, report, unfreed)
                 });
                 self.running = Some(Running {
@@ -1020,6 +1023,39 @@ fn lower_priority() {
     let nice = rustix::process::getpriority_process(Some(tid)).unwrap_or(0).max(10);
     if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
         debug!(error = %e, "cannot lower the job thread's priority");
+    }
+}
+
+/// Has glibc map every allocation of 128 KiB or more on its own (its default, before the first
+/// such block is freed raises the threshold up to 32 MiB), before any thread is started. The
+/// index's unit table of a store is such a block (about 250 KB for 3,500 map outputs): mapped,
+/// it grows in place with `mremap` as Spark writes, and is given back whole when freed, instead
+/// of leaving a hole in the heap at each growth (at the first write after the startup walk,
+/// one per store: the RSS over a million files rose 39 -> 51 MiB in a second). An operator's
+/// `MALLOC_MMAP_THRESHOLD_` wins.
+fn map_large_tables() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt sets one of the allocator's tunables; called before the runtime's
+        // threads exist, and this one only moves where large blocks come from.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        }
+    }
+}
+
+/// Returns the allocator's free memory to the system, after each walk and sweep (on the job's
+/// thread). glibc gives memory back only from the top of each arena, and the index's per-store
+/// tables, which the watch thread grows as Spark writes (and the walk's threads made), leave
+/// free holes below it: under churn over a million files the daemon's RSS rose to 58 MiB over
+/// 38 MiB of live heap (heaptrack). A trim walks the free lists once (a millisecond or so) and
+/// releases every whole free page in them.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes an integer, touches only the allocator's own state under its
+    // locks, and frees nothing in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
