@@ -114,7 +114,13 @@ pub fn walk(ctx: &WalkCtx, root: u32, sub: Option<(&Path, DirRole)>) -> Walked {
                 s.spawn(move || {
                     let mut out = Walked::default();
                     let mut reader = Reader::new(ctx, root, info);
-                    while let Ok(rel) = rx.lock().expect("queue").recv() {
+                    loop {
+                        // The queue's lock is let go before the store is read: a `while let`
+                        // on `rx.lock()...recv()` would hold it through the loop's body, and the
+                        // readers would take turns instead of reading side by side.
+                        let Ok(rel) = rx.lock().expect("queue").recv() else {
+                            break;
+                        };
                         reader.store(&rel, &mut out);
                     }
                     out
