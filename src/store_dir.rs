@@ -449,11 +449,15 @@ impl StoreDir {
             Err(why) => return out.skipped.push((sub.to_string(), why)),
         }
         let fd = &*self.subdirs[index].as_ref().expect("opened above").fd;
-        opened(fd.as_fd(), Some(sub));
         // Listed through a read fd of its own, closed right after: ext4 keeps a listed
         // directory's entries in a tree until the fd that read them is closed, and freeing
         // 64 of them per store at once, long after they were read, cost more than a syscall.
-        let list = match rustix::fs::openat(fd, c".", READ_FLAGS, Mode::empty()) {
+        // Opened before `opened` adds the daemon's watch, so that the open is not an event its
+        // watch thread wakes up for and discards (6,600 at startup over a million files); read
+        // after it, so that nothing created after the listing is missed.
+        let list = rustix::fs::openat(fd, c".", READ_FLAGS, Mode::empty());
+        opened(fd.as_fd(), Some(sub));
+        let list = match list {
             Ok(list) => list,
             Err(rustix::io::Errno::NOENT) => return out.skipped.push((sub.to_string(), DirError::Gone)),
             Err(e) => return out.errors.push((Failure::Walk, sub.to_string(), e.into())),
