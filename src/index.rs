@@ -25,7 +25,8 @@ use crate::store_dir::Listing;
 /// watch or a walk after its store went never reaches the store that took the slot.
 pub type StoreId = u64;
 
-fn slot_of(id: StoreId) -> usize {
+/// A store's slot: stores are listed (`Index::stores`) in the order of their slots.
+pub fn slot_of(id: StoreId) -> usize {
     (id & 0xffff_ffff) as usize
 }
 

@@ -52,7 +52,9 @@ use watch::{Roots, Watch, WatchMsg, WatchedRoot, now_nanos};
 
 /// How long a shutdown waits for a walk in hand (a sweep in hand finishes its unit).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
-/// New data wakes the pressure check this soon (coalescing bursts of writes).
+/// New data wakes the pressure check at once, and then no sooner than this after the last check
+/// (a burst of writes costs at most one check per period, and the write that crosses `high`
+/// waits for none when the disk was quiet before it).
 const ACTIVITY_DELAY: Duration = Duration::from_millis(25);
 /// How often the state file is written when it changed.
 const STATE_EVERY: Duration = Duration::from_secs(60);
@@ -186,6 +188,8 @@ struct Daemon {
     pending: Option<Job>,
     /// When to look at disk usage early (new data appeared).
     check_at: Option<Instant>,
+    /// When the usage was last read (`check_pressure`).
+    last_check: Option<Instant>,
     pressure: Pressure,
     clock: Clock,
     last_unfreed: u64,
@@ -237,6 +241,7 @@ impl Daemon {
             walks: Vec::new(),
             pending: None,
             check_at: None,
+            last_check: None,
             pressure: Pressure::default(),
             clock: Clock::new(now_nanos(), std::time::Instant::now()),
             last_unfreed: 0,
@@ -735,6 +740,7 @@ impl Daemon {
     /// Starts a pressure sweep when a filesystem holding a root is at or above the high
     /// watermark (and its back-off allows). Also notices roots that came or went.
     fn check_pressure(&mut self) {
+        self.last_check = Some(Instant::now());
         if self.refresh_roots() {
             self.next_job();
         }
@@ -802,7 +808,9 @@ impl Daemon {
                 if let Some(w) = &self.watch {
                     w.take_activity();
                 }
-                self.check_at.get_or_insert_with(|| Instant::now() + ACTIVITY_DELAY);
+                let now = Instant::now();
+                let due = self.last_check.map_or(now, |t| (t + ACTIVITY_DELAY).max(now));
+                self.check_at.get_or_insert(due);
             }
             WatchMsg::Overflow(_) => {
                 self.metrics.inotify_overflows.inc();

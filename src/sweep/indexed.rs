@@ -6,7 +6,7 @@
 //! saw until that moment): the index can only make the sweep consider a unit, never delete one
 //! the rules would keep now.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -31,21 +31,41 @@ use crate::store_dir::{Failure, StoreDir, UnitFile};
 /// A root as the indexed sweep sees it: its number in the index and what a sweep knows of it.
 pub type IndexedRoot = (u32, Root);
 
-/// A unit chosen to go, with what it was chosen on.
-#[derive(Clone, Debug)]
+/// A unit chosen to go (or, under pressure, a candidate), with what it was chosen on. Its
+/// kind, root and protection are read again from the index when it is deleted. Small on
+/// purpose: pressure's pool holds every unit of the filesystem, and a pool of fresh pages is
+/// paid in page faults before the first deletion (at a million files, 48 bytes a unit made
+/// 4,000 faults, 23-62 ms of the ~80 ms to the first deletion; 24 bytes halve them).
+#[derive(Clone, Copy, Debug)]
 struct Chosen {
-    store: StoreId,
-    /// The hash of its stem: the slot is still this unit when its stem hashes the same (a
-    /// pool of every unit under pressure carries no copy of each name).
-    stem: u64,
     /// Its last use when chosen: a deletion goes on only if it is no newer.
     last_use: Nanos,
-    /// What deleting it frees, as the index knows it.
-    bytes: u64,
+    store: StoreId,
     slot: u32,
-    root: usize,
-    kind: Kind,
-    protected: bool,
+    /// The hash of its stem: the slot is still this unit when its stem hashes the same (the
+    /// pool carries no copy of each name). A unit that took the slot and hashes alike is
+    /// judged on its own files, kind and protection when deleted, like the chosen one.
+    stem: u32,
+}
+
+impl Chosen {
+    /// Least recently used first; ties in the order the index lists units (store by store,
+    /// slot by slot), as the walking sweep takes them in scan order.
+    fn lru_order(&self) -> (Nanos, usize, u32) {
+        (self.last_use, crate::index::slot_of(self.store), self.slot)
+    }
+}
+
+/// What [`select`] chose and held back.
+struct Selected {
+    ttl: Vec<Chosen>,
+    /// Under pressure: every unit the rules let pressure take, in index order.
+    pool: Vec<Chosen>,
+    /// What the pool's units free, as the index knows it.
+    pool_bytes: u64,
+    held: Shortfall,
+    /// The root (in `Ctx::roots`) of each store judged.
+    roots: HashMap<StoreId, usize>,
 }
 
 struct Ctx<'a> {
@@ -242,7 +262,13 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         Err(e) => Recorder::new(&ctx.first).error(report, Op::Statvfs, &probe, &e),
     }
     let started = std::time::Instant::now();
-    let (ttl, pool, mut held) = if need.is_some() && open_files_needed(ctx) {
+    let Selected {
+        ttl,
+        mut pool,
+        pool_bytes,
+        mut held,
+        roots,
+    } = if need.is_some() && open_files_needed(ctx) {
         // Under pressure the open files are read while the units are judged (on two cores
         // the first deletion comes sooner): they are needed before it anyway.
         let (selected, scanned) = std::thread::scope(|s| {
@@ -271,7 +297,7 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         selected
     } else {
         let selected = select(ctx, idx, need.is_some(), report);
-        if !selected.0.is_empty() || !selected.1.is_empty() {
+        if !selected.ttl.is_empty() || !selected.pool.is_empty() {
             open_files(ctx);
         }
         selected
@@ -293,45 +319,42 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         }
     }
     if let Some((need_bytes, reason)) = need {
-        // Least recently used first; ties in scan order, as the walking sweep takes them. The
-        // order is made on (last use, position) pairs, not on the units themselves: a pool can
-        // hold every unit of a million files, and the first deletion waits for this.
-        let mut order: Vec<(Nanos, u32)> = pool.iter().enumerate().map(|(i, c)| (c.last_use, i as u32)).collect();
-        // Only the oldest part is ever needed at once: partition at twice what the need takes
-        // on average (linear), sort that part, and the rest only if it does not suffice.
-        let total = pool.iter().fold(0u64, |t, c| t.saturating_add(c.bytes));
-        let avg = (total / (pool.len() as u64).max(1)).max(1);
+        // Least recently used first (`Chosen::lru_order`). A pool can hold every unit of a
+        // million files, and the first deletion waits for its order: only the oldest part is
+        // ever needed at once, so the pool is partitioned (linear) at twice what the need takes
+        // on average, that part sorted, and the rest only if it does not suffice.
+        let avg = (pool_bytes / (pool.len() as u64).max(1)).max(1);
         let head = usize::try_from((need_bytes / avg).saturating_mul(2).saturating_add(1024))
             .unwrap_or(usize::MAX)
-            .min(order.len());
-        if head < order.len() {
-            order.select_nth_unstable(head);
+            .min(pool.len());
+        if head < pool.len() {
+            pool.select_nth_unstable_by_key(head, Chosen::lru_order);
         }
-        order[..head].sort_unstable();
+        pool[..head].sort_unstable_by_key(Chosen::lru_order);
         debug!(
             ms = started.elapsed().as_secs_f64() * 1000.0,
             head, "pressure's order made"
         );
         let mut next = 0;
-        while next < order.len() {
+        while next < pool.len() {
             if next == head {
                 // The oldest part did not suffice (much was kept at its check): the rest too.
-                order[head..].sort_unstable();
+                pool[head..].sort_unstable_by_key(Chosen::lru_order);
             }
-            let c = &pool[order[next].1 as usize];
-            next += 1;
             if freed >= need_bytes || ctx.cancelled() {
-                // Spared: kept, and it ages the root's oldest.
-                kept(report, c.root, c.last_use);
                 break;
             }
-            if let Some(bytes) = delete(ctx, &mut dirs, c, reason, &mut held, report) {
+            let c = pool[next];
+            next += 1;
+            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &mut held, report) {
                 freed = freed.saturating_add(bytes);
             }
         }
-        for (_, i) in &order[next..] {
-            let c = &pool[*i as usize];
-            kept(report, c.root, c.last_use);
+        // Spared: kept, and they age their roots' oldest.
+        for c in &pool[next..] {
+            if let Some(root) = roots.get(&c.store) {
+                kept(report, *root, c.last_use);
+            }
         }
         if freed < need_bytes {
             let sf = Shortfall {
@@ -342,8 +365,10 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
             fs.shortfall = Some(sf);
         }
     } else {
-        for c in pool {
-            kept(report, c.root, c.last_use);
+        for c in &pool {
+            if let Some(root) = roots.get(&c.store) {
+                kept(report, *root, c.last_use);
+            }
         }
     }
     report.filesystems.push(fs);
@@ -357,10 +382,12 @@ fn kept(report: &mut Report, root: usize, last_use: Nanos) {
 /// Judges the units of the filesystem's stores from the index (under its lock, briefly per
 /// store): counts what is kept, and returns the TTL's units, pressure's pool and what the rules
 /// held back.
-fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec<Chosen>, Vec<Chosen>, Shortfall) {
+fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Selected {
     let mut ttl = Vec::new();
     let mut pool = Vec::new();
+    let mut pool_bytes = 0u64;
     let mut held = Shortfall::default();
+    let mut roots = HashMap::new();
     let max_age_ago = ctx.now.saturating_sub(policy::nanos(ctx.cfg.max_age));
     let ids: Vec<StoreId> = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
@@ -385,6 +412,7 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec
         let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         let Some(s) = index.store_mut(id) else { continue };
         let Some(root) = ctx.root_of(s.root) else { continue };
+        roots.insert(id, root);
         let rel = s.rel.clone();
         // What the store holds, for the inventory.
         let mins = s.min_last_use();
@@ -440,14 +468,10 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec
             let facts = facts_of(&u, protected, ctx.open_unknown, unseen_cap);
             let nfiles = u.nfiles as u64;
             let chosen = || Chosen {
-                store: id,
-                stem: crate::index::stem_hash(u.stem),
                 last_use: facts.last_use,
-                bytes: facts.bytes,
+                store: id,
                 slot: u.slot,
-                root,
-                kind: u.kind,
-                protected: facts.protected,
+                stem: crate::store_dir::stem_hash(u.stem),
             };
             match policy::judge(&facts, &ctx.rules, ctx.now) {
                 Verdict::Delete(_) => ttl.push(chosen()),
@@ -467,7 +491,10 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec
                         kept(report, root, facts.last_use);
                     }
                 }
-                Verdict::Eligible | Verdict::Unwatched if pressure => pool.push(chosen()),
+                Verdict::Eligible | Verdict::Unwatched if pressure => {
+                    pool.push(chosen());
+                    pool_bytes = pool_bytes.saturating_add(facts.bytes);
+                }
                 Verdict::Unwatched => {
                     report.skip(Skip::Unwatched, nfiles);
                     kept(report, root, facts.last_use);
@@ -477,7 +504,13 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> (Vec
             }
         }
     }
-    (ttl, pool, held)
+    Selected {
+        ttl,
+        pool,
+        pool_bytes,
+        held,
+        roots,
+    }
 }
 
 /// What the policy knows of a unit from the index. `unseen_cap`: since when its store has
@@ -522,15 +555,15 @@ fn delete(
     held: &mut Shortfall,
     report: &mut Report,
 ) -> Option<u64> {
-    let (_, root) = &ctx.roots[c.root];
-    let (rel, names, watched_since, last_open, unit_files, stem) = {
+    let (root_at, kind, rel, names, watched_since, last_open, unit_files, stem) = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         let s = index.store(c.store)?;
+        let root_at = ctx.root_of(s.root)?;
         // The same unit, or one that took its slot since and hashes alike: that one is judged
         // below on its own files, kind and protection, as freshly as the chosen one would be.
         let u = s
             .unit(c.slot)
-            .filter(|u| u.kind == c.kind && crate::index::stem_hash(u.stem) == c.stem)?;
+            .filter(|u| crate::store_dir::stem_hash(u.stem) == c.stem)?;
         // Not known whole any more (an NN directory moved away or replaced, or unreadable,
         // since the unit was chosen): nothing of it goes until a walk reads it whole.
         if !s.complete {
@@ -538,6 +571,8 @@ fn delete(
             return None;
         }
         (
+            root_at,
+            u.kind,
             s.rel.clone(),
             s.subdir_names(),
             s.watched_since,
@@ -546,16 +581,16 @@ fn delete(
             u.stem.to_vec(),
         )
     };
+    let (_, root) = &ctx.roots[root_at];
     // Protection as the unit's files are now (one may have come in a protected place since it
-    // was chosen).
-    let protected = c.protected
-        || (!ctx.cfg.protect.is_empty()
-            && (root.protected
-                || protected_dir(ctx, root, &rel)
-                || unit_files.iter().any(|(sub, name)| {
-                    let dir = rel.join(&*names[*sub as usize]);
-                    protected_path(ctx, root, &dir) || protected_path(ctx, root, &dir.join(OsStr::from_bytes(name)))
-                })));
+    // was chosen): what `select` judged, judged again.
+    let protected = !ctx.cfg.protect.is_empty()
+        && (root.protected
+            || protected_dir(ctx, root, &rel)
+            || unit_files.iter().any(|(sub, name)| {
+                let dir = rel.join(&*names[*sub as usize]);
+                protected_path(ctx, root, &dir) || protected_path(ctx, root, &dir.join(OsStr::from_bytes(name)))
+            }));
     let record = Recorder::new(&ctx.first);
     let store_path = root.path.join(&rel);
     let file_path = |sub: u32, name: &[u8]| store_path.join(&*names[sub as usize]).join(OsStr::from_bytes(name));
@@ -640,7 +675,7 @@ fn delete(
             .as_ref()
             .is_some_and(|o| checked.stats().any(|st| o.contains(st.dev, st.ino)));
     let facts = UnitFacts {
-        kind: c.kind,
+        kind,
         last_use: fresh.last_use.max(last_open),
         bytes: fresh.freeable,
         protected,
@@ -659,11 +694,11 @@ fn delete(
     if verdict == Verdict::Keep(Skip::Open) {
         report.skip(Skip::Open, unit_files.len() as u64);
         held.open_bytes += facts.bytes;
-        kept(report, c.root, facts.last_use);
+        kept(report, root_at, facts.last_use);
         return None;
     }
     if !still || facts.last_use > c.last_use {
-        kept(report, c.root, facts.last_use);
+        kept(report, root_at, facts.last_use);
         return changed(report);
     }
     let age_seconds = policy::age_seconds(ctx.now, facts.last_use);
@@ -673,7 +708,7 @@ fn delete(
             deleted(
                 ctx,
                 report,
-                c,
+                (root_at, kind),
                 reason,
                 &file_path(*sub, name),
                 st.size,
@@ -694,7 +729,7 @@ fn delete(
         );
     }
     if outcome.changed {
-        kept(report, c.root, facts.last_use);
+        kept(report, root_at, facts.last_use);
         return changed(report);
     }
     if outcome.removed.is_empty() {
@@ -719,7 +754,7 @@ fn delete(
         deleted(
             ctx,
             report,
-            c,
+            (root_at, kind),
             reason,
             &file_path(*sub, name),
             r.size,
@@ -743,7 +778,7 @@ fn op_of(f: Failure) -> Op {
 fn deleted(
     ctx: &Ctx,
     report: &mut Report,
-    c: &Chosen,
+    (root, kind): (usize, Kind),
     reason: Reason,
     path: &Path,
     size: u64,
@@ -755,12 +790,12 @@ fn deleted(
         .deleted
         .entry(reason)
         .or_default()
-        .entry(c.kind)
+        .entry(kind)
         .or_default()
         .add(Tally { files: 1, bytes: freed });
-    report.roots[c.root]
+    report.roots[root]
         .deleted
-        .entry(c.kind)
+        .entry(kind)
         .or_default()
         .add(Tally { files: 1, bytes: alloc });
     debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = ctx.dry_run, "delete");
@@ -769,7 +804,7 @@ fn deleted(
             path: path.to_owned(),
             bytes: freed,
             size,
-            kind: c.kind,
+            kind,
             reason,
             age_seconds,
         });
