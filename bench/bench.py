@@ -264,6 +264,13 @@ class Daemon:
             time.sleep(0.05)
         sys.exit(f"the daemon did not finish {n} sweeps within {timeout}s")
 
+    def startup(self):
+        """Seconds from the start to the end of the first sweep, by the daemon's own clock (its
+        last-sweep timestamp), not by when a 20 ms poll saw it."""
+        seen = self.wait_sweeps(1)
+        end = self.metric("shuffle_janitor_last_sweep_timestamp_seconds")
+        return (end if end else seen) - self.started
+
     def sweeps(self):
         return self.metric("shuffle_janitor_sweeps_total") or 0
 
@@ -317,6 +324,18 @@ def bench_daemon(work, master, info, walk, churn_minutes, old_janitor=None):
             print(f"  the walking sweep (`sweep`), cold ({what} dropped): {cold['wall']:.2f}s, "
                   f"{cold['read_bytes']:,} bytes read from the disk", flush=True)
     rows = {}
+    # Startup side by side, alternating (the machine is noisy): the walking sweep, and each
+    # daemon from its start to the end of its first sweep.
+    starts = {"sweep": [], "index daemon": []} | ({"walking daemon": []} if old_janitor else {})
+    for _ in range(5):
+        starts["sweep"].append(timed(janitor(noop))["wall"])
+        for label, binary, modern in (("index daemon", JANITOR, True), ("walking daemon", old_janitor, False)):
+            if binary:
+                d = Daemon(work, master, name="startup", binary=binary, modern=modern)
+                starts[label].append(d.startup())
+                d.stop()
+    startup = {k: sorted(v)[len(v) // 2] for k, v in starts.items()}
+    print("  startup, median of 5 alternating: " + ", ".join(f"{k} {v:.2f}s" for k, v in startup.items()), flush=True)
     if old_janitor:
         rows["walking daemon"] = measure_daemon(work, master, info, "walking daemon", old_janitor, False, walk, 0)
     if old_janitor:
@@ -342,7 +361,7 @@ def measure_daemon(work, master, info, label, binary, modern, walk, churn_minute
 
     d = Daemon(work, master, binary=binary, modern=modern)
     try:
-        up = d.wait_sweeps(1) - d.started
+        up = d.startup()
         units = d.metric("shuffle_janitor_index_units") or info["files"]
         startup_hwm = proc_field(d.pid, "VmHWM")
         print(f"  startup (start to the end of the first sweep): {up:.2f}s (the walking sweep: {walk['wall']:.2f}s); "
