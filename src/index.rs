@@ -166,7 +166,7 @@ pub struct ToStat {
 /// a regular file).
 pub type Fresh = Vec<Option<FileStat>>;
 
-/// The hash units are keyed by (and a sweep's chosen units remembered by).
+/// The hash units are keyed by in a store's stem table.
 pub fn stem_hash(stem: &[u8]) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
     h.write(stem);
