@@ -8,7 +8,8 @@
 and with --scale, the janitor's time and memory at several sizes.
 
 --daemon: the index-driven daemon against the walking sweep on the same tree, in the same run:
-its startup walk; a steady-state interval sweep's CPU, system calls (strace -c -f: getdents64,
+its startup walk (and, by examples/watchcost.rs, what adding the daemon's watches costs a bare
+walk that only lists and stats); a steady-state interval sweep's CPU, system calls (strace -c -f: getdents64,
 opens, stats) and, with the page cache dropped, the bytes it reads from the disk; its memory
 (peak RSS, bytes per unit of the index, and with --churn MINUTES, RSS over a churn of map
 outputs created and removed); and, as root, disk pressure on a tmpfs of --files files: the time
@@ -41,6 +42,7 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JANITOR = os.path.join(REPO, "target/release/shuffle-janitor")
 GENTREE = os.path.join(REPO, "target/release/examples/gentree")
+WATCHCOST = os.path.join(REPO, "target/release/examples/watchcost")
 
 
 def timed(cmd):
@@ -336,6 +338,12 @@ def bench_daemon(work, master, info, walk, churn_minutes, old_janitor=None):
                 d.stop()
     startup = {k: sorted(v)[len(v) // 2] for k, v in starts.items()}
     print("  startup, median of 5 alternating: " + ", ".join(f"{k} {v:.2f}s" for k, v in startup.items()), flush=True)
+    # What the kernel charges for the watches alone, on a walk that does nothing else: the
+    # part of the index daemon's startup that no change to the janitor can take away.
+    cost = json.loads(subprocess.run([WATCHCOST, master, "5"], check=True, capture_output=True, text=True).stdout)
+    bare, watched = statistics.median(cost["bare"]), statistics.median(cost["watched"])
+    print(f"  a bare walk (list and stat only), median of 5 alternating: {bare:.3f}s without watches, "
+          f"{watched:.3f}s with the daemon's watches (+{(watched / bare - 1) * 100:.1f} %)", flush=True)
     if old_janitor:
         rows["walking daemon"] = measure_daemon(work, master, info, "walking daemon", old_janitor, False, walk, 0)
     if old_janitor:

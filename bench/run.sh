@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-cargo build --release --locked --bin shuffle-janitor --example gentree
+cargo build --release --locked --bin shuffle-janitor --example gentree --example watchcost
 exec python3 bench/bench.py "$@"

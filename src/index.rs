@@ -279,11 +279,26 @@ impl Store {
             |f| f.stem(&listing.names),
             crate::store_dir::StoreFile::stem_hash,
         );
+        // Made to measure: the tables are not grown (and their pages faulted) step by step.
+        let stem_bytes = grouping
+            .units
+            .iter()
+            .map(|r| grouping.files[r.start].stem(&listing.names).len())
+            .sum();
+        s.reserve(grouping.units.len(), stem_bytes);
         for range in grouping.units.iter().cloned() {
             let files = &grouping.files[range];
+            // A group is one stem, listed once: its unit is new to this fresh store, and the
+            // listing already parsed each name (no lookup of the stem, no parse again).
             let mut slot = None;
             for f in files {
-                slot = s.add_file(map[f.subdir as usize], f.name(&listing.names)).or(slot);
+                let (subdir, name) = (map[f.subdir as usize], f.name(&listing.names));
+                let stem_len = f.stem(&listing.names).len();
+                if !s.fits(subdir, name, stem_len) {
+                    continue;
+                }
+                let unit = *slot.get_or_insert_with(|| s.insert(f.kind, &name[..stem_len]));
+                s.attach(unit, subdir, name, stem_len);
             }
             let Some(slot) = slot else { continue };
             s.set_stats(
@@ -495,11 +510,7 @@ impl Store {
     /// Adds file `name` (a Spark block name) in sub-directory `subdir`; returns its unit.
     fn add_file(&mut self, subdir: u32, name: &[u8]) -> Option<u32> {
         let (kind, stem_len) = spark::parse_block_name(name)?;
-        // The odd-name slots are 15 bits, sub-directory indices 16: past either, the store is
-        // not known whole (nothing of it goes) until a walk reads it again.
-        let odd_full = self.free_odd.is_empty() && self.odd_names.len() >= usize::from(ODD);
-        if subdir > u32::from(u16::MAX) || (odd_full && SUFFIXES.iter().all(|s| *s != &name[stem_len..])) {
-            self.complete = false;
+        if !self.fits(subdir, name, stem_len) {
             return None;
         }
         let stem = &name[..stem_len];
@@ -507,6 +518,38 @@ impl Store {
             Some(s) => s,
             None => self.insert(kind, stem),
         };
+        self.attach(slot, subdir, name, stem_len);
+        Some(slot)
+    }
+
+    /// Whether the tables can hold file `name` (stem `name[..stem_len]`) of sub-directory
+    /// `subdir`. The odd-name slots are 15 bits, sub-directory indices 16: past either, the
+    /// store is not known whole (nothing of it goes) until a walk reads it again.
+    fn fits(&mut self, subdir: u32, name: &[u8], stem_len: usize) -> bool {
+        let odd_full = self.free_odd.is_empty() && self.odd_names.len() >= usize::from(ODD);
+        if subdir > u32::from(u16::MAX) || (odd_full && SUFFIXES.iter().all(|s| *s != &name[stem_len..])) {
+            self.complete = false;
+            return false;
+        }
+        true
+    }
+
+    /// Room for `units` more units with `stem_bytes` of stems in all.
+    fn reserve(&mut self, units: usize, stem_bytes: usize) {
+        self.units.reserve_exact(units);
+        self.stems.reserve_exact(stem_bytes);
+        let Store {
+            by_stem,
+            units: u,
+            stems,
+            ..
+        } = self;
+        by_stem.reserve(units, |&s| stem_hash(stem_of(u, stems, s)));
+    }
+
+    /// Adds file `name` of sub-directory `subdir` to the unit in `slot` (of its stem), unless
+    /// the unit has it already.
+    fn attach(&mut self, slot: u32, subdir: u32, name: &[u8], stem_len: usize) {
         let exists = {
             let u = self.units[slot as usize].as_ref().expect("live");
             let stem = self.stem(u);
@@ -522,7 +565,6 @@ impl Store {
                 name: code,
             });
         }
-        Some(slot)
     }
 
     fn remove_file(&mut self, subdir: u32, name: &[u8]) -> Option<u32> {
@@ -1319,6 +1361,97 @@ mod tests {
                 let found = s.find(format!("shuffle_{round}_{m}_0").as_bytes());
                 assert_eq!(found, model.get(&(round * 5000 + m)).copied(), "shuffle_{round}_{m}_0");
             }
+        }
+    }
+
+    #[test]
+    fn a_walk_builds_the_units_the_events_build_past_the_odd_name_slots() {
+        // A walk's read fills a fresh store a unit at a time, from names the listing parsed
+        // once; the watch adds the same files one event at a time. Past the 15-bit odd-name
+        // slots (names whose suffix has no code: here a checksum algorithm Spark may add),
+        // both must say the store is not known whole, and hold what fits: every file with a
+        // coded suffix, odd names up to the slots (which ones depends on the order the files
+        // came in), and nothing that is not on disk under its own stem.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (a, b) = (root.join("blockmgr-1/0a"), root.join("blockmgr-1/0b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let odd = usize::from(ODD) + 2;
+        let mut names = Vec::new();
+        for m in 0..odd {
+            names.push(("0a", format!("shuffle_0_{m}_0.checksum.MD5")));
+            if m % 1000 == 0 {
+                names.push(("0b", format!("shuffle_0_{m}_0.data")));
+            }
+        }
+        // Links to one file: allocating 32,770 inodes takes seconds on a much-used ext4.
+        let one = root.join("one");
+        std::fs::File::create(&one).unwrap();
+        for (sub, name) in &names {
+            std::fs::hard_link(&one, root.join("blockmgr-1").join(sub).join(name)).unwrap();
+        }
+        let mount = crate::fsx::MountId::of(&crate::fsx::statx_fd(std::fs::File::open(root).unwrap()).unwrap());
+        let mut listing = Listing::default();
+        crate::store_dir::StoreDir::open(root, Path::new("blockmgr-1"), mount)
+            .unwrap()
+            .read(&mut Vec::new(), &mut listing);
+        assert_eq!(listing.files.len(), names.len(), "{:?}", listing.errors);
+        let walked = Store::from_listing(&listing, BASIS, AtimeMode::Strict, 0, None, 0);
+        let mut evented = Store::default();
+        for (sub, name) in &names {
+            let sub = evented.subdir(sub);
+            evented.add_file(sub, name.as_bytes());
+        }
+        assert!(
+            !walked.complete && !evented.complete,
+            "more odd names than slots: not known whole"
+        );
+        let units = |s: &Store| {
+            // (stem, [(sub-directory, name)]) of every unit.
+            type Held = Vec<(Vec<u8>, Vec<(Box<str>, Vec<u8>)>)>;
+            let mut v: Held = s
+                .units
+                .iter()
+                .flatten()
+                .map(|u| {
+                    let stem = s.stem(u);
+                    let mut files: Vec<_> = u
+                        .files
+                        .iter()
+                        .map(|f| (s.subdir_names()[usize::from(f.subdir)].clone(), s.file_name(stem, *f)))
+                        .collect();
+                    files.sort();
+                    (stem.to_vec(), files)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let on_disk: std::collections::HashSet<(&str, &[u8])> =
+            names.iter().map(|(sub, name)| (*sub, name.as_bytes())).collect();
+        for (what, store) in [("the walk", &walked), ("the events", &evented)] {
+            let units = units(store);
+            let files: Vec<_> = units.iter().flat_map(|(_, f)| f).collect();
+            let odd_held = files.iter().filter(|(_, n)| n.ends_with(b".MD5")).count();
+            let data_held = files.iter().filter(|(_, n)| n.ends_with(b".data")).count();
+            assert_eq!(odd_held, usize::from(ODD), "{what}: odd names fill the slots, no more");
+            assert_eq!(data_held, odd.div_ceil(1000), "{what}: every coded name is held");
+            for (stem, files) in &units {
+                let slot = store.find(stem).expect("a unit is found by its stem");
+                assert_eq!(
+                    store.stem(store.units[slot as usize].as_ref().unwrap()),
+                    &stem[..],
+                    "{what}"
+                );
+                for (sub, name) in files {
+                    assert!(
+                        name.starts_with(stem) && on_disk.contains(&(&**sub, &name[..])),
+                        "{what}: {name:?} is not on disk"
+                    );
+                }
+            }
+            assert_eq!(store.unit_count(), units.len(), "{what}");
         }
     }
 
