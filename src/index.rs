@@ -1365,7 +1365,7 @@ mod tests {
     }
 
     #[test]
-    fn a_walk_builds_the_units_the_events_build_past_the_odd_name_slots() {
+    fn a_walk_and_the_events_hold_what_fits_past_the_odd_name_slots() {
         // A walk's read fills a fresh store a unit at a time, from names the listing parsed
         // once; the watch adds the same files one event at a time. Past the 15-bit odd-name
         // slots (names whose suffix has no code: here a checksum algorithm Spark may add),

@@ -6,7 +6,7 @@
 //! saw until that moment): the index can only make the sweep consider a unit, never delete one
 //! the rules would keep now.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use tracing::{debug, info};
 
 use super::record::{FirstNotices, Recorder};
@@ -64,8 +65,9 @@ struct Selected {
     /// What the pool's units free, as the index knows it.
     pool_bytes: u64,
     held: Shortfall,
-    /// The root (in `Ctx::roots`) of each store judged.
-    roots: HashMap<StoreId, usize>,
+    /// The root (in `Ctx::roots`) of each store judged (looked up once per unit spared by
+    /// pressure: a cheap hash).
+    roots: FxHashMap<StoreId, usize>,
 }
 
 struct Ctx<'a> {
@@ -387,7 +389,7 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
     let mut pool = Vec::new();
     let mut pool_bytes = 0u64;
     let mut held = Shortfall::default();
-    let mut roots = HashMap::new();
+    let mut roots = FxHashMap::default();
     let max_age_ago = ctx.now.saturating_sub(policy::nanos(ctx.cfg.max_age));
     let ids: Vec<StoreId> = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
