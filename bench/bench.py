@@ -343,7 +343,7 @@ def bench_daemon(work, master, info, walk, churn_minutes, old_janitor=None):
     cost = json.loads(subprocess.run([WATCHCOST, master, "5"], check=True, capture_output=True, text=True).stdout)
     bare, watched = statistics.median(cost["bare"]), statistics.median(cost["watched"])
     print(f"  a bare walk (list and stat only), median of 5 alternating: {bare:.3f}s without watches, "
-          f"{watched:.3f}s with the daemon's watches (+{(watched / bare - 1) * 100:.1f} %)", flush=True)
+          f"{watched:.3f}s with the daemon's watches ({(watched / bare - 1) * 100:+.1f} %)", flush=True)
     if old_janitor:
         rows["walking daemon"] = measure_daemon(work, master, info, "walking daemon", old_janitor, False, walk, 0)
     if old_janitor:

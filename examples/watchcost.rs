@@ -38,11 +38,21 @@ fn open_dir(at: impl AsFd, name: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
     )?)
 }
 
+fn add_watch(ino: &OwnedFd, dir: &OwnedFd, events: WatchFlags) -> std::io::Result<()> {
+    match inotify::add_watch(ino, format!("/proc/self/fd/{}", dir.as_raw_fd()), events | ALWAYS) {
+        Ok(_) => Ok(()),
+        Err(rustix::io::Errno::NOSPC) => Err(std::io::Error::other(
+            "out of inotify watches: raise fs.inotify.max_user_watches above the tree's directories",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Lists `fd` (depth 0: the root), stats its files and descends; returns the files stated.
 fn walk(fd: &OwnedFd, depth: usize, watch: Option<&OwnedFd>) -> std::io::Result<usize> {
     if let Some(ino) = watch {
         let events = if depth >= 2 { FILE_EVENTS } else { DIR_EVENTS };
-        inotify::add_watch(ino, format!("/proc/self/fd/{}", fd.as_raw_fd()), events | ALWAYS)?;
+        add_watch(ino, fd, events)?;
     }
     let mut files = 0;
     let mut subdirs = Vec::new();
@@ -71,7 +81,7 @@ fn run(root: &str, threads: usize, watched: bool) -> std::io::Result<(f64, usize
     let start = Instant::now();
     let root = open_dir(rustix::fs::CWD, &std::ffi::CString::new(root)?)?;
     if let Some(ino) = &ino {
-        inotify::add_watch(ino, format!("/proc/self/fd/{}", root.as_raw_fd()), DIR_EVENTS | ALWAYS)?;
+        add_watch(ino, &root, DIR_EVENTS)?;
     }
     let stores: Vec<_> = Dir::read_from(&root)?
         .filter_map(Result::ok)

@@ -524,11 +524,13 @@ impl Store {
 
     /// Whether the tables can hold file `name` (stem `name[..stem_len]`) of sub-directory
     /// `subdir`. The odd-name slots are 15 bits, sub-directory indices 16: past either, the
-    /// store is not known whole (nothing of it goes) until a walk reads it again.
+    /// store is not known whole (nothing of it goes) until a walk reads it again, and a walk
+    /// reading it now must not install it as whole either (the mark).
     fn fits(&mut self, subdir: u32, name: &[u8], stem_len: usize) -> bool {
         let odd_full = self.free_odd.is_empty() && self.odd_names.len() >= usize::from(ODD);
         if subdir > u32::from(u16::MAX) || (odd_full && SUFFIXES.iter().all(|s| *s != &name[stem_len..])) {
             self.complete = false;
+            self.marks_whole += 1;
             return false;
         }
         true
@@ -967,6 +969,10 @@ impl Index {
             self.apply_pending_opens(id);
             return;
         }
+        // Whole unless the merge itself finds a name the tables cannot hold (`fits`): the
+        // live table gets the listing's names and the watch's since, possibly more than the
+        // listing alone had.
+        s.complete = true;
         // The live table, extended with the listing's new names.
         let map: Vec<u32> = new
             .subdirs
@@ -1026,6 +1032,7 @@ impl Index {
                 s.mark_dirty(slot);
             }
         }
+        new.complete &= s.complete;
         s.take_read_facts(&mut new);
         *self.store_mut(id).expect("taken above") = s;
         self.apply_pending_opens(id);
@@ -1391,14 +1398,17 @@ mod tests {
         for (sub, name) in &names {
             std::fs::hard_link(&one, root.join("blockmgr-1").join(sub).join(name)).unwrap();
         }
-        let mount = crate::fsx::MountId::of(&crate::fsx::statx_fd(std::fs::File::open(root).unwrap()).unwrap());
-        let mut listing = Listing::default();
-        crate::store_dir::StoreDir::open(root, Path::new("blockmgr-1"), mount)
-            .unwrap()
-            .read(&mut Vec::new(), &mut listing);
-        assert_eq!(listing.files.len(), names.len(), "{:?}", listing.errors);
+        let listing = read_listing(root, "blockmgr-1");
+        assert!(
+            listing.complete() && listing.files.len() == names.len(),
+            "{:?}",
+            listing.errors
+        );
         let walked = Store::from_listing(&listing, BASIS, AtimeMode::Strict, 0, None, 0);
-        let mut evented = Store::default();
+        let mut evented = Store {
+            complete: true,
+            ..Store::default()
+        };
         for (sub, name) in &names {
             let sub = evented.subdir(sub);
             evented.add_file(sub, name.as_bytes());
@@ -1452,6 +1462,13 @@ mod tests {
                 }
             }
             assert_eq!(store.unit_count(), units.len(), "{what}");
+            let mut stems: Vec<_> = units.iter().map(|(stem, _)| stem).collect();
+            stems.dedup();
+            assert_eq!(stems.len(), units.len(), "{what}: a stem is one unit");
+            assert!(
+                units.iter().all(|(_, f)| !f.is_empty()),
+                "{what}: a unit without a file"
+            );
         }
     }
 
@@ -1517,13 +1534,76 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"x").unwrap();
         }
-        let root = rustix::fs::open(dir.path(), rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
-        let mount = crate::fsx::MountId::of(&crate::fsx::statx_fd(&root).unwrap());
+        read_listing(dir.path(), "blockmgr-9")
+    }
+
+    /// What a walk lists of store `root/store`.
+    fn read_listing(root: &Path, store: &str) -> Listing {
+        let fd = rustix::fs::open(root, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
+        let mount = crate::fsx::MountId::of(&crate::fsx::statx_fd(&fd).unwrap());
         let mut listing = Listing::default();
-        crate::store_dir::StoreDir::open(dir.path(), Path::new("blockmgr-9"), mount)
+        crate::store_dir::StoreDir::open(root, Path::new(store), mount)
             .unwrap()
             .read(&mut Vec::new(), &mut listing);
         listing
+    }
+
+    /// Store `id` given `n` odd names (a checksum algorithm the table has no code for) in
+    /// sub-directory `0a`, by events: with `n` = [`ODD`], its odd-name slots are full.
+    fn odd_names_by_events(ix: &mut Index, id: StoreId, n: usize) {
+        let sub = ix.store_mut(id).unwrap().subdir("0a");
+        for m in 0..n {
+            let name = format!("shuffle_0_{m}_0.checksum.MD5");
+            ix.file_event(id, sub, name.as_bytes(), FileEvent::Added, 1);
+        }
+    }
+
+    #[test]
+    fn a_name_the_tables_cannot_hold_leaves_the_store_not_whole_through_a_walk() {
+        let (coded, odd) = (
+            listing_of(&["1b/shuffle_9_9_0.data"]),
+            listing_of(&["0a/shuffle_9_9_0.checksum.MD5", "1b/shuffle_9_9_0.data"]),
+        );
+        assert!(coded.complete() && odd.complete());
+        // The watch adds a name past the slots while a walk reads the store: the walk's
+        // listing was whole (and fits with the watch's other names), the index is not.
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        odd_names_by_events(&mut ix, id, usize::from(ODD));
+        let seen = ix.marks(id);
+        let sub = ix.store_mut(id).unwrap().subdir("0a");
+        ix.file_event(id, sub, b"shuffle_1_0_0.checksum.MD5", FileEvent::Added, 2);
+        let new = Store::from_listing(&coded, BASIS, AtimeMode::Strict, 60, Some(1), 0);
+        assert!(new.complete);
+        ix.install_store(id, new, seen);
+        assert!(
+            !ix.store(id).unwrap().complete,
+            "a name the watch saw and the index lacks"
+        );
+        // The walk's names and the watch's together are more than the slots hold: the merge
+        // cannot take them all, and the store is not whole whatever the listing said.
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        odd_names_by_events(&mut ix, id, usize::from(ODD));
+        let seen = ix.marks(id);
+        ix.install_store(
+            id,
+            Store::from_listing(&odd, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            seen,
+        );
+        assert!(!ix.store(id).unwrap().complete, "the merge dropped a name");
+        // Below the slots, the same merge is whole.
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        odd_names_by_events(&mut ix, id, 100);
+        let seen = ix.marks(id);
+        ix.install_store(
+            id,
+            Store::from_listing(&odd, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            seen,
+        );
+        assert!(ix.store(id).unwrap().complete);
+        assert!(ix.counts_agree());
     }
 
     #[test]
