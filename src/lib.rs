@@ -16,7 +16,12 @@
 //! - [`disk`]: statvfs, mountinfo, file timestamps.
 //! - [`open_files`]: which files processes hold open or mapped (`/proc/*/fd`, `/proc/*/maps`).
 //! - [`procs`]: the node's Spark JVMs and the directories processes hold, for stores' liveness.
-//! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command.
+//! - [`index`]: the daemon's units of every store (stem, files, sizes, last use, opens), filled
+//!   from walks' listings and kept current by the watch's events; data and its update rules, no
+//!   system calls.
+//! - [`state`]: what the daemon keeps across a restart (the opens its watch saw), in `state_dir`.
+//! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command; or, in the
+//!   daemon, [`index`] -> policy -> delete.
 //! - [`report`]: what a sweep did, as text and JSON.
 //! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
 //! - [`cli`]: the command line (clap definitions only).

@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::policy::{self, Nanos, Reason, Shortfall, Skip};
 use crate::spark::Kind;
+use crate::store_dir::Failure;
 
 /// A path as text: as it is when it is UTF-8; otherwise each byte that is not UTF-8 is written
 /// `\xNN` (as `ls --quoting-style=escape` and Python's backslashreplace do), so a report never
@@ -53,6 +54,17 @@ pub enum Op {
     Statvfs,
     Watch,
     Config,
+}
+
+/// What a store's read or deletion failed at, as the operation it is counted under.
+impl From<Failure> for Op {
+    fn from(f: Failure) -> Op {
+        match f {
+            Failure::Walk => Op::Walk,
+            Failure::Stat => Op::Stat,
+            Failure::Unlink => Op::Unlink,
+        }
+    }
 }
 
 impl Op {

@@ -21,7 +21,7 @@ use crate::policy::Nanos;
 use crate::report::Op;
 use crate::scan::{self, Visitor, WalkRoot};
 use crate::spark::DirRole;
-use crate::store_dir::{Failure, Listing, StoreDir};
+use crate::store_dir::{Listing, StoreDir};
 
 /// What a walk found and could not do.
 #[derive(Debug, Default)]
@@ -307,8 +307,7 @@ impl<'a> Reader<'a> {
         };
         dir.read_observed(&mut self.buf, &mut self.listing, &mut opened);
         for (failure, sub, e) in &self.listing.errors {
-            let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
-            out.errors.push((op, path.join(sub), e.to_string()));
+            out.errors.push(((*failure).into(), path.join(sub), e.to_string()));
         }
         let was_watched = {
             let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());

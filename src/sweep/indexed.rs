@@ -27,7 +27,7 @@ use crate::open_files::OpenFiles;
 use crate::policy::{self, Mode, Nanos, Reason, Rules, Shortfall, Skip, UnitFacts, Verdict};
 use crate::report::{Candidate, FsReport, Inventory, Op, Report, RootReport, Tally};
 use crate::spark::Kind;
-use crate::store_dir::{Failure, StoreDir, UnitFile};
+use crate::store_dir::{StoreDir, UnitFile};
 
 /// A root as the indexed sweep sees it: its number in the index and what a sweep knows of it.
 pub type IndexedRoot = (u32, Root);
@@ -646,7 +646,7 @@ fn delete(
             for (i, failure, e) in &outcome.errors {
                 record.error(
                     report,
-                    op_of(*failure),
+                    Op::from(*failure),
                     &file_path(unit_files[*i].0, &unit_files[*i].1),
                     e,
                 );
@@ -725,7 +725,7 @@ fn delete(
     for (i, failure, e) in &outcome.errors {
         record.error(
             report,
-            op_of(*failure),
+            Op::from(*failure),
             &file_path(unit_files[*i].0, &unit_files[*i].1),
             e,
         );
@@ -766,14 +766,6 @@ fn delete(
         );
     }
     Some(freed)
-}
-
-fn op_of(f: Failure) -> Op {
-    match f {
-        Failure::Walk => Op::Walk,
-        Failure::Stat => Op::Stat,
-        Failure::Unlink => Op::Unlink,
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -19,7 +19,7 @@ use crate::policy::{self, Grouping, Nanos, Planner, Reason, Skip, UnitFacts, Ver
 use crate::report::{Candidate, FsReport, Inventory, Op, Report, Tally};
 use crate::spark::DirRole;
 use crate::spark::Kind;
-use crate::store_dir::{Failure, Listing, StoreDir, StoreFile, UnitFile};
+use crate::store_dir::{Listing, StoreDir, StoreFile, UnitFile};
 
 /// A leftover of a deletion that did not finish is removed once it is this old (a deletion in
 /// progress holds its files under the private name for microseconds).
@@ -179,8 +179,8 @@ impl<'a> Worker<'a> {
         if first_pass {
             self.report.skip(Skip::Unknown, listing.unknown);
             for (failure, sub, e) in &listing.errors {
-                let op = if *failure == Failure::Stat { Op::Stat } else { Op::Walk };
-                self.record.error(&mut self.report, op, &store_path.join(sub), e);
+                self.record
+                    .error(&mut self.report, (*failure).into(), &store_path.join(sub), e);
             }
             self.inventory(root, &listing.files);
         }
@@ -429,12 +429,7 @@ impl<'a> Worker<'a> {
             .collect();
         let outcome = dir.delete_unit(&store.listing.subdirs, &unit, &self.ctx.cfg.age_basis, facts.last_use);
         for (i, failure, e) in &outcome.errors {
-            let op = match failure {
-                Failure::Walk => Op::Walk,
-                Failure::Stat => Op::Stat,
-                Failure::Unlink => Op::Unlink,
-            };
-            self.error(op, &root.join(store.file_rel(&files[*i])), e);
+            self.error((*failure).into(), &root.join(store.file_rel(&files[*i])), e);
         }
         if outcome.changed {
             debug!(path = %root.join(store.file_rel(&files[0])).display(), "unit changed since it was judged; kept");
