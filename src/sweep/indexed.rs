@@ -448,11 +448,11 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         }
         let root_meta = &ctx.roots[root].1;
         let protect_on = !ctx.cfg.protect.is_empty();
-        let store_protected = protect_on && (root_meta.protected || protected_dir(ctx, root_meta, &rel));
+        let store_protected = protect_on && (root_meta.protected || root_meta.protects_dir(&ctx.cfg.protect, &rel));
         let names = s.subdir_names();
         let subdir_protected: Vec<bool> = names
             .iter()
-            .map(|d| protect_on && !store_protected && protected_path(ctx, root_meta, &rel.join(&**d)))
+            .map(|d| protect_on && !store_protected && root_meta.protects_path(&ctx.cfg.protect, &rel.join(&**d)))
             .collect();
         let unseen_cap = s.watched_since.unwrap_or(Nanos::MAX);
         for u in s.units() {
@@ -460,9 +460,8 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
             if protect_on && !store_protected {
                 for (sub, name) in s.unit_files(u.slot) {
                     protected |= subdir_protected.get(sub as usize).copied().unwrap_or(false)
-                        || protected_path(
-                            ctx,
-                            root_meta,
+                        || root_meta.protects_path(
+                            &ctx.cfg.protect,
                             &rel.join(&*names[sub as usize]).join(OsStr::from_bytes(&name)),
                         );
                 }
@@ -528,21 +527,6 @@ fn facts_of(u: &UnitView, protected: bool, open: bool, unseen_cap: Nanos) -> Uni
     }
 }
 
-fn protected_dir(ctx: &Ctx, root: &Root, rel: &Path) -> bool {
-    let protect = &ctx.cfg.protect;
-    root.names().any(|name| {
-        let mut p = name.to_path_buf();
-        rel.components().any(|c| {
-            p.push(c);
-            protect.matches(&p)
-        })
-    })
-}
-
-fn protected_path(ctx: &Ctx, root: &Root, rel: &Path) -> bool {
-    root.names().any(|name| ctx.cfg.protect.matches(&name.join(rel)))
-}
-
 /// Stores kept open while their units are deleted (each holds up to 128 sub-directory fds).
 const OPEN_STORES: usize = 4;
 
@@ -588,10 +572,11 @@ fn delete(
     // was chosen): what `select` judged, judged again.
     let protected = !ctx.cfg.protect.is_empty()
         && (root.protected
-            || protected_dir(ctx, root, &rel)
+            || root.protects_dir(&ctx.cfg.protect, &rel)
             || unit_files.iter().any(|(sub, name)| {
                 let dir = rel.join(&*names[*sub as usize]);
-                protected_path(ctx, root, &dir) || protected_path(ctx, root, &dir.join(OsStr::from_bytes(name)))
+                root.protects_path(&ctx.cfg.protect, &dir)
+                    || root.protects_path(&ctx.cfg.protect, &dir.join(OsStr::from_bytes(name)))
             }));
     let record = Recorder::new(&ctx.first);
     let store_path = root.path.join(&rel);
@@ -838,15 +823,7 @@ pub fn reap_from_index(
         for (id, s) in index.stores() {
             let Some(r) = root_of(s.root) else { continue };
             let root = &roots[r].1;
-            let protected = root.protected
-                || (!cfg.protect.is_empty()
-                    && root.names().any(|name| {
-                        let mut p = name.to_path_buf();
-                        s.rel.components().any(|c| {
-                            p.push(c);
-                            cfg.protect.matches(&p)
-                        })
-                    }));
+            let protected = root.protected || (!cfg.protect.is_empty() && root.protects_dir(&cfg.protect, &s.rel));
             let candidate = cfg.stores.reap
                 && s.is_empty()
                 && s.complete

@@ -181,6 +181,24 @@ impl Root {
     pub fn names(&self) -> impl Iterator<Item = &Path> {
         std::iter::once(self.path.as_path()).chain(self.given.as_deref())
     }
+
+    /// Whether a `protect` glob matches a directory below the root on the way to `rel` (`rel`
+    /// included), under any of the root's names (the root and those above it are
+    /// [`Root::protected`]).
+    pub fn protects_dir(&self, protect: &config::Protect, rel: &Path) -> bool {
+        self.names().any(|name| {
+            let mut p = name.to_path_buf();
+            rel.components().any(|c| {
+                p.push(c);
+                protect.matches(&p)
+            })
+        })
+    }
+
+    /// Whether a `protect` glob matches `rel` below the root, under any of the root's names.
+    pub fn protects_path(&self, protect: &config::Protect, rel: &Path) -> bool {
+        self.names().any(|name| protect.matches(&name.join(rel)))
+    }
 }
 
 /// Says `message` about `key` once per process, and again only after it stopped being true

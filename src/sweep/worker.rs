@@ -13,7 +13,6 @@ use tracing::debug;
 use super::Ctx;
 use super::reap::ReapCandidate;
 use super::record::Recorder;
-use super::roots::Root;
 use crate::fsx::DirError;
 use crate::policy::{self, Grouping, Nanos, Planner, Reason, Skip, UnitFacts, Verdict};
 use crate::report::{Candidate, FsReport, Inventory, Op, Report, Tally};
@@ -137,24 +136,6 @@ impl<'a> Worker<'a> {
         root.oldest_kept_last_use = Some(root.oldest_kept_last_use.map_or(last_use, |o| o.min(last_use)));
     }
 
-    /// Whether a protect glob matches a directory below `root` on the way to `rel`, under any
-    /// of the root's names (the root and those above it are [`Root::protected`]).
-    fn protected_dir(&self, root: &Root, rel: &Path) -> bool {
-        let protect = &self.ctx.cfg.protect;
-        root.names().any(|name| {
-            let mut p = name.to_path_buf();
-            rel.components().any(|c| {
-                p.push(c);
-                protect.matches(&p)
-            })
-        })
-    }
-
-    /// Whether a protect glob matches `rel` below `root`, under any of the root's names.
-    fn protected_path(&self, root: &Root, rel: &Path) -> bool {
-        root.names().any(|name| self.ctx.cfg.protect.matches(&name.join(rel)))
-    }
-
     /// Reads one store, judges its units, deletes the TTL ones and pools the rest for pressure.
     pub fn store(&mut self, root: usize, rel: PathBuf) {
         let ctx = self.ctx;
@@ -212,7 +193,8 @@ impl<'a> Worker<'a> {
                 && empty
                 && super::reap::covered(&rel)
                 && root_meta.role != DirRole::Store
-                && !(root_meta.protected || (!ctx.cfg.protect.is_empty() && self.protected_dir(root_meta, &rel)));
+                && !(root_meta.protected
+                    || (!ctx.cfg.protect.is_empty() && root_meta.protects_dir(&ctx.cfg.protect, &rel)));
             if reapable {
                 self.reap.push(ReapCandidate {
                     root,
@@ -276,12 +258,13 @@ impl<'a> Worker<'a> {
         let store_path = root_meta.path.join(store.rel);
         let names = &store.listing.names;
         let protect_on = !ctx.cfg.protect.is_empty();
-        let store_protected = protect_on && (root_meta.protected || self.protected_dir(root_meta, store.rel));
+        let store_protected =
+            protect_on && (root_meta.protected || root_meta.protects_dir(&ctx.cfg.protect, store.rel));
         let subdir_protected: Vec<bool> = store
             .listing
             .subdirs
             .iter()
-            .map(|d| protect_on && !store_protected && self.protected_path(root_meta, &store.rel.join(&**d)))
+            .map(|d| protect_on && !store_protected && root_meta.protects_path(&ctx.cfg.protect, &store.rel.join(&**d)))
             .collect();
         let basis = &ctx.cfg.age_basis;
         let rules = super::rules(ctx.cfg);
@@ -302,7 +285,7 @@ impl<'a> Worker<'a> {
                 facts.last_use = facts.last_use.max(f.stat.last_use(basis));
                 facts.bytes = facts.bytes.saturating_add(f.stat.freeable());
                 facts.protected |= subdir_protected[f.subdir as usize]
-                    || (protect_on && self.protected_path(root_meta, &store.file_rel(f)));
+                    || (protect_on && root_meta.protects_path(&ctx.cfg.protect, &store.file_rel(f)));
                 facts.open |= ctx.open.is_some_and(|o| o.contains(f.stat.dev, f.stat.ino));
             }
             let stem = unit[0].stem(names);
