@@ -483,7 +483,7 @@ impl Daemon {
                     let mut report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel);
                     // Dead stores go at the interval (and on request), not in the rush of pressure.
                     if job.trigger != Trigger::Pressure && !report.cancelled {
-                        for id in sweep::indexed::reap_from_index(&cfg, &present, &index, &opts, &mut report) {
+                        for id in sweep::reap::reap_from_index(&cfg, &present, &index, &opts, &mut report) {
                             if let Some(w) = &watch {
                                 w.forget_store(id);
                             }

@@ -8,7 +8,7 @@
 //! - [`record`]: what a sweep says in the log.
 
 pub mod indexed;
-mod reap;
+pub mod reap;
 mod record;
 pub mod roots;
 mod worker;

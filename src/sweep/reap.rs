@@ -2,16 +2,22 @@
 //! found are judged by the liveness rule ([`policy::judge_store`]) against one snapshot of the
 //! node's processes ([`Procs`]), and the dead ones are removed bottom-up
 //! ([`StoreDir::reap`]). Nothing is removed when the processes cannot all be seen.
+//!
+//! A walking sweep hands [`reap`] the empty stores it read; the daemon's sweeps take them from
+//! the index ([`reap_from_index`]), reading again only the ones the index judges dead.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use tracing::{debug, info, warn};
 
-use super::record::Recorder;
+use super::Options;
+use super::indexed::IndexedRoot;
+use super::record::{FirstNotices, Recorder};
 use super::roots::Root;
 use crate::config::Config;
 use crate::fsx::DirError;
+use crate::index::{Index, StoreId};
 use crate::policy::{self, Nanos, StoreFacts, StoreState};
 use crate::procs::Procs;
 use crate::report::{Op, Report};
@@ -173,4 +179,160 @@ pub fn log(report: &Report) {
             "dead block stores removed"
         );
     }
+}
+
+/// An empty, complete store that has been quiet for `min_idle`: a candidate for reaping.
+struct QuietStore {
+    id: StoreId,
+    root: usize,
+    rel: PathBuf,
+    activity: Nanos,
+    facts: crate::store_dir::DirFacts,
+    dir_ids: Vec<(u64, u64)>,
+}
+
+/// The daemon's reaping: removes the dead stores among the index's empty ones and counts every
+/// store's state in `report`. An empty store the index judges quiet and ownerless is read
+/// again first: the index knows Spark's files only, and a store is removed only when it holds
+/// nothing at all. Returns the stores removed, for the caller to drop their watches.
+pub fn reap_from_index(
+    cfg: &Config,
+    roots: &[IndexedRoot],
+    index: &Mutex<Index>,
+    opts: &Options,
+    report: &mut Report,
+) -> Vec<StoreId> {
+    let now = report.now;
+    let dry_run = opts.dry_run || cfg.dry_run;
+    let min_idle_ago = now.saturating_sub(policy::nanos(cfg.stores.min_idle));
+    let root_of = |n: u32| roots.iter().position(|(r, _)| *r == n);
+    report.stores_judged = true;
+    // Empty, complete and quiet stores; every other store is live.
+    let mut quiet: Vec<QuietStore> = Vec::new();
+    {
+        let index = index.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, s) in index.stores() {
+            let Some(r) = root_of(s.root) else { continue };
+            let root = &roots[r].1;
+            let protected = root.protected || (!cfg.protect.is_empty() && root.protects_dir(&cfg.protect, &s.rel));
+            let candidate = cfg.stores.reap
+                && s.is_empty()
+                && s.complete
+                && covered(&s.rel)
+                && s.last_activity.max(s.dir_facts.activity) < min_idle_ago
+                && root.role != crate::spark::DirRole::Store
+                && !protected;
+            if candidate {
+                quiet.push(QuietStore {
+                    id,
+                    root: r,
+                    rel: s.rel.clone(),
+                    activity: s.last_activity,
+                    facts: s.dir_facts,
+                    dir_ids: s.dir_ids.clone(),
+                });
+            } else {
+                report.roots[r].stores.live += 1;
+            }
+        }
+    }
+    if quiet.is_empty() {
+        return Vec::new();
+    }
+    let procs = crate::procs::Procs::read(Path::new("/proc"), cfg.state_dir.as_deref());
+    let owners = procs.blind.is_none().then_some(procs.owners.as_slice());
+    let mut candidates = Vec::new();
+    let mut ids = Vec::new();
+    let mut listing = crate::store_dir::Listing::default();
+    let mut buf = Vec::new();
+    for QuietStore {
+        id,
+        root: r,
+        rel,
+        activity,
+        facts,
+        dir_ids,
+    } in quiet
+    {
+        let store_facts = policy::StoreFacts {
+            empty: true,
+            last_activity: activity.max(facts.activity),
+            birth: facts.birth,
+            changed: facts.changed,
+            executor_dir: facts.executor_dir,
+            held: dir_ids.iter().any(|d| procs.dirs_in_use.contains(d)),
+            shared_fs: facts.shared_fs,
+        };
+        let root = &roots[r].1;
+        let dead_by_index = owners.is_some()
+            && policy::judge_store(
+                &store_facts,
+                owners,
+                now,
+                cfg.stores.min_idle,
+                cfg.stores.executor_startup,
+            ) == policy::StoreState::Dead;
+        if !dead_by_index {
+            // Judged again there with the same facts, only to be counted (idle or live).
+            candidates.push(ReapCandidate {
+                root: r,
+                rel,
+                facts: crate::store_dir::DirFacts {
+                    activity: activity.max(facts.activity),
+                    ..facts
+                },
+                dir_ids,
+                read_now: false,
+            });
+            continue;
+        }
+        // Only what the index judges dead is read again: the index knows Spark's files only,
+        // and a store is removed only when a listing now shows it holds nothing at all.
+        let Ok(mut dir) = StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount) else {
+            report.roots[r].stores.live += 1;
+            continue;
+        };
+        dir.read(&mut buf, &mut listing);
+        if !(listing.complete() && listing.files.is_empty() && listing.unknown == 0 && listing.leftovers.is_empty()) {
+            // Something is in it after all: live.
+            report.roots[r].stores.live += 1;
+            continue;
+        }
+        let mut fresh = dir.facts();
+        fresh.activity = fresh.activity.max(activity);
+        candidates.push(ReapCandidate {
+            root: r,
+            rel: rel.clone(),
+            facts: fresh,
+            dir_ids: dir.dir_ids(),
+            read_now: true,
+        });
+        ids.push((r, rel, id));
+    }
+    let first = FirstNotices::default();
+    let record = Recorder::new(&first);
+    let root_refs: Vec<&Root> = roots.iter().map(|(_, r)| r).collect();
+    let mut removed = Vec::new();
+    reap(
+        cfg,
+        &root_refs,
+        candidates,
+        &procs,
+        now,
+        dry_run,
+        opts.list_files,
+        report,
+        &record,
+        |r, rel| {
+            if let Some((_, _, id)) = ids.iter().find(|(rr, p, _)| *rr == r && p == rel) {
+                removed.push(*id);
+            }
+        },
+    );
+    let mut ix = index.lock().unwrap_or_else(|e| e.into_inner());
+    for id in &removed {
+        ix.remove_store(*id);
+    }
+    log(report);
+    removed
 }
