@@ -15,19 +15,7 @@ use std::time::Instant;
 
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, openat, statat};
-
-const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
-    .union(WatchFlags::DELETE)
-    .union(WatchFlags::MOVED_FROM)
-    .union(WatchFlags::MOVED_TO)
-    .union(WatchFlags::DELETE_SELF)
-    .union(WatchFlags::MOVE_SELF);
-const FILE_EVENTS: WatchFlags = DIR_EVENTS
-    .union(WatchFlags::CLOSE_WRITE)
-    .union(WatchFlags::MODIFY)
-    .union(WatchFlags::ATTRIB)
-    .union(WatchFlags::OPEN);
-const ALWAYS: WatchFlags = WatchFlags::ONLYDIR.union(WatchFlags::EXCL_UNLINK);
+use shuffle_janitor::daemon::watch::{DIR_EVENTS, FILE_EVENTS, WATCH_FLAGS};
 
 fn open_dir(at: impl AsFd, name: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
     Ok(openat(
@@ -39,7 +27,7 @@ fn open_dir(at: impl AsFd, name: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
 }
 
 fn add_watch(ino: &OwnedFd, dir: &OwnedFd, events: WatchFlags) -> std::io::Result<()> {
-    match inotify::add_watch(ino, format!("/proc/self/fd/{}", dir.as_raw_fd()), events | ALWAYS) {
+    match inotify::add_watch(ino, format!("/proc/self/fd/{}", dir.as_raw_fd()), events | WATCH_FLAGS) {
         Ok(_) => Ok(()),
         Err(rustix::io::Errno::NOSPC) => Err(std::io::Error::other(
             "out of inotify watches: raise fs.inotify.max_user_watches above the tree's directories",

@@ -40,7 +40,7 @@ use crate::policy::Nanos;
 use crate::spark::{self, DirRole};
 
 /// Events of a layout directory (and of a store): directories coming and going.
-const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
+pub const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
     .union(WatchFlags::DELETE)
     .union(WatchFlags::MOVED_FROM)
     .union(WatchFlags::MOVED_TO)
@@ -49,13 +49,13 @@ const DIR_EVENTS: WatchFlags = WatchFlags::CREATE
 /// Events of an `NN` directory: what its files go through. No IN_ACCESS or IN_CLOSE_NOWRITE:
 /// reads are seen at their open, and listing a directory (the daemon's own walks) makes none of
 /// these but one IN_OPEN on the directory itself.
-const FILE_EVENTS: WatchFlags = DIR_EVENTS
+pub const FILE_EVENTS: WatchFlags = DIR_EVENTS
     .union(WatchFlags::CLOSE_WRITE)
     .union(WatchFlags::MODIFY)
     .union(WatchFlags::ATTRIB)
     .union(WatchFlags::OPEN);
 /// Always: only directories, and no events for files after they are unlinked.
-const WATCH_FLAGS: WatchFlags = WatchFlags::ONLYDIR.union(WatchFlags::EXCL_UNLINK);
+pub const WATCH_FLAGS: WatchFlags = WatchFlags::ONLYDIR.union(WatchFlags::EXCL_UNLINK);
 
 /// A root as the watch and the walks need it. No fd of it is kept open: an open directory that
 /// is removed sends no `IN_DELETE_SELF` until its last fd is closed, and the daemon would keep
