@@ -9,12 +9,12 @@ and with --scale, the janitor's time and memory at several sizes.
 
 --daemon: the index-driven daemon against the walking sweep on the same tree, in the same run:
 its startup walk (and, by examples/watchcost.rs, what adding the daemon's watches costs a bare
-walk that only lists and stats); a steady-state interval sweep's CPU, system calls (strace -c -f: getdents64,
-opens, stats) and, with the page cache dropped, the bytes it reads from the disk; its memory
-(peak RSS, bytes per unit of the index, and with --churn MINUTES, RSS over a churn of map
-outputs created and removed); and, as root, disk pressure on a tmpfs of --files files: the time
-from crossing watermark.high to the first deletion and down to watermark.low, for the daemon
-and for the walking sweep.
+walk that only lists and stats); a steady-state interval sweep's CPU, system calls
+(`strace -c -f`: getdents64, opens, stats) and, with the page cache dropped, the bytes it reads
+from the disk; its memory (peak RSS, bytes per unit of the index, and with --churn MINUTES, RSS
+over a churn of map outputs created and removed); and, as root, disk pressure on a tmpfs of
+--files files: the time from crossing watermark.high to the first deletion and down to
+watermark.low, for the daemon and for the walking sweep.
 
 --dead-stores N: a sweep and find over the tree plus N empty stores of dead executors, before
 and after the janitor reaps them.
