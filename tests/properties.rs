@@ -206,9 +206,12 @@ proptest! {
             .map(|s| format!("protect = [\"{}/**/blockmgr-{s}\"]", root.display()))
             .unwrap_or_default();
         let kinds = if rdd { "kinds = [\"shuffle\", \"temp\", \"rdd\"]" } else { "" };
+        // `high` = 1: a sweep never evicts for pressure, whatever the host's disk holds (at 0.5
+        // a disk more than half full made pressure delete units younger than max_age, which
+        // the TTL oracle below rightly refused); a purge goes down to `low` whatever `high` is.
         let text = format!(
             "roots = [{:?}]\nmin_age = \"{min_age}m\"\nmax_age = \"{max_age}m\"\n{protect}\n{kinds}\n\
-             [watermark]\nhigh = 0.5\nlow = 0.000001\n",
+             [watermark]\nhigh = 1.0\nlow = 0.000001\n",
             root.display().to_string()
         );
         let cfg = Config::from_toml(&text, None).unwrap();
