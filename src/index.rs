@@ -525,9 +525,9 @@ impl Store {
     }
 
     /// Whether the tables can hold file `name` (stem `name[..stem_len]`) of sub-directory
-    /// `subdir`. The odd-name slots are 15 bits, sub-directory indices 16: past either, the
-    /// store is not known whole (nothing of it goes) until a walk reads it again, and a walk
-    /// reading it now must not install it as whole either (the mark).
+    /// `subdir`; when they cannot, marks the store not whole. The odd-name slots are 15 bits,
+    /// sub-directory indices 16: past either, nothing of the store goes until a walk reads it
+    /// again, and a walk reading it now must not install it as whole either (`marks_whole`).
     fn fits(&mut self, subdir: u32, name: &[u8], stem_len: usize) -> bool {
         let odd_full = self.free_odd.is_empty() && self.odd_names.len() >= usize::from(ODD);
         if subdir > u32::from(u16::MAX) || (odd_full && SUFFIXES.iter().all(|s| *s != &name[stem_len..])) {
