@@ -73,6 +73,7 @@ pub struct RawStores {
     pub reap: bool,
     pub min_idle: String,
     pub executor_startup: String,
+    pub pid_namespace: PidNamespace,
 }
 
 impl Default for RawStores {
@@ -81,6 +82,7 @@ impl Default for RawStores {
             reap: true,
             min_idle: "auto".into(),
             executor_startup: "10m".into(),
+            pid_namespace: PidNamespace::Node,
         }
     }
 }
@@ -170,8 +172,26 @@ pub struct Stores {
     pub reap: bool,
     /// How long an empty store must have been quiet.
     pub min_idle: Duration,
-    /// The longest an executor takes from its start to creating its store.
+    /// The longest an executor takes from its start to creating its store, unless its own
+    /// command line says it may take longer (see [`crate::procs`]).
     pub executor_startup: Duration,
+    /// Which PID namespace holds every process that may own a store.
+    pub pid_namespace: PidNamespace,
+}
+
+/// Which PID namespace's processes the liveness rule must see (`stores.pid_namespace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PidNamespace {
+    /// The node's (the kernel's initial PID namespace): a janitor in any other one (a container
+    /// without the host's PID namespace, a Mesos task with the `namespaces/pid` isolator) sees
+    /// only part of the node and removes no store.
+    #[default]
+    Node,
+    /// The janitor's own: every process that may use the roots runs in the namespace the janitor
+    /// runs in (the tests give the binary a node of its own this way). Wrong on a real node
+    /// unless that is true: a JVM outside it is invisible.
+    Own,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,6 +272,7 @@ impl Config {
                 reap: self.stores.reap,
                 min_idle: humantime::format_duration(self.stores.min_idle).to_string(),
                 executor_startup: humantime::format_duration(self.stores.executor_startup).to_string(),
+                pid_namespace: self.stores.pid_namespace,
             },
             metrics: RawMetrics {
                 listen: self.listen.to_string(),
@@ -475,6 +496,7 @@ impl RawConfig {
                 reap: self.stores.reap,
                 min_idle,
                 executor_startup,
+                pid_namespace: self.stores.pid_namespace,
             },
             listen,
         })
@@ -586,6 +608,7 @@ mod tests {
                 reap: true,
                 min_idle: Duration::from_secs(24 * 3600),
                 executor_startup: Duration::from_secs(600),
+                pid_namespace: PidNamespace::Node,
             }
         );
         let longer = Config::from_toml("max_age = \"2days\"", None).unwrap();

@@ -353,6 +353,11 @@ pub struct Owner {
     /// not the birth times of the directories made before the step): then it may own any store.
     pub start: Option<Nanos>,
     pub kind: OwnerKind,
+    /// For an executor: the longest it may take from its start to creating its store by its own
+    /// command line's timeouts ([`crate::procs::executor_window`]); the rule allows the larger
+    /// of this and `stores.executor_startup`. `None`: no bound is known (a timeout it sets could
+    /// not be read), so any store born after its start may be its own.
+    pub startup: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -461,7 +466,9 @@ pub fn judge_store(
             OwnerKind::Executor { dirs } => {
                 // An executor creates its store within `startup` of its start: a store born
                 // later is another's (without a birth time, this cannot be told).
-                let too_late = matches!((o.start, f.birth), (Some(s), Some(b)) if b > s.saturating_add(nanos(startup)));
+                let window = o.startup.map(|own| own.max(startup));
+                let too_late =
+                    matches!((o.start, f.birth, window), (Some(s), Some(b), Some(w)) if b > s.saturating_add(nanos(w)));
                 let other_dirs = f.executor_dir.is_some_and(|e| !names(dirs, e));
                 !too_late && !other_dirs
             }
@@ -805,6 +812,7 @@ mod tests {
             pid: 7,
             start: Some(start),
             kind: OwnerKind::Executor { dirs },
+            startup: Some(Duration::ZERO),
         };
         let born = f.birth.unwrap();
         // An executor that started after the store was born cannot own it.
@@ -822,6 +830,28 @@ mod tests {
             judge_store(&f, Some(&[exec(born - 3600 * SEC, None)]), now, DAY, WINDOW),
             StoreState::Dead
         );
+        // An executor whose command line gives it longer to reach its driver (40 minutes at
+        // spark.network.timeout=600s) may own a store born 30 minutes after its start; one
+        // whose window cannot be read may own any born after its start.
+        for own in [Some(Duration::from_secs(2400)), None] {
+            let slow = Owner {
+                startup: own,
+                ..exec(born - 1800 * SEC, None)
+            };
+            assert!(
+                matches!(judge_store(&f, Some(&[slow]), now, DAY, WINDOW), StoreState::Idle(_)),
+                "{own:?}"
+            );
+        }
+        // A shorter window of its own never shortens the configured one.
+        let quick = Owner {
+            startup: Some(Duration::from_secs(60)),
+            ..exec(born - 300 * SEC, None)
+        };
+        assert!(matches!(
+            judge_store(&f, Some(&[quick]), now, DAY, WINDOW),
+            StoreState::Idle(_)
+        ));
         // Without a birth time the window cannot be applied: kept while it lives.
         let no_birth = StoreFacts {
             birth: None,
@@ -862,6 +892,7 @@ mod tests {
             pid: 9,
             start: Some(born - 30 * 86_400 * SEC),
             kind: OwnerKind::Driver { dirs },
+            startup: Some(Duration::ZERO),
         };
         assert!(matches!(
             judge_store(&f, Some(&[driver(Some(vec![]))]), now, DAY, WINDOW),
@@ -905,6 +936,7 @@ mod tests {
             pid: 7,
             start: Some(0),
             kind,
+            startup: Some(Duration::ZERO),
         };
         let names = |d: Vec<(u64, u64)>| owner(OwnerKind::Executor { dirs: Some(d) });
         assert!(executor_dir_removable(dir, &[]));

@@ -20,6 +20,7 @@ use std::sync::Mutex;
 
 use rustix::fs::FileType;
 
+use crate::config::PidNamespace;
 use crate::fsx;
 use crate::policy::{Nanos, Owner, OwnerKind};
 
@@ -140,24 +141,54 @@ fn proc_mount_options(mountinfo: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Why this process cannot see every process of the node, if it cannot.
-fn blindness(proc: &Path) -> Option<String> {
-    // "NSpid: 1234 1" lists the PID in each nested namespace: more than one, and this is not
-    // the node's PID namespace. Kernels before 4.1 have no such line: then it cannot be told.
-    match read_status_line(proc, "NSpid:") {
-        None => {
-            return Some(
-                "cannot tell whether it runs in the node's PID namespace (no NSpid in /proc/self/status:                  a kernel older than 4.1)"
-                    .into(),
-            );
-        }
-        Some(v) if v.split_whitespace().count() > 1 => {
-            return Some(
-                "it runs in a PID namespace of its own and cannot see the node's processes (run it in the                  host's: hostPID on Kubernetes)"
-                    .into(),
-            );
-        }
-        Some(_) => {}
+/// The inode of the kernel's initial PID namespace (`PROC_PID_INIT_INO`, fixed since Linux 3.8):
+/// the node's.
+const INITIAL_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// Whether the procfs at `proc` is of the PID namespace this process runs in: `/proc/self`
+/// names this process by its PID in the procfs's namespace, so a procfs of any other namespace
+/// (the host's seen from a container, or a container's) names another PID or none.
+fn procfs_is_own(proc: &Path) -> Result<(), String> {
+    let me = std::process::id();
+    match std::fs::read_link(proc.join("self")) {
+        Ok(p) if p.to_str().and_then(|s| s.parse::<u32>().ok()) == Some(me) => Ok(()),
+        Ok(p) => Err(format!(
+            "{} is the /proc of another PID namespace (its self is {}, this process is {me}): its processes are not this namespace's",
+            proc.display(),
+            p.display()
+        )),
+        Err(e) => Err(format!("cannot read {}/self ({e})", proc.display())),
+    }
+}
+
+/// Whether this process runs in the node's PID namespace, judged by the namespace's own inode
+/// (`/proc/self/ns/pid` is a handle on the namespace, not a view of a procfs): a procfs mounted
+/// in a namespace of its own lists only that namespace's processes, and says nothing of a parent.
+fn in_node_pid_namespace(proc: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(proc.join("self/ns/pid")) {
+        Ok(m) if m.ino() == INITIAL_PID_NS_INO => Ok(()),
+        Ok(m) => Err(format!(
+            "it runs in a PID namespace of its own (pid:[{}], the node's is pid:[{INITIAL_PID_NS_INO}]) and cannot see the node's processes: run it in the host's (hostPID on Kubernetes, no namespaces/pid isolation on Mesos), or set stores.pid_namespace = \"own\" only if every Spark JVM runs in its namespace",
+            m.ino()
+        )),
+        Err(e) => Err(format!(
+            "cannot tell whether it runs in the node's PID namespace ({}/self/ns/pid: {e}; Linux 3.8 or later has it)",
+            proc.display()
+        )),
+    }
+}
+
+/// Why this process cannot see every process of the node (or, with [`PidNamespace::Own`], of
+/// its own PID namespace), if it cannot.
+fn blindness(proc: &Path, ns: PidNamespace) -> Option<String> {
+    if let Err(why) = procfs_is_own(proc) {
+        return Some(why);
+    }
+    if ns == PidNamespace::Node
+        && let Err(why) = in_node_pid_namespace(proc)
+    {
+        return Some(why);
     }
     let mounts = std::fs::read_to_string(proc.join("self/mountinfo")).unwrap_or_default();
     let proc_opts = proc_mount_options(&mounts);
@@ -176,13 +207,24 @@ fn blindness(proc: &Path) -> Option<String> {
     None
 }
 
-/// The steps of the wall clock seen in this boot: every step moves `/proc/stat`'s `btime` (the
-/// boot time is computed from the wall clock), so a change of it between two reads is a step.
+/// How far the boot time (wall clock minus time since boot) may move before it counts as a step
+/// of the wall clock. Both clocks are slewed alike by NTP, so the boot time moves only when the
+/// wall clock is set; this absorbs only the moment between the two reads and a leap second.
+const STEP_TOLERANCE_NS: i64 = 1_000_000_000;
+
+/// The steps of the wall clock seen in this boot: every step moves the boot time (the wall
+/// clock minus `CLOCK_BOOTTIME`), so a boot time away from the baseline is a step.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Steps {
     boot_id: String,
-    /// The boot time last read (seconds).
+    /// The baseline in whole seconds (what versions before `baseline_ns` kept, and still read).
     btime: i64,
+    /// The boot time steps are judged against (nanoseconds): the one first read in this boot, or
+    /// at the last step flagged. It does not follow the boot time read each time, so steps too
+    /// small to be flagged one by one (ntpdate from cron, a hypervisor's tools) add up until
+    /// they are.
+    #[serde(default)]
+    baseline_ns: Option<i64>,
     /// Clock ticks since boot when a step was last seen: JVMs started before it have no trusted
     /// start. 0: none seen.
     suspect_before: i64,
@@ -190,11 +232,16 @@ struct Steps {
 
 static STEPS: Mutex<Option<Steps>> = Mutex::new(None);
 
-/// Records the boot time read now, and returns the clock ticks since boot before which a JVM's
-/// start cannot be trusted (a step was seen since, by this process or, through `state_dir`, an
-/// earlier run in this boot). Changes of less than 2 s are the rounding of `btime` and the slew
-/// of NTP, not steps.
-fn steps_seen(cell: &Mutex<Option<Steps>>, proc: &Path, state_dir: Option<&Path>, btime: i64, now_ticks: i64) -> i64 {
+/// Records the boot time read now (`btime_ns`), and returns the clock ticks since boot before
+/// which a JVM's start cannot be trusted (a step was seen since, by this process or, through
+/// `state_dir`, an earlier run in this boot).
+fn steps_seen(
+    cell: &Mutex<Option<Steps>>,
+    proc: &Path,
+    state_dir: Option<&Path>,
+    btime_ns: i64,
+    now_ticks: i64,
+) -> i64 {
     let boot_id = std::fs::read_to_string(proc.join("sys/kernel/random/boot_id"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
@@ -208,17 +255,28 @@ fn steps_seen(cell: &Mutex<Option<Steps>>, proc: &Path, state_dir: Option<&Path>
     let before = held.clone();
     let steps = held.get_or_insert_with(|| Steps {
         boot_id,
-        btime,
+        btime: btime_ns.div_euclid(1_000_000_000),
+        baseline_ns: Some(btime_ns),
         suspect_before: 0,
     });
-    if (btime - steps.btime).abs() >= 2 {
+    // A file of an earlier version knows the baseline to the second: its fraction is unknown,
+    // so it is taken as the one that puts the boot time read now nearest to it.
+    let baseline = steps.baseline_ns.unwrap_or_else(|| {
+        let s = steps.btime.saturating_mul(1_000_000_000);
+        btime_ns.clamp(s, s + 999_999_999)
+    });
+    let moved = btime_ns - baseline;
+    if moved.abs() >= STEP_TOLERANCE_NS {
         steps.suspect_before = now_ticks;
+        steps.baseline_ns = Some(btime_ns);
+        steps.btime = btime_ns.div_euclid(1_000_000_000);
         tracing::warn!(
-            boot_time_moved_by_seconds = btime - steps.btime,
+            boot_time_moved_by_ms = moved / 1_000_000,
             "the wall clock was stepped: the JVMs running now may own any block store until they exit"
         );
+    } else {
+        steps.baseline_ns = Some(baseline);
     }
-    steps.btime = btime;
     let changed = before.as_ref() != Some(steps);
     if changed && let Some(dir) = state_dir {
         // Best effort, written atomically; without it a later run only misses this step.
@@ -232,32 +290,91 @@ fn steps_seen(cell: &Mutex<Option<Steps>>, proc: &Path, state_dir: Option<&Path>
     steps.suspect_before
 }
 
-/// Clock ticks since boot, from `/proc/uptime` (the clock of `/proc/PID/stat` start times).
-fn uptime_ticks(proc: &Path, ticks: i64) -> Option<i64> {
-    let up = std::fs::read_to_string(proc.join("uptime")).ok()?;
-    let secs: f64 = up.split_whitespace().next()?.parse().ok()?;
-    Some((secs * ticks as f64) as i64)
+/// Nanoseconds on `clock`.
+fn clock_ns(clock: rustix::time::ClockId) -> i64 {
+    let t = rustix::time::clock_gettime(clock);
+    t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec)
+}
+
+/// The boot time (Unix nanoseconds) and the time since boot, from the clocks themselves:
+/// `CLOCK_BOOTTIME` is the clock of `/proc/PID/stat` start times (in this process's time
+/// namespace, as the kernel shows them to it). Not `/proc/uptime` or `/proc/stat`, which a
+/// container runtime may rewrite (LXCFS shows the container's uptime).
+fn boot_clock() -> (i64, i64) {
+    use rustix::time::ClockId;
+    let since_boot = clock_ns(ClockId::Boottime);
+    let wall = clock_ns(ClockId::Realtime);
+    (wall - since_boot, since_boot)
+}
+
+/// The longest an executor with this command line may take from its start to creating its block
+/// store, by Spark's own budget: it looks its driver up (`spark.rpc.lookupTimeout`) up to three
+/// times, then asks it for the application's config (`spark.rpc.askTimeout`); both fall back to
+/// `spark.network.timeout`, 120 s by default, which Spark passes on the executor's command line
+/// (`-Dspark.network.timeout=600s`) with every `spark.rpc.*` setting. Four times the longest.
+/// `None` when a value cannot be read: then no bound is known.
+pub fn executor_window(cmdline: &[u8]) -> Option<std::time::Duration> {
+    let mut network = None;
+    let mut ask = None;
+    let mut lookup = None;
+    for arg in cmdline.split(|&b| b == 0) {
+        let Some(kv) = arg.strip_prefix(b"-D") else { continue };
+        let Ok(kv) = std::str::from_utf8(kv) else { continue };
+        let Some((k, v)) = kv.split_once('=') else { continue };
+        let slot = match k {
+            "spark.network.timeout" => &mut network,
+            "spark.rpc.askTimeout" => &mut ask,
+            "spark.rpc.lookupTimeout" => &mut lookup,
+            _ => continue,
+        };
+        // The last one wins, as in the JVM.
+        *slot = Some(spark_seconds(v));
+    }
+    let default = network.unwrap_or(Some(120.0));
+    let ask = ask.unwrap_or(default)?;
+    let lookup = lookup.unwrap_or(default)?;
+    let secs = 4.0 * ask.max(lookup);
+    (secs.is_finite() && secs < 1e12).then(|| std::time::Duration::from_secs_f64(secs))
+}
+
+/// A Spark time string in seconds (`JavaUtils.timeStringAs`: a number and an optional unit,
+/// seconds when none).
+fn spark_seconds(v: &str) -> Option<f64> {
+    let v = v.trim().to_ascii_lowercase();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let n: f64 = v[..digits].parse().ok()?;
+    let unit = match &v[digits..] {
+        "" | "s" => 1.0,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return None,
+    };
+    Some(n * unit)
 }
 
 impl Procs {
-    /// Reads `proc` (normally `/proc`). `state_dir` keeps the clock steps seen across runs.
+    /// Reads `proc` (normally `/proc`), which must show the node's PID namespace. `state_dir`
+    /// keeps the clock steps seen across runs.
     pub fn read(proc: &Path, state_dir: Option<&Path>) -> Procs {
+        Procs::read_in(proc, state_dir, PidNamespace::Node)
+    }
+
+    /// [`Procs::read`], with `ns` the PID namespace that must be seen whole
+    /// (`stores.pid_namespace`).
+    pub fn read_in(proc: &Path, state_dir: Option<&Path>, ns: PidNamespace) -> Procs {
         let mut out = Procs {
-            blind: blindness(proc),
+            blind: blindness(proc, ns),
             ..Procs::default()
         };
         if out.blind.is_some() {
             return out;
         }
-        let boot = std::fs::read_to_string(proc.join("stat")).ok().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok())
-        });
         let ticks = clock_ticks();
-        let (Some(boot), Some(now_ticks)) = (boot, uptime_ticks(proc, ticks)) else {
-            out.blind = Some("cannot read the boot time from /proc/stat and /proc/uptime".into());
-            return out;
-        };
+        let (boot, since_boot) = boot_clock();
+        let now_ticks = (i128::from(since_boot) * i128::from(ticks) / 1_000_000_000) as i64;
         let suspect_before = steps_seen(&STEPS, proc, state_dir, boot, now_ticks);
         let entries = match std::fs::read_dir(proc) {
             Ok(e) => e,
@@ -349,7 +466,6 @@ impl Procs {
         let start = (start_ticks >= clock.suspect_before).then(|| {
             clock
                 .boot
-                .saturating_mul(1_000_000_000)
                 .saturating_add(start_ticks.saturating_mul(1_000_000_000) / clock.ticks)
         });
         let dirs = env_dirs(dir);
@@ -357,13 +473,23 @@ impl Procs {
             Role::Executor => OwnerKind::Executor { dirs },
             _ => OwnerKind::Driver { dirs },
         };
-        self.owners.push(Owner { pid, start, kind });
+        let startup = match role {
+            Role::Executor => executor_window(&cmdline),
+            _ => Some(std::time::Duration::ZERO),
+        };
+        self.owners.push(Owner {
+            pid,
+            start,
+            kind,
+            startup,
+        });
         Ok(())
     }
 }
 
 /// What a JVM's start time is computed from.
 struct Clock {
+    /// The boot time, Unix nanoseconds.
     boot: i64,
     ticks: i64,
     suspect_before: i64,
@@ -393,13 +519,9 @@ fn env_dirs(proc_pid: &Path) -> Option<Vec<(u64, u64)>> {
 
 /// The wall-clock start of process `pid` (`/proc/PID/stat`), for tests.
 pub fn start_of(proc: &Path, pid: u32) -> Option<Nanos> {
-    let boot = std::fs::read_to_string(proc.join("stat"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok())?;
     let stat = std::fs::read(proc.join(pid.to_string()).join("stat")).ok()?;
     let t: i64 = stat_field(&stat, 22)?.parse().ok()?;
-    Some(boot * 1_000_000_000 + t * 1_000_000_000 / clock_ticks())
+    Some(boot_clock().0 + t * 1_000_000_000 / clock_ticks())
 }
 
 #[cfg(test)]
@@ -485,6 +607,7 @@ mod tests {
 
     #[test]
     fn a_step_of_the_boot_time_is_seen_and_kept_across_runs() {
+        const S: i64 = 1_000_000_000;
         let dir = tempfile::tempdir().unwrap();
         let proc = Path::new("/proc");
         let seen = |state: Option<&Path>, btime, now| {
@@ -492,16 +615,114 @@ mod tests {
             let cell = Mutex::new(None);
             steps_seen(&cell, proc, state, btime, now)
         };
-        assert_eq!(seen(Some(dir.path()), 1_000, 500), 0);
-        assert_eq!(seen(Some(dir.path()), 1_001, 600), 0, "rounding, not a step");
-        assert_eq!(seen(Some(dir.path()), 1_300, 700), 700, "a step forward");
-        assert_eq!(seen(Some(dir.path()), 1_300, 800), 700, "remembered by the file");
-        assert_eq!(seen(Some(dir.path()), 1_100, 900), 900, "a step back");
-        assert_eq!(seen(None, 1_100, 950), 0, "nothing kept: nothing known");
+        assert_eq!(seen(Some(dir.path()), 1_000 * S, 500), 0);
+        assert_eq!(
+            seen(Some(dir.path()), 1_000 * S + S / 3, 600),
+            0,
+            "too small to be a step"
+        );
+        assert_eq!(seen(Some(dir.path()), 1_300 * S, 700), 700, "a step forward");
+        assert_eq!(seen(Some(dir.path()), 1_300 * S, 800), 700, "remembered by the file");
+        assert_eq!(seen(Some(dir.path()), 1_100 * S, 900), 900, "a step back");
+        assert_eq!(seen(None, 1_100 * S, 950), 0, "nothing kept: nothing known");
         // Within one run, memory is enough.
         let cell = Mutex::new(None);
-        assert_eq!(steps_seen(&cell, proc, None, 5_000, 10), 0);
-        assert_eq!(steps_seen(&cell, proc, None, 5_060, 20), 20);
+        assert_eq!(steps_seen(&cell, proc, None, 5_000 * S, 10), 0);
+        assert_eq!(steps_seen(&cell, proc, None, 5_060 * S, 20), 20);
+        // Steps too small to be seen one by one add up: the baseline does not follow them.
+        let cell = Mutex::new(None);
+        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S, 10), 0);
+        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S + 6 * S / 10, 20), 0);
+        assert_eq!(
+            steps_seen(&cell, proc, None, 7_000 * S + 12 * S / 10, 30),
+            30,
+            "1.2 s in all"
+        );
+        assert_eq!(
+            steps_seen(&cell, proc, None, 7_000 * S + 17 * S / 10, 40),
+            30,
+            "re-based at the step"
+        );
+        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S + 23 * S / 10, 50), 50);
+        // Across runs too, and from a file an earlier version wrote (whole seconds).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(STEPS_FILE),
+            format!(
+                "{{\"boot_id\":\"{}\",\"btime\":9000,\"suspect_before\":0}}",
+                std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                    .unwrap()
+                    .trim()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            seen(Some(dir.path()), 9_000 * S + 7 * S / 10, 60),
+            0,
+            "within its second"
+        );
+        assert_eq!(
+            seen(Some(dir.path()), 9_001 * S + 4 * S / 10, 70),
+            0,
+            "0.7 s from the baseline"
+        );
+        assert_eq!(seen(Some(dir.path()), 9_001 * S + 8 * S / 10, 80), 80, "1.1 s from it");
+    }
+
+    #[test]
+    fn an_executor_gets_the_window_its_own_timeouts_give() {
+        let args = |a: &[&str]| a.iter().flat_map(|a| a.bytes().chain([0])).collect::<Vec<u8>>();
+        let min = |m: u64| Some(std::time::Duration::from_secs(m * 60));
+        let backend = "org.apache.spark.executor.CoarseGrainedExecutorBackend";
+        assert_eq!(executor_window(&args(&["java", backend])), min(8), "Spark's defaults");
+        assert_eq!(
+            executor_window(&args(&["java", "-Dspark.network.timeout=600s", backend])),
+            min(40)
+        );
+        assert_eq!(
+            executor_window(&args(&[
+                "java",
+                "-Dspark.network.timeout=600",
+                "-Dspark.rpc.askTimeout=15min",
+                backend
+            ])),
+            min(60)
+        );
+        assert_eq!(
+            executor_window(&args(&["java", "-Dspark.rpc.lookupTimeout=2h", backend])),
+            min(480)
+        );
+        assert_eq!(
+            executor_window(&args(&["java", "-Dspark.network.timeout=30000ms", backend])),
+            min(2)
+        );
+        // A value it cannot read: no bound known.
+        assert_eq!(
+            executor_window(&args(&["java", "-Dspark.network.timeout=10 fortnights", backend])),
+            None
+        );
+        assert_eq!(
+            executor_window(&args(&["java", "-Dspark.rpc.askTimeout=", backend])),
+            None
+        );
+    }
+
+    #[test]
+    fn this_process_is_judged_by_its_pid_namespace_not_by_what_proc_says() {
+        // Here, the tests run in the namespace they were started in: the procfs is that one's.
+        assert_eq!(procfs_is_own(Path::new("/proc")), Ok(()));
+        let own_is_initial = std::fs::read_link("/proc/self/ns/pid")
+            .is_ok_and(|l| l.to_str() == Some(&format!("pid:[{INITIAL_PID_NS_INO}]")));
+        assert_eq!(in_node_pid_namespace(Path::new("/proc")).is_ok(), own_is_initial);
+        // A directory that is not this namespace's procfs.
+        let fake = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("1", fake.path().join("self")).unwrap();
+        assert!(
+            procfs_is_own(fake.path())
+                .unwrap_err()
+                .contains("another PID namespace")
+        );
+        assert!(blindness(fake.path(), PidNamespace::Own).is_some());
     }
 
     #[test]

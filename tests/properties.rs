@@ -291,6 +291,9 @@ struct SimJvm {
     /// Its store's birth time is recorded (statx), or only a later ctime.
     birth_recorded: bool,
     changed_after_min: i64,
+    /// An executor's own startup window by its command line's timeouts (minutes), where it can
+    /// be read: it may create its store that late when that is longer than the configured one.
+    own_window_min: Option<i64>,
 }
 
 fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
@@ -305,6 +308,7 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
         prop::bool::ANY,
         prop::bool::weighted(0.8),
         0i64..3000,
+        prop::option::weighted(0.8, 0i64..120),
     )
         .prop_map(
             move |(
@@ -318,11 +322,15 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
                 alive,
                 birth_recorded,
                 changed_after_min,
+                own_window_min,
             )| SimJvm {
                 executor,
                 start_min,
                 // An executor makes its store within its startup window.
-                create_after_min: if executor { after % startup_min.max(1) } else { after },
+                create_after_min: match (executor, own_window_min) {
+                    (true, Some(own)) => after % startup_min.max(own).max(1),
+                    _ => after,
+                },
                 create_after_sec: if executor { 0 } else { create_after_sec },
                 dir,
                 env_readable,
@@ -330,6 +338,7 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
                 alive,
                 birth_recorded,
                 changed_after_min,
+                own_window_min,
             },
         )
 }
@@ -357,8 +366,10 @@ proptest! {
         let jvms: Vec<SimJvm> = jvms
             .into_iter()
             .map(|mut j| {
-                if j.executor {
-                    j.create_after_min %= startup_min;
+                // An executor makes its store within the longer of the configured window and its
+                // own; at any time after its start when its own cannot be read.
+                if j.executor && let Some(own) = j.own_window_min {
+                    j.create_after_min %= startup_min.max(own).max(1);
                 }
                 j
             })
@@ -373,6 +384,7 @@ proptest! {
                     pid: pid as u32,
                     start: j.start_known.then_some(NOW - j.start_min * MINUTE),
                     kind: if j.executor { OwnerKind::Executor { dirs } } else { OwnerKind::Driver { dirs } },
+                    startup: j.own_window_min.map(|w| Duration::from_secs(w.max(0) as u64 * 60)),
                 }
             })
             .collect();

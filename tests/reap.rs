@@ -5,20 +5,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use shuffle_janitor::fsx::{self, MountId};
 use shuffle_janitor::store_dir::{Listing, StoreDir};
 
-/// The liveness rule looks at every process on the node: the tests here that start a process
-/// looking like an executor must not run beside the others.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The liveness rule looks at every process on the node: each test here gives the binary a
+/// node of its own ([`Node`]: a PID namespace with its own /proc), so what else runs on the
+/// machine (another JVM, another test's fake executor) cannot change what it decides.
 
 /// Empty `NN` directories of a store (as a dead executor leaves them once its files are gone).
 fn empty_store(root: &Path, rel: &str, subdirs: &[&str]) -> PathBuf {
@@ -30,7 +26,9 @@ fn empty_store(root: &Path, rel: &str, subdirs: &[&str]) -> PathBuf {
 }
 
 fn config(env: &TestEnv, extra: &str) -> PathBuf {
-    env.config(&format!("state_dir = \"\"\n{extra}\n[stores]\nmin_idle = \"1s\"\n"))
+    env.config(&format!(
+        "state_dir = \"\"\n{extra}\n[stores]\nmin_idle = \"1s\"\npid_namespace = \"own\"\n"
+    ))
 }
 
 /// Waits past `min_idle` (1 s) so the stores made now count as quiet.
@@ -41,29 +39,22 @@ fn quiet() {
 /// A process that looks like a Spark executor JVM to `/proc` (argv[0] `java`, the backend's
 /// class on its command line), optionally working in `cwd`, optionally given `executor_dirs` as
 /// a standalone worker gives them (`SPARK_EXECUTOR_DIRS`).
-fn fake_executor(cwd: Option<&Path>, executor_dirs: Option<&Path>) -> Child {
+fn fake_executor(node: &Node, cwd: Option<&Path>, executor_dirs: Option<&Path>) -> NodeChild {
     let env: Vec<(&str, &Path)> = executor_dirs.map(|d| ("SPARK_EXECUTOR_DIRS", d)).into_iter().collect();
-    fake_jvm(&["org.apache.spark.executor.CoarseGrainedExecutorBackend"], &env, cwd)
-}
-
-fn liveness_judgeable(env: &TestEnv) -> bool {
-    let probe = empty_store(&env.outside(), "probe/blockmgr-probe", &["00"]);
-    let _ = probe;
-    let procs = shuffle_janitor::procs::Procs::read(Path::new("/proc"), None);
-    if let Some(why) = procs.blind {
-        eprintln!("SKIPPED: the processes cannot all be seen here: {why}");
-        return false;
-    }
-    true
+    fake_jvm(
+        node,
+        &["org.apache.spark.executor.CoarseGrainedExecutorBackend"],
+        &env,
+        cwd,
+    )
 }
 
 #[test]
 fn dead_stores_of_every_layout_are_removed_bottom_up_and_nothing_else() {
-    let _serial = serial();
     let env = TestEnv::new();
-    if !liveness_judgeable(&env) {
+    let Some(node) = Node::new(current_test()) else {
         return;
-    }
+    };
     let root = env.root();
     let mesos = empty_store(&root, "blockmgr-aaaa", &["00", "0c", "3f"]);
     let k8s = empty_store(&root, "spark-k/blockmgr-bbbb", &["01"]);
@@ -83,7 +74,7 @@ fn dead_stores_of_every_layout_are_removed_bottom_up_and_nothing_else() {
     let cfg = config(&env, &format!("protect = [\"{}/blockmgr-pinned\"]", root.display()));
 
     let before = dirs_below(&root);
-    let (code, dry) = env.sweep_json(&cfg, &["--dry-run"]);
+    let (code, dry) = node.sweep_json(&cfg, &["--dry-run"]);
     assert_eq!(code, 0, "{dry}");
     assert_eq!(dirs_below(&root), before, "a dry run removes nothing: {dry}");
     assert_eq!(dry["reaped"]["stores"], 4, "{dry}");
@@ -101,7 +92,7 @@ fn dead_stores_of_every_layout_are_removed_bottom_up_and_nothing_else() {
     expected.sort();
     assert_eq!(listed, expected);
 
-    let (code, report) = env.sweep_json(&cfg, &[]);
+    let (code, report) = node.sweep_json(&cfg, &[]);
     assert_eq!(code, 0, "{report}");
     for gone in [&mesos, &k8s, &alone, &shared, &root.join("spark-s/executor-1")] {
         assert!(!gone.exists(), "{} removed: {report}", gone.display());
@@ -128,59 +119,52 @@ fn dead_stores_of_every_layout_are_removed_bottom_up_and_nothing_else() {
 
 #[test]
 fn a_store_a_live_process_may_own_or_works_in_is_kept() {
-    let _serial = serial();
     let env = TestEnv::new();
-    if !liveness_judgeable(&env) {
+    let Some(node) = Node::new(current_test()) else {
         return;
-    }
+    };
     let root = env.root();
     // Born before the executor started (more than the 2 s of slack): not its store.
     let older = empty_store(&root, "blockmgr-older", &["00"]);
     std::thread::sleep(Duration::from_millis(2500));
-    let mut exec = fake_executor(None, None);
+    let mut exec = fake_executor(&node, None, None);
     // Born after it started, within stores.executor_startup: may be its store.
     let newer = empty_store(&root, "blockmgr-newer", &["00"]);
     // A shell working in a store holds it.
     let worked_in = empty_store(&root, "blockmgr-cwd", &["00"]);
     std::thread::sleep(Duration::from_millis(2500));
-    let mut shell = Command::new("sleep")
-        .arg("30")
-        .current_dir(worked_in.join("00"))
-        .spawn()
-        .unwrap();
+    let mut sleeping = node.command("sleep");
+    sleeping.arg("30").current_dir(worked_in.join("00"));
+    let mut shell = node.spawn(sleeping);
     quiet();
-    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
-    let _ = exec.kill();
-    let _ = exec.wait();
-    let _ = shell.kill();
-    let _ = shell.wait();
+    let (code, report) = node.sweep_json(&config(&env, ""), &[]);
+    exec.kill();
+    shell.kill();
     assert_eq!(code, 0, "{report}");
     assert!(!older.exists(), "born before every live JVM: dead: {report}");
     assert!(newer.exists(), "the live executor may own it: {report}");
     assert!(worked_in.join("00").exists(), "a process works in it: {report}");
     assert_eq!(report["roots"][0]["stores"]["idle"], 2, "{report}");
     // The executor gone, its store goes.
-    let (_, report) = env.sweep_json(&config(&env, ""), &[]);
+    let (_, report) = node.sweep_json(&config(&env, ""), &[]);
     assert!(!newer.exists() && !worked_in.exists(), "{report}");
 }
 
 #[test]
 fn an_executor_dir_a_live_executor_is_given_stays() {
-    let _serial = serial();
     let env = TestEnv::new();
-    if !liveness_judgeable(&env) {
+    let Some(node) = Node::new(current_test()) else {
         return;
-    }
+    };
     let root = env.root();
     // The dead executor's store in the application's directory, which the worker gives the next
     // executor too: that one, starting, has not created its own store in it yet.
     let dead = empty_store(&root, "spark-w/executor-app/blockmgr-dead", &["00", "01"]);
     std::thread::sleep(Duration::from_millis(2500));
-    let mut next = fake_executor(None, Some(&root.join("spark-w/executor-app")));
+    let mut next = fake_executor(&node, None, Some(&root.join("spark-w/executor-app")));
     quiet();
-    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
-    let _ = next.kill();
-    let _ = next.wait();
+    let (code, report) = node.sweep_json(&config(&env, ""), &[]);
+    next.kill();
     assert_eq!(code, 0, "{report}");
     assert!(!dead.exists(), "born before the live executor started: dead: {report}");
     assert!(
@@ -223,11 +207,10 @@ fn a_file_created_at_the_last_moment_stops_the_removal() {
 
 #[test]
 fn an_immutable_nn_directory_keeps_the_whole_store_and_is_counted() {
-    let _serial = serial();
     let env = TestEnv::new();
-    if !liveness_judgeable(&env) {
+    let Some(node) = Node::new(current_test()) else {
         return;
-    }
+    };
     let root = env.root();
     let store = empty_store(&root, "blockmgr-pinned-by-chattr", &["00", "01", "02", "03"]);
     if !Command::new("chattr")
@@ -240,8 +223,8 @@ fn an_immutable_nn_directory_keeps_the_whole_store_and_is_counted() {
         return;
     }
     quiet();
-    let (dry_code, dry) = env.sweep_json(&config(&env, ""), &["--dry-run"]);
-    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    let (dry_code, dry) = node.sweep_json(&config(&env, ""), &["--dry-run"]);
+    let (code, report) = node.sweep_json(&config(&env, ""), &[]);
     let _ = Command::new("chattr").arg("-i").arg(store.join("03")).status();
     assert_eq!(dry_code, 1, "{dry}");
     assert_eq!(code, 1, "an error: {report}");
@@ -258,17 +241,16 @@ fn an_immutable_nn_directory_keeps_the_whole_store_and_is_counted() {
 
 #[test]
 fn a_dry_run_counts_what_a_real_run_removes() {
-    let _serial = serial();
     let env = TestEnv::new();
-    if !liveness_judgeable(&env) {
+    let Some(node) = Node::new(current_test()) else {
         return;
-    }
+    };
     let root = env.root();
     empty_store(&root, "blockmgr-a", &["00", "01", "02"]);
     empty_store(&root, "spark-k/blockmgr-b", &["0c"]);
     quiet();
-    let (_, dry) = env.sweep_json(&config(&env, ""), &["--dry-run"]);
-    let (_, real) = env.sweep_json(&config(&env, ""), &[]);
+    let (_, dry) = node.sweep_json(&config(&env, ""), &["--dry-run"]);
+    let (_, real) = node.sweep_json(&config(&env, ""), &[]);
     assert_eq!(
         dry["reaped"],
         serde_json::json!({"stores": 2, "dirs": 6, "paths": dry["reaped"]["paths"]})
@@ -284,8 +266,8 @@ fn a_dry_run_counts_what_a_real_run_removes() {
 
 /// A process that looks like a JVM to `/proc` (argv[0] `java`; perl keeps the argv[0] it is
 /// given, an interpreter shim would put its own) with `args` and `env`, working in `cwd`.
-fn fake_jvm(args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> Child {
-    let mut c = Command::new("bash");
+fn fake_jvm(node: &Node, args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> NodeChild {
+    let mut c = node.command("bash");
     c.arg("-c")
         .arg(format!("exec -a java perl -e 'sleep 60' -- {}", args.join(" ")))
         .stdin(Stdio::null());
@@ -295,10 +277,10 @@ fn fake_jvm(args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> Child {
     if let Some(d) = cwd {
         c.current_dir(d);
     }
-    let child = c.spawn().unwrap();
+    let child = node.spawn(c);
     // Until /proc shows the new command line.
     for _ in 0..100 {
-        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.pid)).unwrap_or_default();
         if cmd.starts_with(b"java\0") {
             break;
         }
@@ -309,25 +291,26 @@ fn fake_jvm(args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> Child {
 
 #[test]
 fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
-    let _serial = serial();
     let env = TestEnv::new();
-    if !liveness_judgeable(&env) {
+    let Some(node) = Node::new(current_test()) else {
         return;
-    }
+    };
     let root = env.root();
     std::thread::sleep(Duration::from_millis(10));
     let mut jvms = vec![
         // An application embedding Spark, with no "spark" on its command line.
-        fake_jvm(&["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[], None),
+        fake_jvm(&node, &["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[], None),
         // A standalone executor whose SPARK_EXECUTOR_DIRS names a path of another mount
         // namespace (a containerised worker): it cannot be resolved here.
         fake_jvm(
+            &node,
             &["org.apache.spark.executor.CoarseGrainedExecutorBackend"],
             &[("SPARK_EXECUTOR_DIRS", Path::new("/nonexistent/in-container/executor-b"))],
             None,
         ),
         // A local-mode session started from an executor, inheriting its executor directory.
         fake_jvm(
+            &node,
             &["org.apache.spark.deploy.SparkSubmit", "--master", "local[2]"],
             &[("SPARK_EXECUTOR_DIRS", &root.join("spark-w/executor-c"))],
             None,
@@ -346,10 +329,9 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
         &["00"],
     );
     quiet();
-    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    let (code, report) = node.sweep_json(&config(&env, ""), &[]);
     for j in &mut jvms {
-        let _ = j.kill();
-        let _ = j.wait();
+        j.kill();
     }
     assert_eq!(code, 0, "{report}");
     for kept in [&embedded, &contained, &local, &merge] {
@@ -357,7 +339,7 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
     }
     assert_eq!(report["reaped"]["stores"], 0, "{report}");
     // Once they are gone, the stores of the JVMs go; the merge directory stays.
-    let (_, report) = env.sweep_json(&config(&env, ""), &[]);
+    let (_, report) = node.sweep_json(&config(&env, ""), &[]);
     for gone in [&embedded, &contained, &local] {
         assert!(!gone.exists(), "{} removed: {report}", gone.display());
     }
@@ -366,19 +348,19 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
 
 #[test]
 fn a_store_symlinked_or_mounted_from_elsewhere_is_never_removed() {
-    let _serial = serial();
     let env = TestEnv::new();
-    if !liveness_judgeable(&env) {
-        return;
-    }
     let root = env.root();
     let victim = empty_store(&env.outside(), "victim-store", &["00", "01"]);
     std::os::unix::fs::symlink(&victim, root.join("blockmgr-link")).unwrap();
     let mounted_victim = empty_store(&env.outside(), "mounted-store", &["00"]);
     let on = root.join("blockmgr-mount");
     let _m = Mounted::bind(&mounted_victim, &on, false);
+    // Made after the mount, so the node's mount table has it.
+    let Some(node) = Node::new(current_test()) else {
+        return;
+    };
     quiet();
-    let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    let (code, report) = node.sweep_json(&config(&env, ""), &[]);
     assert_eq!(code, 0, "{report}");
     assert!(victim.join("00").exists() && victim.join("01").exists(), "{report}");
     assert!(mounted_victim.join("00").exists(), "{report}");
@@ -394,4 +376,10 @@ fn dirs_below(dir: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// The name of the running test, for SKIPPED lines.
+fn current_test() -> &'static str {
+    let name = std::thread::current().name().unwrap_or("reap").to_string();
+    Box::leak(name.into_boxed_str())
 }

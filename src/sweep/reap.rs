@@ -47,7 +47,7 @@ pub fn covered(rel: &Path) -> bool {
 
 /// The process snapshot of a sweep, read the first time a store needs it.
 pub fn procs<'a>(cell: &'a OnceLock<Procs>, cfg: &Config) -> &'a Procs {
-    cell.get_or_init(|| Procs::read(Path::new("/proc"), cfg.state_dir.as_deref()))
+    cell.get_or_init(|| Procs::read_in(Path::new("/proc"), cfg.state_dir.as_deref(), cfg.stores.pid_namespace))
 }
 
 /// Judges each candidate and removes the dead ones (checks and counts them, in a dry run).
@@ -76,8 +76,20 @@ pub fn reap(
         report.liveness_unknown = Some(format!("the node's processes cannot all be seen: {why}"));
     }
     let mut buf = Vec::new();
+    let configured = configured_dirs(roots);
     for c in candidates {
         let root = roots[c.root];
+        let path = root.path.join(&c.rel);
+        if std::iter::once(&c.facts.id)
+            .chain(&c.dir_ids)
+            .any(|id| configured.contains(id))
+        {
+            // A root configured inside another one (`roots = ["R", "R/blockmgr-j"]`), or below a
+            // store: the operator's directory, never removed.
+            report.roots[c.root].stores.idle += 1;
+            debug!(store = %path.display(), "a configured root is this store or inside it: kept");
+            continue;
+        }
         let facts = StoreFacts {
             empty: true,
             last_activity: c.facts.activity,
@@ -88,7 +100,6 @@ pub fn reap(
             shared_fs: c.facts.shared_fs,
         };
         let state = policy::judge_store(&facts, owners, now, cfg.stores.min_idle, cfg.stores.executor_startup);
-        let path = root.path.join(&c.rel);
         let counts = &mut report.roots[c.root].stores;
         match &state {
             StoreState::Live => {
@@ -127,7 +138,7 @@ pub fn reap(
         let executor_dir = c
             .facts
             .executor_dir
-            .is_some_and(|d| policy::executor_dir_removable(d, owners.unwrap_or_default()));
+            .is_some_and(|d| !configured.contains(&d) && policy::executor_dir_removable(d, owners.unwrap_or_default()));
         let r = dir.reap(&mut buf, c.facts.activity, executor_dir, dry_run);
         report.reaped.dirs += u64::from(r.dirs);
         let counts = &mut report.roots[c.root].stores;
@@ -156,6 +167,18 @@ pub fn reap(
             removed(c.root, &c.rel);
         }
     }
+}
+
+/// `(device, inode)` of every root of the sweep and of every directory above one: none of them
+/// is ever removed, whatever another root's walk makes of it.
+fn configured_dirs(roots: &[&Root]) -> std::collections::HashSet<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    roots
+        .iter()
+        .flat_map(|r| r.path.ancestors())
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect()
 }
 
 /// Says once per process (and again when the reason changes, process ids aside) why no store
@@ -239,7 +262,7 @@ pub fn reap_from_index(
     if quiet.is_empty() {
         return Vec::new();
     }
-    let procs = crate::procs::Procs::read(Path::new("/proc"), cfg.state_dir.as_deref());
+    let procs = Procs::read_in(Path::new("/proc"), cfg.state_dir.as_deref(), cfg.stores.pid_namespace);
     let owners = procs.blind.is_none().then_some(procs.owners.as_slice());
     let mut candidates = Vec::new();
     let mut ids = Vec::new();

@@ -188,3 +188,139 @@ impl Drop for Chattr {
         let _ = Command::new("chattr").arg(format!("-{}", self.1)).arg(&self.0).status();
     }
 }
+
+/// A node of the test's own: a PID namespace with its own `/proc`, in a mount namespace copied
+/// from the test's when the node is made (make mounts first: later ones reach it only where the
+/// host's mounts are shared). The liveness rule sees only the processes the
+/// test starts there, whatever else runs on the machine (another checkout's Spark, an IDE's
+/// JVM), and the binary is told that this namespace is the node (`stores.pid_namespace =
+/// "own"`, [`Node::CONFIG`]): without it, it is rightly blind there.
+pub struct Node {
+    holder: std::process::Child,
+    /// The namespace's PID 1 (as this process sees it).
+    init: u32,
+}
+
+/// A process started in a [`Node`].
+pub struct NodeChild {
+    outer: std::process::Child,
+    /// Its PID as this process sees it.
+    pub pid: u32,
+}
+
+impl NodeChild {
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.pid.to_string())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = self.outer.kill();
+        let _ = self.outer.wait();
+    }
+}
+
+impl Drop for NodeChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The first child of process `pid`, once it has one (up to 5 s).
+fn first_child(pid: u32) -> Option<u32> {
+    for _ in 0..500 {
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(c) = children.split_whitespace().next().and_then(|c| c.parse().ok()) {
+            return Some(c);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+impl Node {
+    /// The config lines that make the binary take the node's namespace as the node.
+    pub const CONFIG: &'static str = "[stores]\npid_namespace = \"own\"\n";
+
+    /// A new node, or `None` (having said `SKIPPED` and why) where namespaces cannot be made.
+    pub fn new(test: &str) -> Option<Node> {
+        let holder = Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "slave",
+                "sleep",
+                "3600",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut holder) = holder else {
+            eprintln!("SKIPPED {test}: unshare cannot be run here");
+            return None;
+        };
+        let init = first_child(holder.id());
+        let ready = init.is_some_and(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid")).ok() != std::fs::read_link("/proc/self/ns/pid").ok()
+        });
+        match (init, ready) {
+            (Some(init), true) => Some(Node { holder, init }),
+            _ => {
+                let _ = holder.kill();
+                let _ = holder.wait();
+                eprintln!("SKIPPED {test}: no PID namespace of its own could be made here (root needed)");
+                None
+            }
+        }
+    }
+
+    /// `program` to be run inside the node (its PID and mount namespaces).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("--target")
+            .arg(self.init.to_string())
+            .args(["--pid", "--mount", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Starts `c` (made by [`Node::command`]) and waits until its process inside exists.
+    pub fn spawn(&self, mut c: Command) -> NodeChild {
+        let outer = c.stdin(std::process::Stdio::null()).spawn().expect("nsenter");
+        let pid = first_child(outer.id()).expect("a process in the node");
+        NodeChild { outer, pid }
+    }
+
+    /// `sweep --format json` run inside the node, as [`TestEnv::sweep_json`].
+    pub fn sweep_json(&self, config: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+        let out = self
+            .command(env!("CARGO_BIN_EXE_shuffle-janitor"))
+            .args(["sweep", "--format", "json", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run shuffle-janitor in the node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), json)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Its PID 1 gone, the kernel ends every process of the namespace.
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.init.to_string())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
