@@ -12,9 +12,9 @@ use common::*;
 use shuffle_janitor::fsx::{self, MountId};
 use shuffle_janitor::store_dir::{Listing, StoreDir};
 
-/// The liveness rule looks at every process on the node: each test here gives the binary a
-/// node of its own ([`Node`]: a PID namespace with its own /proc), so what else runs on the
-/// machine (another JVM, another test's fake executor) cannot change what it decides.
+// The liveness rule looks at every process on the node: each test here gives the binary a node
+// of its own (`Node`: a PID namespace with its own /proc), so what else runs on the machine
+// (another JVM, another test's fake executor) cannot change what it decides.
 
 /// Empty `NN` directories of a store (as a dead executor leaves them once its files are gone).
 fn empty_store(root: &Path, rel: &str, subdirs: &[&str]) -> PathBuf {

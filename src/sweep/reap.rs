@@ -76,7 +76,7 @@ pub fn reap(
         report.liveness_unknown = Some(format!("the node's processes cannot all be seen: {why}"));
     }
     let mut buf = Vec::new();
-    let configured = configured_dirs(roots);
+    let configured = configured_dirs(cfg, roots);
     for c in candidates {
         let root = roots[c.root];
         let path = root.path.join(&c.rel);
@@ -169,13 +169,25 @@ pub fn reap(
     }
 }
 
-/// `(device, inode)` of every root of the sweep and of every directory above one: none of them
-/// is ever removed, whatever another root's walk makes of it.
-fn configured_dirs(roots: &[&Root]) -> std::collections::HashSet<(u64, u64)> {
+/// `(device, inode)` of every configured root (those another root covers included: a root
+/// inside another's layout is swept as part of it) and of every directory above one: none of
+/// them is ever removed, whatever another root's walk makes of it.
+fn configured_dirs(cfg: &Config, roots: &[&Root]) -> std::collections::HashSet<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
+    let resolved: Vec<PathBuf> = super::roots::resolve_roots(cfg)
+        .into_iter()
+        .filter_map(|r| match r {
+            super::roots::RootStatus::Present { path, .. } | super::roots::RootStatus::Covered { path, .. } => {
+                Some(path)
+            }
+            _ => None,
+        })
+        .collect();
     roots
         .iter()
-        .flat_map(|r| r.path.ancestors())
+        .map(|r| r.path.as_path())
+        .chain(resolved.iter().map(PathBuf::as_path))
+        .flat_map(Path::ancestors)
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| (m.dev(), m.ino()))
         .collect()

@@ -209,6 +209,11 @@ pub struct NodeChild {
 }
 
 impl NodeChild {
+    /// A process started some other way, killed the same way.
+    pub fn adopt(outer: std::process::Child, pid: u32) -> NodeChild {
+        NodeChild { outer, pid }
+    }
+
     pub fn kill(&mut self) {
         let _ = Command::new("kill")
             .arg("-9")

@@ -23,6 +23,7 @@ mod s_faults;
 mod s_foreign;
 mod s_http;
 mod s_inotify;
+mod s_liveness;
 mod s_names;
 mod s_races;
 mod s_reap;
@@ -46,6 +47,7 @@ fn scenarios() -> Vec<Scenario> {
     v.extend(s_regress::ALL);
     v.extend(s_races::ALL);
     v.extend(s_reap::ALL);
+    v.extend(s_liveness::ALL);
     v.extend(s_signals::ALL);
     v.extend(s_inotify::ALL);
     v.extend(s_http::ALL);
