@@ -329,6 +329,16 @@ class StoreWatcher(threading.Thread):
 
     def poll(self):
         before = live_executors()
+        # Owners are learnt from the executors' logs before the stores are listed: a store
+        # whose creation is logged between the listing and the reading of the log is not
+        # "gone", it was not there yet (Spark 3.5 hit that window).
+        with self.lock:
+            for pid, ae in before.items():
+                if ae not in self.owner.values():
+                    st = self.store_of(ae)
+                    if st:
+                        self.owner[st] = ae
+            known = dict(self.owner)
         stores = {os.path.realpath(p) for p in list_stores(self.root)}
         after = live_executors()
         now = time.time()
@@ -342,7 +352,7 @@ class StoreWatcher(threading.Thread):
                     if st:
                         self.owner[st] = ae
                 if before.get(pid) == ae:
-                    mine = [st for st, o in self.owner.items() if o == ae]
+                    mine = [st for st, o in known.items() if o == ae]
                     for st in mine:
                         if st not in stores:
                             self.violations.append("%.1f: the store %s of live executor %s is gone" % (now, st, ae[1]))

@@ -313,6 +313,18 @@ pub fn sweep(config: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) 
     parse_sweep(out)
 }
 
+/// [`sweep`] run inside a node of its own ([`crate::common::Node`]).
+pub fn sweep_in(node: &crate::common::Node, config: &Path) -> (i32, serde_json::Value, String) {
+    let out = node
+        .command(BIN)
+        .args(["sweep", "--format", "json", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    parse_sweep(out)
+}
+
 pub fn parse_sweep(out: std::process::Output) -> (i32, serde_json::Value, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);

@@ -20,18 +20,6 @@ pub const ALL: &[Scenario] = &[
     ("liveness_nested_roots", nested_roots),
 ];
 
-/// `sweep --format json` inside `node`.
-fn sweep_in(node: &Node, config: &Path) -> (i32, serde_json::Value, String) {
-    let out = node
-        .command(BIN)
-        .args(["sweep", "--format", "json", "--config"])
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    parse_sweep(out)
-}
-
 /// A process that looks like a Spark executor to `/proc`, in `node` (or on the host), with
 /// `extra` arguments before the backend's class.
 fn executor(node: Option<&Node>, extra: &str) -> Option<NodeChild> {

@@ -7,27 +7,27 @@
 //! file), the live executor's stores must all stay, and nothing outside the root may change.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{Node, NodeChild};
 use crate::kit::*;
 
 pub const ALL: &[Scenario] = &[("reap_while_writing", reap_while_writing)];
 
-/// A process that looks like a standalone Spark executor to `/proc`: its worker named its
-/// `executor-*` directory in `SPARK_EXECUTOR_DIRS`.
-fn fake_executor(executor_dir: &std::path::Path) -> Child {
-    let child = Command::new("bash")
-        .arg("-c")
+/// A process that looks like a standalone Spark executor to `/proc`, in `node`: its worker named
+/// its `executor-*` directory in `SPARK_EXECUTOR_DIRS`.
+fn fake_executor(node: &Node, executor_dir: &std::path::Path) -> NodeChild {
+    let mut c = node.command("bash");
+    c.arg("-c")
         .arg("exec -a java perl -e 'sleep 600' org.apache.spark.executor.CoarseGrainedExecutorBackend")
         .env("SPARK_EXECUTOR_DIRS", executor_dir)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdin(Stdio::null());
+    let child = node.spawn(c);
     for _ in 0..200 {
-        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{}/cmdline", child.pid)).unwrap_or_default();
         if cmd.starts_with(b"java\0") {
             break;
         }
@@ -59,17 +59,15 @@ fn reap_while_writing(sc: &mut Sc) {
     std::thread::sleep(Duration::from_millis(2500));
     let executor_dir = root.join("spark-s/executor-l");
     std::fs::create_dir_all(&executor_dir).unwrap();
-    let mut exec = fake_executor(&executor_dir);
+    // A node of its own: no other JVM of the machine keeps the dead stores.
+    let Some(node) = Node::new("reap_while_writing") else {
+        return sc.skip("no PID namespace of its own can be made here (root needed)");
+    };
+    let mut exec = fake_executor(&node, &executor_dir);
     // Born after it started, within stores.executor_startup: the live executor's own.
     let live: Vec<PathBuf> = (0..5).map(|i| executor_dir.join(bm(&format!("live{i}")))).collect();
     for l in &live {
         empty_store(l, 3);
-    }
-    let procs = shuffle_janitor::procs::Procs::read(std::path::Path::new("/proc"), None);
-    if let Some(why) = procs.blind {
-        let _ = exec.kill();
-        let _ = exec.wait();
-        return sc.skip(&format!("the processes cannot all be seen here: {why}"));
     }
     std::thread::sleep(Duration::from_millis(1200));
     let config = s.join("reap.toml");
@@ -77,7 +75,7 @@ fn reap_while_writing(sc: &mut Sc) {
         &config,
         config_text(
             &[&root],
-            "state_dir = \"\"\n[watermark]\nhigh = 0.999\nlow = 0.998\n[stores]\nmin_idle = \"1s\"\nexecutor_startup = \"1m\"",
+            "state_dir = \"\"\n[watermark]\nhigh = 0.999\nlow = 0.998\n[stores]\nmin_idle = \"1s\"\nexecutor_startup = \"1m\"\npid_namespace = \"own\"",
         ),
     )
     .unwrap();
@@ -122,7 +120,7 @@ fn reap_while_writing(sc: &mut Sc) {
     let until = Instant::now() + Duration::from_secs(sc.size(12, 120) as u64);
     let mut reaped = 0u64;
     while Instant::now() < until {
-        let (code, report, stderr) = sweep(&config, &[]);
+        let (code, report, stderr) = sweep_in(&node, &config);
         sc.iterations += 1;
         if code == 2 || report.is_null() {
             sc.violation(format!("sweep failed ({code}): {stderr}"));
@@ -135,10 +133,9 @@ fn reap_while_writing(sc: &mut Sc) {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     // One last sweep, the writer stopped: every file it made must still be there.
-    let (_, report, _) = sweep(&config, &[]);
+    let (_, report, _) = sweep_in(&node, &config);
     reaped += jnum(&report, &["reaped", "stores"]);
-    let _ = exec.kill();
-    let _ = exec.wait();
+    exec.kill();
     let created = created.lock().unwrap().clone();
     for p in &created {
         oracle.keep(p.clone());
