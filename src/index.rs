@@ -370,7 +370,9 @@ impl Store {
         self.watched_since = new.watched_since;
         self.unwatched = new.unwatched;
         self.leftovers = std::mem::take(&mut new.leftovers);
+        let earlier = self.dir_facts;
         self.dir_facts = new.dir_facts;
+        self.dir_facts.keep_first_seen(&earlier);
         self.dir_ids = std::mem::take(&mut new.dir_ids);
         self.last_activity = self.last_activity.max(new.last_activity);
         self.min_stale = true;

@@ -352,6 +352,10 @@ pub struct Owner {
     /// a step of the wall clock, which moves every start time computed from the boot time, but
     /// not the birth times of the directories made before the step): then it may own any store.
     pub start: Option<Nanos>,
+    /// When it started on `CLOCK_BOOTTIME` (nanoseconds, the clock tick's floor): no step of the
+    /// wall clock moves it, so it is compared with [`StoreFacts::seen_boot`] even when `start`
+    /// is not trusted.
+    pub start_boot: Option<Nanos>,
     pub kind: OwnerKind,
     /// For an executor: the longest it may take from its start to creating its store by its own
     /// command line's timeouts ([`crate::procs::executor_window`]); the rule allows the larger
@@ -393,6 +397,8 @@ pub struct StoreFacts {
     /// It is on a network or FUSE filesystem: processes of other machines (or sandboxes) that
     /// this one cannot see may use it.
     pub shared_fs: bool,
+    /// When it was first seen to exist, on `CLOCK_BOOTTIME` ([`crate::store_dir::DirFacts`]).
+    pub seen_boot: Option<Nanos>,
 }
 
 /// Why a store that is not dead is kept.
@@ -457,7 +463,12 @@ pub fn judge_store(
     // The latest time it may have been created.
     let born_by = f.birth.unwrap_or(f.changed);
     for o in owners {
-        // Created before this JVM started: not its store.
+        // Created before this JVM started: not its store. Seen to exist before it started, on
+        // the clock of start times (a store the daemon saw appear), whatever the wall clock did;
+        // else by its birth on the wall clock, when the JVM's start on it can be trusted.
+        if matches!((f.seen_boot, o.start_boot), (Some(seen), Some(start)) if seen < start) {
+            continue;
+        }
         if o.start.is_some_and(|start| born_by < start.saturating_sub(START_SLACK)) {
             continue;
         }
@@ -781,6 +792,7 @@ mod tests {
             executor_dir: None,
             held: false,
             shared_fs: false,
+            seen_boot: None,
         }
     }
 
@@ -811,6 +823,7 @@ mod tests {
         let exec = |start: Nanos, dirs| Owner {
             pid: 7,
             start: Some(start),
+            start_boot: None,
             kind: OwnerKind::Executor { dirs },
             startup: Some(Duration::ZERO),
         };
@@ -891,6 +904,7 @@ mod tests {
         let driver = |dirs| Owner {
             pid: 9,
             start: Some(born - 30 * 86_400 * SEC),
+            start_boot: None,
             kind: OwnerKind::Driver { dirs },
             startup: Some(Duration::ZERO),
         };
@@ -918,6 +932,23 @@ mod tests {
             judge_store(&f, Some(&[stepped]), now, DAY, WINDOW),
             StoreState::Idle(_)
         ));
+        // Seen to exist before the JVM started, on the clock of start times: not its store, even
+        // when its start on the wall clock cannot be trusted; seen only after: it may be.
+        let boot = |seen: Nanos, start: Nanos| {
+            let facts = StoreFacts {
+                seen_boot: Some(seen),
+                ..f.clone()
+            };
+            let owner = Owner {
+                start: None,
+                start_boot: Some(start),
+                ..exec(born + 60 * SEC, None)
+            };
+            judge_store(&facts, Some(&[owner]), now, DAY, WINDOW)
+        };
+        assert_eq!(boot(1_000 * SEC, 1_000 * SEC + 1), StoreState::Dead);
+        assert!(matches!(boot(1_000 * SEC, 1_000 * SEC), StoreState::Idle(_)));
+        assert!(matches!(boot(2_000 * SEC, 1_000 * SEC), StoreState::Idle(_)));
         // On a network filesystem other machines' processes may use it.
         let shared = StoreFacts {
             shared_fs: true,
@@ -935,6 +966,7 @@ mod tests {
         let owner = |kind| Owner {
             pid: 7,
             start: Some(0),
+            start_boot: None,
             kind,
             startup: Some(Duration::ZERO),
         };

@@ -296,6 +296,11 @@ fn clock_ns(clock: rustix::time::ClockId) -> i64 {
     t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec)
 }
 
+/// Nanoseconds of `CLOCK_BOOTTIME` now: the clock of `/proc/PID/stat` start times.
+pub fn since_boot_ns() -> i64 {
+    clock_ns(rustix::time::ClockId::Boottime)
+}
+
 /// The boot time (Unix nanoseconds) and the time since boot, from the clocks themselves:
 /// `CLOCK_BOOTTIME` is the clock of `/proc/PID/stat` start times (in this process's time
 /// namespace, as the kernel shows them to it). Not `/proc/uptime` or `/proc/stat`, which a
@@ -480,6 +485,7 @@ impl Procs {
         self.owners.push(Owner {
             pid,
             start,
+            start_boot: Some(start_ticks.saturating_mul(1_000_000_000) / clock.ticks),
             kind,
             startup,
         });

@@ -233,6 +233,23 @@ pub struct DirFacts {
     pub id: (u64, u64),
     /// On a network or FUSE filesystem ([`fsx::is_shared_fs`]).
     pub shared_fs: bool,
+    /// When it was first seen to exist, in nanoseconds of `CLOCK_BOOTTIME` (the clock of
+    /// processes' start times, which no step of the wall clock moves): it was born by then. The
+    /// open that read these facts, or, in the daemon's index, the first read of this same
+    /// directory ([`DirFacts::keep_first_seen`]).
+    pub seen_boot: Option<Nanos>,
+}
+
+impl DirFacts {
+    /// Keeps the earlier sighting of `earlier` when it is of this same directory: same
+    /// `(device, inode)` and the same recorded birth (an inode number reused by a new store has
+    /// another birth; without a birth time nothing is carried over).
+    pub fn keep_first_seen(&mut self, earlier: &DirFacts) {
+        let same = earlier.id == self.id && earlier.birth.is_some() && earlier.birth == self.birth;
+        if same && let (Some(e), Some(n)) = (earlier.seen_boot, self.seen_boot) {
+            self.seen_boot = Some(e.min(n));
+        }
+    }
 }
 
 fn statx_time(t: &rustix::fs::StatxTimestamp) -> Nanos {
@@ -333,6 +350,7 @@ impl StoreDir {
                 executor_dir,
                 id: (MountId::of(&st).dev, st.stx_ino),
                 shared_fs,
+                seen_boot: Some(crate::procs::since_boot_ns()),
             },
             subdir_ids: Vec::new(),
             parent,

@@ -294,6 +294,8 @@ struct SimJvm {
     /// An executor's own startup window by its command line's timeouts (minutes), where it can
     /// be read: it may create its store that late when that is longer than the configured one.
     own_window_min: Option<i64>,
+    /// How long after its birth its store was first seen (seconds), when it was.
+    seen_after_sec: Option<i64>,
 }
 
 fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
@@ -308,7 +310,7 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
         prop::bool::ANY,
         prop::bool::weighted(0.8),
         0i64..3000,
-        prop::option::weighted(0.8, 0i64..120),
+        (prop::option::weighted(0.8, 0i64..120), prop::option::of(0i64..100_000)),
     )
         .prop_map(
             move |(
@@ -322,7 +324,7 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
                 alive,
                 birth_recorded,
                 changed_after_min,
-                own_window_min,
+                (own_window_min, seen_after_sec),
             )| SimJvm {
                 executor,
                 start_min,
@@ -339,6 +341,7 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
                 birth_recorded,
                 changed_after_min,
                 own_window_min,
+                seen_after_sec,
             },
         )
 }
@@ -383,6 +386,8 @@ proptest! {
                 Owner {
                     pid: pid as u32,
                     start: j.start_known.then_some(NOW - j.start_min * MINUTE),
+                    // The clock of start times never steps: always known.
+                    start_boot: Some(NOW - j.start_min * MINUTE),
                     kind: if j.executor { OwnerKind::Executor { dirs } } else { OwnerKind::Driver { dirs } },
                     startup: j.own_window_min.map(|w| Duration::from_secs(w.max(0) as u64 * 60)),
                 }
@@ -402,6 +407,8 @@ proptest! {
                 executor_dir: j.dir,
                 held,
                 shared_fs: false,
+                // First seen at or after its birth (by a daemon watching, or a later read).
+                seen_boot: j.seen_after_sec.map(|d| born + d * 1_000_000_000),
             };
             let state = judge_store(&facts, (!blind).then_some(live.as_slice()), NOW, min_idle, startup);
             if state != StoreState::Dead {

@@ -98,6 +98,7 @@ pub fn reap(
             executor_dir: c.facts.executor_dir,
             held: c.dir_ids.iter().any(|id| procs.dirs_in_use.contains(id)),
             shared_fs: c.facts.shared_fs,
+            seen_boot: c.facts.seen_boot,
         };
         let state = policy::judge_store(&facts, owners, now, cfg.stores.min_idle, cfg.stores.executor_startup);
         let counts = &mut report.roots[c.root].stores;
@@ -297,6 +298,7 @@ pub fn reap_from_index(
             executor_dir: facts.executor_dir,
             held: dir_ids.iter().any(|d| procs.dirs_in_use.contains(d)),
             shared_fs: facts.shared_fs,
+            seen_boot: facts.seen_boot,
         };
         let root = &roots[r].1;
         let dead_by_index = owners.is_some()
@@ -335,6 +337,8 @@ pub fn reap_from_index(
         }
         let mut fresh = dir.facts();
         fresh.activity = fresh.activity.max(activity);
+        // The index's first sighting of this same directory, not this read's.
+        fresh.keep_first_seen(&facts);
         candidates.push(ReapCandidate {
             root: r,
             rel: rel.clone(),
