@@ -424,25 +424,38 @@ getent passwd shuffle-janitor >/dev/null && fail "cleanup left the user shuffle-
 timed
 
 # --- 6. Puppet and Chef ----------------------------------------------------------------------
-step "Puppet class (deploy/puppet/shuffle_janitor.pp) with puppet apply on localhost"
+step "Puppet module (deploy/puppet/shuffle_janitor): puppet-lint, parser validate, rspec-puppet"
 t0=$(date +%s)
+pmod=deploy/puppet/shuffle_janitor
+# Debian's puppet, puppet-lint and rspec-puppet (the module depends on no other module).
 command -v puppet >/dev/null 2>&1 || apt_install puppet
+command -v puppet-lint >/dev/null 2>&1 || apt_install puppet-lint
+gem list -i rspec-puppet >/dev/null 2>&1 || apt_install ruby-rspec-puppet
 puppet --version
-puppet parser validate deploy/puppet/shuffle_janitor.pp
-ok "puppet parser validate"
+puppet-lint --fail-on-warnings "$pmod" || fail "puppet-lint found problems in $pmod"
+ok "puppet-lint --fail-on-warnings: clean"
+puppet parser validate "$pmod"/manifests/*.pp "$pmod"/types/*.pp "$pmod"/functions/*.pp || fail "puppet parser validate"
+for f in "$pmod"/templates/*.epp; do puppet epp validate "$f" || fail "puppet epp validate $f"; done
+"$py" -c 'import json, sys; m = json.load(open(sys.argv[1])); assert m["dependencies"] == [] and m["operatingsystem_support"], m' \
+    "$pmod/metadata.json" || fail "$pmod/metadata.json"
+ok "puppet parser validate, epp validate, metadata.json"
+(cd "$pmod" && rspec --no-color spec) >"$tmp/rspec.log" 2>&1 || { cat "$tmp/rspec.log" >&2; fail "rspec-puppet"; }
+ok "rspec-puppet: $(grep -E '^[0-9]+ examples' "$tmp/rspec.log")"
+timed
+
+step "Puppet module with puppet apply on localhost"
+t0=$(date +%s)
 role_ran=1
-# `puppet apply` on the class with the test values; exit status 2: changes, 0: none, 4/6: failures.
+# `puppet apply` on the class with the test values; exit status 2: changes, 0: none, 1/4/6: failures.
 papply() {
-    { cat deploy/puppet/shuffle_janitor.pp
-      echo "class { 'shuffle_janitor': package_source => '$deb', roots => ['/tmp', '/data*/spark'], max_age => '4h', dry_run => true, watermark_high => 0.9, $1 }"
-    } >"$tmp/site.pp"
+    echo "class { 'shuffle_janitor': install_method => 'deb', package_file => '$deb', max_age => '4h', dry_run => true, watermark_high => 0.9, $1 }" >"$tmp/site.pp"
     local status=0
     # (Facter cannot read this sandbox's /proc/1/environ as root: noise, filtered.)
-    puppet apply --detailed-exitcodes --color=false "$tmp/site.pp" >"$tmp/puppet.log" 2>&1 || status=$?
+    puppet apply --modulepath "$here/deploy/puppet" --detailed-exitcodes --color=false "$tmp/site.pp" >"$tmp/puppet.log" 2>&1 || status=$?
     grep -v 'proc/1/environ' "$tmp/puppet.log" | sed 's/^/    /'
     return "$status"
 }
-status=0; papply "watermark_low => 0.8" || status=$?
+status=0; papply "roots => ['/tmp', '/data*/spark']" || status=$?
 [[ $status -eq 2 ]] || fail "puppet apply: exit status $status, expected 2 (changes, no failure)"
 installed || fail "puppet: the package is not installed"
 shuffle-janitor check-config --config /etc/shuffle-janitor/config.toml >"$tmp/effective.toml" || fail "puppet: check-config"
@@ -455,15 +468,22 @@ else
     grep -q 'service management skipped' "$tmp/puppet.log" || fail "puppet: did not say it skipped the service"
     echo "SKIPPED service management in the Puppet class: systemd is not running here; the class said so"
 fi
-status=0; papply "watermark_low => 0.8" || status=$?
+status=0; papply "roots => ['/tmp', '/data*/spark']" || status=$?
 [[ $status -eq 0 ]] || fail "puppet apply, second run: exit status $status, expected 0 (no change)"
 ok "puppet apply: package and config, then a second run with no change"
 sum=$(sha256sum /etc/shuffle-janitor/config.toml)
-echo "(the next apply must fail: watermark.low 0.95 is above watermark_high 0.9)"
-status=0; papply "watermark_low => 0.95" || status=$?
-[[ $status -eq 4 || $status -eq 6 ]] || fail "puppet: watermark.low 0.95 above high 0.9 was not refused (exit $status)"
+# The types pass /etc (an absolute path); check-config refuses a system directory as a root.
+echo "(the next apply must fail: check-config refuses the root /etc)"
+status=0; papply "roots => ['/etc']" || status=$?
+[[ $status -eq 4 || $status -eq 6 ]] || fail "puppet: the root /etc was not refused by check-config (exit $status)"
+grep -q 'roots ("/etc")' "$tmp/puppet.log" || fail "puppet: the refusal does not name the key"
 [[ $(sha256sum /etc/shuffle-janitor/config.toml) == "$sum" ]] || fail "puppet: a refused config replaced the old one"
-ok "puppet: a bad value is refused by validate_cmd (check-config), the config in place is kept"
+ok "puppet: a value check-config refuses fails validate_cmd, the config in place is kept"
+echo "(the next apply must fail at compile time: watermark_low 0.95 is above watermark_high 0.9)"
+status=0; papply "watermark_low => 0.95" || status=$?
+[[ $status -eq 1 ]] || fail "puppet: watermark_low 0.95 above watermark_high 0.9 was not refused at compile time (exit $status)"
+grep -q 'watermark_low (0.95) must be below watermark_high (0.9)' "$tmp/puppet.log" || fail "puppet: the refusal does not name the parameters"
+ok "puppet: watermark_low above watermark_high refused when the catalog compiles"
 remove_role_leftovers
 role_ran=
 timed
