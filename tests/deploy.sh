@@ -12,14 +12,18 @@
 #      /metrics (and promtool check metrics on it);
 #   4. scripts/release-tarball.sh: sha256sums.txt verifies, the contents, the binary runs, the man
 #      pages are the generated ones and render without warnings, and the archive is reproducible;
-#   5. the Ansible role (ansible-core from PyPI in a cached venv), against localhost with
+#   5. the Ansible role (ansible-core and ansible-lint from PyPI in a cached venv):
+#      ansible-lint --profile production, meta/argument_specs.yml against defaults/main.yml and a
+#      bad value refused by it before any task, ansible-galaxy install from requirements.yml
+#      (a tarball and a git tag); then the role against localhost with
 #      connection local, installing the .deb and then the tarball: the templated config through
 #      check-config and compared key by key, a bad value refused by validate, a second run with
 #      changed=0, an upgrade and a rollback, systemd-analyze verify on the unit with the role's
 #      drop-ins; service management is SKIPPED (and said so) where systemd is not running;
-#   6. the Puppet class with Debian's puppet: parser validate, puppet apply on localhost (the
-#      package, the validated config), a second apply changing nothing, a bad value refused;
-#      the Chef recipe's syntax with ruby -c (Chef itself is not packaged in Debian).
+#   6. the Puppet module with Debian's puppet: puppet-lint, parser validate, rspec-puppet, then
+#      puppet apply on localhost (the package, the validated config), a second apply changing
+#      nothing, a value check-config refuses and one the types refuse;
+#      the Chef cookbook without Chef (not packaged in Debian): see tests/chef_check.rb.
 # Everything installed is removed again at the end.
 #
 # Usage: tests/deploy.sh [DEB]
@@ -33,7 +37,7 @@ export CARGO_TERM_COLOR=never SYSTEMD_COLORS=0 SYSTEMD_PAGER=
 
 cache=/var/cache/shuffle-janitor-ci
 # From PyPI, into a venv kept between runs (remade when this list changes).
-requirements="ansible-core==2.19.14 kubernetes-validate==1.37.0 pyyaml"
+requirements="ansible-core==2.19.14 ansible-lint==26.10.1 kubernetes-validate==1.37.0 pyyaml"
 venv=$cache/venv-deploy
 pkg=shuffle-janitor
 
@@ -94,9 +98,10 @@ v=$(promtool --version 2>&1)
 echo "${v%%$'\n'*}"
 # The Ansible apt module runs under the node's Python and needs python3-apt there.
 /usr/bin/python3 -c 'import apt' 2>/dev/null || apt_install python3-apt
-# ansible-core, kubernetes-validate (the Kubernetes API's schemas) and PyYAML.
+# ansible-core, ansible-lint, kubernetes-validate (the Kubernetes API's schemas) and PyYAML.
 if [[ $(cat "$venv/requirements" 2>/dev/null) != "$requirements" ]] ||
     ! "$venv/bin/ansible-playbook" --version >/dev/null 2>&1 ||
+    ! "$venv/bin/ansible-lint" --version >/dev/null 2>&1 ||
     ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
     echo "(creating $venv: $requirements, from PyPI)"
     rm -rf "$venv"
@@ -371,6 +376,50 @@ say_service_skipped() {
         echo "SKIPPED service management in the Ansible role: systemd is not running here (no /run/systemd/system); the role said so"
     fi
 }
+
+step "Ansible role: ansible-lint, argument spec, requirements.yml"
+t0=$(date +%s)
+# --offline: no Galaxy (the role needs no collection beyond ansible.builtin); PATH: ansible-lint
+# runs ansible-playbook --syntax-check from the venv.
+(cd deploy/ansible && PATH=$venv/bin:$PATH "$venv/bin/ansible-lint" --offline --nocolor --profile production \
+    playbook.yml roles/shuffle_janitor) >"$tmp/lint.log" 2>&1 || { cat "$tmp/lint.log" >&2; fail "ansible-lint --profile production"; }
+ok "ansible-lint --profile production: $(grep -o 'Passed: .*' "$tmp/lint.log")"
+checks argspec-defaults
+# A bad value is refused by the argument spec, before any of the role's tasks (nothing installed).
+if play -e shuffle_janitor_deb=/nonexistent.deb -e '{"shuffle_janitor_kinds": ["shuffle", "shufle"]}'; then
+    fail "ansible: shuffle_janitor_kinds [shuffle, shufle] was accepted"
+fi
+grep -q 'value of shuffle_janitor_kinds must be one or more of: .* Got no match for: shufle' "$tmp/play.log" ||
+    fail "ansible: the argument spec's refusal does not name shuffle_janitor_kinds and the bad value"
+tasks=$(grep '^TASK \[' "$tmp/play.log" | grep -cv -e 'Gathering Facts' -e 'Validating arguments against arg spec')
+[[ $tasks -eq 0 ]] || fail "ansible: $tasks of the role's tasks ran before the argument spec refused the value"
+ok "the argument spec refuses shuffle_janitor_kinds [shuffle, shufle] before any task, naming it"
+# The extra arguments for issue 25's flags, rendered without a run (the binary here has no such flags yet).
+"$venv/bin/ansible" localhost -c local -m ansible.builtin.debug -e @deploy/ansible/roles/shuffle_janitor/defaults/main.yml \
+    -e '{"shuffle_janitor_args": "--log-format json"}' -e shuffle_janitor_web_listen_address='[::1]:19339' \
+    -e shuffle_janitor_web_config_file=/etc/shuffle-janitor/web.yml \
+    -a "msg={{ lookup('ansible.builtin.template', '$here/deploy/ansible/roles/shuffle_janitor/templates/default.j2') }}" >"$tmp/default.log" 2>&1 ||
+    { cat "$tmp/default.log" >&2; fail "ansible: rendering templates/default.j2"; }
+grep -qF "SHUFFLE_JANITOR_ARGS='--log-format json --web.listen-address=[::1]:19339 --web.config.file=/etc/shuffle-janitor/web.yml'" "$tmp/default.log" ||
+    { cat "$tmp/default.log" >&2; fail "ansible: /etc/default/shuffle-janitor does not pass --web.listen-address and --web.config.file"; }
+ok "shuffle_janitor_web_listen_address and shuffle_janitor_web_config_file become --web.listen-address= and --web.config.file="
+# The README's requirements.yml forms: a tarball of the role, and a git repository holding it.
+tar -czf "$tmp/shuffle_janitor-$version.tar.gz" -C deploy/ansible/roles shuffle_janitor
+git init -q "$tmp/role-git"
+cp -r deploy/ansible/roles/shuffle_janitor/. "$tmp/role-git/"
+git -C "$tmp/role-git" add -A
+git -C "$tmp/role-git" -c user.name=ci -c user.email=ci@localhost commit -qm role
+git -C "$tmp/role-git" tag "v$version"
+printf -- '---\nroles:\n  - name: shuffle_janitor\n    src: %s\n' "$tmp/shuffle_janitor-$version.tar.gz" >"$tmp/req-tar.yml"
+printf -- '---\nroles:\n  - name: shuffle_janitor\n    src: git+file://%s\n    version: v%s\n' "$tmp/role-git" "$version" >"$tmp/req-git.yml"
+for r in tar git; do
+    "$venv/bin/ansible-galaxy" role install -r "$tmp/req-$r.yml" -p "$tmp/galaxy-$r" >"$tmp/galaxy.log" 2>&1 ||
+        { cat "$tmp/galaxy.log" >&2; fail "ansible-galaxy role install -r requirements.yml ($r)"; }
+    diff -r -x .git -x meta/.galaxy_install_info deploy/ansible/roles/shuffle_janitor "$tmp/galaxy-$r/shuffle_janitor" ||
+        fail "ansible-galaxy installed a different role ($r)"
+done
+ok "ansible-galaxy role install -r requirements.yml: from a tarball and from a git tag"
+timed
 
 step "Ansible role, install method deb ($(basename "$deb"))"
 t0=$(date +%s)

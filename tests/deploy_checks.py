@@ -285,7 +285,31 @@ def compare_config(effective, expected_json):
     ok(f"ansible: all {len(pairs)} keys of the templated config are the role's values")
 
 
+def argspec_defaults():
+    """The Ansible role's meta/argument_specs.yml declares every variable of defaults/main.yml, with
+    the same default (ansible-core checks types and choices from the spec, but takes the values
+    from defaults/main.yml: the two must not drift apart)."""
+    role = DEPLOY / "ansible/roles/shuffle_janitor"
+    defaults = yaml.safe_load((role / "defaults/main.yml").read_text())
+    options = yaml.safe_load((role / "meta/argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    if set(defaults) != set(options):
+        fail(f"ansible: argument_specs and defaults/main.yml differ: only in defaults {sorted(set(defaults) - set(options))}, "
+             f"only in argument_specs {sorted(set(options) - set(defaults))}")
+    for name, spec in options.items():
+        if "{{" in str(defaults[name]):
+            if "default" in spec:
+                fail(f"ansible: argument_specs gives {name} a default, defaults/main.yml computes it")
+            continue
+        if spec.get("default") != defaults[name]:
+            fail(f"ansible: {name} defaults to {defaults[name]!r} in defaults/main.yml, {spec.get('default')!r} in argument_specs")
+        for choice in [defaults[name]] if spec.get("type") == "str" else defaults[name] if spec.get("type") == "list" else []:
+            if "choices" in spec and choice not in spec["choices"]:
+                fail(f"ansible: {name}'s default {choice!r} is not one of its choices {spec['choices']}")
+    ok(f"ansible: argument_specs declares the {len(options)} variables of defaults/main.yml with the same defaults")
+
+
 COMMANDS = {
+    "argspec-defaults": argspec_defaults,
     "parse-all": parse_all,
     "marathon-config": marathon_config,
     "marathon-check": marathon_check,
