@@ -264,8 +264,9 @@ def metrics_check(scrape):
     ok(f"alerts, dashboard and README use only exported metrics; README lists all {len(ours)} shuffle_janitor_ families")
 
 
-def compare_config(effective, expected_json):
-    """check-config's effective settings equal the values given to the Ansible role."""
+def compare_config(effective, expected_json, who="ansible"):
+    """check-config's effective settings equal the values given to the Ansible role (or, with
+    WHO chef, the same values given to the Chef cookbook's template)."""
     eff = tomllib.loads(Path(effective).read_text())
     want = json.loads(Path(expected_json).read_text())
     pairs = {
@@ -281,8 +282,8 @@ def compare_config(effective, expected_json):
     for key, got in pairs.items():
         w = want["shuffle_janitor_" + key]
         if got != w:
-            fail(f"ansible: {key} is {got!r} in the templated config, the role was given {w!r}")
-    ok(f"ansible: all {len(pairs)} keys of the templated config are the role's values")
+            fail(f"{who}: {key} is {got!r} in the templated config, it was given {w!r}")
+    ok(f"{who}: all {len(pairs)} keys of the templated config are the values given")
 
 
 def argspec_defaults():
