@@ -8,7 +8,7 @@
 #   2. the Marathon app's cmd runs for real in a fake sandbox (the tarball unpacked as Mesos's
 #      fetcher would), drops to uid 65534 with three capabilities, and answers /-/healthy;
 #   3. promtool check rules and promtool test rules on the alerts; the dashboard's queries through
-#      promtool; the metric names used by alerts, dashboard and README against a live daemon's
+#      promtool, its fleet row's queries through promtool test rules on three nodes; the metric names used by alerts, dashboard and README against a live daemon's
 #      /metrics (and promtool check metrics on it);
 #   4. scripts/release-tarball.sh: sha256sums.txt verifies, the contents, the binary runs, the man
 #      pages are the generated ones and render without warnings, and the archive is reproducible;
@@ -262,6 +262,8 @@ checks dashboard-check "$tmp/dashboard-rules.yml"
 promtool check rules "$tmp/dashboard-rules.yml" >/dev/null ||
     { promtool check rules "$tmp/dashboard-rules.yml" >&2 || true; fail "a dashboard query does not parse"; }
 ok "every dashboard query parses (promtool)"
+checks dashboard-fleet-test "$tmp/fleet.yml" "$tmp/fleet_test.yml"
+(cd "$tmp" && promtool test rules fleet_test.yml) || fail "the dashboard's fleet queries do not give the expected values"
 
 step "metric names against a live daemon's /metrics"
 mkdir -p "$tmp/droot"
