@@ -8,8 +8,9 @@
 #   2. the Marathon app's cmd runs for real in a fake sandbox (the tarball unpacked as Mesos's
 #      fetcher would), drops to uid 65534 with three capabilities, and answers /-/healthy;
 #   3. promtool check rules and promtool test rules on the alerts; the dashboard's queries through
-#      promtool, its fleet row's queries through promtool test rules on three nodes; the metric names used by alerts, dashboard and README against a live daemon's
-#      /metrics (and promtool check metrics on it);
+#      promtool, its fleet row's queries through promtool test rules on three nodes; the metric
+#      names used by alerts, dashboard and README against a live daemon's /metrics (and promtool
+#      check metrics on it);
 #   4. scripts/release-tarball.sh: sha256sums.txt verifies, the contents, the binary runs, the man
 #      pages are the generated ones and render without warnings, and the archive is reproducible;
 #   5. the Ansible role (ansible-core and ansible-lint from PyPI in a cached venv):
