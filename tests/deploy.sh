@@ -12,7 +12,9 @@
 #      names used by alerts, dashboard and README against a live daemon's /metrics (and promtool
 #      check metrics on it);
 #   4. scripts/release-tarball.sh: sha256sums.txt verifies, the contents, the binary runs, the man
-#      pages are the generated ones and render without warnings, and the archive is reproducible;
+#      pages are the generated ones and render without warnings nor backticks, the completions
+#      complete a subcommand's options in bash, zsh and fish (tests/completions.sh), and the
+#      archive is reproducible;
 #   5. the Ansible role (ansible-core and ansible-lint from PyPI in a cached venv):
 #      ansible-lint --profile production, meta/argument_specs.yml against defaults/main.yml and a
 #      bad value refused by it before any task, ansible-galaxy install from requirements.yml
@@ -314,6 +316,18 @@ for page in man/shuffle-janitor.8 man/shuffle-janitor.toml.5; do
     fi
 done
 bash -n "$tmp/unpacked/$name/completions/shuffle-janitor.bash" || fail "the tarball's bash completion: syntax"
+# No Markdown backtick may reach a rendered page (groff shows ` as a quotation mark).
+for page in man/shuffle-janitor.8 man/shuffle-janitor.toml.5; do
+    if command -v man >/dev/null 2>&1; then
+        ticks=$(LC_ALL=C.UTF-8 MANWIDTH=80 MANPAGER=cat man -l "$tmp/unpacked/$name/$page" 2>/dev/null | grep -n -e '`' -e $'\xe2\x80\x98' || true)
+        [[ -z $ticks ]] || fail "$page renders backticks (Markdown code spans): $ticks"
+    fi
+done
+# The completions in real shells: a subcommand's options (`sweep --<TAB>`), not only its name.
+command -v zsh >/dev/null 2>&1 || apt_install zsh
+command -v fish >/dev/null 2>&1 || apt_install fish
+c=$tmp/unpacked/$name/completions
+bash tests/completions.sh "$c/shuffle-janitor.bash" "$c/_shuffle-janitor" "$c/shuffle-janitor.fish" || fail "the tarball's completions"
 sum1=$(cat "$dist/sha256sums.txt")
 scripts/release-tarball.sh --no-build "$dist" >/dev/null
 [[ $(cat "$dist/sha256sums.txt") == "$sum1" ]] || fail "a second build of the tarball differs: not reproducible"
