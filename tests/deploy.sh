@@ -8,18 +8,25 @@
 #   2. the Marathon app's cmd runs for real in a fake sandbox (the tarball unpacked as Mesos's
 #      fetcher would), drops to uid 65534 with three capabilities, and answers /-/healthy;
 #   3. promtool check rules and promtool test rules on the alerts; the dashboard's queries through
-#      promtool; the metric names used by alerts, dashboard and README against a live daemon's
-#      /metrics (and promtool check metrics on it);
+#      promtool, its fleet row's queries through promtool test rules on three nodes; the metric
+#      names used by alerts, dashboard and README against a live daemon's /metrics (and promtool
+#      check metrics on it);
 #   4. scripts/release-tarball.sh: sha256sums.txt verifies, the contents, the binary runs, the man
-#      pages are the generated ones and render without warnings, and the archive is reproducible;
-#   5. the Ansible role (ansible-core from PyPI in a cached venv), against localhost with
+#      pages are the generated ones and render without warnings nor backticks, the completions
+#      complete a subcommand's options in bash, zsh and fish (tests/completions.sh), and the
+#      archive is reproducible;
+#   5. the Ansible role (ansible-core and ansible-lint from PyPI in a cached venv):
+#      ansible-lint --profile production, meta/argument_specs.yml against defaults/main.yml and a
+#      bad value refused by it before any task, ansible-galaxy install from requirements.yml
+#      (a tarball and a git tag); then the role against localhost with
 #      connection local, installing the .deb and then the tarball: the templated config through
 #      check-config and compared key by key, a bad value refused by validate, a second run with
 #      changed=0, an upgrade and a rollback, systemd-analyze verify on the unit with the role's
 #      drop-ins; service management is SKIPPED (and said so) where systemd is not running;
-#   6. the Puppet class with Debian's puppet: parser validate, puppet apply on localhost (the
-#      package, the validated config), a second apply changing nothing, a bad value refused;
-#      the Chef recipe's syntax with ruby -c (Chef itself is not packaged in Debian).
+#   6. the Puppet module with Debian's puppet: puppet-lint, parser validate, rspec-puppet, then
+#      puppet apply on localhost (the package, the validated config), a second apply changing
+#      nothing, a value check-config refuses and one the types refuse;
+#      the Chef cookbook without Chef (not packaged in Debian): see tests/chef_check.rb.
 # Everything installed is removed again at the end.
 #
 # Usage: tests/deploy.sh [DEB]
@@ -33,8 +40,10 @@ export CARGO_TERM_COLOR=never SYSTEMD_COLORS=0 SYSTEMD_PAGER=
 
 cache=/var/cache/shuffle-janitor-ci
 # From PyPI, into a venv kept between runs (remade when this list changes).
-requirements="ansible-core==2.19.14 kubernetes-validate==1.37.0 pyyaml"
-venv=$cache/venv-deploy
+requirements="ansible-core==2.19.14 ansible-lint==26.10.1 kubernetes-validate==1.37.0 pyyaml"
+# Named after its requirements: a checkout with other requirements (another branch on the same
+# machine) has its own venv instead of remaking this one while it is in use.
+venv=$cache/venv-deploy-$(sha256sum <<<"$requirements" | cut -c1-12)
 pkg=shuffle-janitor
 
 fail() {
@@ -94,9 +103,10 @@ v=$(promtool --version 2>&1)
 echo "${v%%$'\n'*}"
 # The Ansible apt module runs under the node's Python and needs python3-apt there.
 /usr/bin/python3 -c 'import apt' 2>/dev/null || apt_install python3-apt
-# ansible-core, kubernetes-validate (the Kubernetes API's schemas) and PyYAML.
+# ansible-core, ansible-lint, kubernetes-validate (the Kubernetes API's schemas) and PyYAML.
 if [[ $(cat "$venv/requirements" 2>/dev/null) != "$requirements" ]] ||
     ! "$venv/bin/ansible-playbook" --version >/dev/null 2>&1 ||
+    ! "$venv/bin/ansible-lint" --version >/dev/null 2>&1 ||
     ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
     echo "(creating $venv: $requirements, from PyPI)"
     rm -rf "$venv"
@@ -257,6 +267,8 @@ checks dashboard-check "$tmp/dashboard-rules.yml"
 promtool check rules "$tmp/dashboard-rules.yml" >/dev/null ||
     { promtool check rules "$tmp/dashboard-rules.yml" >&2 || true; fail "a dashboard query does not parse"; }
 ok "every dashboard query parses (promtool)"
+checks dashboard-fleet-test "$tmp/fleet.yml" "$tmp/fleet_test.yml"
+(cd "$tmp" && promtool test rules fleet_test.yml) || fail "the dashboard's fleet queries do not give the expected values"
 
 step "metric names against a live daemon's /metrics"
 mkdir -p "$tmp/droot"
@@ -306,6 +318,18 @@ for page in man/shuffle-janitor.8 man/shuffle-janitor.toml.5; do
     fi
 done
 bash -n "$tmp/unpacked/$name/completions/shuffle-janitor.bash" || fail "the tarball's bash completion: syntax"
+# No Markdown backtick may reach a rendered page (groff shows ` as a quotation mark).
+for page in man/shuffle-janitor.8 man/shuffle-janitor.toml.5; do
+    if command -v man >/dev/null 2>&1; then
+        ticks=$(LC_ALL=C.UTF-8 MANWIDTH=80 MANPAGER=cat man -l "$tmp/unpacked/$name/$page" 2>/dev/null | grep -n -e '`' -e $'\xe2\x80\x98' || true)
+        [[ -z $ticks ]] || fail "$page renders backticks (Markdown code spans): $ticks"
+    fi
+done
+# The completions in real shells: a subcommand's options (`sweep --<TAB>`), not only its name.
+command -v zsh >/dev/null 2>&1 || apt_install zsh
+command -v fish >/dev/null 2>&1 || apt_install fish
+c=$tmp/unpacked/$name/completions
+bash tests/completions.sh "$c/shuffle-janitor.bash" "$c/_shuffle-janitor" "$c/shuffle-janitor.fish" || fail "the tarball's completions"
 sum1=$(cat "$dist/sha256sums.txt")
 scripts/release-tarball.sh --no-build "$dist" >/dev/null
 [[ $(cat "$dist/sha256sums.txt") == "$sum1" ]] || fail "a second build of the tarball differs: not reproducible"
@@ -372,6 +396,50 @@ say_service_skipped() {
     fi
 }
 
+step "Ansible role: ansible-lint, argument spec, requirements.yml"
+t0=$(date +%s)
+# --offline: no Galaxy (the role needs no collection beyond ansible.builtin); PATH: ansible-lint
+# runs ansible-playbook --syntax-check from the venv.
+(cd deploy/ansible && PATH=$venv/bin:$PATH "$venv/bin/ansible-lint" --offline --nocolor --profile production \
+    playbook.yml roles/shuffle_janitor) >"$tmp/lint.log" 2>&1 || { cat "$tmp/lint.log" >&2; fail "ansible-lint --profile production"; }
+ok "ansible-lint --profile production: $(grep -o 'Passed: .*' "$tmp/lint.log")"
+checks argspec-defaults
+# A bad value is refused by the argument spec, before any of the role's tasks (nothing installed).
+if play -e shuffle_janitor_deb=/nonexistent.deb -e '{"shuffle_janitor_kinds": ["shuffle", "shufle"]}'; then
+    fail "ansible: shuffle_janitor_kinds [shuffle, shufle] was accepted"
+fi
+grep -q 'value of shuffle_janitor_kinds must be one or more of: .* Got no match for: shufle' "$tmp/play.log" ||
+    fail "ansible: the argument spec's refusal does not name shuffle_janitor_kinds and the bad value"
+tasks=$(grep '^TASK \[' "$tmp/play.log" | grep -cv -e 'Gathering Facts' -e 'Validating arguments against arg spec' || true)
+[[ $tasks -eq 0 ]] || fail "ansible: $tasks of the role's tasks ran before the argument spec refused the value"
+ok "the argument spec refuses shuffle_janitor_kinds [shuffle, shufle] before any task, naming it"
+# The extra arguments for issue 25's flags, rendered without a run (the binary here has no such flags yet).
+"$venv/bin/ansible" localhost -c local -m ansible.builtin.debug -e @deploy/ansible/roles/shuffle_janitor/defaults/main.yml \
+    -e '{"shuffle_janitor_args": "--log-format json"}' -e shuffle_janitor_web_listen_address='[::1]:19339' \
+    -e shuffle_janitor_web_config_file=/etc/shuffle-janitor/web.yml \
+    -a "msg={{ lookup('ansible.builtin.template', '$here/deploy/ansible/roles/shuffle_janitor/templates/default.j2') }}" >"$tmp/default.log" 2>&1 ||
+    { cat "$tmp/default.log" >&2; fail "ansible: rendering templates/default.j2"; }
+grep -qF "SHUFFLE_JANITOR_ARGS='--log-format json --web.listen-address=[::1]:19339 --web.config.file=/etc/shuffle-janitor/web.yml'" "$tmp/default.log" ||
+    { cat "$tmp/default.log" >&2; fail "ansible: /etc/default/shuffle-janitor does not pass --web.listen-address and --web.config.file"; }
+ok "shuffle_janitor_web_listen_address and shuffle_janitor_web_config_file become --web.listen-address= and --web.config.file="
+# The README's requirements.yml forms: a tarball of the role, and a git repository holding it.
+tar -czf "$tmp/shuffle_janitor-$version.tar.gz" -C deploy/ansible/roles shuffle_janitor
+git init -q "$tmp/role-git"
+cp -r deploy/ansible/roles/shuffle_janitor/. "$tmp/role-git/"
+git -C "$tmp/role-git" add -A
+git -C "$tmp/role-git" -c user.name=ci -c user.email=ci@localhost commit -qm role
+git -C "$tmp/role-git" tag "v$version"
+printf -- '---\nroles:\n  - name: shuffle_janitor\n    src: %s\n' "$tmp/shuffle_janitor-$version.tar.gz" >"$tmp/req-tar.yml"
+printf -- '---\nroles:\n  - name: shuffle_janitor\n    src: git+file://%s\n    version: v%s\n' "$tmp/role-git" "$version" >"$tmp/req-git.yml"
+for r in tar git; do
+    "$venv/bin/ansible-galaxy" role install -r "$tmp/req-$r.yml" -p "$tmp/galaxy-$r" >"$tmp/galaxy.log" 2>&1 ||
+        { cat "$tmp/galaxy.log" >&2; fail "ansible-galaxy role install -r requirements.yml ($r)"; }
+    diff -r -x .git -x .galaxy_install_info deploy/ansible/roles/shuffle_janitor "$tmp/galaxy-$r/shuffle_janitor" ||
+        fail "ansible-galaxy installed a different role ($r)"
+done
+ok "ansible-galaxy role install -r requirements.yml: from a tarball and from a git tag"
+timed
+
 step "Ansible role, install method deb ($(basename "$deb"))"
 t0=$(date +%s)
 play -e shuffle_janitor_install_method=deb -e shuffle_janitor_deb="$deb" || fail "ansible-playbook failed (deb)"
@@ -424,25 +492,38 @@ getent passwd shuffle-janitor >/dev/null && fail "cleanup left the user shuffle-
 timed
 
 # --- 6. Puppet and Chef ----------------------------------------------------------------------
-step "Puppet class (deploy/puppet/shuffle_janitor.pp) with puppet apply on localhost"
+step "Puppet module (deploy/puppet/shuffle_janitor): puppet-lint, parser validate, rspec-puppet"
 t0=$(date +%s)
+pmod=deploy/puppet/shuffle_janitor
+# Debian's puppet, puppet-lint and rspec-puppet (the module depends on no other module).
 command -v puppet >/dev/null 2>&1 || apt_install puppet
+command -v puppet-lint >/dev/null 2>&1 || apt_install puppet-lint
+gem list -i rspec-puppet >/dev/null 2>&1 || apt_install ruby-rspec-puppet
 puppet --version
-puppet parser validate deploy/puppet/shuffle_janitor.pp
-ok "puppet parser validate"
+puppet-lint --fail-on-warnings "$pmod" || fail "puppet-lint found problems in $pmod"
+ok "puppet-lint --fail-on-warnings: clean"
+puppet parser validate "$pmod"/manifests/*.pp "$pmod"/types/*.pp "$pmod"/functions/*.pp || fail "puppet parser validate"
+for f in "$pmod"/templates/*.epp; do puppet epp validate "$f" || fail "puppet epp validate $f"; done
+"$py" -c 'import json, sys; m = json.load(open(sys.argv[1])); assert m["dependencies"] == [] and m["operatingsystem_support"], m' \
+    "$pmod/metadata.json" || fail "$pmod/metadata.json"
+ok "puppet parser validate, epp validate, metadata.json"
+(cd "$pmod" && rspec --no-color spec) >"$tmp/rspec.log" 2>&1 || { cat "$tmp/rspec.log" >&2; fail "rspec-puppet"; }
+ok "rspec-puppet: $(grep -E '^[0-9]+ examples' "$tmp/rspec.log")"
+timed
+
+step "Puppet module with puppet apply on localhost"
+t0=$(date +%s)
 role_ran=1
-# `puppet apply` on the class with the test values; exit status 2: changes, 0: none, 4/6: failures.
+# `puppet apply` on the class with the test values; exit status 2: changes, 0: none, 1/4/6: failures.
 papply() {
-    { cat deploy/puppet/shuffle_janitor.pp
-      echo "class { 'shuffle_janitor': package_source => '$deb', roots => ['/tmp', '/data*/spark'], max_age => '4h', dry_run => true, watermark_high => 0.9, $1 }"
-    } >"$tmp/site.pp"
+    echo "class { 'shuffle_janitor': install_method => 'deb', package_file => '$deb', max_age => '4h', dry_run => true, watermark_high => 0.9, $1 }" >"$tmp/site.pp"
     local status=0
     # (Facter cannot read this sandbox's /proc/1/environ as root: noise, filtered.)
-    puppet apply --detailed-exitcodes --color=false "$tmp/site.pp" >"$tmp/puppet.log" 2>&1 || status=$?
+    puppet apply --modulepath "$here/deploy/puppet" --detailed-exitcodes --color=false "$tmp/site.pp" >"$tmp/puppet.log" 2>&1 || status=$?
     grep -v 'proc/1/environ' "$tmp/puppet.log" | sed 's/^/    /'
     return "$status"
 }
-status=0; papply "watermark_low => 0.8" || status=$?
+status=0; papply "roots => ['/tmp', '/data*/spark']" || status=$?
 [[ $status -eq 2 ]] || fail "puppet apply: exit status $status, expected 2 (changes, no failure)"
 installed || fail "puppet: the package is not installed"
 shuffle-janitor check-config --config /etc/shuffle-janitor/config.toml >"$tmp/effective.toml" || fail "puppet: check-config"
@@ -455,21 +536,40 @@ else
     grep -q 'service management skipped' "$tmp/puppet.log" || fail "puppet: did not say it skipped the service"
     echo "SKIPPED service management in the Puppet class: systemd is not running here; the class said so"
 fi
-status=0; papply "watermark_low => 0.8" || status=$?
+status=0; papply "roots => ['/tmp', '/data*/spark']" || status=$?
 [[ $status -eq 0 ]] || fail "puppet apply, second run: exit status $status, expected 0 (no change)"
 ok "puppet apply: package and config, then a second run with no change"
 sum=$(sha256sum /etc/shuffle-janitor/config.toml)
-echo "(the next apply must fail: watermark.low 0.95 is above watermark_high 0.9)"
-status=0; papply "watermark_low => 0.95" || status=$?
-[[ $status -eq 4 || $status -eq 6 ]] || fail "puppet: watermark.low 0.95 above high 0.9 was not refused (exit $status)"
+# The types pass /etc (an absolute path); check-config refuses a system directory as a root.
+echo "(the next apply must fail: check-config refuses the root /etc)"
+status=0; papply "roots => ['/etc']" || status=$?
+[[ $status -eq 4 || $status -eq 6 ]] || fail "puppet: the root /etc was not refused by check-config (exit $status)"
+grep -q 'roots ("/etc")' "$tmp/puppet.log" || fail "puppet: the refusal does not name the key"
 [[ $(sha256sum /etc/shuffle-janitor/config.toml) == "$sum" ]] || fail "puppet: a refused config replaced the old one"
-ok "puppet: a bad value is refused by validate_cmd (check-config), the config in place is kept"
+ok "puppet: a value check-config refuses fails validate_cmd, the config in place is kept"
+echo "(the next apply must fail at compile time: watermark_low 0.95 is above watermark_high 0.9)"
+status=0; papply "watermark_low => 0.95" || status=$?
+[[ $status -eq 1 ]] || fail "puppet: watermark_low 0.95 above watermark_high 0.9 was not refused at compile time (exit $status)"
+grep -q 'watermark_low (0.95) must be below watermark_high (0.9)' "$tmp/puppet.log" || fail "puppet: the refusal does not name the parameters"
+ok "puppet: watermark_low above watermark_high refused when the catalog compiles"
 remove_role_leftovers
 role_ran=
 timed
 
-step "Chef recipe (deploy/chef/shuffle_janitor.rb)"
-ruby -c deploy/chef/shuffle_janitor.rb
-echo "SKIPPED running the Chef recipe: Chef is not packaged in Debian; its syntax is checked with ruby -c"
+step "Chef cookbook (deploy/chef/shuffle_janitor), without Chef"
+t0=$(date +%s)
+# Chef is not packaged in Debian: tests/chef_check.rb checks with Debian's Ruby what it can.
+ruby tests/chef_check.rb syntax || fail "chef: syntax"
+ruby tests/chef_check.rb resources || fail "chef: resources"
+ruby tests/chef_check.rb render "$tmp/chef-default.toml" || fail "chef: rendering with the default attributes"
+"$bin" check-config --config "$tmp/chef-default.toml" >"$tmp/chef-effective.toml" || fail "chef: check-config refused the config rendered with the default attributes"
+diff -u <("$bin" check-config --config /dev/null | grep -v '^#') <(grep -v '^#' "$tmp/chef-effective.toml") || fail "chef: the default attributes are not the daemon's defaults"
+ok "chef: config.toml.erb with the default attributes passes check-config and equals the daemon's defaults"
+# The Ansible role's test values: every key away from its default.
+ruby tests/chef_check.rb render "$tmp/chef-full.toml" "$tmp/vars.json" || fail "chef: rendering with a full set of attributes"
+"$bin" check-config --config "$tmp/chef-full.toml" >"$tmp/chef-effective.toml" || fail "chef: check-config refused the config rendered with a full set"
+checks compare-config "$tmp/chef-effective.toml" "$tmp/vars.json" chef
+echo "SKIPPED running the Chef recipe: Chef is not packaged in Debian"
+timed
 
 echo "tests/deploy.sh: all passed"

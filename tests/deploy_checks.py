@@ -207,6 +207,31 @@ def dashboard_check(rules_out):
     ids = [p["id"] for p in d["panels"]]
     if len(ids) != len(set(ids)):
         fail("grafana: duplicate panel ids")
+    # A fleet row first, over every node of $job; every panel below it is per node ($instance),
+    # so that 500 nodes are not 500 lines in every panel.
+    fleet, nodes = fleet_and_node_panels(d)
+    for p in fleet:
+        for t in p.get("targets", []):
+            if "$instance" in t["expr"]:
+                fail(f"grafana: fleet panel {p['title']!r} is limited to $instance: {t['expr']}")
+    for p in nodes:
+        for t in p.get("targets", []):
+            if 'instance=~"$instance"' not in t["expr"]:
+                fail(f"grafana: per-node panel {p['title']!r} is not limited to $instance: {t['expr']}")
+    fleet_exprs = " ".join(t["expr"] for p in fleet for t in p.get("targets", []))
+    for what, pattern in [
+        ("nodes above high", r'shuffle_janitor_filesystem_used_ratio.*>=.*level="high"'),
+        ("nodes with unmet pressure", r"count\(max by \(job, instance\) \(shuffle_janitor_pressure_unmet"),
+        ("top 10 nodes by oldest file age", r"topk\(10, max by \(instance\) \(shuffle_janitor_oldest_file_age_seconds"),
+        ("top 10 nodes by tracked bytes", r"topk\(10, sum by \(instance\) \(shuffle_janitor_tracked_bytes"),
+        ("reclaimed bytes per hour", r"rate\(shuffle_janitor_reclaimed_bytes_total[^)]*\)\) \* 3600"),
+        ("version skew", r"count by \(version\) \(shuffle_janitor_build_info"),
+    ]:
+        if not re.search(pattern, fleet_exprs):
+            fail(f"grafana: the fleet row has no panel for {what}")
+    inst = [v for v in d.get("templating", {}).get("list", []) if v["name"] == "instance"]
+    if not inst or inst[0].get("includeAll"):
+        fail("grafana: $instance must not offer All (every node in every per-node panel)")
     want = ["reclaimed", "filesystem use", "oldest file age", "tracked bytes", "sweep duration", "errors"]
     for w in want:
         if not any(w in t.lower() for t in titles):
@@ -221,6 +246,101 @@ def dashboard_check(rules_out):
         rules.append({"record": f"dashboard:query_{i}", "expr": e})
     Path(rules_out).write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     ok(f"grafana: DS_PROMETHEUS input, {len(titles)} panels, {len(exprs)} queries (parsed next by promtool)")
+
+
+def fleet_and_node_panels(d):
+    """The panels of the first row (which must be titled Fleet), and those of the rows after it."""
+    panels = d["panels"]
+    if not panels or panels[0].get("type") != "row" or panels[0].get("title") != "Fleet":
+        fail("grafana: the first row is not the Fleet row")
+    rows = [i for i, p in enumerate(panels) if p.get("type") == "row"]
+    end = rows[1] if len(rows) > 1 else len(panels)
+    fleet = panels[1:end] + panels[0].get("panels", [])
+    nodes = [p for p in panels[end:] if p.get("type") != "row"]
+    for r in panels[end:]:
+        nodes += r.get("panels", [])
+    return fleet, nodes
+
+
+def dashboard_fleet_test(rules_out, test_out):
+    """The fleet row's queries as recording rules, and a promtool unit test of them on three
+    nodes: a above its high watermark with pressure unmet, b quiet, c on another version and
+    below its own (higher) watermark."""
+    d = json.loads((DEPLOY / "grafana/shuffle-janitor.json").read_text())
+    fleet, _ = fleet_and_node_panels(d)
+    subst = {"$__rate_interval": "5m", "$job": ".*"}
+    rules = []
+    by_title = {}
+    for p in fleet:
+        for t in p.get("targets", []):
+            e = t["expr"]
+            for k, v in subst.items():
+                e = e.replace(k, v)
+            name = "fleet:" + re.sub(r"[^a-z0-9]+", "_", p["title"].lower()).strip("_")
+            by_title[p["title"]] = name
+            rules.append({"record": name, "expr": e})
+    Path(rules_out).write_text(yaml.safe_dump({"groups": [{"name": "fleet", "rules": rules}]}))
+    j = 'job="sj"'
+    a, b, c = (f'{j}, instance="{n}:19337"' for n in "abc")
+    series = [
+        (f'shuffle_janitor_build_info{{{a}, version="0.1.0"}}', "1x15"),
+        (f'shuffle_janitor_build_info{{{b}, version="0.1.0"}}', "1x15"),
+        (f'shuffle_janitor_build_info{{{c}, version="0.2.0"}}', "1x15"),
+        (f'shuffle_janitor_filesystem_used_ratio{{{a}, mountpoint="/data1"}}', "0.9x15"),
+        (f'shuffle_janitor_filesystem_used_ratio{{{a}, mountpoint="/data2"}}', "0.5x15"),
+        (f'shuffle_janitor_filesystem_used_ratio{{{b}, mountpoint="/data1"}}', "0.5x15"),
+        (f'shuffle_janitor_filesystem_used_ratio{{{c}, mountpoint="/data1"}}', "0.86x15"),
+        (f'shuffle_janitor_watermark_ratio{{{a}, level="high"}}', "0.85x15"),
+        (f'shuffle_janitor_watermark_ratio{{{b}, level="high"}}', "0.85x15"),
+        (f'shuffle_janitor_watermark_ratio{{{c}, level="high"}}', "0.9x15"),
+        (f'shuffle_janitor_watermark_ratio{{{a}, level="low"}}', "0.75x15"),
+        (f'shuffle_janitor_pressure_unmet{{{a}, mountpoint="/data1"}}', "1x15"),
+        (f'shuffle_janitor_pressure_unmet{{{a}, mountpoint="/data2"}}', "0x15"),
+        (f'shuffle_janitor_pressure_unmet{{{b}, mountpoint="/data1"}}', "0x15"),
+        (f'shuffle_janitor_oldest_file_age_seconds{{{a}, root="/data1"}}', "100x15"),
+        (f'shuffle_janitor_oldest_file_age_seconds{{{a}, root="/data2"}}', "500x15"),
+        (f'shuffle_janitor_oldest_file_age_seconds{{{b}, root="/data1"}}', "300x15"),
+        (f'shuffle_janitor_oldest_file_age_seconds{{{c}, root="/data1"}}', "0x15"),
+        (f'shuffle_janitor_tracked_bytes{{{a}, root="/data1", kind="shuffle"}}', "10x15"),
+        (f'shuffle_janitor_tracked_bytes{{{a}, root="/data2", kind="temp"}}', "20x15"),
+        (f'shuffle_janitor_tracked_bytes{{{b}, root="/data1", kind="shuffle"}}', "5x15"),
+        (f'shuffle_janitor_tracked_bytes{{{c}, root="/data1", kind="shuffle"}}', "100x15"),
+        # 60 bytes a minute on a and b: 7200 bytes an hour across the fleet.
+        (f'shuffle_janitor_reclaimed_bytes_total{{{a}, reason="ttl"}}', "0+60x15"),
+        (f'shuffle_janitor_reclaimed_bytes_total{{{b}, reason="ttl"}}', "0+60x15"),
+        (f'up{{{a}}}', "1x15"),
+        (f'up{{{b}}}', "1x15"),
+        (f'up{{{c}}}', "0x15"),
+    ]
+    inst = lambda n: {"instance": f"{n}:19337"}
+    want = {
+        "Janitors up": [({}, 2)],
+        "Janitors down": [({}, 1)],
+        "Nodes above high": [({}, 1)],
+        "Nodes with unmet pressure": [({}, 1)],
+        "Versions running": [({}, 2)],
+        "Top 10 nodes by oldest file age": [(inst("a"), 500), (inst("b"), 300), (inst("c"), 0)],
+        "Top 10 nodes by tracked bytes": [(inst("a"), 30), (inst("b"), 5), (inst("c"), 100)],
+        "Version skew": [({"version": "0.1.0"}, 2), ({"version": "0.2.0"}, 1)],
+        "Reclaimed bytes per hour, fleet": [({"reason": "ttl"}, 7200)],
+    }
+    tests = []
+    for title, samples in want.items():
+        if title not in by_title:
+            fail(f"grafana: no fleet panel {title!r} (fleet panels: {sorted(by_title)})")
+        name = by_title[title]
+        exp = []
+        for labels, value in samples:
+            lbl = ", ".join(f'{k}="{v}"' for k, v in sorted({"__name__": name, **labels}.items()) if k != "__name__")
+            exp.append({"labels": f"{name}{{{lbl}}}" if lbl else name, "value": value})
+        tests.append({"expr": name, "eval_time": "10m", "exp_samples": exp})
+    Path(test_out).write_text(yaml.safe_dump({
+        "rule_files": [Path(rules_out).name],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": [{"series": s, "values": v} for s, v in series],
+                   "promql_expr_test": tests}],
+    }, sort_keys=False))
+    ok(f"grafana: {len(tests)} fleet queries with expected values for three nodes (promtool test rules next)")
 
 
 def exposition(path):
@@ -264,8 +384,9 @@ def metrics_check(scrape):
     ok(f"alerts, dashboard and README use only exported metrics; README lists all {len(ours)} shuffle_janitor_ families")
 
 
-def compare_config(effective, expected_json):
-    """check-config's effective settings equal the values given to the Ansible role."""
+def compare_config(effective, expected_json, who="ansible"):
+    """check-config's effective settings equal the values given to the Ansible role (or, with
+    WHO chef, the same values given to the Chef cookbook's template)."""
     eff = tomllib.loads(Path(effective).read_text())
     want = json.loads(Path(expected_json).read_text())
     pairs = {
@@ -281,17 +402,42 @@ def compare_config(effective, expected_json):
     for key, got in pairs.items():
         w = want["shuffle_janitor_" + key]
         if got != w:
-            fail(f"ansible: {key} is {got!r} in the templated config, the role was given {w!r}")
-    ok(f"ansible: all {len(pairs)} keys of the templated config are the role's values")
+            fail(f"{who}: {key} is {got!r} in the templated config, it was given {w!r}")
+    ok(f"{who}: all {len(pairs)} keys of the templated config are the values given")
+
+
+def argspec_defaults():
+    """The Ansible role's meta/argument_specs.yml declares every variable of defaults/main.yml, with
+    the same default (ansible-core checks types and choices from the spec, but takes the values
+    from defaults/main.yml: the two must not drift apart)."""
+    role = DEPLOY / "ansible/roles/shuffle_janitor"
+    defaults = yaml.safe_load((role / "defaults/main.yml").read_text())
+    options = yaml.safe_load((role / "meta/argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    if set(defaults) != set(options):
+        fail(f"ansible: argument_specs and defaults/main.yml differ: only in defaults {sorted(set(defaults) - set(options))}, "
+             f"only in argument_specs {sorted(set(options) - set(defaults))}")
+    for name, spec in options.items():
+        if "{{" in str(defaults[name]):
+            if "default" in spec:
+                fail(f"ansible: argument_specs gives {name} a default, defaults/main.yml computes it")
+            continue
+        if spec.get("default") != defaults[name]:
+            fail(f"ansible: {name} defaults to {defaults[name]!r} in defaults/main.yml, {spec.get('default')!r} in argument_specs")
+        for choice in [defaults[name]] if spec.get("type") == "str" else defaults[name] if spec.get("type") == "list" else []:
+            if "choices" in spec and choice not in spec["choices"]:
+                fail(f"ansible: {name}'s default {choice!r} is not one of its choices {spec['choices']}")
+    ok(f"ansible: argument_specs declares the {len(options)} variables of defaults/main.yml with the same defaults")
 
 
 COMMANDS = {
+    "argspec-defaults": argspec_defaults,
     "parse-all": parse_all,
     "marathon-config": marathon_config,
     "marathon-check": marathon_check,
     "k8s-config": k8s_config,
     "k8s-check": k8s_check,
     "dashboard-check": dashboard_check,
+    "dashboard-fleet-test": dashboard_fleet_test,
     "metrics-check": metrics_check,
     "compare-config": compare_config,
 }

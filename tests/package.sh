@@ -311,6 +311,9 @@ fish -n "$fish_file" || fail "fish -n $fish_file: syntax"
 out=$(HOME=$tmp fish -c 'complete -C"shuffle-janitor sw"' 2>&1)
 [[ $out == sweep$'\t'* ]] || fail "fish: 'shuffle-janitor sw<TAB>' did not complete to sweep (got '$out')"
 ok "fish: syntax, 'shuffle-janitor sw<TAB>' -> sweep"
+# A subcommand's options (`shuffle-janitor sweep --<TAB>`), in each shell, from the installed files.
+bash tests/completions.sh /usr/share/bash-completion/completions/shuffle-janitor "$zsh_file" "$fish_file" ||
+    fail "the installed completions"
 
 # --- 4. As the package's user, with the unit's capabilities -----------------------------------
 step "the installed binary as $user with the unit's capabilities, on another user's files"

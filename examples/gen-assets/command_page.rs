@@ -3,8 +3,9 @@
 //! clap; then EXIT STATUS, SIGNALS, FILES, HTTP ENDPOINTS and METRICS from the README's tables,
 //! which stay their one source.
 
+use clap::{ArgAction, Command};
 use clap_mangen::Man;
-use roff::{Inline, Roff, bold, roman};
+use roff::{Inline, Roff, bold, italic, roman};
 
 use crate::markdown::{Section, inline, section};
 use crate::{Meta, without_preamble};
@@ -28,13 +29,13 @@ pub fn render(cmd: clap::Command, readme: &str, meta: &Meta) -> Result<String, S
     let mut page = piece(|w| man.render_title(w));
     // No hyphenation and a ragged right margin: paths, commands and metric names stay whole.
     page.push_str(".nh\n.ad l\n");
-    for part in [
-        Man::render_name_section,
-        Man::render_synopsis_section,
-        Man::render_description_section,
-        Man::render_options_section,
-    ] {
-        page.push_str(&preformatted(without_preamble(&piece(|w| part(&man, w)))));
+    page.push_str(&preformatted(without_preamble(&piece(|w| man.render_name_section(w)))));
+    let mut r = Roff::new();
+    r.control("SH", ["SYNOPSIS"]);
+    r.text(synopsis(&cmd));
+    page.push_str(without_preamble(&r.render()));
+    for part in [Man::render_description_section, Man::render_options_section] {
+        page.push_str(&code_spans(&preformatted(without_preamble(&piece(|w| part(&man, w))))));
     }
 
     page.push_str(".SH COMMANDS\n");
@@ -51,13 +52,19 @@ pub fn render(cmd: clap::Command, readme: &str, meta: &Meta) -> Result<String, S
         }
         let has_options = sub.get_arguments().any(|a| !a.is_hide_set());
         let name = sub.get_bin_name().unwrap_or(sub.get_name()).replace('-', "\\-");
+        let mut r = Roff::new();
+        r.text(synopsis(&sub));
         let man = Man::new(sub);
         page.push_str(&format!(".SS \"{name}\"\n"));
-        page.push_str(&body(&piece(|w| man.render_synopsis_section(w))));
+        page.push_str(without_preamble(&r.render()));
         page.push_str(".PP\n");
-        page.push_str(&preformatted(&body(&piece(|w| man.render_description_section(w)))));
+        page.push_str(&code_spans(&preformatted(&body(&piece(|w| {
+            man.render_description_section(w)
+        })))));
         if has_options {
-            page.push_str(&preformatted(&body(&piece(|w| man.render_options_section(w)))));
+            page.push_str(&code_spans(&preformatted(&body(&piece(|w| {
+                man.render_options_section(w)
+            })))));
         }
     }
 
@@ -76,6 +83,88 @@ pub fn render(cmd: clap::Command, readme: &str, meta: &Meta) -> Result<String, S
     ]);
     page.push_str(without_preamble(&r.render()));
     Ok(page)
+}
+
+/// A command's synopsis: its name, each visible option with its argument (`[--log-level LEVEL]`,
+/// `[--log-format text|json]`), its positionals and `COMMAND`. clap_mangen's (0.3) writes an
+/// option without its argument (`[--log-level]`), which reads as a flag.
+fn synopsis(cmd: &Command) -> Vec<Inline> {
+    let mut line = vec![bold(cmd.get_bin_name().unwrap_or(cmd.get_name()))];
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
+        let flag = match (arg.get_short(), arg.get_long()) {
+            (Some(s), Some(l)) => format!("-{s}|--{l}"),
+            (Some(s), None) => format!("-{s}"),
+            (None, Some(l)) => format!("--{l}"),
+            (None, None) => continue,
+        };
+        let optional = !arg.is_required_set();
+        line.push(roman(if optional { " [" } else { " " }));
+        line.push(bold(flag));
+        if arg.get_action().takes_values() {
+            line.push(roman(" "));
+            line.push(italic(value_name(arg)));
+        }
+        if matches!(arg.get_action(), ArgAction::Count | ArgAction::Append) {
+            line.push(roman("..."));
+        }
+        if optional {
+            line.push(roman("]"));
+        }
+    }
+    for arg in cmd.get_positionals().filter(|a| !a.is_hide_set()) {
+        let optional = !arg.is_required_set();
+        line.push(roman(if optional { " [" } else { " " }));
+        line.push(italic(value_name(arg)));
+        if optional {
+            line.push(roman("]"));
+        }
+    }
+    if cmd.has_subcommands() {
+        line.push(roman(" "));
+        line.push(italic(cmd.get_subcommand_value_name().unwrap_or("COMMAND")));
+    }
+    line
+}
+
+/// What an option takes: its possible values (`text|json`: clap derive names an enum's argument
+/// after its field, `LOG_FORMAT`, which says less), else its value name, else its id.
+fn value_name(arg: &clap::Arg) -> String {
+    let values: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_string())
+        .collect();
+    if !values.is_empty() {
+        return values.join("|");
+    }
+    match arg.get_value_names() {
+        Some(names) => names.join(" "),
+        None => arg.get_id().as_str().to_uppercase(),
+    }
+}
+
+/// Markdown code spans in clap's help texts (`` `check-config` ``) in bold: a backtick reaches a
+/// rendered page as a quotation mark. Requests (lines starting with `.` or `'`) are left alone, and
+/// so is a line with an odd number of backticks (the test of the page finds it).
+fn code_spans(roff: &str) -> String {
+    let mut out = String::with_capacity(roff.len());
+    for line in roff.split_inclusive('\n') {
+        if line.starts_with(['.', '\'']) || line.matches('`').count() % 2 == 1 {
+            out.push_str(line);
+            continue;
+        }
+        for (i, part) in line.split('`').enumerate() {
+            if i % 2 == 1 {
+                out.push_str("\\fB");
+                out.push_str(part);
+                out.push_str("\\fP");
+            } else {
+                out.push_str(part);
+            }
+        }
+    }
+    out
 }
 
 /// One clap_mangen rendering, as text.
@@ -255,6 +344,35 @@ mod tests {
             ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n.TH SHUFFLE-JANITOR 8 2026-11-30 \"shuffle-janitor 0.1.0\""
         ));
         assert_eq!(page.matches(".ds Aq").count(), 2, "one preamble");
+    }
+
+    #[test]
+    fn the_synopsis_shows_what_each_option_takes() {
+        let page = page();
+        // The top synopsis: global options with their arguments, then the command.
+        assert!(
+            page.contains("[\\fB\\-\\-log\\-level\\fR \\fILEVEL\\fR]"),
+            "no [--log-level LEVEL] in\n{page}"
+        );
+        assert!(
+            page.contains("[\\fB\\-\\-log\\-format\\fR \\fItext|json\\fR]"),
+            "{page}"
+        );
+        assert!(page.contains("\\fICOMMAND\\fR"), "{page}");
+        // A command's options: a flag has no argument, an option has its argument.
+        assert!(page.contains("[\\fB\\-\\-dry\\-run\\fR]"), "{page}");
+        assert!(page.contains("[\\fB\\-c|\\-\\-config\\fR \\fIFILE\\fR]"), "{page}");
+    }
+
+    #[test]
+    fn code_spans_become_bold_and_no_backtick_is_left() {
+        assert_eq!(
+            code_spans("Prints `check-config` and `x`.\n.TP\n`odd\n"),
+            "Prints \\fBcheck-config\\fP and \\fBx\\fP.\n.TP\n`odd\n"
+        );
+        let page = page();
+        let left: Vec<&str> = page.lines().filter(|l| l.contains('`')).collect();
+        assert!(left.is_empty(), "backticks left on the page: {left:?}");
     }
 
     #[test]

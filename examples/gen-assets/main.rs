@@ -118,7 +118,34 @@ fn generate(out: &Path) -> Result<Vec<PathBuf>, String> {
 fn completion(shell: Shell) -> String {
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), NAME, &mut buf);
-    String::from_utf8(buf).expect("clap_complete writes UTF-8")
+    let script = String::from_utf8(buf).expect("clap_complete writes UTF-8");
+    match shell {
+        Shell::Bash => bash_case_labels(&script),
+        _ => script,
+    }
+}
+
+/// clap_complete's bash script (4.6) walks the words into `cmd="shuffle__janitor__subcmd__sweep"`
+/// (the binary's `-` made `__`), but labels the cases that complete each subcommand's options
+/// `shuffle__subcmd__janitor__subcmd__sweep)` (the `-` made `__subcmd__`): no label matches, and
+/// `shuffle-janitor sweep --<TAB>` offers nothing. The labels are renamed to what `cmd` holds;
+/// a script without the mismatch (a fixed clap_complete) comes out unchanged, and the test below
+/// checks that every value of `cmd` has its case.
+fn bash_case_labels(script: &str) -> String {
+    const SEP: &str = "__subcmd__";
+    let wrong = format!("{}{SEP}", NAME.replace('-', SEP));
+    let right = format!("{}{SEP}", NAME.replace('-', "__"));
+    script
+        .split_inclusive('\n')
+        .map(|line| {
+            let label = line.trim_start();
+            if label.starts_with(&wrong) && label.trim_end().ends_with(')') {
+                line.replacen(&wrong, &right, 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `rendered` without the roff crate's preamble (it defines `\*(Aq`, the apostrophe, at the start
@@ -201,6 +228,31 @@ mod tests {
                 assert!(script.contains(word), "{shell} completion lacks {word}");
             }
         }
+    }
+
+    /// Every `cmd="..."` the bash script's word loop can set has a `...)` case that completes it.
+    #[test]
+    fn bash_completion_has_a_case_for_every_subcommand() {
+        let script = completion(Shell::Bash);
+        let values: Vec<&str> = script
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("cmd=\""))
+            .filter_map(|l| l.strip_suffix('"'))
+            .filter(|v| !v.is_empty()) // the loop's start
+            .collect();
+        assert!(values.len() >= 5, "{values:?}");
+        for v in values {
+            assert!(
+                script.lines().any(|l| l.trim() == format!("{v})")),
+                "bash completion: no case {v}) for cmd=\"{v}\""
+            );
+        }
+        // And without the workaround clap_complete's script has none for the subcommands (when
+        // this fails, clap_complete is fixed and bash_case_labels can go).
+        let mut buf = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut Cli::command(), NAME, &mut buf);
+        let raw = String::from_utf8(buf).unwrap();
+        assert!(!raw.lines().any(|l| l.trim() == "shuffle__janitor__subcmd__sweep)"));
     }
 
     #[test]
