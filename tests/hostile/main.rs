@@ -29,6 +29,7 @@ mod s_reap;
 mod s_regress;
 mod s_signals;
 mod s_soak;
+mod s_stall;
 mod s_time;
 
 use std::panic::AssertUnwindSafe;
@@ -46,6 +47,7 @@ fn scenarios() -> Vec<Scenario> {
     v.extend(s_regress::ALL);
     v.extend(s_races::ALL);
     v.extend(s_reap::ALL);
+    v.extend(s_stall::ALL);
     v.extend(s_signals::ALL);
     v.extend(s_inotify::ALL);
     v.extend(s_http::ALL);
