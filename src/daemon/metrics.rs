@@ -60,6 +60,9 @@ pub struct Metrics {
     reaped_stores: IntCounter,
     reaped_dirs: IntCounter,
     store_liveness_unknown: IntGauge,
+    proc_unanswered: IntCounterVec,
+    /// Serialises [`Metrics::render`]'s catching up of `proc_unanswered`.
+    proc_unanswered_sync: std::sync::Mutex<()>,
     pub config_last_reload_successful: IntGauge,
 }
 
@@ -242,6 +245,15 @@ impl Metrics {
                 "1 when the last sweep could not judge whether empty stores are dead (the node's \
                  processes cannot all be seen): none is removed.",
             ),
+            proc_unanswered: counter_vec(
+                &r,
+                "shuffle_janitor_proc_unanswered_total",
+                "Reads of the node's processes that did not answer in time (a hung mount): scan, the \
+                 whole scan of /proc (that sweep removed no store); lookup, a JVM's local directory \
+                 (that JVM may own any store).",
+                &["what"],
+            ),
+            proc_unanswered_sync: std::sync::Mutex::new(()),
             clock_steps: int_counter(
                 &r,
                 "shuffle_janitor_clock_steps_total",
@@ -284,6 +296,9 @@ impl Metrics {
         }
         for k in ["missing", "extra", "stale"] {
             m.index_drift.with_label_values(&[k]);
+        }
+        for w in ["scan", "lookup"] {
+            m.proc_unanswered.with_label_values(&[w]);
         }
         m.config_last_reload_successful.set(1);
         m
@@ -422,6 +437,15 @@ impl Metrics {
 
     /// The text exposition format and its Content-Type.
     pub fn render(&self) -> (Vec<u8>, String) {
+        {
+            // Counted where they happen (any thread, the CLI too); caught up here.
+            let _one = self.proc_unanswered_sync.lock().unwrap_or_else(|e| e.into_inner());
+            let (scans, lookups) = crate::procs_bounded::unanswered();
+            for (what, total) in [("scan", scans), ("lookup", lookups)] {
+                let c = self.proc_unanswered.with_label_values(&[what]);
+                c.inc_by(total.saturating_sub(c.get()));
+            }
+        }
         let encoder = TextEncoder::new();
         let mut buf = Vec::new();
         encoder

@@ -45,9 +45,10 @@ pub fn covered(rel: &Path) -> bool {
         .is_some_and(|n| n.starts_with("blockmgr-"))
 }
 
-/// The process snapshot of a sweep, read the first time a store needs it.
+/// The process snapshot of a sweep, read the first time a store needs it, with a deadline (a
+/// hung mount makes it blind, never stalls the sweep: [`crate::procs_bounded`]).
 pub fn procs<'a>(cell: &'a OnceLock<Procs>, cfg: &Config) -> &'a Procs {
-    cell.get_or_init(|| Procs::read(Path::new("/proc"), cfg.state_dir.as_deref()))
+    cell.get_or_init(|| crate::procs_bounded::read(Path::new("/proc"), cfg.state_dir.as_deref()))
 }
 
 /// Judges each candidate and removes the dead ones (checks and counts them, in a dry run).
@@ -239,7 +240,7 @@ pub fn reap_from_index(
     if quiet.is_empty() {
         return Vec::new();
     }
-    let procs = crate::procs::Procs::read(Path::new("/proc"), cfg.state_dir.as_deref());
+    let procs = crate::procs_bounded::read(Path::new("/proc"), cfg.state_dir.as_deref());
     let owners = procs.blind.is_none().then_some(procs.owners.as_slice());
     let mut candidates = Vec::new();
     let mut ids = Vec::new();
