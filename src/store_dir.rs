@@ -660,6 +660,7 @@ impl StoreDir {
                 return out;
             }
         }
+        fsx::made_progress();
         for p in &detached {
             let f = &files[p.index];
             let private = [PRIVATE_PREFIX, f.name].concat();

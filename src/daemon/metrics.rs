@@ -2,6 +2,7 @@
 //! (`deploy/` and the README list them); change them only with a deprecation.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -63,6 +64,9 @@ pub struct Metrics {
     proc_unanswered: IntCounterVec,
     /// Serialises [`Metrics::render`]'s catching up of `proc_unanswered`.
     proc_unanswered_sync: std::sync::Mutex<()>,
+    job_running_seconds: Gauge,
+    stuck: IntGauge,
+    pub health: super::health::Health,
     pub config_last_reload_successful: IntGauge,
 }
 
@@ -254,6 +258,23 @@ impl Metrics {
                 &["what"],
             ),
             proc_unanswered_sync: std::sync::Mutex::new(()),
+            job_running_seconds: {
+                let g = Gauge::new(
+                    "shuffle_janitor_job_running_seconds",
+                    "How long the walk or sweep in hand has been running; 0 when none.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            stuck: int_gauge(
+                &r,
+                "shuffle_janitor_stuck",
+                "1 while the daemon is stuck (/-/healthy answers 503 with the reason, the systemd \
+                 watchdog is not fed): the walk or sweep in hand has listed or deleted nothing for \
+                 stuck_after, or the loop has not run for that long (a hung filesystem).",
+            ),
+            health: super::health::Health::new(Duration::from_secs(600)),
             clock_steps: int_counter(
                 &r,
                 "shuffle_janitor_clock_steps_total",
@@ -318,6 +339,7 @@ impl Metrics {
         ] {
             self.config_seconds.with_label_values(&[setting]).set(d.as_secs_f64());
         }
+        self.health.set_stuck_after(cfg.stuck_after);
     }
 
     pub fn error(&self, op: Op) {
@@ -437,6 +459,8 @@ impl Metrics {
 
     /// The text exposition format and its Content-Type.
     pub fn render(&self) -> (Vec<u8>, String) {
+        self.job_running_seconds.set(self.health.job_seconds());
+        self.stuck.set(i64::from(self.health.stuck().is_some()));
         {
             // Counted where they happen (any thread, the CLI too); caught up here.
             let _one = self.proc_unanswered_sync.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,7 +3,8 @@
 //! - A mount that never answers: a FUSE mount whose device nobody reads (made here with
 //!   `mount(2)` on `/dev/fuse`, no libfuse): every lookup below it blocks until the connection is
 //!   aborted. A live executor whose `SPARK_LOCAL_DIRS` is on it must not stall `sweep` nor the
-//!   daemon's sweeps, and may own any store.
+//!   daemon's sweeps, and may own any store; a walk stuck on it must show (`/-/healthy` 503,
+//!   `shuffle_janitor_stuck`, no watchdog pings).
 //! - A filesystem without `d_type` (ext4 made with `-O ^filetype`, on a loop device): getdents
 //!   says `DT_UNKNOWN` for everything, and dead stores must still be removed, their stale files
 //!   deleted, a store with files kept.
@@ -11,6 +12,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ pub const ALL: &[Scenario] = &[
     ("stall_no_dtype_reaps", no_dtype_reaps),
     ("stall_hung_local_dir_sweep", hung_local_dir_sweep),
     ("stall_hung_local_dir_daemon", hung_local_dir_daemon),
+    ("stall_stuck_walk_unhealthy", stuck_walk_unhealthy),
 ];
 
 /// A FUSE mount that never answers: its device fd is held here and never read. Every lookup
@@ -300,6 +303,87 @@ fn hung_local_dir_daemon(sc: &mut Sc) {
     d.no_panic(sc);
     d.stop(Duration::from_secs(10));
     fuse.abort();
+}
+
+/// The general case of item 5: a walk blocked on a mount that never answers (a FUSE mount at a
+/// `spark-*` directory below a root) shows: `/-/healthy` answers 503 with the reason,
+/// `shuffle_janitor_stuck` is 1, the watchdog is no longer fed; once the mount is aborted, the
+/// walk ends and all is well again.
+fn stuck_walk_unhealthy(sc: &mut Sc) {
+    let s = Scratch::new();
+    let root = s.join("local");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut fuse = match HungFuse::mount(&root.join("spark-hung")) {
+        Ok(f) => f,
+        Err(why) => return sc.skip(&why),
+    };
+    let sock_path = s.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let pings = |sock: &UnixDatagram| {
+        let mut n = 0;
+        let mut buf = [0u8; 512];
+        while let Ok(len) = sock.recv(&mut buf) {
+            n += String::from_utf8_lossy(&buf[..len]).matches("WATCHDOG=1").count();
+        }
+        n
+    };
+    let d = Daemon::start_with(
+        s.path(),
+        &config_text(&[&root], "state_dir = \"\"\ninterval = \"1s\"\nstuck_after = \"2s\""),
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+        "",
+    );
+    let t = Instant::now();
+    let mut health = d.get("/-/healthy");
+    while health.as_ref().is_none_or(|(c, _)| *c != 503) && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+        health = d.get("/-/healthy");
+    }
+    sc.iterations += 1;
+    let stuck_ok = sc.check(
+        health
+            .as_ref()
+            .is_some_and(|(c, b)| *c == 503 && b.contains("walk in hand")),
+        || format!("/-/healthy while a walk hangs for 15 s: {health:?}\n{}", d.log_tail(10)),
+    );
+    if stuck_ok {
+        sc.note(format!("/-/healthy: {}", health.as_ref().unwrap().1.trim()));
+        let stuck = d.metric("shuffle_janitor_stuck", &[]);
+        sc.check(stuck == Some(1.0), || format!("shuffle_janitor_stuck = {stuck:?}"));
+        let running = d.metric("shuffle_janitor_job_running_seconds", &[]);
+        sc.check(running.is_some_and(|r| r >= 2.0), || {
+            format!("shuffle_janitor_job_running_seconds = {running:?}")
+        });
+        // A ping decided a moment before the job became stuck may still be on its way (the
+        // loop's thread descheduled between its check and its send on a loaded machine).
+        std::thread::sleep(Duration::from_millis(500));
+        pings(&sock);
+        std::thread::sleep(Duration::from_millis(1500));
+        let n = pings(&sock);
+        sc.check(n == 0, || format!("{n} watchdog pings while stuck"));
+    }
+    // The mount aborted, the walk fails there and ends: healthy again, the watchdog fed.
+    fuse.abort();
+    let t = Instant::now();
+    let mut health = d.get("/-/healthy");
+    while health.as_ref().is_none_or(|(c, _)| *c != 200) && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+        health = d.get("/-/healthy");
+    }
+    sc.check(health.as_ref().is_some_and(|(c, _)| *c == 200), || {
+        format!("/-/healthy after the mount was aborted: {health:?}")
+    });
+    let stuck = d.metric("shuffle_janitor_stuck", &[]);
+    sc.check(stuck == Some(0.0), || format!("shuffle_janitor_stuck after: {stuck:?}"));
+    pings(&sock);
+    std::thread::sleep(Duration::from_millis(1000));
+    let n = pings(&sock);
+    sc.check(n > 0, || "no watchdog ping once well again".into());
+    d.no_panic(sc);
 }
 
 /// Item 6: ext4 without `filetype` (getdents gives `DT_UNKNOWN` for every entry), on a loop
