@@ -59,6 +59,7 @@ pub struct RawConfig {
     pub protect: Vec<String>,
     pub interval: String,
     pub rescan_interval: String,
+    pub stuck_after: String,
     pub dry_run: bool,
     pub skip_open_files: bool,
     pub state_dir: String,
@@ -112,6 +113,7 @@ impl Default for RawConfig {
             protect: vec![],
             interval: "10m".into(),
             rescan_interval: "24h".into(),
+            stuck_after: "10m".into(),
             dry_run: false,
             skip_open_files: true,
             state_dir: DEFAULT_STATE_DIR.into(),
@@ -156,6 +158,9 @@ pub struct Config {
     pub interval: Duration,
     /// How often the daemon walks everything to check its index against the disk.
     pub rescan_interval: Duration,
+    /// The daemon is stuck when its walk or sweep in hand has listed or deleted nothing, or its
+    /// loop has not run, for this long (see [`crate::daemon::health`]).
+    pub stuck_after: Duration,
     pub dry_run: bool,
     pub skip_open_files: bool,
     /// Where the daemon keeps what its watch saw across restarts; `None`: nowhere.
@@ -257,6 +262,7 @@ impl Config {
             protect: self.protect.patterns.clone(),
             interval: humantime::format_duration(self.interval).to_string(),
             rescan_interval: humantime::format_duration(self.rescan_interval).to_string(),
+            stuck_after: humantime::format_duration(self.stuck_after).to_string(),
             dry_run: self.dry_run,
             skip_open_files: self.skip_open_files,
             state_dir: self
@@ -404,6 +410,14 @@ impl RawConfig {
                 "must be at least 1m (it walks every root: \"24h\" is the default)".into(),
             ));
         }
+        let stuck_after = duration("stuck_after", &self.stuck_after)?;
+        if stuck_after < Duration::from_secs(1) {
+            return Err(invalid(
+                "stuck_after",
+                &format!("{:?}", self.stuck_after),
+                "must be at least 1s (\"10m\" is the default)".into(),
+            ));
+        }
         let state_dir = match self.state_dir.as_str() {
             "" => None,
             dir if dir.starts_with('/') => Some(PathBuf::from(dir)),
@@ -484,6 +498,7 @@ impl RawConfig {
             protect: Protect { patterns: protect, set },
             interval,
             rescan_interval,
+            stuck_after,
             dry_run: self.dry_run,
             skip_open_files: self.skip_open_files,
             state_dir,

@@ -169,6 +169,20 @@ pub fn open_dir_at(
     Ok((fd, st))
 }
 
+/// Directories listed and units deleted so far by this process: the daemon tells a walk or a
+/// sweep that is slow from one that is stuck (a hung filesystem) by whether this moves.
+static PROGRESS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`PROGRESS`].
+pub fn progress() -> u64 {
+    PROGRESS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts a step of work (see [`PROGRESS`]).
+pub fn made_progress() {
+    PROGRESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Calls `f` with each entry's name and type (from `d_type`), skipping `.` and `..`. `buf` is
 /// getdents' buffer, reused by the caller from directory to directory.
 ///
@@ -182,6 +196,7 @@ pub fn for_each_entry(fd: &OwnedFd, buf: &mut Vec<u8>, mut f: impl FnMut(&CStr, 
     // getdents continues from the fd's offset: start from the top even if read before.
     rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0)).map_err(|e| DirError::Io(e.into()))?;
     loop {
+        made_progress();
         let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
         let mut dir = RawDir::new(fd, spare);
         let mut grow = false;

@@ -15,7 +15,8 @@
 //!   symlinks: `getdents`, one `fstatat` per Spark file, re-stat before `unlinkat`.
 //! - [`disk`]: statvfs, mountinfo, file timestamps.
 //! - [`open_files`]: which files processes hold open or mapped (`/proc/*/fd`, `/proc/*/maps`).
-//! - [`procs`]: the node's Spark JVMs and the directories processes hold, for stores' liveness.
+//! - [`procs`]: the node's Spark JVMs and the directories processes hold, for stores' liveness;
+//!   [`procs_bounded`] reads them with a deadline (a hung mount never stalls a sweep).
 //! - [`index`]: the daemon's units of every store (stem, files, sizes, last use, opens), filled
 //!   from walks' listings and kept current by the watch's events; data and its update rules, no
 //!   system calls.
@@ -35,6 +36,7 @@ pub mod index;
 pub mod open_files;
 pub mod policy;
 pub mod procs;
+pub mod procs_bounded;
 pub mod report;
 pub mod scan;
 pub mod spark;

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use rustix::fs::FileType;
@@ -504,7 +504,8 @@ struct Clock {
 /// `(device, inode)` of the directories a JVM's environment names as its local directories
 /// (`SPARK_EXECUTOR_DIRS`, `SPARK_LOCAL_DIRS`), resolved in its own mount namespace (through
 /// `/proc/PID/root`: a containerised worker's paths are not this process's). `None` when the
-/// environment cannot be read or a directory it names cannot be resolved: then it may use any.
+/// environment cannot be read or a directory it names cannot be resolved (in time: see
+/// [`crate::procs_bounded`]): then it may use any.
 fn env_dirs(proc_pid: &Path) -> Option<Vec<(u64, u64)>> {
     let env = std::fs::read(proc_pid.join("environ")).ok()?;
     let root = proc_pid.join("root");
@@ -515,8 +516,9 @@ fn env_dirs(proc_pid: &Path) -> Option<Vec<(u64, u64)>> {
         };
         for d in value.split(|&b| b == b':' || b == b',').filter(|d| !d.is_empty()) {
             let path = Path::new(std::ffi::OsStr::from_bytes(d));
-            let inside: PathBuf = root.join(path.strip_prefix("/").unwrap_or(path));
-            let (_, dev, ino) = fsx::stat_proc_link(&inside).ok()?;
+            // Bounded in time: a directory on a hung mount must not stall the sweep; no answer
+            // makes it unknown, so this JVM may own any store.
+            let (_, dev, ino) = crate::procs_bounded::stat_in_root(&root, path).ok()?;
             out.push((dev, ino));
         }
     }

@@ -678,6 +678,7 @@ impl StoreDir {
                 return out;
             }
         }
+        fsx::made_progress();
         for p in &detached {
             let f = &files[p.index];
             let private = [PRIVATE_PREFIX, f.name].concat();
@@ -788,6 +789,7 @@ impl StoreDir {
         };
         // Listed again: only sub-directories.
         let mut subdirs: Vec<std::ffi::CString> = Vec::new();
+        let mut untyped: Vec<std::ffi::CString> = Vec::new();
         let mut other = false;
         let listed = fsx::for_each_entry(&self.dir, buf, |n, ftype| {
             let sub = n
@@ -795,16 +797,27 @@ impl StoreDir {
                 .ok()
                 .and_then(|x| spark::child_dir_role(DirRole::Store, x))
                 .is_some();
-            if sub && ftype == FileType::Directory {
-                subdirs.push(n.to_owned());
-            } else {
-                other = true;
+            match ftype {
+                FileType::Directory if sub => subdirs.push(n.to_owned()),
+                // DT_UNKNOWN (ext4 without `filetype`, XFS with ftype=0, some network
+                // filesystems): getdents does not say, a stat below does. Taken for "something
+                // else" it kept every dead store of such a filesystem for ever.
+                FileType::Unknown if sub => untyped.push(n.to_owned()),
+                _ => other = true,
             }
         });
         match listed {
             Ok(()) => {}
             Err(DirError::Gone) => return keep(out, "it no longer exists"),
             Err(e) => return fail(out, e.into_io()),
+        }
+        for n in untyped {
+            match fsx::statx_at(&self.dir, &n) {
+                Ok(st) if FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory => subdirs.push(n),
+                Ok(_) => other = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return keep(out, "it changed since it was judged"),
+                Err(e) => return fail(out, e),
+            }
         }
         if other {
             return keep(out, "it holds something other than NN directories");

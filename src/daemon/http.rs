@@ -123,7 +123,14 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics, ready: &AtomicBool) -> Re
             let (body, ctype) = metrics.render();
             reply(StatusCode::OK, &ctype, body)
         }
-        "/-/healthy" => reply(StatusCode::OK, text, b"shuffle-janitor is healthy.\n".to_vec()),
+        "/-/healthy" => match metrics.health.stuck() {
+            None => reply(StatusCode::OK, text, b"shuffle-janitor is healthy.\n".to_vec()),
+            Some(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                text,
+                format!("shuffle-janitor is stuck: {why}\n").into_bytes(),
+            ),
+        },
         "/-/ready" if ready.load(Ordering::Relaxed) => {
             reply(StatusCode::OK, text, b"shuffle-janitor is ready.\n".to_vec())
         }

@@ -2,6 +2,7 @@
 //! (`deploy/` and the README list them); change them only with a deprecation.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -60,6 +61,12 @@ pub struct Metrics {
     reaped_stores: IntCounter,
     reaped_dirs: IntCounter,
     store_liveness_unknown: IntGauge,
+    proc_unanswered: IntCounterVec,
+    /// Serialises [`Metrics::render`]'s catching up of `proc_unanswered`.
+    proc_unanswered_sync: std::sync::Mutex<()>,
+    job_running_seconds: Gauge,
+    stuck: IntGauge,
+    pub health: super::health::Health,
     pub config_last_reload_successful: IntGauge,
 }
 
@@ -242,6 +249,32 @@ impl Metrics {
                 "1 when the last sweep could not judge whether empty stores are dead (the node's \
                  processes cannot all be seen): none is removed.",
             ),
+            proc_unanswered: counter_vec(
+                &r,
+                "shuffle_janitor_proc_unanswered_total",
+                "Reads of the node's processes that did not answer in time (a hung mount): scan, the \
+                 whole scan of /proc (that sweep removed no store); lookup, a JVM's local directory \
+                 (that JVM may own any store).",
+                &["what"],
+            ),
+            proc_unanswered_sync: std::sync::Mutex::new(()),
+            job_running_seconds: {
+                let g = Gauge::new(
+                    "shuffle_janitor_job_running_seconds",
+                    "How long the walk or sweep in hand has been running; 0 when none.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            stuck: int_gauge(
+                &r,
+                "shuffle_janitor_stuck",
+                "1 while the daemon is stuck (/-/healthy answers 503 with the reason, the systemd \
+                 watchdog is not fed): the walk or sweep in hand has listed or deleted nothing for \
+                 stuck_after, or the loop has not run for that long (a hung filesystem).",
+            ),
+            health: super::health::Health::new(Duration::from_secs(600)),
             clock_steps: int_counter(
                 &r,
                 "shuffle_janitor_clock_steps_total",
@@ -285,6 +318,9 @@ impl Metrics {
         for k in ["missing", "extra", "stale"] {
             m.index_drift.with_label_values(&[k]);
         }
+        for w in ["scan", "lookup"] {
+            m.proc_unanswered.with_label_values(&[w]);
+        }
         m.config_last_reload_successful.set(1);
         m
     }
@@ -303,6 +339,7 @@ impl Metrics {
         ] {
             self.config_seconds.with_label_values(&[setting]).set(d.as_secs_f64());
         }
+        self.health.set_stuck_after(cfg.stuck_after);
     }
 
     pub fn error(&self, op: Op) {
@@ -422,6 +459,17 @@ impl Metrics {
 
     /// The text exposition format and its Content-Type.
     pub fn render(&self) -> (Vec<u8>, String) {
+        self.job_running_seconds.set(self.health.job_seconds());
+        self.stuck.set(i64::from(self.health.stuck().is_some()));
+        {
+            // Counted where they happen (any thread, the CLI too); caught up here.
+            let _one = self.proc_unanswered_sync.lock().unwrap_or_else(|e| e.into_inner());
+            let (scans, lookups) = crate::procs_bounded::unanswered();
+            for (what, total) in [("scan", scans), ("lookup", lookups)] {
+                let c = self.proc_unanswered.with_label_values(&[what]);
+                c.inc_by(total.saturating_sub(c.get()));
+            }
+        }
         let encoder = TextEncoder::new();
         let mut buf = Vec::new();
         encoder

@@ -11,9 +11,11 @@
 //! - [`walk`]: walks that fill the index and add the watches;
 //! - [`pressure`]: which filesystems must shed load, and the back-off when they cannot;
 //! - [`clock`]: the clock the rules use, steady across wall-clock steps;
+//! - [`health`]: whether a walk or sweep is stuck (`/-/healthy`, the watchdog);
 //! - [`metrics`], [`http`], [`signals`]: the edges.
 
 pub mod clock;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod pressure;
@@ -60,6 +62,8 @@ const ACTIVITY_DELAY: Duration = Duration::from_millis(25);
 const STATE_EVERY: Duration = Duration::from_secs(60);
 /// Overflows closer together than this are one burst: logged once.
 const OVERFLOW_BURST: Duration = Duration::from_secs(60);
+/// How often the loop runs at least (its heartbeat) and looks whether a job is stuck.
+const BEAT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -285,7 +289,11 @@ impl Daemon {
         let mut state_tick = self.ticker(STATE_EVERY);
         let watchdog = sd_notify::watchdog_enabled();
         let mut watchdog_tick = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+        // The loop's heartbeat, and the check for a stuck job (see `health`).
+        let mut beat_tick = tokio::time::interval(BEAT);
+        let mut said_stuck = false;
         loop {
+            self.metrics.health.beat();
             tokio::select! {
                 msg = messages.recv() => match msg {
                     Some(Message::Reload) => {
@@ -318,13 +326,32 @@ impl Daemon {
                 Some(msg) = self.watch_rx.recv() => self.on_watch(msg),
                 done = async { (&mut self.running.as_mut().expect("guarded").handle).await }, if self.running.is_some() => {
                     self.running = None;
+                    self.metrics.health.job_ended();
                     match done {
                         Ok(done) => self.finished(done),
                         Err(e) => error!(error = %e, "job thread failed"),
                     }
                     self.next_job();
                 }
-                _ = watchdog_tick.tick(), if watchdog.is_some() => sd_notify(&[sd_notify::NotifyState::Watchdog]),
+                _ = beat_tick.tick() => {
+                    match self.metrics.health.stuck() {
+                        Some(why) if !said_stuck => {
+                            said_stuck = true;
+                            error!("{why}; /-/healthy answers 503 and the systemd watchdog is no longer fed");
+                        }
+                        None if said_stuck => {
+                            said_stuck = false;
+                            info!("no longer stuck: the job in hand made progress or ended");
+                        }
+                        _ => {}
+                    }
+                }
+                // Not fed while stuck: systemd restarts a daemon whose job cannot end.
+                _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                    if self.metrics.health.stuck().is_none() {
+                        sd_notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                }
             }
         }
         self.shutdown().await;
@@ -391,6 +418,10 @@ impl Daemon {
         let roots = self.roots.clone();
         let watch = self.watch.clone();
         let cancel = self.cancel.clone();
+        self.metrics.health.job_started(match work {
+            Work::Walk(_) => health::JobKind::Walk,
+            Work::Sweep(_) => health::JobKind::Sweep,
+        });
         match work {
             Work::Walk(job) => {
                 let numbers: Vec<u32> = self.present.iter().map(|(n, _)| *n).collect();

@@ -45,9 +45,12 @@ pub fn covered(rel: &Path) -> bool {
         .is_some_and(|n| n.starts_with("blockmgr-"))
 }
 
-/// The process snapshot of a sweep, read the first time a store needs it.
+/// The process snapshot of a sweep, read the first time a store needs it, with a deadline (a
+/// hung mount makes it blind, never stalls the sweep: [`crate::procs_bounded`]).
 pub fn procs<'a>(cell: &'a OnceLock<Procs>, cfg: &Config) -> &'a Procs {
-    cell.get_or_init(|| Procs::read_in(Path::new("/proc"), cfg.state_dir.as_deref(), cfg.stores.pid_namespace))
+    cell.get_or_init(|| {
+        crate::procs_bounded::read(Path::new("/proc"), cfg.state_dir.as_deref(), cfg.stores.pid_namespace)
+    })
 }
 
 /// Judges each candidate and removes the dead ones (checks and counts them, in a dry run).
@@ -275,7 +278,7 @@ pub fn reap_from_index(
     if quiet.is_empty() {
         return Vec::new();
     }
-    let procs = Procs::read_in(Path::new("/proc"), cfg.state_dir.as_deref(), cfg.stores.pid_namespace);
+    let procs = crate::procs_bounded::read(Path::new("/proc"), cfg.state_dir.as_deref(), cfg.stores.pid_namespace);
     let owners = procs.blind.is_none().then_some(procs.owners.as_slice());
     let mut candidates = Vec::new();
     let mut ids = Vec::new();

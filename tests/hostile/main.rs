@@ -30,6 +30,7 @@ mod s_reap;
 mod s_regress;
 mod s_signals;
 mod s_soak;
+mod s_stall;
 mod s_time;
 
 use std::panic::AssertUnwindSafe;
@@ -48,6 +49,7 @@ fn scenarios() -> Vec<Scenario> {
     v.extend(s_races::ALL);
     v.extend(s_reap::ALL);
     v.extend(s_liveness::ALL);
+    v.extend(s_stall::ALL);
     v.extend(s_signals::ALL);
     v.extend(s_inotify::ALL);
     v.extend(s_http::ALL);
