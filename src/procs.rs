@@ -232,25 +232,47 @@ struct Steps {
 
 static STEPS: Mutex<Option<Steps>> = Mutex::new(None);
 
+/// Clock ticks since boot at the last setting of the wall clock the kernel reported to the daemon
+/// ([`watch_clock_sets`]); 0: none. Steps that a later step undoes between two looks at the
+/// boot time leave it where it was: only this sees them.
+static CLOCK_SET_AT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// Records the boot time read now (`btime_ns`), and returns the clock ticks since boot before
 /// which a JVM's start cannot be trusted (a step was seen since, by this process or, through
-/// `state_dir`, an earlier run in this boot).
+/// `state_dir`, an earlier run in this boot). An error when the record in `state_dir` cannot be
+/// read or written: a later run could not know of this step, nor this one of an earlier.
 fn steps_seen(
     cell: &Mutex<Option<Steps>>,
     proc: &Path,
     state_dir: Option<&Path>,
     btime_ns: i64,
     now_ticks: i64,
-) -> i64 {
+) -> Result<i64, String> {
     let boot_id = std::fs::read_to_string(proc.join("sys/kernel/random/boot_id"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let mut held = cell.lock().unwrap_or_else(|e| e.into_inner());
+    // A record that cannot be trusted (not ours, cut short, edited): what happened to the clock
+    // since the boot is unknown, which is what a step now means.
+    let mut unknown_past = false;
     if held.as_ref().is_none_or(|s| s.boot_id != boot_id) {
-        *held = state_dir
-            .and_then(|d| std::fs::read(d.join(STEPS_FILE)).ok())
-            .and_then(|b| serde_json::from_slice::<Steps>(&b).ok())
-            .filter(|s| s.boot_id == boot_id);
+        *held = match state_dir.map(|d| (d.join(STEPS_FILE), std::fs::read(d.join(STEPS_FILE)))) {
+            None => None,
+            Some((_, Err(e))) if e.kind() == io::ErrorKind::NotFound => None,
+            Some((path, Err(e))) => {
+                return Err(format!(
+                    "cannot read the record of clock steps {} ({e}): fix its permissions, or set state_dir = \"\"",
+                    path.display()
+                ));
+            }
+            Some((_, Ok(bytes))) => match serde_json::from_slice::<Steps>(&bytes) {
+                Ok(s) => Some(s).filter(|s| s.boot_id == boot_id),
+                Err(_) => {
+                    unknown_past = true;
+                    None
+                }
+            },
+        };
     }
     let before = held.clone();
     let steps = held.get_or_insert_with(|| Steps {
@@ -263,31 +285,100 @@ fn steps_seen(
     // so it is taken as the one that puts the boot time read now nearest to it.
     let baseline = steps.baseline_ns.unwrap_or_else(|| {
         let s = steps.btime.saturating_mul(1_000_000_000);
-        btime_ns.clamp(s, s + 999_999_999)
+        btime_ns.clamp(s, s.saturating_add(999_999_999))
     });
-    let moved = btime_ns - baseline;
-    if moved.abs() >= STEP_TOLERANCE_NS {
+    let moved = btime_ns.saturating_sub(baseline);
+    let set_at = CLOCK_SET_AT.load(std::sync::atomic::Ordering::Relaxed);
+    if moved.saturating_abs() >= STEP_TOLERANCE_NS || unknown_past {
         steps.suspect_before = now_ticks;
         steps.baseline_ns = Some(btime_ns);
         steps.btime = btime_ns.div_euclid(1_000_000_000);
         tracing::warn!(
             boot_time_moved_by_ms = moved / 1_000_000,
+            unknown_past,
             "the wall clock was stepped: the JVMs running now may own any block store until they exit"
         );
     } else {
         steps.baseline_ns = Some(baseline);
     }
+    if set_at > steps.suspect_before {
+        // The kernel said the clock was set, whatever the boot time reads now.
+        steps.suspect_before = set_at;
+        steps.baseline_ns = Some(btime_ns);
+        steps.btime = btime_ns.div_euclid(1_000_000_000);
+    }
     let changed = before.as_ref() != Some(steps);
     if changed && let Some(dir) = state_dir {
-        // Best effort, written atomically; without it a later run only misses this step.
+        // Written atomically.
         let tmp = dir.join(format!(".{STEPS_FILE}.tmp"));
-        if let Ok(text) = serde_json::to_vec(steps)
-            && std::fs::write(&tmp, text).is_ok()
-        {
-            let _ = std::fs::rename(&tmp, dir.join(STEPS_FILE));
+        let text = serde_json::to_vec(steps).expect("a record always serialises");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, dir.join(STEPS_FILE))) {
+            // Kept in memory for this process; but a later run would not know of it.
+            return Err(format!(
+                "cannot keep the record of clock steps in {} ({e}): create the directory writable for this user, or set state_dir = \"\" (then a one-shot sweep cannot know of steps before it)",
+                dir.join(STEPS_FILE).display()
+            ));
         }
     }
-    steps.suspect_before
+    Ok(steps.suspect_before)
+}
+
+/// Looks at the boot time now, so that a step is judged against a baseline taken early (at the
+/// daemon's start and at every sweep, whether or not a store is to be judged). An error when
+/// the record cannot be kept (see [`steps_seen`]).
+pub fn note_clock(state_dir: Option<&Path>) -> Result<(), String> {
+    let (boot, since_boot) = boot_clock();
+    let now_ticks = (i128::from(since_boot) * i128::from(clock_ticks()) / 1_000_000_000) as i64;
+    steps_seen(&STEPS, Path::new("/proc"), state_dir, boot, now_ticks).map(drop)
+}
+
+/// Has the kernel tell this process of every setting of the wall clock (`timerfd` with
+/// `TFD_TIMER_CANCEL_ON_SET`): a step and the step that undoes it, between two looks at the
+/// boot time, are then still seen. For the daemon; a one-shot sweep sees only the boot time as
+/// it is when it runs.
+pub fn watch_clock_sets() {
+    use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
+    let spawned = std::thread::Builder::new().name("clock-set".into()).spawn(|| {
+        let Ok(fd) = rustix::time::timerfd_create(TimerfdClockId::Realtime, TimerfdFlags::CLOEXEC) else {
+            tracing::warn!("cannot watch for settings of the wall clock (timerfd): only steps that last until a sweep are seen");
+            return;
+        };
+        loop {
+            // Armed far ahead: it never expires, it is only cancelled by a setting of the clock.
+            let far = Itimerspec {
+                it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
+                it_value: Timespec {
+                    tv_sec: i64::from(i32::MAX) * 2,
+                    tv_nsec: 0,
+                },
+            };
+            if let Err(e) = rustix::time::timerfd_settime(
+                &fd,
+                TimerfdTimerFlags::ABSTIME | TimerfdTimerFlags::CANCEL_ON_SET,
+                &far,
+            ) {
+                tracing::warn!(error = %e, "cannot watch for settings of the wall clock (timerfd): only steps that last until a sweep are seen");
+                return;
+            }
+            let mut buf = [0u8; 8];
+            match rustix::io::read(&fd, &mut buf) {
+                Err(rustix::io::Errno::CANCELED) => {
+                    let now_ticks =
+                        (i128::from(since_boot_ns()) * i128::from(clock_ticks()) / 1_000_000_000) as i64;
+                    CLOCK_SET_AT.fetch_max(now_ticks, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!("the wall clock was set: the JVMs running now may own any block store until they exit");
+                }
+                Err(rustix::io::Errno::INTR) | Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the watch for settings of the wall clock (timerfd)");
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the watch for settings of the wall clock");
+    }
 }
 
 /// Nanoseconds on `clock`.
@@ -312,33 +403,60 @@ fn boot_clock() -> (i64, i64) {
     (wall - since_boot, since_boot)
 }
 
-/// The longest an executor with this command line may take from its start to creating its block
-/// store, by Spark's own budget: it looks its driver up (`spark.rpc.lookupTimeout`) up to three
-/// times, then asks it for the application's config (`spark.rpc.askTimeout`); both fall back to
-/// `spark.network.timeout`, 120 s by default, which Spark passes on the executor's command line
-/// (`-Dspark.network.timeout=600s`) with every `spark.rpc.*` setting. Four times the longest.
-/// `None` when a value cannot be read: then no bound is known.
-pub fn executor_window(cmdline: &[u8]) -> Option<std::time::Duration> {
-    let mut network = None;
-    let mut ask = None;
-    let mut lookup = None;
-    for arg in cmdline.split(|&b| b == 0) {
-        let Some(kv) = arg.strip_prefix(b"-D") else { continue };
+/// The longest an executor may take from its start to creating its block store, by Spark's own
+/// budget (`CoarseGrainedExecutorBackend` and `SparkEnv.create`, Spark 3 and 4): up to
+/// `EXECUTOR_DRIVER_PROPS_FETCHER_MAX_ATTEMPTS` (3) lookups of its driver, an ask for the
+/// application's config (and, on Kubernetes, one for its id), then three more lookups (the map
+/// output tracker, the block manager master, the heartbeat receiver) before the block manager
+/// makes the store. Lookups wait `spark.rpc.lookupTimeout`, asks `spark.rpc.askTimeout`, both
+/// `spark.network.timeout` when unset, 120 s by default: 16 minutes in all; 80 at the common
+/// `600s`. Spark passes these settings on the executor's command line (`-Dspark.network.timeout=`);
+/// `JAVA_TOOL_OPTIONS`, `JDK_JAVA_OPTIONS` and `_JAVA_OPTIONS` in its environment count too (the
+/// longest value wins). `None` when no bound is known: a value that cannot be read, an
+/// `@argfile`, an environment that cannot be read.
+pub fn executor_window(cmdline: &[u8], environ: Option<&[u8]>) -> Option<std::time::Duration> {
+    let environ = environ?;
+    let var = |name: &[u8]| {
+        environ
+            .split(|&b| b == 0)
+            .find_map(|v| v.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")))
+    };
+    let mut tokens: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    for name in [&b"JAVA_TOOL_OPTIONS"[..], b"JDK_JAVA_OPTIONS", b"_JAVA_OPTIONS"] {
+        if let Some(v) = var(name) {
+            tokens.extend(v.split(|b| b.is_ascii_whitespace()));
+        }
+    }
+    // (network, ask, lookup): unset, or the longest value seen (`None` when one is unreadable).
+    let mut found: [Option<Option<f64>>; 3] = [None; 3];
+    for t in tokens {
+        if t.starts_with(b"@") {
+            return None; // options from a file this process cannot see
+        }
+        let Some(kv) = t.strip_prefix(b"-D") else { continue };
         let Ok(kv) = std::str::from_utf8(kv) else { continue };
         let Some((k, v)) = kv.split_once('=') else { continue };
-        let slot = match k {
-            "spark.network.timeout" => &mut network,
-            "spark.rpc.askTimeout" => &mut ask,
-            "spark.rpc.lookupTimeout" => &mut lookup,
+        let i = match k {
+            "spark.network.timeout" => 0,
+            "spark.rpc.askTimeout" => 1,
+            "spark.rpc.lookupTimeout" => 2,
             _ => continue,
         };
-        // The last one wins, as in the JVM.
-        *slot = Some(spark_seconds(v));
+        let v = spark_seconds(v);
+        found[i] = Some(match (found[i], v) {
+            (Some(Some(a)), Some(b)) => Some(a.max(b)),
+            (None, v) => v,
+            _ => None,
+        });
     }
-    let default = network.unwrap_or(Some(120.0));
-    let ask = ask.unwrap_or(default)?;
-    let lookup = lookup.unwrap_or(default)?;
-    let secs = 4.0 * ask.max(lookup);
+    let default = found[0].unwrap_or(Some(120.0))?;
+    let ask = found[1].unwrap_or(Some(default))?;
+    let lookup = found[2].unwrap_or(Some(default))?;
+    let attempts = match var(b"EXECUTOR_DRIVER_PROPS_FETCHER_MAX_ATTEMPTS") {
+        None => 3.0,
+        Some(v) => std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()? as f64,
+    };
+    let secs = (attempts + 3.0) * lookup + 2.0 * ask;
     (secs.is_finite() && secs < 1e12).then(|| std::time::Duration::from_secs_f64(secs))
 }
 
@@ -380,7 +498,13 @@ impl Procs {
         let ticks = clock_ticks();
         let (boot, since_boot) = boot_clock();
         let now_ticks = (i128::from(since_boot) * i128::from(ticks) / 1_000_000_000) as i64;
-        let suspect_before = steps_seen(&STEPS, proc, state_dir, boot, now_ticks);
+        let suspect_before = match steps_seen(&STEPS, proc, state_dir, boot, now_ticks) {
+            Ok(t) => t,
+            Err(why) => {
+                out.blind = Some(why);
+                return out;
+            }
+        };
         let entries = match std::fs::read_dir(proc) {
             Ok(e) => e,
             Err(e) => {
@@ -479,7 +603,7 @@ impl Procs {
             _ => OwnerKind::Driver { dirs },
         };
         let startup = match role {
-            Role::Executor => executor_window(&cmdline),
+            Role::Executor => executor_window(&cmdline, std::fs::read(dir.join("environ")).ok().as_deref()),
             _ => Some(std::time::Duration::ZERO),
         };
         self.owners.push(Owner {
@@ -621,7 +745,7 @@ mod tests {
         let seen = |state: Option<&Path>, btime, now| {
             // Each call is a run of its own: nothing held in memory.
             let cell = Mutex::new(None);
-            steps_seen(&cell, proc, state, btime, now)
+            steps_seen(&cell, proc, state, btime, now).unwrap()
         };
         assert_eq!(seen(Some(dir.path()), 1_000 * S, 500), 0);
         assert_eq!(
@@ -635,23 +759,23 @@ mod tests {
         assert_eq!(seen(None, 1_100 * S, 950), 0, "nothing kept: nothing known");
         // Within one run, memory is enough.
         let cell = Mutex::new(None);
-        assert_eq!(steps_seen(&cell, proc, None, 5_000 * S, 10), 0);
-        assert_eq!(steps_seen(&cell, proc, None, 5_060 * S, 20), 20);
+        assert_eq!(steps_seen(&cell, proc, None, 5_000 * S, 10).unwrap(), 0);
+        assert_eq!(steps_seen(&cell, proc, None, 5_060 * S, 20).unwrap(), 20);
         // Steps too small to be seen one by one add up: the baseline does not follow them.
         let cell = Mutex::new(None);
-        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S, 10), 0);
-        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S + 6 * S / 10, 20), 0);
+        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S, 10).unwrap(), 0);
+        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S + 6 * S / 10, 20).unwrap(), 0);
         assert_eq!(
-            steps_seen(&cell, proc, None, 7_000 * S + 12 * S / 10, 30),
+            steps_seen(&cell, proc, None, 7_000 * S + 12 * S / 10, 30).unwrap(),
             30,
             "1.2 s in all"
         );
         assert_eq!(
-            steps_seen(&cell, proc, None, 7_000 * S + 17 * S / 10, 40),
+            steps_seen(&cell, proc, None, 7_000 * S + 17 * S / 10, 40).unwrap(),
             30,
             "re-based at the step"
         );
-        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S + 23 * S / 10, 50), 50);
+        assert_eq!(steps_seen(&cell, proc, None, 7_000 * S + 23 * S / 10, 50).unwrap(), 50);
         // Across runs too, and from a file an earlier version wrote (whole seconds).
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -675,6 +799,25 @@ mod tests {
             "0.7 s from the baseline"
         );
         assert_eq!(seen(Some(dir.path()), 9_001 * S + 8 * S / 10, 80), 80, "1.1 s from it");
+        // A record that cannot be trusted: what the clock did is unknown, so a step now.
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        std::fs::write(dir.path().join(STEPS_FILE), b"{\"boot_id\":").unwrap();
+        assert_eq!(seen(Some(dir.path()), 9_001 * S, 90), 90, "cut short");
+        // One with numbers past every limit does not bring the sweep down.
+        std::fs::write(
+            dir.path().join(STEPS_FILE),
+            format!(
+                "{{\"boot_id\":\"{}\",\"btime\":9223372036,\"suspect_before\":0}}",
+                boot_id.trim()
+            ),
+        )
+        .unwrap();
+        assert_eq!(seen(Some(dir.path()), 9_001 * S, 95), 95, "far from that baseline");
+        // A record that cannot be kept is said: a later run would not know of this step.
+        let gone = dir.path().join("no-such-dir");
+        let cell = Mutex::new(None);
+        let e = steps_seen(&cell, proc, Some(&gone), 9_001 * S, 99).unwrap_err();
+        assert!(e.contains("no-such-dir") && e.contains("state_dir"), "{e}");
     }
 
     #[test]
@@ -682,37 +825,51 @@ mod tests {
         let args = |a: &[&str]| a.iter().flat_map(|a| a.bytes().chain([0])).collect::<Vec<u8>>();
         let min = |m: u64| Some(std::time::Duration::from_secs(m * 60));
         let backend = "org.apache.spark.executor.CoarseGrainedExecutorBackend";
-        assert_eq!(executor_window(&args(&["java", backend])), min(8), "Spark's defaults");
+        let env = args(&["PATH=/usr/bin", "HOME=/home/spark"]);
+        let w = |cmd: &[&str]| executor_window(&args(cmd), Some(&env));
+        // Six lookups and two asks of 120 s.
+        assert_eq!(w(&["java", backend]), min(16), "Spark's defaults");
+        assert_eq!(w(&["java", "-Dspark.network.timeout=600s", backend]), min(80));
         assert_eq!(
-            executor_window(&args(&["java", "-Dspark.network.timeout=600s", backend])),
-            min(40)
-        );
-        assert_eq!(
-            executor_window(&args(&[
+            w(&[
                 "java",
                 "-Dspark.network.timeout=600",
                 "-Dspark.rpc.askTimeout=15min",
                 backend
-            ])),
-            min(60)
+            ]),
+            min(6 * 10 + 2 * 15)
         );
         assert_eq!(
-            executor_window(&args(&["java", "-Dspark.rpc.lookupTimeout=2h", backend])),
-            min(480)
+            w(&["java", "-Dspark.rpc.lookupTimeout=2h", backend]),
+            min(6 * 120 + 2 * 2)
         );
+        assert_eq!(w(&["java", "-Dspark.network.timeout=30000ms", backend]), min(4));
+        // The longest of repeated settings.
         assert_eq!(
-            executor_window(&args(&["java", "-Dspark.network.timeout=30000ms", backend])),
-            min(2)
+            w(&[
+                "java",
+                "-Dspark.network.timeout=600s",
+                "-Dspark.network.timeout=60s",
+                backend
+            ]),
+            min(80)
         );
-        // A value it cannot read: no bound known.
+        // A value it cannot read, or options it cannot see: no bound known.
+        assert_eq!(w(&["java", "-Dspark.network.timeout=10 fortnights", backend]), None);
+        assert_eq!(w(&["java", "-Dspark.rpc.askTimeout=", backend]), None);
+        assert_eq!(w(&["java", "@/etc/spark/executor.args", backend]), None);
+        assert_eq!(executor_window(&args(&["java", backend]), None), None);
+        // Settings and retries from the environment.
+        let env = args(&[
+            "JAVA_TOOL_OPTIONS=-Xss4m -Dspark.network.timeout=600s",
+            "EXECUTOR_DRIVER_PROPS_FETCHER_MAX_ATTEMPTS=5",
+        ]);
         assert_eq!(
-            executor_window(&args(&["java", "-Dspark.network.timeout=10 fortnights", backend])),
-            None
+            executor_window(&args(&["java", backend]), Some(&env)),
+            min(8 * 10 + 2 * 10)
         );
-        assert_eq!(
-            executor_window(&args(&["java", "-Dspark.rpc.askTimeout=", backend])),
-            None
-        );
+        let env = args(&["JDK_JAVA_OPTIONS=@/opt/args"]);
+        assert_eq!(executor_window(&args(&["java", backend]), Some(&env)), None);
     }
 
     #[test]

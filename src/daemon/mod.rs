@@ -140,6 +140,10 @@ struct Running {
 pub fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), DaemonError> {
     raise_fd_limit();
     map_large_tables();
+    // Every setting of the wall clock, even one undone before the next sweep, makes the JVMs
+    // running then untrusted owners (see `procs`); the baseline is taken now.
+    crate::procs::watch_clock_sets();
+    crate::sweep::look_at_the_clock(&cfg);
     // Two workers: /metrics and the health endpoints keep answering while the loop waits on a
     // slow statvfs (jobs themselves run on the blocking pool).
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -104,6 +104,7 @@ pub fn run_indexed(
     cancel: &AtomicBool,
 ) -> Report {
     let started = Instant::now();
+    super::look_at_the_clock(cfg);
     let now = opts.now.unwrap_or_else(super::now);
     let dry_run = opts.dry_run || cfg.dry_run;
     let purge = opts.mode == Mode::Purge;

@@ -97,9 +97,19 @@ impl Ctx<'_> {
     }
 }
 
+/// Looks at the wall clock at every sweep, stores to judge or not, so that a step is judged
+/// against a baseline taken before it ([`crate::procs::note_clock`]). A record that cannot be
+/// kept is said when stores are judged (they are not removed then).
+pub fn look_at_the_clock(cfg: &Config) {
+    if cfg.stores.reap {
+        let _ = crate::procs::note_clock(cfg.state_dir.as_deref());
+    }
+}
+
 /// Runs one sweep. `cancel` is checked between units; a cancelled sweep reports what it did.
 pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
     let started = Instant::now();
+    look_at_the_clock(cfg);
     let now = opts.now.unwrap_or_else(now);
     let dry_run = opts.dry_run || cfg.dry_run;
     let mut report = Report::new(dry_run, opts.mode == Mode::Purge, now);

@@ -173,25 +173,27 @@ pub fn reap(
     }
 }
 
-/// `(device, inode)` of every configured root (those another root covers included: a root
-/// inside another's layout is swept as part of it) and of every directory above one: none of
-/// them is ever removed, whatever another root's walk makes of it.
+/// `(device, inode)` of every configured root and every directory above one, whatever the root's
+/// state (one inside another's layout, one not there yet: a directory above it may be a store
+/// or an `executor-*` directory of another root): none of them is ever removed. A glob's
+/// directories above its first pattern count, and what it expands to now.
 fn configured_dirs(cfg: &Config, roots: &[&Root]) -> std::collections::HashSet<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let resolved: Vec<PathBuf> = super::roots::resolve_roots(cfg)
-        .into_iter()
-        .filter_map(|r| match r {
-            super::roots::RootStatus::Present { path, .. } | super::roots::RootStatus::Covered { path, .. } => {
-                Some(path)
-            }
-            _ => None,
-        })
-        .collect();
-    roots
+    let mut paths: Vec<PathBuf> = roots.iter().map(|r| r.path.clone()).collect();
+    for pattern in &cfg.roots {
+        let literal: PathBuf = Path::new(pattern)
+            .components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .collect();
+        paths.push(literal);
+    }
+    paths.extend(super::roots::resolve_roots(cfg).into_iter().filter_map(|r| match r {
+        super::roots::RootStatus::Present { path, .. } | super::roots::RootStatus::Covered { path, .. } => Some(path),
+        _ => None,
+    }));
+    paths
         .iter()
-        .map(|r| r.path.as_path())
-        .chain(resolved.iter().map(PathBuf::as_path))
-        .flat_map(Path::ancestors)
+        .flat_map(|p| p.ancestors())
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| (m.dev(), m.ino()))
         .collect()

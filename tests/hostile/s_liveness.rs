@@ -16,6 +16,7 @@ pub const ALL: &[Scenario] = &[
     ("liveness_own_pid_namespace", own_pid_namespace),
     ("liveness_clock_steps_add_up", |sc| clock_steps(sc, false)),
     ("liveness_clock_step_under_lxcfs_uptime", |sc| clock_steps(sc, true)),
+    ("liveness_daemon_steps_undone", daemon_steps_undone),
     ("liveness_executor_network_timeout", network_timeout),
     ("liveness_nested_roots", nested_roots),
 ];
@@ -206,8 +207,77 @@ fn clock_steps(sc: &mut Sc, lxcfs: bool) {
     ));
 }
 
-/// An executor whose command line gives it 40 minutes to reach its driver
-/// (`-Dspark.network.timeout=600s`, as Spark passes it) creates its store 62 s after its start,
+/// The daemon runs; an executor starts; the wall clock is set back 30 s, the executor's store is
+/// made (its birth stamped 30 s early, before the executor's start on the wall clock), and the
+/// clock is set forward again, all between two sweeps: the boot time reads as before, and only
+/// the kernel's word that the clock was set tells. The store must stay while its executor lives.
+fn daemon_steps_undone(sc: &mut Sc) {
+    if !step_clock(0) {
+        return sc.skip("the wall clock cannot be set here (CAP_SYS_TIME)");
+    }
+    let s = Scratch::new();
+    let root = s.join("local");
+    std::fs::create_dir_all(&root).unwrap();
+    let state = s.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let Some(node) = Node::new("liveness_daemon_steps_undone") else {
+        return sc.skip("no PID namespace of its own can be made here (root needed)");
+    };
+    let body = config_text(
+        &[&root],
+        &format!(
+            "state_dir = {:?}\ninterval = \"1s\"\n[watermark]\nhigh = 0.999\nlow = 0.998\npoll = \"1s\"\n[stores]\nmin_idle = \"1s\"\nexecutor_startup = \"1m\"\npid_namespace = \"own\"",
+            state.display().to_string()
+        ),
+    );
+    let mut daemon = Daemon::start_in(&node, s.path(), &body);
+    let Some(mut exec) = executor(Some(&node), "") else {
+        return sc.skip("no process could be made to look like an executor");
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let store = root.join(bm("made-while-set-back"));
+    {
+        let mut stepped = Stepped(0);
+        if !step_clock(-30_000_000_000) {
+            return sc.skip("the wall clock could not be stepped");
+        }
+        stepped.0 = -30_000_000_000;
+        empty_store(&store);
+        drop(stepped);
+    }
+    // Sweeps every second, min_idle 1 s: judged many times over while the executor lives.
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        sc.iterations += 1;
+        if !store.join("00").is_dir() {
+            sc.violation(format!(
+                "the live executor's store was removed after the clock was set back and forth: {}",
+                daemon.log_tail(20)
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    exec.kill();
+    let gone = daemon
+        .wait_metric(
+            "shuffle_janitor_reaped_stores_total",
+            &[],
+            Duration::from_secs(10),
+            |v| v >= 1.0,
+        )
+        .is_some_and(|v| v >= 1.0);
+    sc.check(gone && !store.exists(), || {
+        format!("its executor gone, the store stayed: {}", daemon.log_tail(20))
+    });
+    sc.deletions = u64::from(!store.exists());
+    daemon.no_panic(sc);
+    let _ = daemon.stop(Duration::from_secs(5));
+}
+
+/// An executor whose command line gives it 80 minutes to reach its driver
+/// (`-Dspark.network.timeout=600s`, as Spark passes it: 80 minutes by Spark's budget) creates its
+/// store 62 s after its start,
 /// past `stores.executor_startup` (1m): still its own.
 fn network_timeout(sc: &mut Sc) {
     let s = Scratch::new();
@@ -241,8 +311,9 @@ fn network_timeout(sc: &mut Sc) {
     sc.deletions = jnum(&report, &["reaped", "stores"]);
 }
 
-/// `roots = ["R", "R/blockmgr-j", "R/spark-w/executor-1"]`: the inner roots are stores and an
-/// executor directory of the outer one's layout, empty and quiet. A root is never removed.
+/// `roots = ["R", "R/blockmgr-j", "R/spark-w/executor-1", "R/blockmgr-m/00/mnt"]`: the inner
+/// roots are stores and an executor directory of the outer one's layout, empty and quiet, and
+/// one is not there yet, below a store. A root, and what is above one, is never removed.
 fn nested_roots(sc: &mut Sc) {
     let s = Scratch::new();
     let root = s.join("local");
@@ -250,15 +321,22 @@ fn nested_roots(sc: &mut Sc) {
     let exec_dir = root.join("spark-w/executor-1");
     let in_exec = empty_store(&exec_dir.join(bm("k")));
     let dead = empty_store(&root.join(bm("dead")));
+    // A root configured below a store, not there yet (disks are mounted late).
+    let above_missing = empty_store(&root.join(bm("above-missing")));
+    let missing = above_missing.join("00/mnt");
     let Some(node) = Node::new("liveness_nested_roots") else {
         return sc.skip("no PID namespace of its own can be made here (root needed)");
     };
     std::thread::sleep(Duration::from_millis(1200));
-    let config = write_config(&s, &[&root, &inner, &exec_dir], "pid_namespace = \"own\"");
+    let config = write_config(&s, &[&root, &inner, &exec_dir, &missing], "pid_namespace = \"own\"");
     let (code, report, stderr) = sweep_in(&node, &config);
     sc.iterations += 1;
     sc.check(code == 0, || format!("sweep failed ({code}): {stderr}"));
-    for (what, p) in [("a configured root", &inner), ("a configured root", &exec_dir)] {
+    for (what, p) in [
+        ("a configured root", &inner),
+        ("a configured root", &exec_dir),
+        ("a store above a configured root", &above_missing),
+    ] {
         if !p.is_dir() {
             sc.violation(format!("{what} was removed: {}: {report}", p.display()));
         }
