@@ -9,7 +9,7 @@ use prometheus::{
 };
 
 use crate::config::Config;
-use crate::policy::{Reason, Skip};
+use crate::policy::{IdleReason, Reason, Skip};
 use crate::report::{Op, Report};
 use crate::spark::Kind;
 
@@ -57,6 +57,7 @@ pub struct Metrics {
     pub index_drift: IntCounterVec,
     pub clock_steps: IntCounter,
     stores: GaugeVec,
+    idle_stores: GaugeVec,
     reaped_stores: IntCounter,
     reaped_dirs: IntCounter,
     store_liveness_unknown: IntGauge,
@@ -225,6 +226,16 @@ impl Metrics {
                  the removal failed).",
                 &["root", "state"],
             ),
+            idle_stores: gauge_vec(
+                &r,
+                "shuffle_janitor_idle_stores",
+                "Idle block stores (empty and quiet, kept) by root and why after the last sweep that \
+                 judged them: unseen (the processes cannot all be seen), held (a process holds it), \
+                 shared_fs, executor (a live executor may own it), spark_jvm (a live JVM with Spark's \
+                 classes may), unknown_jvm (a live JVM whose classes cannot be judged may), clock_step \
+                 (a JVM whose start cannot be trusted may), unverified (not read again).",
+                &["root", "reason"],
+            ),
             reaped_stores: int_counter(
                 &r,
                 "shuffle_janitor_reaped_stores_total",
@@ -342,12 +353,20 @@ impl Metrics {
             self.store_liveness_unknown
                 .set(i64::from(report.liveness_unknown.is_some()));
             self.stores.reset();
+            self.idle_stores.reset();
             for root in report.roots.iter().filter(|r| r.present) {
                 let name = root.path.to_string_lossy();
                 let st = &root.stores;
                 // Dead ones still there: a dry run, or a removal that failed.
                 for (state, n) in [("live", st.live), ("idle", st.idle), ("dead", st.dead)] {
                     self.stores.with_label_values(&[&name, state]).set(n as f64);
+                }
+                // Every reason, 0 when none: the set is fixed, and alerts need no absent().
+                for reason in IdleReason::ALL {
+                    let n = root.idle_reasons.get(&reason).copied().unwrap_or(0);
+                    self.idle_stores
+                        .with_label_values(&[&name, reason.as_str()])
+                        .set(n as f64);
                 }
             }
         }
