@@ -8,8 +8,9 @@
 //! `CAP_SYS_PTRACE`, a process's command line cannot be read, or a JVM's open files cannot be),
 //! the snapshot says why, and no store is reaped. A JVM is known by its name (`java*`, as soon as
 //! it is exec'd) or by `libjvm.so` mapped (whatever started it: the dynamic loader, `jshell`, a
-//! JNI host such as Python, a renamed launcher); a process whose memory map cannot be read makes
-//! the snapshot blind. An executor is known by its backend's class; the known services own
+//! JNI host such as Python, a renamed launcher); a process whose memory map even
+//! `CAP_SYS_PTRACE` may not read is judged by its threads' names (`VM Thread`...), and one whose
+//! map and threads cannot be read makes the snapshot blind. An executor is known by its backend's class; the known services own
 //! nothing; any other JVM may be running Spark (an application can embed it with no "spark" on
 //! its command line) and counts as a possible driver unless its open jars and class path show
 //! it cannot load Spark's store-making class ([`crate::spark_jvm`]). A JVM's start time is
@@ -145,6 +146,40 @@ pub fn maps_show_jvm(maps: &[u8]) -> bool {
         let b = base(path);
         b == b"libjvm.so" || (b.starts_with(b"libj9vm") && b.ends_with(b".so"))
     })
+}
+
+/// Threads every JVM that ever ran Java code has (`/proc/PID/task/TID/comm`, 15 bytes at most):
+/// HotSpot's VM thread and signal dispatcher, the JDK's reference handler, finalizer and cleaner,
+/// the compilers; OpenJ9's JIT and signal reporter.
+const JVM_THREADS: [&[u8]; 9] = [
+    b"VM Thread",
+    b"Signal Dispatch",
+    b"Reference Handl",
+    b"Finalizer",
+    b"Common-Cleaner",
+    b"C1 CompilerThre",
+    b"C2 CompilerThre",
+    b"JIT Compilation",
+    b"Signal Reporter",
+];
+
+/// Whether a process's thread names show a JVM (for a process whose map cannot be read).
+pub fn threads_show_jvm<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> bool {
+    names.any(|n| {
+        let n = n.strip_suffix(b"\n").unwrap_or(n);
+        JVM_THREADS.iter().any(|t| n.starts_with(t))
+    })
+}
+
+fn thread_names(proc_pid: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(proc_pid.join("task"))?.flatten() {
+        // A thread that ended meanwhile is not read.
+        if let Ok(name) = std::fs::read(t.path().join("comm")) {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 /// A JVM's command line, short, for the reports: the program's name and the arguments that are
@@ -410,6 +445,13 @@ impl Procs {
             match std::fs::read(dir.join("maps")) {
                 Ok(maps) => maps_show_jvm(&maps),
                 Err(e) if gone(&e) => return Ok(()),
+                // A process that even CAP_SYS_PTRACE may not inspect (a sandbox's init, one an
+                // LSM guards): its threads' names, which anyone may read, show a JVM as well.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => match thread_names(dir) {
+                    Ok(names) => threads_show_jvm(names.iter().map(Vec::as_slice)),
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(_) => return Err(refused("the memory map", &e)),
+                },
                 Err(e) => return Err(refused("the memory map", &e)),
             }
         };
@@ -706,8 +748,17 @@ mod tests {
         ] {
             assert!(!maps_show_jvm(other), "{}", String::from_utf8_lossy(other));
         }
-        // This test process maps no JVM; a real JVM's map, when one can be started, does.
+        // This test process maps no JVM.
         assert!(!maps_show_jvm(&std::fs::read("/proc/self/maps").unwrap()));
+        // Its threads' names show a JVM whose map cannot be read.
+        let names: [&[u8]; 3] = [b"java\n", b"GC Thread#0\n", b"VM Thread\n"];
+        assert!(threads_show_jvm(names.into_iter()));
+        let j9: [&[u8]; 2] = [b"main\n", b"JIT Compilation\n"];
+        assert!(threads_show_jvm(j9.into_iter()));
+        let other: [&[u8]; 3] = [b"process_api\n", b"tokio-rt-worker\n", b"VM\n"];
+        assert!(!threads_show_jvm(other.into_iter()));
+        let me = thread_names(Path::new("/proc/self")).unwrap();
+        assert!(!threads_show_jvm(me.iter().map(Vec::as_slice)));
     }
 
     #[test]

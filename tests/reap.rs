@@ -49,9 +49,10 @@ fn fake_executor(cwd: Option<&Path>, executor_dirs: Option<&Path>) -> Child {
 fn liveness_judgeable(env: &TestEnv) -> bool {
     let probe = empty_store(&env.outside(), "probe/blockmgr-probe", &["00"]);
     let _ = probe;
-    let procs = shuffle_janitor::procs::Procs::read(Path::new("/proc"), None);
-    if let Some(why) = procs.blind {
-        eprintln!("SKIPPED: the processes cannot all be seen here: {why}");
+    // Every JVM of the host counts: another that may own stores (another checkout's Spark
+    // run, another test's fake executor) keeps the stores these tests expect removed.
+    if let Some(why) = common::jvm::foreign_owner(&[]) {
+        eprintln!("SKIPPED: {why}");
         return false;
     }
     true
@@ -283,11 +284,15 @@ fn a_dry_run_counts_what_a_real_run_removes() {
 }
 
 /// A process that looks like a JVM to `/proc` (argv[0] `java`; perl keeps the argv[0] it is
-/// given, an interpreter shim would put its own) with `args` and `env`, working in `cwd`.
+/// given, an interpreter shim would put its own) with `args` and `env`, working in `cwd`. With
+/// `JANITOR_TEST_HOLD` in `env`, it holds that file open, as a JVM holds the jars it loaded.
 fn fake_jvm(args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> Child {
     let mut c = Command::new("bash");
     c.arg("-c")
-        .arg(format!("exec -a java perl -e 'sleep 60' -- {}", args.join(" ")))
+        .arg(format!(
+            "exec -a java perl -e 'open(my $h, \"<\", $ENV{{JANITOR_TEST_HOLD}}) if $ENV{{JANITOR_TEST_HOLD}}; sleep 60' -- {}",
+            args.join(" ")
+        ))
         .stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
@@ -296,10 +301,16 @@ fn fake_jvm(args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> Child {
         c.current_dir(d);
     }
     let child = c.spawn().unwrap();
-    // Until /proc shows the new command line.
-    for _ in 0..100 {
+    let hold = env.iter().find(|(k, _)| *k == "JANITOR_TEST_HOLD").map(|(_, v)| *v);
+    // Until /proc shows the new command line, and the file held open.
+    for _ in 0..200 {
         let cmd = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
-        if cmd.starts_with(b"java\0") {
+        let held = hold.is_none_or(|h| {
+            std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+                .map(|d| d.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == h)))
+                .unwrap_or(false)
+        });
+        if cmd.starts_with(b"java\0") && held {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -316,9 +327,13 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
     }
     let root = env.root();
     std::thread::sleep(Duration::from_millis(10));
+    // Spark's store-making class in a jar named like none of Spark's.
+    let engine = common::jvm::spark_jar(&env.outside().join("engine.jar"));
+    let hold = ("JANITOR_TEST_HOLD", engine.as_path());
     let mut jvms = vec![
-        // An application embedding Spark, with no "spark" on its command line.
-        fake_jvm(&["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[], None),
+        // An application embedding Spark, with no "spark" on its command line: its open jar
+        // holds DiskBlockManager.
+        fake_jvm(&["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[hold], None),
         // A standalone executor whose SPARK_EXECUTOR_DIRS names a path of another mount
         // namespace (a containerised worker): it cannot be resolved here.
         fake_jvm(
@@ -329,9 +344,11 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
         // A local-mode session started from an executor, inheriting its executor directory.
         fake_jvm(
             &["org.apache.spark.deploy.SparkSubmit", "--master", "local[2]"],
-            &[("SPARK_EXECUTOR_DIRS", &root.join("spark-w/executor-c"))],
+            &[("SPARK_EXECUTOR_DIRS", &root.join("spark-w/executor-c")), hold],
             None,
         ),
+        // A JVM whose class path is in an argument file: whether it has Spark cannot be told.
+        fake_jvm(&["@/etc/app/jvm.args"], &[], None),
     ];
     std::fs::create_dir_all(root.join("spark-w/executor-c")).unwrap();
     // Born after all of them started.
@@ -347,6 +364,9 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
     );
     quiet();
     let (code, report) = env.sweep_json(&config(&env, ""), &[]);
+    // `report` says the same, in words.
+    let text = env.run(&["report", "--config", config(&env, "").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
     for j in &mut jvms {
         let _ = j.kill();
         let _ = j.wait();
@@ -356,6 +376,25 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
         assert!(kept.is_dir(), "{} kept: {report}", kept.display());
     }
     assert_eq!(report["reaped"]["stores"], 0, "{report}");
+    // Each says why: the embedded application (its jar) or the argument file keeps the store
+    // outside executor-* directories (whichever is met first), the executor and the local
+    // session those in theirs.
+    let reasons = &report["roots"][0]["idle_reasons"];
+    assert_eq!(
+        reasons["executor"].as_u64().unwrap_or(0)
+            + reasons["spark_jvm"].as_u64().unwrap_or(0)
+            + reasons["unknown_jvm"].as_u64().unwrap_or(0),
+        3,
+        "{report}"
+    );
+    let kept_by = report["stores_kept_by"].as_array().unwrap();
+    assert!(
+        kept_by
+            .iter()
+            .all(|k| k["pid"].is_u64() && k["process"].as_str().is_some_and(|p| p.contains("java"))),
+        "{report}"
+    );
+    assert!(text.contains(" idle (") && text.contains("process "), "{text}");
     // Once they are gone, the stores of the JVMs go; the merge directory stays.
     let (_, report) = env.sweep_json(&config(&env, ""), &[]);
     for gone in [&embedded, &contained, &local] {
