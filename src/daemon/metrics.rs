@@ -455,3 +455,46 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Kept;
+    use crate::report::RootReport;
+
+    #[test]
+    fn idle_stores_are_exported_by_reason_beside_the_stores_by_state() {
+        let m = Metrics::new();
+        let mut report = Report::new(false, false, 0);
+        report.roots.push(RootReport::new("/r".into(), true, None));
+        report.stores_judged = true;
+        let kept = Kept {
+            reason: IdleReason::SparkJvm,
+            pid: Some(42),
+        };
+        report.kept(
+            0,
+            kept,
+            Some("42 (java com.acme.Main): its open archive /a.jar holds ..."),
+        );
+        report.kept(0, kept, None);
+        assert_eq!(report.stores_kept_by.len(), 1, "one line per reason and process");
+        assert_eq!(report.stores_kept_by[0].stores, 2);
+        m.record_sweep(Trigger::Interval, &report, 0.0);
+        let (text, _) = m.render();
+        let text = String::from_utf8(text).unwrap();
+        // The existing series unchanged; the new gauge with every reason, 0 when none.
+        assert!(
+            text.contains("shuffle_janitor_stores{root=\"/r\",state=\"idle\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shuffle_janitor_idle_stores{reason=\"spark_jvm\",root=\"/r\"} 2"),
+            "{text}"
+        );
+        for r in IdleReason::ALL.iter().filter(|r| **r != IdleReason::SparkJvm) {
+            let line = format!("shuffle_janitor_idle_stores{{reason=\"{}\",root=\"/r\"}} 0", r.as_str());
+            assert!(text.contains(&line), "{line}: {text}");
+        }
+    }
+}
