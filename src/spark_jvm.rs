@@ -7,7 +7,8 @@
 //! loaded the class from a directory, which is not held open. The rule, for such a JVM:
 //!
 //! - an open file named `spark-core*`, an open archive with an entry `.../DiskBlockManager.class`
-//!   (any package prefix: shaded copies too) or a nested `spark-core*.jar`: it **has Spark**;
+//!   (any package prefix: shaded copies too) or a nested `spark-core*.jar`, or with a jar stored
+//!   whole in it (Spring Boot's `BOOT-INF/lib/`) that has such an entry: it **has Spark**;
 //! - a directory on its class path (command line, `CLASSPATH`, its working directory) holding
 //!   `org/apache/spark/storage/DiskBlockManager.class`: it has Spark;
 //! - what cannot be judged: it **may have Spark** (a class path this module cannot read: an
@@ -216,6 +217,82 @@ pub fn archive_spark_entry<R: Read + Seek>(r: R) -> zip::result::ZipResult<Optio
     Ok(spark_entry(zip.file_names_raw()).map(|n| String::from_utf8_lossy(n).into_owned()))
 }
 
+/// A part of a file, read in place: a jar stored whole inside another.
+struct Window<'f> {
+    file: &'f std::fs::File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for Window<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        let n = self.file.read_at(&mut buf[..n], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Window<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            io::SeekFrom::Start(p) => Some(p),
+            io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// Like [`archive_spark_entry`] for an archive file, looking also into the jars stored whole in
+/// it (Spring Boot's `BOOT-INF/lib/`, which its class loader reads in place: a shaded Spark
+/// bundle there is named like anything). Compressed nested jars are not looked into: Spring
+/// Boot refuses them, and no class loader reads them in place.
+pub fn file_spark_entry(file: &std::fs::File) -> zip::result::ZipResult<Option<String>> {
+    let mut zip = zip::ZipArchive::new(io::BufReader::new(file))?;
+    if let Some(n) = spark_entry(zip.file_names_raw()) {
+        return Ok(Some(String::from_utf8_lossy(n).into_owned()));
+    }
+    let nested: Vec<usize> = zip
+        .file_names_raw()
+        .enumerate()
+        .filter(|(_, n)| n.to_ascii_lowercase().ends_with(b".jar"))
+        .map(|(i, _)| i)
+        .collect();
+    for i in nested {
+        let (name, start, len) = {
+            let f = zip.by_index_raw(i)?;
+            if f.compression() != zip::CompressionMethod::Stored {
+                continue;
+            }
+            let Some(start) = f.data_start() else { continue };
+            (
+                String::from_utf8_lossy(f.name_raw()).into_owned(),
+                start,
+                f.compressed_size(),
+            )
+        };
+        let window = io::BufReader::new(Window {
+            file,
+            start,
+            len,
+            pos: 0,
+        });
+        match archive_spark_entry(window) {
+            Ok(Some(inner)) => return Ok(Some(format!("{name}!/{inner}"))),
+            Ok(None) => {}
+            // A stored entry named .jar that is no archive: nothing a class loader reads.
+            Err(zip::result::ZipError::InvalidArchive(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// Judges one open file of a JVM (`fd`: `/proc/PID/fd/N`). `Ok(None)`: it holds nothing of Spark
 /// (or is gone); `Err`: it cannot be judged.
 fn judge_file(fd: &Path, cache: &mut Cache) -> Result<Option<String>, String> {
@@ -262,18 +339,18 @@ fn judge_file(fd: &Path, cache: &mut Cache) -> Result<Option<String>, String> {
     })
 }
 
-fn read_file_verdict(mut file: std::fs::File, name: &[u8]) -> io::Result<FileVerdict> {
+fn read_file_verdict(file: std::fs::File, name: &[u8]) -> io::Result<FileVerdict> {
     if !archive_name(name) {
         // Any file can be on a class path; an archive not named as one is told by the magic of
         // its first entry (a jar with a script in front of it is named .jar).
+        use std::os::unix::fs::FileExt;
         let mut magic = [0u8; 4];
-        let n = file.read(&mut magic)?;
+        let n = file.read_at(&mut magic, 0)?;
         if n < 4 || magic != *b"PK\x03\x04" {
             return Ok(FileVerdict::Clean);
         }
-        file.rewind()?;
     }
-    match archive_spark_entry(io::BufReader::new(file)) {
+    match file_spark_entry(&file) {
         Ok(Some(entry)) => Ok(FileVerdict::Spark(entry)),
         Ok(None) => Ok(FileVerdict::Clean),
         // Not a zip at all (a data file named .zip): nothing a class loader reads.
@@ -451,6 +528,20 @@ mod tests {
         std::fs::write(&spark, zip_with(&["META-INF/", DISK_BLOCK_MANAGER])).unwrap();
         let plain = dir.path().join("plain.bin");
         std::fs::write(&plain, zip_with(&["Sleep.class"])).unwrap();
+        // A Spring Boot jar whose nested, stored bundle holds a shaded Spark.
+        let boot = dir.path().join("boot.jar");
+        {
+            use std::io::Write as _;
+            let inner = zip_with(&["META-INF/", "shaded/org/apache/spark/storage/DiskBlockManager.class"]);
+            let mut w = zip::ZipWriter::new(std::fs::File::create(&boot).unwrap());
+            let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+            w.start_file("BOOT-INF/classes/com/acme/Main.class", opts).unwrap();
+            w.start_file("BOOT-INF/lib/acme-spark-bundle-1.0.jar", opts).unwrap();
+            w.write_all(&inner).unwrap();
+            w.start_file("BOOT-INF/lib/not-a-jar.jar", opts).unwrap();
+            w.write_all(b"text").unwrap();
+            w.finish().unwrap();
+        }
         let data = dir.path().join("data.zip");
         std::fs::File::create(&data).unwrap().write_all(b"not a zip").unwrap();
         let mut cache = Cache {
@@ -467,15 +558,17 @@ mod tests {
         assert!(j(&spark, &mut cache).unwrap().unwrap().contains(DISK_BLOCK_MANAGER));
         assert_eq!(j(&plain, &mut cache), Ok(None), "an archive not named as one is read");
         assert_eq!(j(&data, &mut cache), Ok(None), "not an archive");
+        let nested = j(&boot, &mut cache).unwrap().unwrap();
+        assert!(
+            nested.contains("BOOT-INF/lib/acme-spark-bundle-1.0.jar!/shaded/org"),
+            "{nested}"
+        );
         assert_eq!(j(&dir.path().join("gone.jar"), &mut cache), Ok(None));
-        assert_eq!(cache.new.len(), 3);
+        assert_eq!(cache.new.len(), 4);
         // A cached verdict is used while the file is unchanged.
-        let key = *cache
-            .new
-            .iter()
-            .find(|(_, v)| matches!(v, FileVerdict::Spark(_)))
-            .unwrap()
-            .0;
+        let m = std::fs::metadata(&spark).unwrap();
+        let key = (m.dev(), m.ino(), m.size(), m.mtime() * 1_000_000_000 + m.mtime_nsec());
+        assert!(matches!(cache.new.get(&key), Some(FileVerdict::Spark(_))));
         cache.new.insert(key, FileVerdict::Clean);
         assert_eq!(j(&spark, &mut cache), Ok(None));
     }
