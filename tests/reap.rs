@@ -135,9 +135,10 @@ fn a_store_a_live_process_may_own_or_works_in_is_kept() {
         return;
     }
     let root = env.root();
-    // Born before the executor started (more than the 2 s of slack): not its store.
+    // Born before the executor started (more than the 2 s of slack, plus up to 1 s by which a
+    // start computed from the whole second of `btime` comes out early): not its store.
     let older = empty_store(&root, "blockmgr-older", &["00"]);
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let mut exec = fake_executor(None, None);
     // Born after it started, within stores.executor_startup: may be its store.
     let newer = empty_store(&root, "blockmgr-newer", &["00"]);
@@ -176,7 +177,7 @@ fn an_executor_dir_a_live_executor_is_given_stays() {
     // The dead executor's store in the application's directory, which the worker gives the next
     // executor too: that one, starting, has not created its own store in it yet.
     let dead = empty_store(&root, "spark-w/executor-app/blockmgr-dead", &["00", "01"]);
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let mut next = fake_executor(None, Some(&root.join("spark-w/executor-app")));
     quiet();
     let (code, report) = env.sweep_json(&config(&env, ""), &[]);

@@ -258,9 +258,26 @@ pub mod jvm {
         path.to_path_buf()
     }
 
+    /// A JVM started by a test, killed when dropped (a failed assertion too leaves none behind
+    /// to count as another JVM of the host).
+    pub struct Jvm(Child);
+
+    impl Jvm {
+        pub fn id(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Jvm {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     /// Starts `program args` and waits until the JVM in it has mapped `libjvm.so` and opened
     /// every file of `open` (its class loader reached them), at most 20 s.
-    pub fn start(program: &[&Path], args: &[&str], env: &[(&str, &Path)], open: &[&Path]) -> Child {
+    pub fn start(program: &[&Path], args: &[&str], env: &[(&str, &Path)], open: &[&Path]) -> Jvm {
         let mut c = Command::new(program[0]);
         c.args(&program[1..])
             .args(args)
@@ -282,7 +299,7 @@ pub mod jvm {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        child
+        Jvm(child)
     }
 
     /// The dynamic loader of this system, when there is one at the usual place.
@@ -291,6 +308,19 @@ pub mod jvm {
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
+    }
+
+    /// Whether a sweep's report shows a store kept by a JVM that is not one of `ours` (one that
+    /// started on the host after the test looked), or kept blind: then what the test expects
+    /// removed may rightly stay.
+    pub fn foreign_in(report: &serde_json::Value, ours: &[u32]) -> Option<String> {
+        report["stores_kept_by"].as_array()?.iter().find_map(|k| {
+            let theirs = match k["pid"].as_u64() {
+                Some(pid) => !ours.contains(&(pid as u32)),
+                None => k["reason"] == "unseen",
+            };
+            theirs.then(|| format!("kept by another JVM of the host meanwhile: {k}"))
+        })
     }
 
     /// Why the liveness tests that expect a store removed cannot run here: some live JVM that

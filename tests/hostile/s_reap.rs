@@ -189,10 +189,8 @@ fn reap_beside_real_jvms(sc: &mut Sc) {
         config_text(&[&root], "state_dir = \"\"\n[stores]\nmin_idle = \"1s\""),
     )
     .unwrap();
-    let kill = |mut c: Child| {
-        let _ = c.kill();
-        let _ = c.wait();
-    };
+    // Killed when dropped.
+    let kill = |c: jvm::Jvm| drop(c);
     let plain = jvm::sleep_jar(&classes, &s.join("app/service.jar"));
     let service = jvm::start(
         &[&java],
@@ -210,6 +208,10 @@ fn reap_beside_real_jvms(sc: &mut Sc) {
     std::thread::sleep(Duration::from_millis(1300));
     let (code, report, stderr) = sweep(&config, &[]);
     sc.iterations += 1;
+    // Another JVM of the host that started meanwhile rightly keeps what this expects removed.
+    if let Some(why) = jvm::foreign_in(&report, &[service.id()]) {
+        return sc.skip(&why);
+    }
     sc.check(code == 0, || format!("sweep failed ({code}): {stderr}"));
     let removed = dead.iter().filter(|d| !d.exists()).count();
     sc.deletions += removed as u64;
