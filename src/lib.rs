@@ -17,6 +17,7 @@
 //! - [`open_files`]: which files processes hold open or mapped (`/proc/*/fd`, `/proc/*/maps`).
 //! - [`procs`]: the node's Spark JVMs and the directories processes hold, for stores' liveness;
 //!   [`procs_bounded`] reads them with a deadline (a hung mount never stalls a sweep).
+//! - [`spark_jvm`]: whether a JVM can create block stores (its open jars and class path).
 //! - [`index`]: the daemon's units of every store (stem, files, sizes, last use, opens), filled
 //!   from walks' listings and kept current by the watch's events; data and its update rules, no
 //!   system calls.
@@ -40,6 +41,7 @@ pub mod procs_bounded;
 pub mod report;
 pub mod scan;
 pub mod spark;
+pub mod spark_jvm;
 pub mod state;
 pub mod store_dir;
 pub mod sweep;

@@ -362,6 +362,12 @@ pub struct Owner {
     /// of this and `stores.executor_startup`. `None`: no bound is known (a timeout it sets could
     /// not be read), so any store born after its start may be its own.
     pub startup: Option<Duration>,
+    /// Which process and why it counts, for the reports: `1234 (java com.acme.Main): its open
+    /// archive /opt/app.jar holds org/apache/spark/storage/DiskBlockManager.class`.
+    pub about: String,
+    /// A JVM counted because what it can load could not be judged, not because Spark's classes
+    /// were seen (see [`crate::spark_jvm`]).
+    pub unjudged: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -401,6 +407,84 @@ pub struct StoreFacts {
     pub seen_boot: Option<Nanos>,
 }
 
+/// Why an empty, quiet store is kept (the `reason` label of `shuffle_janitor_idle_stores`): a
+/// small fixed set, so that an operator sees at a glance what stops reaping on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleReason {
+    /// The node's processes cannot all be seen.
+    Unseen,
+    /// A process holds it open or works in it.
+    Held,
+    /// It is on a network or FUSE filesystem.
+    SharedFs,
+    /// A live executor may own it.
+    Executor,
+    /// A live JVM with Spark's classes (a driver) may own it.
+    SparkJvm,
+    /// A live JVM whose classes could not be judged may own it.
+    UnknownJvm,
+    /// A live JVM whose start cannot be trusted after a step of the wall clock may own it.
+    ClockStep,
+    /// The daemon's index judged it dead but it was not read again in this sweep.
+    Unverified,
+}
+
+impl IdleReason {
+    pub const ALL: [IdleReason; 8] = [
+        IdleReason::Unseen,
+        IdleReason::Held,
+        IdleReason::SharedFs,
+        IdleReason::Executor,
+        IdleReason::SparkJvm,
+        IdleReason::UnknownJvm,
+        IdleReason::ClockStep,
+        IdleReason::Unverified,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdleReason::Unseen => "unseen",
+            IdleReason::Held => "held",
+            IdleReason::SharedFs => "shared_fs",
+            IdleReason::Executor => "executor",
+            IdleReason::SparkJvm => "spark_jvm",
+            IdleReason::UnknownJvm => "unknown_jvm",
+            IdleReason::ClockStep => "clock_step",
+            IdleReason::Unverified => "unverified",
+        }
+    }
+
+    /// The rule, in words.
+    pub fn text(self) -> &'static str {
+        match self {
+            IdleReason::Unseen => "the node's processes cannot all be seen",
+            IdleReason::Held => "a process holds it open or works in it",
+            IdleReason::SharedFs => "it is on a network or FUSE filesystem, which processes elsewhere may use",
+            IdleReason::Executor => "a live executor that started just before it was born may own it",
+            IdleReason::SparkJvm => "a live JVM with Spark's classes that started before it was born may own it",
+            IdleReason::UnknownJvm => {
+                "a live JVM that started before it was born may own it: whether it has Spark's classes cannot be told"
+            }
+            IdleReason::ClockStep => "a live JVM whose start cannot be trusted (a step of the wall clock) may own it",
+            IdleReason::Unverified => "judged dead but not read again in this sweep",
+        }
+    }
+}
+
+/// Why one store is kept: the rule, and the process when one may own it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub reason: IdleReason,
+    pub pid: Option<u32>,
+}
+
+impl Kept {
+    fn because(reason: IdleReason) -> StoreState {
+        StoreState::Idle(Kept { reason, pid: None })
+    }
+}
+
 /// Why a store that is not dead is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreState {
@@ -408,7 +492,7 @@ pub enum StoreState {
     Live,
     /// Empty and quiet for `min_idle`, but a process may own it, or the processes cannot all
     /// be seen: kept, with why.
-    Idle(String),
+    Idle(Kept),
     /// Empty, quiet, and no process can own it: removed.
     Dead,
 }
@@ -452,13 +536,13 @@ pub fn judge_store(
         return StoreState::Live;
     }
     let Some(owners) = owners else {
-        return StoreState::Idle("the node's processes cannot all be seen".into());
+        return Kept::because(IdleReason::Unseen);
     };
     if f.held {
-        return StoreState::Idle("a process holds it open".into());
+        return Kept::because(IdleReason::Held);
     }
     if f.shared_fs {
-        return StoreState::Idle("it is on a network or FUSE filesystem, which processes elsewhere may use".into());
+        return Kept::because(IdleReason::SharedFs);
     }
     // The latest time it may have been created.
     let born_by = f.birth.unwrap_or(f.changed);
@@ -486,7 +570,16 @@ pub fn judge_store(
             OwnerKind::Driver { dirs } => f.executor_dir.is_none_or(|e| names(dirs, e)),
         };
         if may_own {
-            return StoreState::Idle(format!("it may belong to live process {}", o.pid));
+            let reason = match o.kind {
+                _ if o.start.is_none() => IdleReason::ClockStep,
+                OwnerKind::Executor { .. } => IdleReason::Executor,
+                OwnerKind::Driver { .. } if o.unjudged => IdleReason::UnknownJvm,
+                OwnerKind::Driver { .. } => IdleReason::SparkJvm,
+            };
+            return StoreState::Idle(Kept {
+                reason,
+                pid: Some(o.pid),
+            });
         }
     }
     StoreState::Dead
@@ -826,6 +919,8 @@ mod tests {
             start_boot: None,
             kind: OwnerKind::Executor { dirs },
             startup: Some(Duration::ZERO),
+            about: String::new(),
+            unjudged: false,
         };
         let born = f.birth.unwrap();
         // An executor that started after the store was born cannot own it.
@@ -907,6 +1002,8 @@ mod tests {
             start_boot: None,
             kind: OwnerKind::Driver { dirs },
             startup: Some(Duration::ZERO),
+            about: String::new(),
+            unjudged: false,
         };
         assert!(matches!(
             judge_store(&f, Some(&[driver(Some(vec![]))]), now, DAY, WINDOW),
@@ -961,6 +1058,50 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_store_says_which_rule_and_which_process_keep_it() {
+        let f = dead_store(NOW);
+        let born = f.birth.unwrap();
+        let o = |kind, start, unjudged| Owner {
+            pid: 5,
+            start,
+            start_boot: None,
+            kind,
+            startup: Some(Duration::ZERO),
+            about: String::new(),
+            unjudged,
+        };
+        let why = |owners: Option<&[Owner]>, f: &StoreFacts| match judge_store(f, owners, NOW, DAY, WINDOW) {
+            StoreState::Idle(k) => (k.reason, k.pid),
+            s => panic!("{s:?}"),
+        };
+        let exec = OwnerKind::Executor { dirs: None };
+        let driver = OwnerKind::Driver { dirs: None };
+        let before = Some(born - SEC);
+        assert_eq!(
+            why(Some(&[o(exec.clone(), before, false)]), &f),
+            (IdleReason::Executor, Some(5))
+        );
+        assert_eq!(
+            why(Some(&[o(driver.clone(), before, false)]), &f),
+            (IdleReason::SparkJvm, Some(5))
+        );
+        assert_eq!(
+            why(Some(&[o(driver.clone(), before, true)]), &f),
+            (IdleReason::UnknownJvm, Some(5))
+        );
+        assert_eq!(
+            why(Some(&[o(driver, None, true)]), &f),
+            (IdleReason::ClockStep, Some(5))
+        );
+        assert_eq!(why(None, &f), (IdleReason::Unseen, None));
+        let held = StoreFacts {
+            held: true,
+            ..f.clone()
+        };
+        assert_eq!(why(Some(&[]), &held), (IdleReason::Held, None));
+    }
+
+    #[test]
     fn an_executor_dir_stays_while_a_live_executor_may_use_it() {
         let dir = (1, 42);
         let owner = |kind| Owner {
@@ -969,6 +1110,8 @@ mod tests {
             start_boot: None,
             kind,
             startup: Some(Duration::ZERO),
+            about: String::new(),
+            unjudged: false,
         };
         let names = |d: Vec<(u64, u64)>| owner(OwnerKind::Executor { dirs: Some(d) });
         assert!(executor_dir_removable(dir, &[]));

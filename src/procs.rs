@@ -6,9 +6,15 @@
 //! "Cannot tell" means alive: when the daemon cannot see every process (it runs in a PID
 //! namespace of its own or cannot tell, `/proc` is mounted with `hidepid=` and it lacks
 //! `CAP_SYS_PTRACE`, a process's command line cannot be read, or a JVM's open files cannot be),
-//! the snapshot says why, and no store is reaped. Any JVM may be running Spark (an application
-//! can embed it with no "spark" on its command line), so every JVM but the known services
-//! counts as a possible driver. A JVM's start time is computed from the boot time, which moves
+//! the snapshot says why, and no store is reaped. A JVM is known by its name (`java*`, as soon as
+//! it is exec'd) or by `libjvm.so` mapped (whatever started it: the dynamic loader, `jshell`, a
+//! JNI host such as Python, a renamed launcher); a process whose memory map even
+//! `CAP_SYS_PTRACE` may not read is judged by its threads' names (`VM Thread`...), and one whose
+//! map and threads cannot be read makes the snapshot blind. An executor is known by its backend's class; the known services own
+//! nothing; any other JVM may be running Spark (an application can embed it with no "spark" on
+//! its command line) and counts as a possible driver unless its open jars and class path show
+//! it cannot load Spark's store-making class ([`crate::spark_jvm`]). A JVM's start time is
+//! computed from the boot time, which moves
 //! with every step of the wall clock: a JVM that started before a step seen (here or by an
 //! earlier run, [`STEPS_FILE`]) has no trusted start.
 
@@ -23,6 +29,7 @@ use rustix::fs::FileType;
 use crate::config::PidNamespace;
 use crate::fsx;
 use crate::policy::{Nanos, Owner, OwnerKind};
+use crate::spark_jvm;
 
 /// Spark's executor backends (Spark 2.x to 4.x, every cluster manager).
 const EXECUTORS: [&str; 4] = [
@@ -73,18 +80,142 @@ pub enum Role {
     Service,
 }
 
-/// Whether a program name (`argv[0]`, or the executable's path) is a JVM launcher's.
-fn is_java(name: &[u8]) -> bool {
-    let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
-    base.starts_with(b"java")
+fn base(name: &[u8]) -> &[u8] {
+    name.rsplit(|&b| b == b'/').next().unwrap_or(name)
 }
 
-/// Classifies a process by its command line (`/proc/PID/cmdline`, NUL-separated) and, when it
-/// could be read, its executable's path (`/proc/PID/exe`); `None` when it is not a JVM.
-pub fn classify(cmdline: &[u8], exe: Option<&[u8]>) -> Option<Role> {
-    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+/// Whether a program name (`argv[0]`, or the executable's path) is a JVM launcher's.
+fn is_java(name: &[u8]) -> bool {
+    base(name).starts_with(b"java")
+}
+
+/// The dynamic loader's options that take a value (`ld.so --library-path DIR PROGRAM ...`).
+const LOADER_VALUE_OPTIONS: [&[u8]; 7] = [
+    b"--library-path",
+    b"--preload",
+    b"--argv0",
+    b"--audit",
+    b"--inhibit-rpath",
+    b"--glibc-hwcaps-prefix",
+    b"--glibc-hwcaps-mask",
+];
+
+/// Where the `java` launcher's own arguments start in a command line: after `argv[0]` when it is
+/// the launcher (by its name or its executable's), after the program when the dynamic loader
+/// runs it (`ld-linux-x86-64.so.2 /usr/lib/jvm/.../bin/java ...`: then `argv[0]` and the
+/// executable are the loader's). `None` when no `java` launcher is named: not a JVM by name.
+pub fn launcher_start(args: &[&[u8]], exe: Option<&[u8]>) -> Option<usize> {
     let argv0 = args.first().copied().unwrap_or_default();
-    if !is_java(argv0) && !exe.is_some_and(is_java) {
+    if is_java(argv0) || exe.is_some_and(is_java) {
+        return Some(1);
+    }
+    let loader = |n: &[u8]| {
+        let b = base(n);
+        b.starts_with(b"ld-linux") || b.starts_with(b"ld.so") || b.starts_with(b"ld-musl") || b.starts_with(b"ld64.so")
+    };
+    if !(loader(argv0) || exe.is_some_and(loader)) {
+        return None;
+    }
+    let mut i = 1;
+    while let Some(a) = args.get(i) {
+        if LOADER_VALUE_OPTIONS.contains(a) {
+            i += 2;
+        } else if a.starts_with(b"--") {
+            i += 1;
+        } else {
+            return is_java(a).then_some(i + 1);
+        }
+    }
+    None
+}
+
+/// Whether a memory map (`/proc/PID/maps`) shows a JVM: HotSpot's `libjvm.so` (OpenJ9 has one
+/// too, beside its `libj9vm*.so`) mapped, even from a file deleted since (a JDK upgraded under
+/// a running JVM).
+pub fn maps_show_jvm(maps: &[u8]) -> bool {
+    maps.split(|&b| b == b'\n').any(|line| {
+        // address perms offset dev inode path: the path is what follows the fifth field.
+        let mut rest = line;
+        for _ in 0..5 {
+            let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+            rest = &rest[start..];
+            let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        let path = rest.trim_ascii_start();
+        let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
+        let b = base(path);
+        b == b"libjvm.so" || (b.starts_with(b"libj9vm") && b.ends_with(b".so"))
+    })
+}
+
+/// Threads every JVM that ever ran Java code has (`/proc/PID/task/TID/comm`, 15 bytes at most):
+/// HotSpot's VM thread and signal dispatcher, the JDK's reference handler, finalizer and cleaner,
+/// the compilers; OpenJ9's JIT and signal reporter.
+const JVM_THREADS: [&[u8]; 9] = [
+    b"VM Thread",
+    b"Signal Dispatch",
+    b"Reference Handl",
+    b"Finalizer",
+    b"Common-Cleaner",
+    b"C1 CompilerThre",
+    b"C2 CompilerThre",
+    b"JIT Compilation",
+    b"Signal Reporter",
+];
+
+/// Whether a process's thread names show a JVM (for a process whose map cannot be read).
+pub fn threads_show_jvm<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> bool {
+    names.any(|n| {
+        let n = n.strip_suffix(b"\n").unwrap_or(n);
+        JVM_THREADS.iter().any(|t| n.starts_with(t))
+    })
+}
+
+fn thread_names(proc_pid: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(proc_pid.join("task"))?.flatten() {
+        // A thread that ended meanwhile is not read.
+        if let Ok(name) = std::fs::read(t.path().join("comm")) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// A JVM's command line, short, for the reports: the program's name and the arguments that are
+/// not options (the main class first), at most 100 characters.
+pub fn short_command(args: &[&[u8]]) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut skip_next = false;
+    for (i, a) in args.iter().enumerate() {
+        if i == 0 {
+            words.push(String::from_utf8_lossy(base(a)).into_owned());
+            continue;
+        }
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if a.starts_with(b"-") {
+            skip_next = [&b"-cp"[..], b"-classpath", b"--class-path", b"-p", b"--module-path"].contains(a);
+            continue;
+        }
+        words.push(String::from_utf8_lossy(a).into_owned());
+    }
+    let mut s = words.join(" ");
+    if s.chars().count() > 100 {
+        s = s.chars().take(99).collect::<String>() + "…";
+    }
+    s
+}
+
+/// Classifies a process by its command line (`/proc/PID/cmdline`, NUL-separated), its
+/// executable's path (`/proc/PID/exe`) when it could be read, and whether `libjvm.so` is mapped
+/// in it ([`maps_show_jvm`]); `None` when it is not a JVM.
+pub fn classify(cmdline: &[u8], exe: Option<&[u8]>, jvm_mapped: bool) -> Option<Role> {
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+    // By name too: a JVM early in its start has not mapped libjvm.so yet.
+    if !jvm_mapped && launcher_start(&args, exe).is_none() {
         return None;
     }
     let has = |class: &str| args.contains(&class.as_bytes());
@@ -105,6 +236,8 @@ pub struct Procs {
     pub owners: Vec<Owner>,
     /// `(device, inode)` of every directory a process has open or as its working directory.
     pub dirs_in_use: HashSet<(u64, u64)>,
+    /// The verdicts on open archives, kept from one snapshot to the next.
+    cache: Option<spark_jvm::Cache>,
 }
 
 /// The field of `/proc/PID/stat` after the command (which may hold spaces, parentheses and
@@ -529,8 +662,11 @@ impl Procs {
             }
             if let Err(why) = out.read_process(&e.path(), pid, &clock) {
                 out.blind = Some(why);
-                return out;
+                break;
             }
+        }
+        if let Some(c) = out.cache.take() {
+            c.put_back();
         }
         out
     }
@@ -547,7 +683,25 @@ impl Procs {
             Err(e) => return Err(refused("the command line", &e)),
         };
         let exe = std::fs::read_link(dir.join("exe")).ok();
-        let role = classify(&cmdline, exe.as_ref().map(|p| p.as_os_str().as_bytes()));
+        let exe = exe.as_ref().map(|p| p.as_os_str().as_bytes());
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+        // Not a JVM by name: by what it has mapped. Every process's map must be readable then,
+        // as its command line must: a JVM started some other way shows only there.
+        let mapped = launcher_start(&args, exe).is_none() && {
+            match std::fs::read(dir.join("maps")) {
+                Ok(maps) => maps_show_jvm(&maps),
+                Err(e) if gone(&e) => return Ok(()),
+                // A process that even CAP_SYS_PTRACE may not inspect (a sandbox's init, one an
+                // LSM guards): its threads' names, which anyone may read, show a JVM as well.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => match thread_names(dir) {
+                    Ok(names) => threads_show_jvm(names.iter().map(Vec::as_slice)),
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(_) => return Err(refused("the memory map", &e)),
+                },
+                Err(e) => return Err(refused("the memory map", &e)),
+            }
+        };
+        let role = classify(&cmdline, exe, mapped);
         // Directories held: the working directory and every open directory. A process that is
         // not a JVM cannot own a store, so its holds, when they cannot be read, are not needed
         // (removing a directory someone works in harms them nothing: they cannot create files
@@ -561,6 +715,8 @@ impl Procs {
             Err(e) if jvm => return Err(refused("the working directory", &e)),
             Err(_) => {}
         }
+        // A possible driver's open regular files: they tell whether it has Spark.
+        let mut files = Vec::new();
         match std::fs::read_dir(dir.join("fd")) {
             Ok(fds) => {
                 for fd in fds.flatten() {
@@ -568,6 +724,7 @@ impl Procs {
                         Ok((FileType::Directory, dev, ino)) => {
                             self.dirs_in_use.insert((dev, ino));
                         }
+                        Ok((FileType::RegularFile, _, _)) if role == Some(Role::Driver) => files.push(fd.path()),
                         Ok(_) => {}
                         Err(e) if jvm && e.kind() == io::ErrorKind::PermissionDenied => {
                             return Err(refused("the open files", &e));
@@ -597,13 +754,30 @@ impl Procs {
                 .boot
                 .saturating_add(start_ticks.saturating_mul(1_000_000_000) / clock.ticks)
         });
-        let dirs = env_dirs(dir);
-        let kind = match role {
-            Role::Executor => OwnerKind::Executor { dirs },
-            _ => OwnerKind::Driver { dirs },
+        let environ = std::fs::read(dir.join("environ")).ok();
+        let dirs = environ.as_deref().and_then(|env| env_dirs(dir, env));
+        let command = short_command(&args);
+        let (kind, about, unjudged) = match role {
+            Role::Executor => (OwnerKind::Executor { dirs }, format!("{pid} ({command})"), false),
+            _ => {
+                let launcher = launcher_start(&args, exe).map(|i| &args[i.min(args.len())..]);
+                let cache = self.cache.get_or_insert_with(spark_jvm::Cache::take);
+                match spark_jvm::judge(dir, launcher, environ.as_deref(), &files, cache) {
+                    spark_jvm::Verdict::NoSpark => {
+                        tracing::debug!(pid, command, "a JVM without Spark's classes: it owns no block store");
+                        return Ok(());
+                    }
+                    spark_jvm::Verdict::Spark(why) => {
+                        (OwnerKind::Driver { dirs }, format!("{pid} ({command}): {why}"), false)
+                    }
+                    spark_jvm::Verdict::Unknown(why) => {
+                        (OwnerKind::Driver { dirs }, format!("{pid} ({command}): {why}"), true)
+                    }
+                }
+            }
         };
         let startup = match role {
-            Role::Executor => executor_window(&cmdline, std::fs::read(dir.join("environ")).ok().as_deref()),
+            Role::Executor => executor_window(&cmdline, environ.as_deref()),
             _ => Some(std::time::Duration::ZERO),
         };
         self.owners.push(Owner {
@@ -612,6 +786,8 @@ impl Procs {
             start_boot: Some(start_ticks.saturating_mul(1_000_000_000) / clock.ticks),
             kind,
             startup,
+            about,
+            unjudged,
         });
         Ok(())
     }
@@ -630,8 +806,7 @@ struct Clock {
 /// `/proc/PID/root`: a containerised worker's paths are not this process's). `None` when the
 /// environment cannot be read or a directory it names cannot be resolved (in time: see
 /// [`crate::procs_bounded`]): then it may use any.
-fn env_dirs(proc_pid: &Path) -> Option<Vec<(u64, u64)>> {
-    let env = std::fs::read(proc_pid.join("environ")).ok()?;
+fn env_dirs(proc_pid: &Path, env: &[u8]) -> Option<Vec<(u64, u64)>> {
     let root = proc_pid.join("root");
     let mut out = Vec::new();
     for var in [&b"SPARK_EXECUTOR_DIRS="[..], b"SPARK_LOCAL_DIRS="] {
@@ -676,23 +851,23 @@ mod tests {
             "--driver-url",
             "spark://CoarseGrainedScheduler@10.0.0.1:7078",
         ]);
-        assert_eq!(classify(&exec, None), Some(Role::Executor));
+        assert_eq!(classify(&exec, None, false), Some(Role::Executor));
         let k8s = cmd(&[
             "java",
             "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
         ]);
-        assert_eq!(classify(&k8s, None), Some(Role::Executor));
+        assert_eq!(classify(&k8s, None, false), Some(Role::Executor));
         let worker = cmd(&[
             "/usr/bin/java",
             "-cp",
             "/opt/spark/jars/*",
             "org.apache.spark.deploy.worker.Worker",
         ]);
-        assert_eq!(classify(&worker, None), Some(Role::Service));
+        assert_eq!(classify(&worker, None, false), Some(Role::Service));
         let ess = cmd(&["java", "-cp", "x", "org.apache.spark.deploy.ExternalShuffleService"]);
-        assert_eq!(classify(&ess, None), Some(Role::Service));
+        assert_eq!(classify(&ess, None, false), Some(Role::Service));
         assert_eq!(
-            classify(&cmd(&["java", "kafka.Kafka", "server.properties"]), None),
+            classify(&cmd(&["java", "kafka.Kafka", "server.properties"]), None, false),
             Some(Role::Service)
         );
         let submit = cmd(&[
@@ -702,7 +877,7 @@ mod tests {
             "org.apache.spark.deploy.SparkSubmit",
             "pyspark-shell",
         ]);
-        assert_eq!(classify(&submit, None), Some(Role::Driver));
+        assert_eq!(classify(&submit, None, false), Some(Role::Driver));
         // Spark embedded with nothing on the command line that says so (the class path a
         // wildcard the JVM expands, an @argfile, a fat jar): a possible driver all the same.
         for embedded in [
@@ -710,20 +885,130 @@ mod tests {
             cmd(&["java", "@/etc/app/jvm.args"]),
             cmd(&["java", "-jar", "service.jar"]),
         ] {
-            assert_eq!(classify(&embedded, None), Some(Role::Driver));
+            assert_eq!(classify(&embedded, None, false), Some(Role::Driver));
         }
         // A JVM renamed through argv[0] is still known by its executable.
         let renamed = cmd(&["report-service", "-cp", "x", "com.acme.Main"]);
         assert_eq!(
-            classify(&renamed, Some(b"/usr/lib/jvm/java-17/bin/java")),
+            classify(&renamed, Some(b"/usr/lib/jvm/java-17/bin/java"), false),
             Some(Role::Driver)
         );
-        assert_eq!(classify(&renamed, None), None);
+        assert_eq!(classify(&renamed, None, false), None);
         assert_eq!(
-            classify(&cmd(&["python3", "my_pyspark_job.py"]), Some(b"/usr/bin/python3.11")),
+            classify(
+                &cmd(&["python3", "my_pyspark_job.py"]),
+                Some(b"/usr/bin/python3.11"),
+                false
+            ),
             None
         );
-        assert_eq!(classify(b"", None), None);
+        assert_eq!(classify(b"", None, false), None);
+        // Known by libjvm.so mapped, whatever its name: jshell, a JNI host, a renamed launcher.
+        let python = cmd(&["python3", "-c", "import jpype; jpype.startJVM()"]);
+        assert_eq!(
+            classify(&python, Some(b"/usr/bin/python3.11"), true),
+            Some(Role::Driver)
+        );
+        assert_eq!(classify(&renamed, None, true), Some(Role::Driver));
+        // Started through the dynamic loader: argv[0] and the executable are the loader's.
+        let loaded = cmd(&[
+            "/lib64/ld-linux-x86-64.so.2",
+            "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+            "-cp",
+            "/opt/spark/jars/*",
+            "org.apache.spark.executor.CoarseGrainedExecutorBackend",
+        ]);
+        let loader = Some(&b"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"[..]);
+        assert_eq!(
+            classify(&loaded, loader, false),
+            Some(Role::Executor),
+            "by name, before libjvm is mapped"
+        );
+        assert_eq!(classify(&loaded, loader, true), Some(Role::Executor));
+        assert_eq!(
+            classify(&cmd(&["/lib64/ld-linux-x86-64.so.2", "/bin/ls"]), loader, false),
+            None
+        );
+    }
+
+    #[test]
+    fn the_java_launcher_is_found_behind_the_dynamic_loader() {
+        let a = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(launcher_start(&a(&["java", "-cp", "x", "M"]), None), Some(1));
+        assert_eq!(launcher_start(&a(&["app", "M"]), Some(b"/opt/jdk/bin/java")), Some(1));
+        assert_eq!(
+            launcher_start(
+                &a(&[
+                    "/lib/ld-linux-x86-64.so.2",
+                    "--library-path",
+                    "/l",
+                    "--inhibit-cache",
+                    "/jdk/bin/java",
+                    "M"
+                ]),
+                None
+            ),
+            Some(5)
+        );
+        assert_eq!(
+            launcher_start(&a(&["ld-linux-aarch64.so.1", "/jdk/bin/java"]), None),
+            Some(2)
+        );
+        assert_eq!(launcher_start(&a(&["ld-musl-x86_64.so.1", "/bin/sh"]), None), None);
+        assert_eq!(launcher_start(&a(&["jshell", "--execution", "local"]), None), None);
+        assert_eq!(
+            short_command(&a(&[
+                "/usr/bin/java",
+                "-Xmx1g",
+                "-cp",
+                "/a:/b",
+                "com.acme.Main",
+                "--port",
+                "80"
+            ])),
+            "java com.acme.Main 80"
+        );
+        let long = "x".repeat(300);
+        assert_eq!(short_command(&[b"java", long.as_bytes()]).chars().count(), 100);
+    }
+
+    #[test]
+    fn a_jvm_is_known_by_the_libjvm_it_maps() {
+        let hotspot =
+            b"55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1311 /usr/lib/jvm/java-17-openjdk-amd64/bin/java\n\
+7f3a1c000000-7f3a1c021000 rw-p 00000000 00:00 0 \n\
+7f3a2b200000-7f3a2b4ad000 r--p 00000000 08:01 1442 /usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so\n";
+        assert!(maps_show_jvm(hotspot));
+        // A JDK upgraded under a running JVM; a path with spaces; OpenJ9.
+        assert!(maps_show_jvm(
+            b"7f00-7f01 r-xp 00000000 08:01 9 /opt/jdk/lib/server/libjvm.so (deleted)\n"
+        ));
+        assert!(maps_show_jvm(
+            b"7f00-7f01 r-xp 00000000 08:01 9 /opt/my jdk/lib/server/libjvm.so"
+        ));
+        assert!(maps_show_jvm(
+            b"7f00-7f01 r-xp 00000000 08:01 9 /opt/j9/lib/default/libj9vm29.so\n"
+        ));
+        // Not a JVM: a library of a similar name, a file named so elsewhere on the line, nothing.
+        for other in [
+            &b"7f00-7f01 r-xp 00000000 08:01 9 /usr/lib/libjvmti_helper.so\n"[..],
+            b"7f00-7f01 r-xp 00000000 08:01 9 /tmp/libjvm.so.txt\n",
+            b"7f00-7f01 r-xp 00000000 08:01 9 [heap]\n",
+            b"",
+        ] {
+            assert!(!maps_show_jvm(other), "{}", String::from_utf8_lossy(other));
+        }
+        // This test process maps no JVM.
+        assert!(!maps_show_jvm(&std::fs::read("/proc/self/maps").unwrap()));
+        // Its threads' names show a JVM whose map cannot be read.
+        let names: [&[u8]; 3] = [b"java\n", b"GC Thread#0\n", b"VM Thread\n"];
+        assert!(threads_show_jvm(names.into_iter()));
+        let j9: [&[u8]; 2] = [b"main\n", b"JIT Compilation\n"];
+        assert!(threads_show_jvm(j9.into_iter()));
+        let other: [&[u8]; 3] = [b"process_api\n", b"tokio-rt-worker\n", b"VM\n"];
+        assert!(!threads_show_jvm(other.into_iter()));
+        let me = thread_names(Path::new("/proc/self")).unwrap();
+        assert!(!threads_show_jvm(me.iter().map(Vec::as_slice)));
     }
 
     #[test]

@@ -69,10 +69,9 @@ pub fn read(proc: &Path, state_dir: Option<&Path>, ns: PidNamespace) -> Procs {
 }
 
 fn blind(why: String) -> Procs {
-    Procs {
-        blind: Some(why),
-        ..Procs::default()
-    }
+    let mut p = Procs::default();
+    p.blind = Some(why);
+    p
 }
 
 /// Clears the scan in flight when its thread ends, panicking or not.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::policy::{self, Nanos, Reason, Shortfall, Skip};
+use crate::policy::{self, IdleReason, Kept, Nanos, Reason, Shortfall, Skip};
 use crate::spark::Kind;
 use crate::store_dir::Failure;
 
@@ -176,6 +176,18 @@ pub struct RootReport {
     /// Its block stores by state (see [`crate::policy::StoreState`]): a dead one counted here
     /// was removed (or, in a dry run, would be).
     pub stores: StoreCounts,
+    /// Its idle stores by why they are kept.
+    pub idle_reasons: BTreeMap<IdleReason, u64>,
+}
+
+/// Idle stores kept for one reason and (when a process may own them) by one process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeptBy {
+    pub reason: IdleReason,
+    pub pid: Option<u32>,
+    /// The process and why it counts: `1234 (java com.acme.Main): its open archive ... holds ...`.
+    pub process: Option<String>,
+    pub stores: u64,
 }
 
 /// Block stores by state.
@@ -224,6 +236,7 @@ impl RootReport {
             oldest_kept_last_use: None,
             deleted: BTreeMap::new(),
             stores: StoreCounts::default(),
+            idle_reasons: BTreeMap::new(),
         }
     }
 
@@ -235,6 +248,9 @@ impl RootReport {
             self.deleted.entry(*k).or_default().add(*t);
         }
         self.stores.add(o.stores);
+        for (r, n) in &o.idle_reasons {
+            *self.idle_reasons.entry(*r).or_default() += n;
+        }
         self.oldest_kept_last_use = match (self.oldest_kept_last_use, o.oldest_kept_last_use) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -278,6 +294,8 @@ pub struct Report {
     /// Why no store could be judged dead this sweep (the processes could not all be seen, or
     /// `stores.reap` is off), if so.
     pub liveness_unknown: Option<String>,
+    /// Why the idle stores are kept, by reason and process: what stops reaping on this node.
+    pub stores_kept_by: Vec<KeptBy>,
     /// Whether this sweep judged the stores (`roots[].stores` and `liveness_unknown` mean
     /// something); a pressure sweep does not.
     #[serde(skip)]
@@ -302,6 +320,7 @@ impl Report {
             leftovers_removed: Tally::default(),
             reaped: Reaped::default(),
             liveness_unknown: None,
+            stores_kept_by: Vec::new(),
             stores_judged: false,
             candidates: Vec::new(),
         }
@@ -325,6 +344,32 @@ impl Report {
     pub fn error(&mut self, op: Op) {
         let n = self.errors.entry(op).or_default();
         *n = n.saturating_add(1);
+    }
+
+    /// Counts an idle store of root `root` (an index in `roots`), kept for `kept`, by the
+    /// process `about` describes when one may own it.
+    pub fn kept(&mut self, root: usize, kept: Kept, about: Option<&str>) {
+        if let Some(r) = self.roots.get_mut(root) {
+            r.stores.idle += 1;
+            *r.idle_reasons.entry(kept.reason).or_default() += 1;
+        }
+        self.add_kept_by(KeptBy {
+            reason: kept.reason,
+            pid: kept.pid,
+            process: about.map(str::to_string),
+            stores: 1,
+        });
+    }
+
+    fn add_kept_by(&mut self, k: KeptBy) {
+        match self
+            .stores_kept_by
+            .iter_mut()
+            .find(|m| m.reason == k.reason && m.pid == k.pid)
+        {
+            Some(m) => m.stores += k.stores,
+            None => self.stores_kept_by.push(k),
+        }
     }
 
     pub fn root_mut(&mut self, path: &Path) -> Option<&mut RootReport> {
@@ -353,6 +398,9 @@ impl Report {
         self.reaped.paths.extend(o.reaped.paths);
         self.liveness_unknown = self.liveness_unknown.take().or(o.liveness_unknown);
         self.stores_judged |= o.stores_judged;
+        for k in o.stores_kept_by {
+            self.add_kept_by(k);
+        }
         for root in &o.roots {
             match self.root_mut(&root.path) {
                 Some(mine) => mine.merge(root),
@@ -473,6 +521,18 @@ impl Report {
                 s,
                 "block stores: {} live, {} idle, {} dead ({verb} {} stores, {} directories)",
                 stores.live, stores.idle, stores.dead, self.reaped.stores, self.reaped.dirs
+            );
+        }
+        for k in &self.stores_kept_by {
+            let _ = writeln!(
+                s,
+                "  {} idle ({}): {}",
+                k.stores,
+                k.reason.as_str(),
+                k.process.as_ref().map_or_else(
+                    || k.reason.text().to_string(),
+                    |p| format!("{}: process {p}", k.reason.text())
+                )
             );
         }
         if self.dry_run {

@@ -296,6 +296,11 @@ struct SimJvm {
     own_window_min: Option<i64>,
     /// How long after its birth its store was first seen (seconds), when it was.
     seen_after_sec: Option<i64>,
+    /// How /proc shows it: started by the `java` launcher (its name says it is a JVM), or some
+    /// other way (the dynamic loader, jshell, a JNI host): then only `libjvm.so` in its map does.
+    named: bool,
+    /// Whether its classes could be judged (it made a store: Spark's are there) or not.
+    classes_judged: bool,
 }
 
 fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
@@ -311,6 +316,7 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
         prop::bool::weighted(0.8),
         0i64..3000,
         (prop::option::weighted(0.8, 0i64..120), prop::option::of(0i64..100_000)),
+        (prop::bool::ANY, prop::bool::ANY),
     )
         .prop_map(
             move |(
@@ -325,6 +331,7 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
                 birth_recorded,
                 changed_after_min,
                 (own_window_min, seen_after_sec),
+                (named, classes_judged),
             )| SimJvm {
                 executor,
                 start_min,
@@ -342,6 +349,8 @@ fn sim_jvm(startup_min: i64) -> impl Strategy<Value = SimJvm> {
                 changed_after_min,
                 own_window_min,
                 seen_after_sec,
+                named,
+                classes_judged,
             },
         )
 }
@@ -377,20 +386,39 @@ proptest! {
                 j
             })
             .collect();
+        use shuffle_janitor::procs::{classify, Role};
+        // What /proc shows of each live JVM, classified as the snapshot does: one that made a
+        // store has run Java code, so libjvm.so is mapped in it whatever its name.
         let live: Vec<Owner> = jvms
             .iter()
             .enumerate()
             .filter(|(_, j)| j.alive)
-            .map(|(pid, j)| {
+            .filter_map(|(pid, j)| {
                 let dirs = j.env_readable.then(|| j.dir.into_iter().collect::<Vec<_>>());
-                Owner {
+                let main = if j.executor { "org.apache.spark.executor.CoarseGrainedExecutorBackend" } else { "com.acme.Main" };
+                let (cmdline, exe): (Vec<u8>, &[u8]) = if j.named {
+                    (format!("java\0-cp\0/opt/app/*\0{main}\0").into_bytes(), b"/opt/jdk/bin/java")
+                } else {
+                    (
+                        format!("/lib64/ld-linux-x86-64.so.2\0/opt/jdk/bin/.java-wrapped\0{main}\0").into_bytes(),
+                        b"/usr/lib/ld-linux-x86-64.so.2",
+                    )
+                };
+                let kind = match classify(&cmdline, Some(exe), true)? {
+                    Role::Executor => OwnerKind::Executor { dirs },
+                    Role::Driver => OwnerKind::Driver { dirs },
+                    Role::Service => return None,
+                };
+                Some(Owner {
                     pid: pid as u32,
                     start: j.start_known.then_some(NOW - j.start_min * MINUTE),
                     // The clock of start times never steps: always known.
                     start_boot: Some(NOW - j.start_min * MINUTE),
-                    kind: if j.executor { OwnerKind::Executor { dirs } } else { OwnerKind::Driver { dirs } },
+                    kind,
                     startup: j.own_window_min.map(|w| Duration::from_secs(w.max(0) as u64 * 60)),
-                }
+                    about: String::new(),
+                    unjudged: !j.classes_judged,
+                })
             })
             .collect();
         let (min_idle, startup) = (Duration::from_secs(min_idle_min * 60), Duration::from_secs(startup_min as u64 * 60));
@@ -418,5 +446,27 @@ proptest! {
             prop_assert!(NOW - facts.last_activity >= min_idle.as_nanos() as i64, "dead within min_idle");
             prop_assert!(!j.alive, "the store of live JVM {i} ({j:?}) judged dead: {facts:?}");
         }
+    }
+}
+
+proptest! {
+    /// Whatever its command line and executable, a process with `libjvm.so` mapped is a JVM to
+    /// the liveness rule (a JVM found only by its mapping is never missed), and an archive with
+    /// Spark's store-making class among any other entries is always one that can make stores.
+    #[test]
+    fn a_mapped_jvm_and_an_archive_with_spark_are_never_missed(
+        args in prop::collection::vec(prop::collection::vec(1u8..=255, 0..20), 0..8),
+        exe in prop::option::of(prop::collection::vec(1u8..=255, 1..30)),
+        names in prop::collection::vec("[a-zA-Z/._-]{0,30}", 0..20),
+        at in any::<prop::sample::Index>(),
+    ) {
+        use shuffle_janitor::procs::classify;
+        use shuffle_janitor::spark_jvm::{spark_entry, DISK_BLOCK_MANAGER};
+        let cmdline: Vec<u8> = args.iter().flat_map(|a| a.iter().copied().chain([0])).collect();
+        prop_assert!(classify(&cmdline, exe.as_deref(), true).is_some());
+        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let i = at.index(names.len() + 1);
+        names.insert(i, DISK_BLOCK_MANAGER);
+        prop_assert!(spark_entry(names.iter().map(|n| n.as_bytes())).is_some());
     }
 }

@@ -124,9 +124,10 @@ fn a_store_a_live_process_may_own_or_works_in_is_kept() {
         return;
     };
     let root = env.root();
-    // Born before the executor started (more than the 2 s of slack): not its store.
+    // Born before the executor started (more than the 2 s of slack, plus up to 1 s by which a
+    // start computed from the whole second of `btime` comes out early): not its store.
     let older = empty_store(&root, "blockmgr-older", &["00"]);
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let mut exec = fake_executor(&node, None, None);
     // Born after it started, within stores.executor_startup: may be its store.
     let newer = empty_store(&root, "blockmgr-newer", &["00"]);
@@ -160,7 +161,7 @@ fn an_executor_dir_a_live_executor_is_given_stays() {
     // The dead executor's store in the application's directory, which the worker gives the next
     // executor too: that one, starting, has not created its own store in it yet.
     let dead = empty_store(&root, "spark-w/executor-app/blockmgr-dead", &["00", "01"]);
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let mut next = fake_executor(&node, None, Some(&root.join("spark-w/executor-app")));
     quiet();
     let (code, report) = node.sweep_json(&config(&env, ""), &[]);
@@ -265,11 +266,16 @@ fn a_dry_run_counts_what_a_real_run_removes() {
 }
 
 /// A process that looks like a JVM to `/proc` (argv[0] `java`; perl keeps the argv[0] it is
-/// given, an interpreter shim would put its own) with `args` and `env`, working in `cwd`.
+/// given, an interpreter shim would put its own) with `args` and `env`, working in `cwd`, in
+/// `node`. With `JANITOR_TEST_HOLD` in `env`, it holds that file open, as a JVM holds the jars
+/// it loaded.
 fn fake_jvm(node: &Node, args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path>) -> NodeChild {
     let mut c = node.command("bash");
     c.arg("-c")
-        .arg(format!("exec -a java perl -e 'sleep 60' -- {}", args.join(" ")))
+        .arg(format!(
+            "exec -a java perl -e 'open(my $h, \"<\", $ENV{{JANITOR_TEST_HOLD}}) if $ENV{{JANITOR_TEST_HOLD}}; sleep 60' -- {}",
+            args.join(" ")
+        ))
         .stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
@@ -278,10 +284,16 @@ fn fake_jvm(node: &Node, args: &[&str], env: &[(&str, &Path)], cwd: Option<&Path
         c.current_dir(d);
     }
     let child = node.spawn(c);
-    // Until /proc shows the new command line.
-    for _ in 0..100 {
+    let hold = env.iter().find(|(k, _)| *k == "JANITOR_TEST_HOLD").map(|(_, v)| *v);
+    // Until /proc shows the new command line, and the file held open.
+    for _ in 0..200 {
         let cmd = std::fs::read(format!("/proc/{}/cmdline", child.pid)).unwrap_or_default();
-        if cmd.starts_with(b"java\0") {
+        let held = hold.is_none_or(|h| {
+            std::fs::read_dir(format!("/proc/{}/fd", child.pid))
+                .map(|d| d.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == h)))
+                .unwrap_or(false)
+        });
+        if cmd.starts_with(b"java\0") && held {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -297,9 +309,18 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
     };
     let root = env.root();
     std::thread::sleep(Duration::from_millis(10));
+    // Spark's store-making class in a jar named like none of Spark's.
+    let engine = common::jvm::spark_jar(&env.outside().join("engine.jar"));
+    let hold = ("JANITOR_TEST_HOLD", engine.as_path());
     let mut jvms = vec![
-        // An application embedding Spark, with no "spark" on its command line.
-        fake_jvm(&node, &["-cp", "/opt/app/lib/*", "com.acme.ReportService"], &[], None),
+        // An application embedding Spark, with no "spark" on its command line: its open jar
+        // holds DiskBlockManager.
+        fake_jvm(
+            &node,
+            &["-cp", "/opt/app/lib/*", "com.acme.ReportService"],
+            &[hold],
+            None,
+        ),
         // A standalone executor whose SPARK_EXECUTOR_DIRS names a path of another mount
         // namespace (a containerised worker): it cannot be resolved here.
         fake_jvm(
@@ -312,9 +333,11 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
         fake_jvm(
             &node,
             &["org.apache.spark.deploy.SparkSubmit", "--master", "local[2]"],
-            &[("SPARK_EXECUTOR_DIRS", &root.join("spark-w/executor-c"))],
+            &[("SPARK_EXECUTOR_DIRS", &root.join("spark-w/executor-c")), hold],
             None,
         ),
+        // A JVM whose class path is in an argument file: whether it has Spark cannot be told.
+        fake_jvm(&node, &["@/etc/app/jvm.args"], &[], None),
     ];
     std::fs::create_dir_all(root.join("spark-w/executor-c")).unwrap();
     // Born after all of them started.
@@ -330,6 +353,13 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
     );
     quiet();
     let (code, report) = node.sweep_json(&config(&env, ""), &[]);
+    // `report` says the same, in words.
+    let text = node
+        .command(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["report", "--config", config(&env, "").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
     for j in &mut jvms {
         j.kill();
     }
@@ -338,6 +368,25 @@ fn stores_that_live_jvms_may_own_are_kept_however_they_show_it() {
         assert!(kept.is_dir(), "{} kept: {report}", kept.display());
     }
     assert_eq!(report["reaped"]["stores"], 0, "{report}");
+    // Each says why: the embedded application (its jar) or the argument file keeps the store
+    // outside executor-* directories (whichever is met first), the executor and the local
+    // session those in theirs.
+    let reasons = &report["roots"][0]["idle_reasons"];
+    assert_eq!(
+        reasons["executor"].as_u64().unwrap_or(0)
+            + reasons["spark_jvm"].as_u64().unwrap_or(0)
+            + reasons["unknown_jvm"].as_u64().unwrap_or(0),
+        3,
+        "{report}"
+    );
+    let kept_by = report["stores_kept_by"].as_array().unwrap();
+    assert!(
+        kept_by
+            .iter()
+            .all(|k| k["pid"].is_u64() && k["process"].as_str().is_some_and(|p| p.contains("java"))),
+        "{report}"
+    );
+    assert!(text.contains(" idle (") && text.contains("process "), "{text}");
     // Once they are gone, the stores of the JVMs go; the merge directory stays.
     let (_, report) = node.sweep_json(&config(&env, ""), &[]);
     for gone in [&embedded, &contained, &local] {

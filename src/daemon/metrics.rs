@@ -10,7 +10,7 @@ use prometheus::{
 };
 
 use crate::config::Config;
-use crate::policy::{Reason, Skip};
+use crate::policy::{IdleReason, Reason, Skip};
 use crate::report::{Op, Report};
 use crate::spark::Kind;
 
@@ -58,6 +58,7 @@ pub struct Metrics {
     pub index_drift: IntCounterVec,
     pub clock_steps: IntCounter,
     stores: GaugeVec,
+    idle_stores: GaugeVec,
     reaped_stores: IntCounter,
     reaped_dirs: IntCounter,
     store_liveness_unknown: IntGauge,
@@ -232,6 +233,16 @@ impl Metrics {
                  the removal failed).",
                 &["root", "state"],
             ),
+            idle_stores: gauge_vec(
+                &r,
+                "shuffle_janitor_idle_stores",
+                "Idle block stores (empty and quiet, kept) by root and why after the last sweep that \
+                 judged them: unseen (the processes cannot all be seen), held (a process holds it), \
+                 shared_fs, executor (a live executor may own it), spark_jvm (a live JVM with Spark's \
+                 classes may), unknown_jvm (a live JVM whose classes cannot be judged may), clock_step \
+                 (a JVM whose start cannot be trusted may), unverified (not read again).",
+                &["root", "reason"],
+            ),
             reaped_stores: int_counter(
                 &r,
                 "shuffle_janitor_reaped_stores_total",
@@ -379,12 +390,20 @@ impl Metrics {
             self.store_liveness_unknown
                 .set(i64::from(report.liveness_unknown.is_some()));
             self.stores.reset();
+            self.idle_stores.reset();
             for root in report.roots.iter().filter(|r| r.present) {
                 let name = root.path.to_string_lossy();
                 let st = &root.stores;
                 // Dead ones still there: a dry run, or a removal that failed.
                 for (state, n) in [("live", st.live), ("idle", st.idle), ("dead", st.dead)] {
                     self.stores.with_label_values(&[&name, state]).set(n as f64);
+                }
+                // Every reason, 0 when none: the set is fixed, and alerts need no absent().
+                for reason in IdleReason::ALL {
+                    let n = root.idle_reasons.get(&reason).copied().unwrap_or(0);
+                    self.idle_stores
+                        .with_label_values(&[&name, reason.as_str()])
+                        .set(n as f64);
                 }
             }
         }
@@ -482,5 +501,48 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Kept;
+    use crate::report::RootReport;
+
+    #[test]
+    fn idle_stores_are_exported_by_reason_beside_the_stores_by_state() {
+        let m = Metrics::new();
+        let mut report = Report::new(false, false, 0);
+        report.roots.push(RootReport::new("/r".into(), true, None));
+        report.stores_judged = true;
+        let kept = Kept {
+            reason: IdleReason::SparkJvm,
+            pid: Some(42),
+        };
+        report.kept(
+            0,
+            kept,
+            Some("42 (java com.acme.Main): its open archive /a.jar holds ..."),
+        );
+        report.kept(0, kept, None);
+        assert_eq!(report.stores_kept_by.len(), 1, "one line per reason and process");
+        assert_eq!(report.stores_kept_by[0].stores, 2);
+        m.record_sweep(Trigger::Interval, &report, 0.0);
+        let (text, _) = m.render();
+        let text = String::from_utf8(text).unwrap();
+        // The existing series unchanged; the new gauge with every reason, 0 when none.
+        assert!(
+            text.contains("shuffle_janitor_stores{root=\"/r\",state=\"idle\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shuffle_janitor_idle_stores{reason=\"spark_jvm\",root=\"/r\"} 2"),
+            "{text}"
+        );
+        for r in IdleReason::ALL.iter().filter(|r| **r != IdleReason::SparkJvm) {
+            let line = format!("shuffle_janitor_idle_stores{{reason=\"{}\",root=\"/r\"}} 0", r.as_str());
+            assert!(text.contains(&line), "{line}: {text}");
+        }
     }
 }

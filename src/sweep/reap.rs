@@ -110,15 +110,21 @@ pub fn reap(
                 counts.live += 1;
                 continue;
             }
-            StoreState::Idle(why) => {
-                counts.idle += 1;
-                debug!(store = %path.display(), "empty and quiet, kept: {why}");
+            StoreState::Idle(kept) => {
+                let about = kept.pid.and_then(|pid| procs.owners.iter().find(|o| o.pid == pid));
+                let about = about.map(|o| o.about.as_str());
+                debug!(store = %path.display(), process = about, "empty and quiet, kept: {}", kept.reason.text());
+                report.kept(c.root, *kept, about);
                 continue;
             }
             StoreState::Dead if !c.read_now => {
                 // Judged on what the index knew, not read again: counted, never removed.
-                counts.idle += 1;
                 debug!(store = %path.display(), "judged dead but not read again in this sweep: kept");
+                let kept = policy::Kept {
+                    reason: policy::IdleReason::Unverified,
+                    pid: None,
+                };
+                report.kept(c.root, kept, None);
                 continue;
             }
             StoreState::Dead => {}

@@ -329,3 +329,152 @@ impl Drop for Node {
         let _ = self.holder.wait();
     }
 }
+
+/// Real JVMs for the liveness tests: a `Sleep` class compiled with `javac`, jars written with the
+/// zip crate, and processes started the ways the liveness rule must see.
+pub mod jvm {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The JDK: `java` resolved through its symlinks (`/usr/lib/jvm/.../bin/java`) and a compiled
+    /// `Sleep` class (it sleeps for its first argument's seconds, 60 without) in `dir`. `Err`
+    /// with the reason when there is no JDK.
+    pub fn sleep_class(dir: &Path) -> Result<PathBuf, String> {
+        let java = which("java").ok_or("no java on PATH (apt-get install default-jdk-headless)")?;
+        which("javac").ok_or("no javac on PATH (apt-get install default-jdk-headless)")?;
+        let java = std::fs::canonicalize(&java).map_err(|e| format!("{}: {e}", java.display()))?;
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("Sleep.java"),
+            "public class Sleep { public static void main(String[] a) throws Exception { \
+             Thread.sleep(a.length > 0 && a[0].matches(\"[0-9]+\") ? Long.parseLong(a[0]) * 1000 : 60000); } }\n",
+        )
+        .unwrap();
+        let out = Command::new("javac")
+            .arg("-d")
+            .arg(dir)
+            .arg(dir.join("Sleep.java"))
+            .output()
+            .map_err(|e| format!("javac: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("javac failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(java)
+    }
+
+    fn which(name: &str) -> Option<PathBuf> {
+        std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.is_file())
+    }
+
+    /// A jar at `path` with `entries` (name, bytes), stored.
+    pub fn write_jar(path: &Path, entries: &[(&str, &[u8])]) {
+        use std::io::Write;
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        w.start_file("META-INF/MANIFEST.MF", opts).unwrap();
+        w.write_all(b"Manifest-Version: 1.0\r\n\r\n").unwrap();
+        for (name, bytes) in entries {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    /// A jar holding only Spark's store-making class's entry (empty: never loaded).
+    pub fn spark_jar(path: &Path) -> PathBuf {
+        write_jar(path, &[("org/apache/spark/storage/DiskBlockManager.class", b"")]);
+        path.to_path_buf()
+    }
+
+    /// A jar holding the compiled `Sleep` class of `classes`.
+    pub fn sleep_jar(classes: &Path, path: &Path) -> PathBuf {
+        let class = std::fs::read(classes.join("Sleep.class")).unwrap();
+        write_jar(path, &[("Sleep.class", &class)]);
+        path.to_path_buf()
+    }
+
+    /// A JVM started by a test, killed when dropped (a failed assertion too leaves none behind
+    /// to count as another JVM of the host).
+    pub struct Jvm(Child);
+
+    impl Jvm {
+        pub fn id(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Jvm {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Starts `program args` and waits until the JVM in it has mapped `libjvm.so` and opened
+    /// every file of `open` (its class loader reached them), at most 20 s.
+    pub fn start(program: &[&Path], args: &[&str], env: &[(&str, &Path)], open: &[&Path]) -> Jvm {
+        let mut c = Command::new(program[0]);
+        c.args(&program[1..])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let pid = child.id();
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| d.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).collect())
+                .unwrap_or_default();
+            if maps.contains("/libjvm.so") && open.iter().all(|f| fds.iter().any(|o| o == f)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Jvm(child)
+    }
+
+    /// The dynamic loader of this system, when there is one at the usual place.
+    pub fn loader() -> Option<PathBuf> {
+        ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    /// Whether a sweep's report shows a store kept by a JVM that is not one of `ours` (one that
+    /// started on the host after the test looked), or kept blind: then what the test expects
+    /// removed may rightly stay.
+    pub fn foreign_in(report: &serde_json::Value, ours: &[u32]) -> Option<String> {
+        report["stores_kept_by"].as_array()?.iter().find_map(|k| {
+            let theirs = match k["pid"].as_u64() {
+                Some(pid) => !ours.contains(&(pid as u32)),
+                None => k["reason"] == "unseen",
+            };
+            theirs.then(|| format!("kept by another JVM of the host meanwhile: {k}"))
+        })
+    }
+
+    /// Why the liveness tests that expect a store removed cannot run here: some live JVM that
+    /// may own a store and is not one of `ours` (another checkout's Spark run, an IDE...).
+    pub fn foreign_owner(ours: &[u32]) -> Option<String> {
+        let procs = shuffle_janitor::procs::Procs::read(Path::new("/proc"), None);
+        if let Some(why) = procs.blind {
+            return Some(format!("the processes cannot all be seen here: {why}"));
+        }
+        procs
+            .owners
+            .iter()
+            .find(|o| !ours.contains(&o.pid))
+            .map(|o| format!("another JVM that may own stores runs on this host: {}", o.about))
+    }
+}

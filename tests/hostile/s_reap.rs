@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use crate::common::{Node, NodeChild};
 use crate::kit::*;
 
-pub const ALL: &[Scenario] = &[("reap_while_writing", reap_while_writing)];
+pub const ALL: &[Scenario] = &[
+    ("reap_while_writing", reap_while_writing),
+    ("reap_beside_real_jvms", reap_beside_real_jvms),
+];
 
 /// A process that looks like a standalone Spark executor to `/proc`, in `node`: its worker named
 /// its `executor-*` directory in `SPARK_EXECUTOR_DIRS`.
@@ -153,4 +156,126 @@ fn reap_while_writing(sc: &mut Sc) {
         created.len(),
         live.len()
     ));
+}
+
+/// Issue 21, items 4 and 9, with real JVMs (a compiled `Sleep` class): a JVM that loads no Spark
+/// (a long-lived service run from a jar of its own) must not stop the removal of a dead store
+/// outside `executor-*` directories; an executor started through the dynamic loader (argv[0]
+/// and `/proc/PID/exe` are the loader's, invisible to a test of names) and a JVM with Spark's
+/// `DiskBlockManager.class` in an open jar named like none of Spark's must keep the stores born
+/// after they started, sweep after sweep.
+fn reap_beside_real_jvms(sc: &mut Sc) {
+    use crate::common::jvm;
+    let s = Scratch::new();
+    let classes = s.join("classes");
+    let java = match jvm::sleep_class(&classes) {
+        Ok(j) => j,
+        Err(why) => return sc.skip(&why),
+    };
+    let Some(ld) = jvm::loader() else {
+        return sc.skip("no dynamic loader at a known path");
+    };
+    if let Some(why) = jvm::foreign_owner(&[]) {
+        return sc.skip(&why);
+    }
+    let root = s.join("local");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = s.join("reap.toml");
+    std::fs::write(
+        &config,
+        config_text(&[&root], "state_dir = \"\"\n[stores]\nmin_idle = \"1s\""),
+    )
+    .unwrap();
+    // Killed when dropped.
+    let kill = |c: jvm::Jvm| drop(c);
+    let plain = jvm::sleep_jar(&classes, &s.join("app/service.jar"));
+    let service = jvm::start(
+        &[&java],
+        &["-cp", plain.to_str().unwrap(), "Sleep", "120"],
+        &[],
+        &[&plain],
+    );
+    // Born after the service started, outside any executor-* directory.
+    let dead: Vec<PathBuf> = (0..5)
+        .map(|i| root.join(format!("spark-mesos/{}", bm(&format!("dead{i}")))))
+        .collect();
+    for d in &dead {
+        empty_store(d, 3);
+    }
+    std::thread::sleep(Duration::from_millis(1300));
+    let (code, report, stderr) = sweep(&config, &[]);
+    sc.iterations += 1;
+    // Another JVM of the host that started meanwhile rightly keeps what this expects removed.
+    if let Some(why) = jvm::foreign_in(&report, &[service.id()]) {
+        return sc.skip(&why);
+    }
+    sc.check(code == 0, || format!("sweep failed ({code}): {stderr}"));
+    let removed = dead.iter().filter(|d| !d.exists()).count();
+    sc.deletions += removed as u64;
+    sc.check(removed == dead.len(), || {
+        format!(
+            "a JVM without Spark kept {} dead stores: {report}",
+            dead.len() - removed
+        )
+    });
+
+    // The service gone, which on a rule that counts every JVM would keep everything below.
+    kill(service);
+    // Each alone, so that neither keeps the other's stores: first the executor started
+    // through the dynamic loader, then the JVM with Spark's class in an open jar.
+    let cp = classes.to_str().unwrap();
+    let executor = jvm::start(
+        &[&ld, &java],
+        &[
+            "-cp",
+            cp,
+            "Sleep",
+            "120",
+            "org.apache.spark.executor.CoarseGrainedExecutorBackend",
+        ],
+        &[],
+        &[],
+    );
+    let (mut kept, mut owned_all) = owned_by(sc, &root, "exec", &config, "executor");
+    kill(executor);
+    // Past the 2 s of slack (and the rounding of btime) before the next JVM starts.
+    std::thread::sleep(Duration::from_millis(3500));
+    let engine = jvm::spark_jar(&s.join("lib/engine.jar"));
+    let cp = format!("{}:{}", engine.display(), plain.display());
+    let driver = jvm::start(&[&java], &["-cp", &cp, "Sleep", "120"], &[], &[&engine]);
+    let (k, n) = owned_by(sc, &root, "driver", &config, "engine.jar");
+    kill(driver);
+    kept += k;
+    owned_all += n;
+    sc.note(format!(
+        "{removed} of {} dead stores beside a JVM without Spark removed; {kept} of {owned_all} stores of an executor started by ld.so and a JVM with DiskBlockManager in an open jar kept",
+        dead.len(),
+    ));
+}
+
+/// Stores born now, which the one live JVM that may own stores must keep through every sweep,
+/// each report naming it (`name` in `stores_kept_by`): (kept, made).
+fn owned_by(sc: &mut Sc, root: &std::path::Path, tag: &str, config: &std::path::Path, name: &str) -> (usize, usize) {
+    let mut oracle = Oracle::default();
+    let owned: Vec<PathBuf> = (0..5)
+        .map(|i| root.join(format!("spark-mesos/{}", bm(&format!("{tag}{i}")))))
+        .collect();
+    for o in &owned {
+        empty_store(o, 2);
+        oracle.keep(o.join("00"));
+    }
+    std::thread::sleep(Duration::from_millis(1300));
+    for _ in 0..sc.size(5, 50) {
+        let (code, report, stderr) = sweep(config, &[]);
+        sc.iterations += 1;
+        if !sc.check(code == 0, || format!("sweep failed ({code}): {stderr}")) {
+            break;
+        }
+        sc.deletions += jnum(&report, &["reaped", "stores"]);
+        let kept_by = report["stores_kept_by"].to_string();
+        sc.check(kept_by.contains(name), || format!("no reason names {name}: {report}"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    oracle.tally(sc);
+    (owned.iter().filter(|o| o.join("00").is_dir()).count(), owned.len())
 }
