@@ -10,11 +10,8 @@ use std::time::Duration;
 use common::jvm;
 use common::*;
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// Each test gives the binary a node of its own (`Node`: a PID namespace with its own /proc),
+// with the JVMs it starts: what else runs on the machine cannot change what it decides.
 
 fn empty_store(root: &Path, rel: &str) -> PathBuf {
     let store = root.join(rel);
@@ -23,7 +20,7 @@ fn empty_store(root: &Path, rel: &str) -> PathBuf {
 }
 
 fn config(env: &TestEnv) -> PathBuf {
-    env.config("state_dir = \"\"\n[stores]\nmin_idle = \"1s\"\n")
+    env.config("state_dir = \"\"\n[stores]\nmin_idle = \"1s\"\npid_namespace = \"own\"\n")
 }
 
 /// Past `min_idle` (1 s), and past the 2 s of slack between a JVM's start and a store's birth.
@@ -54,19 +51,17 @@ fn reasons(report: &serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn an_executor_started_through_the_dynamic_loader_keeps_its_store() {
-    let _serial = serial();
     let env = TestEnv::new();
     let Some((java, classes)) = jdk(&env, "an_executor_started_through_the_dynamic_loader") else {
+        return;
+    };
+    let Some(node) = Node::new("an_executor_started_through_the_dynamic_loader") else {
         return;
     };
     let Some(ld) = jvm::loader() else {
         eprintln!("SKIPPED an_executor_started_through_the_dynamic_loader: no dynamic loader at a known path");
         return;
     };
-    if let Some(why) = jvm::foreign_owner(&[]) {
-        eprintln!("SKIPPED an_executor_started_through_the_dynamic_loader: {why}");
-        return;
-    }
     let root = env.root();
     let cp = classes.to_str().unwrap();
     let args = [
@@ -77,25 +72,19 @@ fn an_executor_started_through_the_dynamic_loader_keeps_its_store() {
         "org.apache.spark.executor.CoarseGrainedExecutorBackend",
     ];
     // argv[0] and /proc/PID/exe are the loader's; the launcher is its first argument.
-    let loaded = jvm::start(&[&ld, &java], &args, &[], &[]);
+    let loaded = jvm::start(&node, &[&ld, &java], &args, &[], &[]);
     // The same under a name that is not java's: only libjvm.so mapped shows a JVM.
     let svc = env.outside().join("bin/svc");
     std::fs::create_dir_all(svc.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(&java, &svc).unwrap();
     let jdk_lib = java.parent().unwrap().parent().unwrap().join("lib");
-    let mapped = jvm::start(&[&ld, &svc], &args, &[("LD_LIBRARY_PATH", &jdk_lib)], &[]);
-    let pids = [loaded.id(), mapped.id()];
-    let ours = pids;
-    let test = "an_executor_started_through_the_dynamic_loader";
+    let mapped = jvm::start(&node, &[&ld, &svc], &args, &[("LD_LIBRARY_PATH", &jdk_lib)], &[]);
+    let pids = [loaded.ns_pid(), mapped.ns_pid()];
     // Born after both started, within stores.executor_startup: may be theirs.
     let a = empty_store(&root, "blockmgr-loaded");
     let b = empty_store(&root, "blockmgr-mapped");
     quiet();
-    let (code, report) = env.sweep_json(&config(&env), &[]);
-    if let Some(why) = jvm::foreign_in(&report, &ours) {
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
+    let (code, report) = node.sweep_json(&config(&env), &[]);
     stop(loaded);
     stop(mapped);
     assert_eq!(code, 0, "{report}");
@@ -115,10 +104,12 @@ fn an_executor_started_through_the_dynamic_loader_keeps_its_store() {
 
 #[test]
 fn a_jvm_without_spark_does_not_stop_reaping_and_one_with_spark_does() {
-    let _serial = serial();
     let env = TestEnv::new();
     let test = "a_jvm_without_spark_does_not_stop_reaping";
     let Some((java, classes)) = jdk(&env, test) else {
+        return;
+    };
+    let Some(node) = Node::new(test) else {
         return;
     };
     let out = env.outside();
@@ -126,26 +117,16 @@ fn a_jvm_without_spark_does_not_stop_reaping_and_one_with_spark_does() {
     let root = env.root();
     // A long-lived JVM with no Spark anywhere it loads classes from (HBase, Kafka Connect...).
     let service = jvm::start(
+        &node,
         &[&java],
         &["-cp", plain.to_str().unwrap(), "Sleep", "60"],
         &[],
         &[&plain],
     );
-    let mut ours = vec![service.id()];
-    // Ours is not let through: were it counted as an owner, the test must fail, not skip.
-    if let Some(why) = jvm::foreign_owner(&[]).filter(|_| jvm::foreign_owner(&[service.id()]).is_some()) {
-        stop(service);
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
     // Born after it started, outside any executor-* directory: only a driver could own it.
     let dead = empty_store(&root, "spark-mesos/blockmgr-dead");
     quiet();
-    let (code, report) = env.sweep_json(&config(&env), &[]);
-    if let Some(why) = jvm::foreign_in(&report, &ours) {
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
+    let (code, report) = node.sweep_json(&config(&env), &[]);
     assert_eq!(code, 0, "{report}");
     assert!(!dead.exists(), "a JVM without Spark owns no store: {report}");
 
@@ -153,16 +134,15 @@ fn a_jvm_without_spark_does_not_stop_reaping_and_one_with_spark_does() {
     // first on its class path: looking up Sleep opens it).
     let engine = jvm::spark_jar(&out.join("lib/engine.jar"));
     let cp = format!("{}:{}", engine.display(), plain.display());
-    let driver = jvm::start(&[&java], &["-cp", &cp, "Sleep", "60"], &[], &[&engine, &plain]);
-    ours.push(driver.id());
+    let driver = jvm::start(&node, &[&java], &["-cp", &cp, "Sleep", "60"], &[], &[&engine, &plain]);
     let owned = empty_store(&root, "spark-mesos/blockmgr-owned");
     quiet();
-    let (code, report) = env.sweep_json(&config(&env), &[]);
-    if let Some(why) = jvm::foreign_in(&report, &ours) {
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
-    let text = env.run(&["report", "--config", config(&env).to_str().unwrap()]);
+    let (code, report) = node.sweep_json(&config(&env), &[]);
+    let text = node
+        .command(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["report", "--config", config(&env).to_str().unwrap()])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     stop(driver);
     assert_eq!(code, 0, "{report}");
@@ -183,15 +163,16 @@ fn a_jvm_without_spark_does_not_stop_reaping_and_one_with_spark_does() {
     std::thread::sleep(Duration::from_millis(3500));
     let args = out.join("jvm.args");
     std::fs::write(&args, format!("-cp {}\nSleep\n", plain.display())).unwrap();
-    let argfile = jvm::start(&[&java], &[&format!("@{}", args.display()), "60"], &[], &[&plain]);
-    ours.push(argfile.id());
+    let argfile = jvm::start(
+        &node,
+        &[&java],
+        &[&format!("@{}", args.display()), "60"],
+        &[],
+        &[&plain],
+    );
     let unjudged = empty_store(&root, "spark-mesos/blockmgr-unjudged");
     quiet();
-    let (code, report) = env.sweep_json(&config(&env), &[]);
-    if let Some(why) = jvm::foreign_in(&report, &ours) {
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
+    let (code, report) = node.sweep_json(&config(&env), &[]);
     stop(argfile);
     assert_eq!(code, 0, "{report}");
     assert!(unjudged.is_dir(), "{report}");
@@ -207,15 +188,10 @@ fn a_jvm_without_spark_does_not_stop_reaping_and_one_with_spark_does() {
     )
     .unwrap();
     let cp = format!("{}:{}", spark_classes.display(), classes.display());
-    let from_dir = jvm::start(&[&java], &["-cp", &cp, "Sleep", "60"], &[], &[]);
-    ours.push(from_dir.id());
+    let from_dir = jvm::start(&node, &[&java], &["-cp", &cp, "Sleep", "60"], &[], &[]);
     let in_dir = empty_store(&root, "spark-mesos/blockmgr-dir");
     quiet();
-    let (code, report) = env.sweep_json(&config(&env), &[]);
-    if let Some(why) = jvm::foreign_in(&report, &ours) {
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
+    let (code, report) = node.sweep_json(&config(&env), &[]);
     stop(from_dir);
     stop(service);
     assert_eq!(code, 0, "{report}");

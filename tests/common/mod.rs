@@ -399,27 +399,48 @@ pub mod jvm {
         path.to_path_buf()
     }
 
-    /// A JVM started by a test, killed when dropped (a failed assertion too leaves none behind
-    /// to count as another JVM of the host).
-    pub struct Jvm(Child);
+    /// A JVM started by a test in a [`super::Node`], killed when dropped (a failed assertion too
+    /// leaves none behind).
+    pub struct Jvm {
+        outer: Child,
+        pid: u32,
+    }
 
     impl Jvm {
+        /// Its PID as the test sees it.
         pub fn id(&self) -> u32 {
-            self.0.id()
+            self.pid
+        }
+
+        /// Its PID in the node (what the binary, running there, reports).
+        pub fn ns_pid(&self) -> u32 {
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("NSpid:"))
+                        .and_then(|v| v.split_whitespace().last()?.parse().ok())
+                })
+                .unwrap_or(self.pid)
         }
     }
 
     impl Drop for Jvm {
         fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            let _ = Command::new("kill")
+                .arg("-9")
+                .arg(self.pid.to_string())
+                .stderr(Stdio::null())
+                .status();
+            let _ = self.outer.kill();
+            let _ = self.outer.wait();
         }
     }
 
-    /// Starts `program args` and waits until the JVM in it has mapped `libjvm.so` and opened
-    /// every file of `open` (its class loader reached them), at most 20 s.
-    pub fn start(program: &[&Path], args: &[&str], env: &[(&str, &Path)], open: &[&Path]) -> Jvm {
-        let mut c = Command::new(program[0]);
+    /// Starts `program args` in `node` and waits until the JVM in it has mapped `libjvm.so` and
+    /// opened every file of `open` (its class loader reached them), at most 20 s.
+    pub fn start(node: &super::Node, program: &[&Path], args: &[&str], env: &[(&str, &Path)], open: &[&Path]) -> Jvm {
+        let mut c = node.command(program[0].to_str().unwrap());
         c.args(&program[1..])
             .args(args)
             .stdin(Stdio::null())
@@ -427,10 +448,10 @@ pub mod jvm {
         for (k, v) in env {
             c.env(k, v);
         }
-        let child = c.spawn().unwrap();
+        let outer = c.spawn().unwrap();
+        let pid = super::first_child(outer.id()).expect("a process in the node");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let pid = child.id();
             let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
             let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|d| d.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).collect())
@@ -440,7 +461,7 @@ pub mod jvm {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Jvm(child)
+        Jvm { outer, pid }
     }
 
     /// The dynamic loader of this system, when there is one at the usual place.
@@ -449,32 +470,5 @@ pub mod jvm {
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
-    }
-
-    /// Whether a sweep's report shows a store kept by a JVM that is not one of `ours` (one that
-    /// started on the host after the test looked), or kept blind: then what the test expects
-    /// removed may rightly stay.
-    pub fn foreign_in(report: &serde_json::Value, ours: &[u32]) -> Option<String> {
-        report["stores_kept_by"].as_array()?.iter().find_map(|k| {
-            let theirs = match k["pid"].as_u64() {
-                Some(pid) => !ours.contains(&(pid as u32)),
-                None => k["reason"] == "unseen",
-            };
-            theirs.then(|| format!("kept by another JVM of the host meanwhile: {k}"))
-        })
-    }
-
-    /// Why the liveness tests that expect a store removed cannot run here: some live JVM that
-    /// may own a store and is not one of `ours` (another checkout's Spark run, an IDE...).
-    pub fn foreign_owner(ours: &[u32]) -> Option<String> {
-        let procs = shuffle_janitor::procs::Procs::read(Path::new("/proc"), None);
-        if let Some(why) = procs.blind {
-            return Some(format!("the processes cannot all be seen here: {why}"));
-        }
-        procs
-            .owners
-            .iter()
-            .find(|o| !ours.contains(&o.pid))
-            .map(|o| format!("another JVM that may own stores runs on this host: {}", o.about))
     }
 }
