@@ -253,7 +253,7 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
         }
         prop_assert!(watch.settle(Duration::from_secs(5)), "the watch settles");
         let cancel = AtomicBool::new(false);
-        let from_index = indexed::run_indexed(&cfg, &indexed_roots, &index, &opts, &cancel);
+        let from_index = indexed::run_indexed(&cfg, &indexed_roots, &index, &opts, &cancel, None);
         let from_walk = sweep::run(&cfg, &opts, &cancel);
         prop_assert!(
             index.lock().unwrap().counts_agree(),

@@ -35,7 +35,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::disk::{self, Mounts};
-use crate::index::Index;
+use crate::index::{Index, Lost};
 use crate::open_files;
 use crate::policy::{self, Mode as SweepMode, Nanos, Reason};
 use crate::report::{Op, Report};
@@ -122,7 +122,9 @@ enum Work {
 
 enum Done {
     Walked(WalkJob, Walked),
-    Swept(Job, Report, u64),
+    /// With the reason it decided nothing, when the watch did not let it (see
+    /// `shuffle_janitor_sweeps_postponed_total`).
+    Swept(Job, Report, u64, Option<&'static str>),
 }
 
 struct Running {
@@ -428,6 +430,9 @@ impl Daemon {
                 let last_unfreed = self.last_unfreed;
                 let handle = tokio::task::spawn_blocking(move || {
                     lower_priority();
+                    // Events the watch loses from now on (an overflow, a watch lost) may be of
+                    // files this sweep would judge: it decides nothing on what lost them.
+                    let fence = index.lock().unwrap_or_else(|e| e.into_inner()).fence();
                     // Stores that are not watched are read again, as a walking sweep would: a
                     // sweep never decides on an old listing of a store nothing kept current.
                     let ctx = WalkCtx {
@@ -464,14 +469,20 @@ impl Daemon {
                         }
                         w.settle(Duration::from_millis(100));
                     }
-                    if !settled && job.trigger != Trigger::Pressure {
-                        info!(
-                            trigger = job.trigger.as_str(),
-                            "sweep postponed: the watch has not caught up with its events"
-                        );
+                    // A settled watch may be a new instance after an overflow, whose queue is
+                    // empty because it watches nothing yet.
+                    let lost = index.lock().unwrap_or_else(|e| e.into_inner()).lost_since(fence, None) == Lost::All;
+                    if lost || (!settled && job.trigger != Trigger::Pressure) {
+                        let why = if lost {
+                            "the watch lost events (it runs again after the walk that follows)"
+                        } else {
+                            "the watch has not caught up with its events"
+                        };
+                        info!(trigger = job.trigger.as_str(), "sweep postponed: {why}");
                         let mut report = crate::report::Report::new(false, job.mode == SweepMode::Purge, now);
                         report.cancelled = true;
-                        return Done::Swept(job, report, last_unfreed);
+                        let reason = if lost { "events_lost" } else { "watch_behind" };
+                        return Done::Swept(job, report, last_unfreed, Some(reason));
                     }
                     let opts = sweep::Options {
                         mode: job.mode,
@@ -480,7 +491,10 @@ impl Daemon {
                         opens: None,
                         now: Some(now),
                     };
-                    let mut report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel);
+                    let mut report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel, Some(fence));
+                    let postponed = (report.cancelled
+                        && index.lock().unwrap_or_else(|e| e.into_inner()).lost_since(fence, None) == Lost::All)
+                        .then_some("events_lost");
                     // Dead stores go at the interval (and on request), not in the rush of pressure.
                     if job.trigger != Trigger::Pressure && !report.cancelled {
                         for id in sweep::reap::reap_from_index(&cfg, &present, &index, &opts, &mut report) {
@@ -496,7 +510,7 @@ impl Daemon {
                         0
                     };
                     give_back_memory();
-                    Done::Swept(job, report, unfreed)
+                    Done::Swept(job, report, unfreed, postponed)
                 });
                 self.running = Some(Running {
                     sweep: Some(job),
@@ -510,7 +524,12 @@ impl Daemon {
     fn finished(&mut self, done: Done) {
         match done {
             Done::Walked(job, walked) => self.walked(job, walked),
-            Done::Swept(job, report, unfreed) => self.swept(job, &report, unfreed),
+            Done::Swept(job, report, unfreed, postponed) => {
+                if let Some(reason) = postponed {
+                    self.metrics.sweeps_postponed.with_label_values(&[reason]).inc();
+                }
+                self.swept(job, &report, unfreed)
+            }
         }
     }
 

@@ -1,0 +1,130 @@
+//! The index's defects of issue 22 ("The index loses events in five ways"), as scenarios with
+//! oracles: what the watch lost must never let a sweep delete part of a unit, or stop the TTL.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use crate::kit::*;
+
+pub const ALL: &[Scenario] = &[("index_overflow_during_sweep", overflow_during_sweep)];
+
+/// `.data` and `.index` of map output `shuffle_0_M_0` in `store`, and where its checksum goes.
+fn map_output(store: &Path, m: u64) -> (Vec<PathBuf>, PathBuf) {
+    let [data, index, sum] = unit_paths(store, 0, m).try_into().expect("three files");
+    (vec![data, index], sum)
+}
+
+/// Item 1: an overflow while a sweep deletes. Thousands of one-hour-old map outputs (their
+/// timestamps prove them unread: the TTL takes them) are moved in and a sweep is asked for; once
+/// it deletes, a burst of opens overflows the queue, and then each unit still whole gets a fresh
+/// `.checksum.ADLER32`. After the overflow the watch watches nothing until the walk that follows
+/// it: a sweep that goes on deciding deletes the `.data` and `.index` of units whose newest file
+/// is seconds old. The daemon is stopped while the checksums are written, so the sweep cannot
+/// race the writer: whatever it deletes of those units afterwards, it deleted blind.
+fn overflow_during_sweep(sc: &mut Sc) {
+    if !is_root() {
+        return sc.skip("needs root to mount a tmpfs and set fs.inotify.max_queued_events");
+    }
+    let s = Scratch::new();
+    let fs = s.join("t");
+    let _mnt = Mounted::tmpfs(&fs, "size=512m").unwrap();
+    let root = fs.join("local");
+    std::fs::create_dir_all(&root).unwrap();
+    // Files to open in the burst (young: they stay).
+    let burst: Vec<PathBuf> = (0..3000u64)
+        .map(|m| {
+            root.join(bm("burst"))
+                .join(format!("{:02x}/shuffle_9_{m}_0.data", m % 64))
+        })
+        .collect();
+    for p in &burst {
+        write_aged(p, 1, Duration::ZERO);
+    }
+    let n = sc.size(20_000, 20_000) as u64;
+    let staged = fs.join("stage").join(bm("old"));
+    let units: Vec<(Vec<PathBuf>, PathBuf)> = (0..n)
+        .map(|m| {
+            let (files, sum) = map_output(&staged, m);
+            write_unit(&files, 10, HOUR);
+            let moved = |p: &PathBuf| root.join(bm("old")).join(p.strip_prefix(&staged).unwrap());
+            (files.iter().map(moved).collect(), moved(&sum))
+        })
+        .collect();
+    let _q = Sysctl::set("fs.inotify.max_queued_events", "1024").unwrap();
+    let body = config_text(
+        &[&root],
+        "max_age = \"30m\"\nmin_age = \"60s\"\ninterval = \"1h\"\nstate_dir = \"\"\n[watermark]\nhigh = 0.99\nlow = 0.98",
+    );
+    let d = Daemon::start(s.path(), &body);
+    d.wait_metric(
+        "shuffle_janitor_sweeps_total",
+        &[("trigger", "startup")],
+        Duration::from_secs(20),
+        |v| v >= 1.0,
+    );
+    std::fs::rename(&staged, root.join(bm("old"))).unwrap();
+    let indexed = d.wait_metric("shuffle_janitor_index_units", &[], Duration::from_secs(30), |v| {
+        v >= (n + 3000) as f64
+    });
+    sc.check(indexed.is_some_and(|v| v >= (n + 3000) as f64), || {
+        format!("the store moved in is not indexed: {indexed:?}")
+    });
+    d.signal(Signal::USR1);
+    let t = Instant::now();
+    while units.iter().all(|(f, _)| exists(&f[0])) {
+        if t.elapsed() > Duration::from_secs(30) {
+            sc.check(false, || format!("the sweep deleted nothing:\n{}", d.log_tail(30)));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The burst, while the daemon cannot drain its queue: it overflows.
+    d.signal(Signal::STOP);
+    for p in &burst {
+        let _ = std::fs::File::open(p);
+    }
+    d.signal(Signal::CONT);
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal(Signal::STOP);
+    let mut oracle = Oracle::default();
+    for (files, sum) in &units {
+        if files.iter().all(|p| exists(p)) {
+            write_aged(sum, 16, Duration::ZERO);
+            let mut all = files.clone();
+            all.push(sum.clone());
+            oracle.unit(all, true);
+        }
+    }
+    let fresh = oracle.units.len();
+    d.signal(Signal::CONT);
+    // The sweep ends (abandoned, or having gone on), the walk reads the store again, and the
+    // sweep that follows takes what is old: not these.
+    let t = Instant::now();
+    let mut last = d.sweeps();
+    let mut quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(4) && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = d.sweeps();
+        if now != last {
+            last = now;
+            quiet = Instant::now();
+        }
+    }
+    let overflows = d.metric("shuffle_janitor_inotify_overflows_total", &[]).unwrap_or(0.0);
+    sc.check(overflows >= 1.0, || {
+        "no overflow: the test did not overflow the queue".into()
+    });
+    sc.check(fresh > 0, || {
+        "the sweep finished before the burst: no unit left to attack".into()
+    });
+    sc.iterations = 1;
+    oracle.tally(sc);
+    sc.note(format!(
+        "{fresh} of {n} units given a fresh checksum after the overflow; {} postponed, {overflows} overflows",
+        d.metric("shuffle_janitor_sweeps_postponed_total", &[("reason", "events_lost")])
+            .unwrap_or(0.0)
+    ));
+    d.no_panic(sc);
+}
