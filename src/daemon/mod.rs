@@ -58,6 +58,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
 const ACTIVITY_DELAY: Duration = Duration::from_millis(25);
 /// How often the state file is written when it changed.
 const STATE_EVERY: Duration = Duration::from_secs(60);
+/// Sweeps postponed in a row for units not yet stat'ed again, after which the next one waits
+/// only for the events (see `Watch::settle`).
+const MAX_POSTPONED: u32 = 3;
 /// Overflows closer together than this are one burst: logged once.
 const OVERFLOW_BURST: Duration = Duration::from_secs(60);
 
@@ -199,6 +202,8 @@ struct Daemon {
     last_overflow: Option<Instant>,
     /// The startup walk is done: sweeps may run.
     walked: bool,
+    /// Sweeps postponed in a row because the watch had not caught up (see `MAX_POSTPONED`).
+    postponed: u32,
     /// Layout directories without a watch, by root (as of the last walk of each): new stores
     /// below them are only found by walking, so those roots are walked at every interval.
     layout_unwatched: BTreeMap<u32, usize>,
@@ -250,6 +255,7 @@ impl Daemon {
             state_saved: Instant::now(),
             last_overflow: None,
             walked: false,
+            postponed: 0,
             layout_unwatched: BTreeMap::new(),
         };
         daemon.warn_about_atime();
@@ -428,6 +434,7 @@ impl Daemon {
                 }
                 let present = self.present.clone();
                 let last_unfreed = self.last_unfreed;
+                let postponed = self.postponed;
                 let handle = tokio::task::spawn_blocking(move || {
                     lower_priority();
                     // Events the watch loses from now on (an overflow, a watch lost) may be of
@@ -452,7 +459,18 @@ impl Daemon {
                     // cannot catch up with its queue in time holds opens not applied yet: the
                     // TTL waits for the next interval; pressure cannot wait, and goes on (its
                     // floor and order are the timestamps', and open files are checked).
-                    let settled = watch.as_ref().is_none_or(|w| w.settle(Duration::from_millis(500)));
+                    // After a few postponements in a row, the events suffice (see Watch::settle):
+                    // no backlog of units to stat again may hold the sweeps back for good.
+                    let settled = watch
+                        .as_ref()
+                        .is_none_or(|w| w.settle(Duration::from_millis(500), postponed < MAX_POSTPONED));
+                    if postponed >= MAX_POSTPONED && settled {
+                        warn!(
+                            postponed,
+                            "sweep goes on although units wait to be stat'ed again: every event is applied, and a \
+                             deletion judges each unit again on fresh stats"
+                        );
+                    }
                     // Directories that appeared before the sweep and that the walking thread
                     // has not read yet (a sweep can start before that walk): read them now.
                     if let Some(w) = &watch {
@@ -467,7 +485,7 @@ impl Daemon {
                                 walk::walk(&ctx, root, Some((&rel, role)));
                             }
                         }
-                        w.settle(Duration::from_millis(100));
+                        w.settle(Duration::from_millis(100), true);
                     }
                     // A settled watch may be a new instance after an overflow, whose queue is
                     // empty because it watches nothing yet.
@@ -528,6 +546,11 @@ impl Daemon {
                 if let Some(reason) = postponed {
                     self.metrics.sweeps_postponed.with_label_values(&[reason]).inc();
                 }
+                self.postponed = if postponed == Some("watch_behind") {
+                    self.postponed.saturating_add(1)
+                } else {
+                    0
+                };
                 self.swept(job, &report, unfreed)
             }
         }
@@ -746,14 +769,20 @@ impl Daemon {
     /// Forgets root `n`: its watches and its stores in the index.
     fn forget_root(&mut self, n: u32) {
         self.layout_unwatched.remove(&n);
+        // First: a walk of the root in flight checks it before it adds a store (under the
+        // index's lock), so none is added after the removal below.
+        if let Some(slot) = self
+            .roots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(n as usize)
+        {
+            *slot = None;
+        }
         if let Some(w) = &self.watch {
             w.forget_root(n);
         }
         self.index.lock().unwrap_or_else(|e| e.into_inner()).remove_root(n);
-        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = roots.get_mut(n as usize) {
-            *slot = None;
-        }
     }
 
     /// Starts a pressure sweep when a filesystem holding a root is at or above the high

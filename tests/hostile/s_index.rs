@@ -8,7 +8,11 @@ use rustix::process::Signal;
 
 use crate::kit::*;
 
-pub const ALL: &[Scenario] = &[("index_overflow_during_sweep", overflow_during_sweep)];
+pub const ALL: &[Scenario] = &[
+    ("index_overflow_during_sweep", overflow_during_sweep),
+    ("index_nn_renamed_over_another", nn_renamed_over),
+    ("index_reload_drops_root_during_walk", reload_during_walk),
+];
 
 /// `.data` and `.index` of map output `shuffle_0_M_0` in `store`, and where its checksum goes.
 fn map_output(store: &Path, m: u64) -> (Vec<PathBuf>, PathBuf) {
@@ -126,5 +130,132 @@ fn overflow_during_sweep(sc: &mut Sc) {
         d.metric("shuffle_janitor_sweeps_postponed_total", &[("reason", "events_lost")])
             .unwrap_or(0.0)
     ));
+    d.no_panic(sc);
+}
+
+/// Item 2: `rename(X/0a, Y/0a)` over Y's empty `0a`. The replaced directory's `IN_DELETE_SELF`
+/// comes after the `IN_MOVED_TO`: it must not clear the slot the new `0a` took. Then a map output
+/// of Y, an old `.index` moved into `1b` and a `.data` moved into `0a` anew every second (written
+/// beside and renamed in, as a writer's temporary file is, without an open in `0a`): its newest
+/// file is a second old, so nothing of it may go.
+fn nn_renamed_over(sc: &mut Sc) {
+    if !is_root() {
+        return sc.skip("needs root to mount a tmpfs");
+    }
+    let s = Scratch::new();
+    let fs = s.join("t");
+    let _mnt = Mounted::tmpfs(&fs, "size=64m").unwrap();
+    let root = fs.join("local");
+    let (x, y) = (root.join(bm("x")), root.join(bm("y")));
+    for d in [x.join("0a"), y.join("0a"), y.join("1b")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let body = config_text(
+        &[&root],
+        "max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nstate_dir = \"\"\n[watermark]\nhigh = 0.99\nlow = 0.98\npoll = \"500ms\"",
+    );
+    let d = Daemon::start(s.path(), &body);
+    d.wait_metric(
+        "shuffle_janitor_sweeps_total",
+        &[("trigger", "startup")],
+        Duration::from_secs(20),
+        |v| v >= 1.0,
+    );
+    std::fs::rename(x.join("0a"), y.join("0a")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let data = y.join("0a/shuffle_0_1_0.data");
+    let index = y.join("1b/shuffle_0_1_0.index");
+    let stage = fs.join("stage");
+    move_in(std::slice::from_ref(&data), 100, Duration::ZERO, &stage);
+    move_in(std::slice::from_ref(&index), 16, HOUR, &stage);
+    let mut oracle = Oracle::default();
+    oracle.unit(vec![data.clone(), index.clone()], true);
+    // Three times max_age, the .data renewed every second.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(18) {
+        move_in(std::slice::from_ref(&data), 100, Duration::ZERO, &stage);
+        sc.iterations += 1;
+        if !index.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    oracle.tally(sc);
+    // Both stores are watched whole again (X was read again: its 0a moved away).
+    let unwatched = d.metric("shuffle_janitor_unwatched_dirs", &[]);
+    let active = d.metric("shuffle_janitor_inotify_active", &[]);
+    sc.check(unwatched == Some(0.0) && active == Some(1.0), || {
+        format!(
+            "unwatched_dirs {unwatched:?}, inotify_active {active:?}:\n{}",
+            d.log_tail(20)
+        )
+    });
+    d.no_panic(sc);
+}
+
+/// Item 3: a reload removes a root while the startup walk reads it. The walk must add nothing of
+/// it after the reload (stores nobody sweeps, whose units, once written to, wait for a refresh
+/// that never comes), and the sweeps of the remaining root must go on: a stale unit moved into it
+/// afterwards goes within a few intervals.
+fn reload_during_walk(sc: &mut Sc) {
+    let s = Scratch::new();
+    // On a tmpfs when it can be had: 80,000 names are made in a moment there.
+    let _mnt = Mounted::tmpfs(&s.join("t"), "size=256m");
+    let (a, b) = (s.join("t/a"), s.join("t/b"));
+    std::fs::create_dir_all(&b).unwrap();
+    let stores = sc.size(400, 2000) as u64;
+    let one = s.join("t/one");
+    std::fs::write(&one, b"x").unwrap();
+    for st in 0..stores {
+        for m in 0..100u64 {
+            // Hard links to one file: the walk stats 80,000 names without as many inodes.
+            for (i, p) in unit_paths(&a.join(bm(&format!("a{st}"))), 0, m)
+                .iter()
+                .take(2)
+                .enumerate()
+            {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                if i == 0 || m % 2 == 0 {
+                    std::fs::hard_link(&one, p).unwrap();
+                }
+            }
+        }
+    }
+    let rules =
+        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"1s\"\nstate_dir = \"\"\n[watermark]\nhigh = 0.99\nlow = 0.98";
+    let d = Daemon::start(s.path(), &config_text(&[&a, &b], rules));
+    d.reload(&config_text(&[&b], rules));
+    // The walk ends, and a write in each of A's stores touches a unit (of an orphan store, if
+    // the walk added any).
+    std::thread::sleep(Duration::from_secs(4));
+    for st in 0..stores {
+        let p = &unit_paths(&a.join(bm(&format!("a{st}"))), 0, 1)[0];
+        let _ = std::fs::OpenOptions::new().append(true).open(p).map(|mut f| {
+            use std::io::Write;
+            f.write_all(b"y")
+        });
+    }
+    let mut oracle = Oracle::default();
+    let stale = unit_paths(&b.join(bm("b")), 0, 1);
+    move_in(&stale, 10, 48 * HOUR, &s.join("t/stage"));
+    oracle.unit(stale.clone(), false);
+    let t = Instant::now();
+    while stale.iter().any(|p| exists(p)) && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sc.iterations = 1;
+    sc.check(stale.iter().all(|p| !exists(p)), || {
+        format!(
+            "a stale unit of the remaining root stayed 15 s ({} sweeps postponed):\n{}",
+            d.metric("shuffle_janitor_sweeps_postponed_total", &[("reason", "watch_behind")])
+                .unwrap_or(0.0),
+            d.log_tail(20)
+        )
+    });
+    let units = d.metric("shuffle_janitor_index_units", &[]).unwrap_or(-1.0);
+    sc.check(units == 0.0, || {
+        format!("{units} units left in the index: the removed root's")
+    });
+    oracle.tally(sc);
     d.no_panic(sc);
 }
