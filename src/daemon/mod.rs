@@ -73,6 +73,8 @@ pub enum DaemonError {
     },
     #[error("cannot start: {0}")]
     Io(#[from] io::Error),
+    #[error("cannot start: {0}")]
+    State(crate::state::StateError),
 }
 
 /// A sweep to run.
@@ -207,10 +209,24 @@ struct Daemon {
     /// Layout directories without a watch, by root (as of the last walk of each): new stores
     /// below them are only found by walking, so those roots are walked at every interval.
     layout_unwatched: BTreeMap<u32, usize>,
+    /// The lock on `state_dir`, held for the life of the process.
+    _state_lock: Option<crate::state::StateLock>,
 }
 
 impl Daemon {
     async fn start(config_path: Option<PathBuf>, cfg: Config) -> Result<Daemon, DaemonError> {
+        // Before anything: a second daemon on the same state_dir would overwrite the first's
+        // state (and sweep the same roots). One whose state_dir cannot be locked at all (a
+        // read-only /var/lib) runs, as it runs without saving its state.
+        let state_lock = match cfg.state_dir.as_deref().map(State::lock) {
+            Some(Ok(lock)) => Some(lock),
+            Some(Err(e @ crate::state::StateError::Locked { .. })) => return Err(DaemonError::State(e)),
+            Some(Err(e)) => {
+                warn!("{e}; a second daemon on this state_dir would not be refused");
+                None
+            }
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
         metrics.set_config(&cfg);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -257,6 +273,7 @@ impl Daemon {
             walked: false,
             postponed: 0,
             layout_unwatched: BTreeMap::new(),
+            _state_lock: state_lock,
         };
         daemon.warn_about_atime();
         daemon.refresh_roots();
@@ -954,16 +971,27 @@ impl Daemon {
         };
         match State::load(&dir) {
             Ok(Some(state)) => {
-                let since = now_nanos().saturating_sub(policy::nanos(self.cfg.max_age));
+                let now = now_nanos();
+                let since = now.saturating_sub(policy::nanos(self.cfg.max_age));
                 let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-                let mut kept = 0;
+                let (mut kept, mut future) = (0, 0u64);
                 for (store, stem, at) in state.entries() {
                     if at < since {
                         continue;
                     }
+                    // Later than now (the clock ran ahead when it was written, or a bad file):
+                    // an open now at most, or it would keep its unit for good.
+                    if at > now {
+                        future += 1;
+                    }
+                    let at = at.min(now);
                     let Some((n, rel)) = self.root_of(store) else { continue };
                     index.remember_open(n, &rel, stem, at);
                     kept += 1;
+                }
+                if future > 0 {
+                    warn!(opens = future, path = %dir.display(), "opens dated later than now in the state file \
+                          (the clock ran ahead, or the file is bad) are restored as opens now");
                 }
                 info!(opens = kept, path = %dir.display(), "opens seen before the restart restored");
             }

@@ -13,6 +13,7 @@ pub const ALL: &[Scenario] = &[
     ("index_nn_renamed_over_another", nn_renamed_over),
     ("index_reload_drops_root_during_walk", reload_during_walk),
     ("index_nn_moved_out_store_read_again", nn_moved_out),
+    ("index_state_future_open_huge_file_lock", state_file),
 ];
 
 /// `.data` and `.index` of map output `shuffle_0_M_0` in `store`, and where its checksum goes.
@@ -297,4 +298,107 @@ fn nn_moved_out(sc: &mut Sc) {
     });
     oracle.tally(sc);
     d.no_panic(sc);
+}
+
+/// Items 7 and 8, and the lock on `state_dir`: an open dated ten years ahead in `opens.json`
+/// is restored as an open now (its stale unit goes once `max_age` has passed, not never); a
+/// 100 MB state file is refused before it is read (the daemon's peak memory stays small); a
+/// second daemon on the same `state_dir` refuses to start and names the first one's pid.
+fn state_file(sc: &mut Sc) {
+    let s = Scratch::new();
+    let root = s.join("local");
+    let state = s.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let store = root.join(bm("f"));
+    let stale = unit_paths(&store, 0, 1);
+    write_unit(&stale, 10, 48 * HOUR);
+    let mut oracle = Oracle::default();
+    oracle.unit(stale.clone(), false);
+    let ahead = (std::time::SystemTime::now() + 3650 * 24 * HOUR)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::fs::write(
+        state.join("opens.json"),
+        format!(
+            "{{\"version\":1,\"written_at\":0,\"opens\":{{{:?}:[[\"shuffle_0_1_0\",{ahead}]]}}}}",
+            store.display().to_string()
+        ),
+    )
+    .unwrap();
+    let rules = format!(
+        "max_age = \"4s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nstate_dir = {:?}\n[watermark]\nhigh = 0.99\nlow = 0.98",
+        state.display().to_string()
+    );
+    let mut d = Daemon::start(s.path(), &config_text(&[&root], &rules));
+    let t = Instant::now();
+    while stale.iter().any(|p| exists(p)) && t.elapsed() < Duration::from_secs(12) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sc.iterations += 1;
+    sc.check(stale.iter().all(|p| !exists(p)), || {
+        format!(
+            "an open dated ten years ahead kept a stale unit 12 s (max_age 4 s):\n{}",
+            d.log_tail(10)
+        )
+    });
+    // A second daemon on the same state_dir.
+    let port = free_port();
+    let second = s.join("second.toml");
+    std::fs::write(
+        &second,
+        format!(
+            "{}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            config_text(&[&root], &rules)
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&second)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One that starts runs until stopped: 5 s, then it is.
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    sc.iterations += 1;
+    sc.check(
+        !out.status.success() && err.contains(&format!("in use by another shuffle-janitor daemon (pid {})", d.pid())),
+        || format!("a second daemon on the same state_dir: {:?}, {err}", out.status),
+    );
+    d.no_panic(sc);
+    let _ = d.stop(Duration::from_secs(5));
+    // A huge state file: refused before it is read.
+    let mut big = String::with_capacity(110 << 20);
+    big.push_str("{\"version\":1,\"written_at\":0,\"opens\":{\"/nowhere/blockmgr-1\":[");
+    for m in 0..3_000_000u64 {
+        if m > 0 {
+            big.push(',');
+        }
+        big.push_str(&format!("[\"shuffle_0_{m}_0\",1]"));
+    }
+    big.push_str("]}}");
+    std::fs::write(state.join("opens.json"), &big).unwrap();
+    drop(big);
+    let d = Daemon::start(s.path(), &config_text(&[&root], &rules));
+    let t = Instant::now();
+    while !d.log_text().contains("opens.json") && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hwm = d.hwm_kib();
+    sc.iterations += 1;
+    sc.check(d.log_text().contains("bytes, more than") && hwm < 100 * 1024, || {
+        format!("a 100 MB state file: peak RSS {hwm} KiB:\n{}", d.log_tail(10))
+    });
+    sc.note(format!("peak RSS with a 100 MB state file: {} MiB", hwm / 1024));
+    oracle.tally(sc);
 }
