@@ -831,7 +831,7 @@ impl Index {
     }
 
     /// An `NN` directory of store `id` moved away with its files: nothing of the store goes
-    /// until a walk finds it whole again (the next sweep reads it: see `reread_unwatched`).
+    /// until a full walk finds it whole again.
     pub fn mark_incomplete(&mut self, id: StoreId) {
         if let Some(s) = self.store_mut(id) {
             s.complete = false;

@@ -149,16 +149,15 @@ pub fn walk(ctx: &WalkCtx, root: u32, sub: Option<(&Path, DirRole)>) -> Walked {
     out
 }
 
-/// Reads again the stores of the index that are not fully watched (watch limit, errors), or
-/// not known whole (an `NN` directory moved away, a file that could not be read), watching what
-/// can be watched now: their stores are judged from a fresh listing at every interval, as a
-/// walking sweep would, not kept from every deletion until the next full walk.
+/// Reads again the stores of the index that are not fully watched (watch limit, errors),
+/// watching what can be watched now: their stores are judged from a fresh listing at every
+/// interval, as a walking sweep would.
 pub fn reread_unwatched(ctx: &WalkCtx) -> Walked {
     let stores: Vec<(u32, PathBuf)> = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         index
             .stores()
-            .filter(|(_, s)| s.watched_since.is_none() || !s.complete)
+            .filter(|(_, s)| s.watched_since.is_none())
             .map(|(_, s)| (s.root, s.rel.clone()))
             .collect()
     };

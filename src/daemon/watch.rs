@@ -595,7 +595,7 @@ impl Inner {
                     self.not_known_whole(store);
                 } else if mask.contains(ReadFlags::MOVED_FROM) {
                     // Moved away with its files, which still belong to units here: nothing of
-                    // the store goes until a walk finds it whole again (the next sweep's).
+                    // the store goes until the next full walk finds it whole again.
                     self.subdir_gone(store, name, at);
                     self.index
                         .lock()

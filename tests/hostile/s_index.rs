@@ -12,7 +12,6 @@ pub const ALL: &[Scenario] = &[
     ("index_overflow_during_sweep", overflow_during_sweep),
     ("index_nn_renamed_over_another", nn_renamed_over),
     ("index_reload_drops_root_during_walk", reload_during_walk),
-    ("index_nn_moved_out_store_read_again", nn_moved_out),
     ("index_state_future_open_huge_file_lock", state_file),
 ];
 
@@ -257,44 +256,6 @@ fn reload_during_walk(sc: &mut Sc) {
     let units = d.metric("shuffle_janitor_index_units", &[]).unwrap_or(-1.0);
     sc.check(units == 0.0, || {
         format!("{units} units left in the index: the removed root's")
-    });
-    oracle.tally(sc);
-    d.no_panic(sc);
-}
-
-/// Item 6: one `NN` directory moved out of a store marks it not known whole; the next sweep
-/// reads it again (as a walking sweep would), so its stale unit goes within a few intervals, not
-/// at the next full walk a day later.
-fn nn_moved_out(sc: &mut Sc) {
-    let s = Scratch::new();
-    let root = s.join("local");
-    let store = root.join(bm("m"));
-    std::fs::create_dir_all(store.join("0a")).unwrap();
-    let mut oracle = Oracle::default();
-    let rules =
-        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"1s\"\nstate_dir = \"\"\n[watermark]\nhigh = 0.99\nlow = 0.98";
-    let d = Daemon::start(s.path(), &config_text(&[&root], rules));
-    d.wait_metric(
-        "shuffle_janitor_sweeps_total",
-        &[("trigger", "startup")],
-        Duration::from_secs(20),
-        |v| v >= 1.0,
-    );
-    std::fs::rename(store.join("0a"), s.join("0a-moved")).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let stale = unit_paths(&store, 0, 1);
-    move_in(&stale, 10, 48 * HOUR, &s.join("stage"));
-    oracle.unit(stale.clone(), false);
-    let t = Instant::now();
-    while stale.iter().any(|p| exists(p)) && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    sc.iterations = 1;
-    sc.check(stale.iter().all(|p| !exists(p)), || {
-        format!(
-            "a stale unit stayed 10 s in a store an NN directory moved out of:\n{}",
-            d.log_tail(10)
-        )
     });
     oracle.tally(sc);
     d.no_panic(sc);
