@@ -115,6 +115,8 @@ pub struct Store {
     /// [`Index::install_store`]).
     marks_whole: u64,
     marks_watch: u64,
+    /// The index's loss count when the watch last lost events of it (see [`Fence`]).
+    lost_at: u64,
     /// Files left under the private name by a deletion that did not finish, as the walk that
     /// read it found them, with their sub-directory's name: removed once old enough.
     pub leftovers: Vec<(Box<str>, crate::store_dir::Leftover)>,
@@ -767,10 +769,30 @@ pub struct Index {
     pending_opens: HashMap<(u32, PathBuf, Box<[u8]>), Nanos>,
     /// How often the watch lost events (queue overflows): like a store's `marks`, for all.
     epoch: u64,
+    /// Losses so far: overflows, and stores whose directories lost their watch (a store's
+    /// `lost_at`, and `overflow_at` for all, take its value at each): see [`Fence`].
+    losses: u64,
+    overflow_at: u64,
     /// Stores being read by a walk now. Removals are remembered (`Store::removed`) only then:
     /// they matter only to a read in flight (`drop_removed`), and a daemon that noted every
     /// removal for ten minutes held megabytes of them under churn.
     reading: u32,
+}
+
+/// What a sweep notes of the index as it begins: a store whose events were lost after that (an
+/// overflow, or a watch lost) may hold units whose files the index does not all know, so the
+/// sweep decides nothing on it (see [`Index::lost_since`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence(u64);
+
+/// What the index lost since a [`Fence`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lost {
+    Nothing,
+    /// Events of this store (a watch of its directories lost).
+    Store,
+    /// Events of every store (the queue overflowed).
+    All,
 }
 
 /// What a walk notes of a store as it starts reading it, to tell at install whether the watch
@@ -788,17 +810,21 @@ impl Index {
     /// Some of store `id`'s directories have no watch: it is read at every interval, and its
     /// units are held from the TTL until it is watched whole again for `max_age`.
     pub fn mark_unwatched(&mut self, id: StoreId) {
+        let loss = self.lose();
         if let Some(s) = self.store_mut(id) {
             s.watched_since = None;
             s.unwatched = s.unwatched.saturating_add(1);
             s.marks_watch += 1;
+            s.lost_at = loss;
         }
     }
 
     /// Part of store `id` could not be read, or is not where its files say: none of its units
     /// is known whole until a walk reads it again.
     pub fn mark_not_whole(&mut self, id: StoreId) {
+        let loss = self.lose();
         if let Some(s) = self.store_mut(id) {
+            s.lost_at = loss;
             s.complete = false;
             s.watched_since = None;
             s.marks_whole += 1;
@@ -829,10 +855,32 @@ impl Index {
     /// unit for `max_age` (the opens that were lost may have been anything's).
     pub fn lost_events(&mut self) {
         self.epoch += 1;
+        self.overflow_at = self.lose();
         for (_, slot) in &mut self.stores {
             if let Some(s) = slot {
                 s.watched_since = None;
             }
+        }
+    }
+
+    fn lose(&mut self) -> u64 {
+        self.losses += 1;
+        self.losses
+    }
+
+    /// The losses so far, for a sweep that begins (see [`Fence`]).
+    pub fn fence(&self) -> Fence {
+        Fence(self.losses)
+    }
+
+    /// What the index lost of store `id` since `fence` (`None` for `id`: of any store).
+    pub fn lost_since(&self, fence: Fence, id: Option<StoreId>) -> Lost {
+        if self.overflow_at > fence.0 {
+            Lost::All
+        } else if id.and_then(|id| self.store(id)).is_some_and(|s| s.lost_at > fence.0) {
+            Lost::Store
+        } else {
+            Lost::Nothing
         }
     }
 
@@ -1655,6 +1703,25 @@ mod tests {
         );
         assert_eq!(ix.store(id).unwrap().watched_since, Some(1));
         assert!(ix.counts_agree());
+    }
+
+    #[test]
+    fn a_fence_tells_what_was_lost_after_it() {
+        let mut ix = Index::default();
+        let (a, b) = (
+            ix.add_store(0, Path::new("blockmgr-a")),
+            ix.add_store(0, Path::new("blockmgr-b")),
+        );
+        ix.mark_unwatched(a);
+        let fence = ix.fence();
+        assert_eq!(ix.lost_since(fence, Some(a)), Lost::Nothing, "lost before the fence");
+        ix.mark_unwatched(b);
+        assert_eq!(ix.lost_since(fence, Some(a)), Lost::Nothing);
+        assert_eq!(ix.lost_since(fence, Some(b)), Lost::Store);
+        assert_eq!(ix.lost_since(fence, None), Lost::Nothing);
+        ix.lost_events();
+        assert_eq!(ix.lost_since(fence, Some(a)), Lost::All);
+        assert_eq!(ix.lost_since(ix.fence(), None), Lost::Nothing);
     }
 
     #[test]

@@ -21,6 +21,13 @@ pub const VERSION: u32 = 1;
 /// and past this the oldest go first.
 pub const MAX_ENTRIES: usize = 500_000;
 
+/// Largest file read (about 100 bytes an entry at [`MAX_ENTRIES`]; the daemon writes far less):
+/// a larger one is refused before it is read, so that a huge or bad file cannot take the
+/// memory its parse would (a 131 MB file of 3M entries peaked at 321 MB).
+pub const MAX_BYTES: u64 = 48 << 20;
+/// The lock file in `state_dir` (see [`State::lock`]).
+pub const LOCK_NAME: &str = "lock";
+
 /// The file's contents.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -38,7 +45,19 @@ pub enum StateError {
     Read { path: PathBuf, source: io::Error },
     #[error("{path}: not a state file of this version ({why}); it is ignored and replaced")]
     Refused { path: PathBuf, why: String },
+    #[error(
+        "state_dir {dir} is in use by another shuffle-janitor daemon (pid {pid}): two would share and \
+         overwrite its state; stop that one, or give this one another state_dir"
+    )]
+    Locked { dir: PathBuf, pid: String },
+    #[error("{path}: cannot lock: {source}")]
+    Lock { path: PathBuf, source: io::Error },
 }
+
+/// The exclusive lock on a `state_dir`, held while it lives (the kernel drops it with the
+/// process, however that ends).
+#[derive(Debug)]
+pub struct StateLock(#[allow(dead_code)] std::fs::File);
 
 impl State {
     /// A state of `opens` (store path, stem, last open), keeping the newest [`MAX_ENTRIES`].
@@ -77,18 +96,67 @@ impl State {
         self.len() == 0
     }
 
+    /// Takes the exclusive lock of `dir` (`flock` on `dir/lock`, which then names this
+    /// process): refused while another process holds it, with that one's pid.
+    pub fn lock(dir: &Path) -> Result<StateLock, StateError> {
+        use std::io::{Read, Seek};
+        let path = dir.join(LOCK_NAME);
+        let fail = |source: io::Error| StateError::Lock {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(fail)?;
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(StateError::Locked {
+                    dir: dir.to_owned(),
+                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                });
+            }
+            Err(e) => return Err(fail(e.into())),
+        }
+        f.set_len(0).map_err(fail)?;
+        f.rewind().map_err(fail)?;
+        writeln!(f, "{}", std::process::id()).map_err(fail)?;
+        Ok(StateLock(f))
+    }
+
     /// Reads `dir/opens.json`. `Ok(None)` when there is none (a first start).
     pub fn load(dir: &Path) -> Result<Option<State>, StateError> {
+        use std::io::Read;
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Read { path, source }),
-        };
         let refused = |why: String| StateError::Refused {
             path: path.clone(),
             why,
         };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let len = file.metadata().map_or(0, |m| m.len());
+        if len > MAX_BYTES {
+            return Err(refused(format!("{len} bytes, more than {MAX_BYTES}")));
+        }
+        let mut text = Vec::new();
+        // Read no more than the limit, whatever it grew to since.
+        if let Err(source) = file.take(MAX_BYTES + 1).read_to_end(&mut text) {
+            return Err(StateError::Read { path, source });
+        }
+        if text.len() as u64 > MAX_BYTES {
+            return Err(refused(format!("more than {MAX_BYTES} bytes")));
+        }
         let state: State = serde_json::from_slice(&text).map_err(|e| refused(e.to_string()))?;
         if state.version != VERSION {
             return Err(refused(format!(

@@ -246,14 +246,14 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
     };
     for (step, op) in ops.iter().enumerate() {
         apply(&root, op, now_time);
-        prop_assert!(watch.settle(Duration::from_secs(5)), "the watch settles");
+        prop_assert!(watch.settle(Duration::from_secs(5), true), "the watch settles");
         // Stores appear through events the daemon's loop walks: do what it does.
         for (n, rel, role) in new_dirs(&root, &index) {
             walk::walk(&ctx, n, Some((&rel, role)));
         }
-        prop_assert!(watch.settle(Duration::from_secs(5)), "the watch settles");
+        prop_assert!(watch.settle(Duration::from_secs(5), true), "the watch settles");
         let cancel = AtomicBool::new(false);
-        let from_index = indexed::run_indexed(&cfg, &indexed_roots, &index, &opts, &cancel);
+        let from_index = indexed::run_indexed(&cfg, &indexed_roots, &index, &opts, &cancel, None);
         let from_walk = sweep::run(&cfg, &opts, &cancel);
         prop_assert!(
             index.lock().unwrap().counts_agree(),

@@ -47,6 +47,7 @@ pub struct Metrics {
     skipped_files: IntCounterVec,
     errors: IntCounterVec,
     sweeps: IntCounterVec,
+    pub sweeps_postponed: IntCounterVec,
     sweep_duration: Histogram,
     last_sweep_timestamp: Gauge,
     pub unfreed_bytes: IntGauge,
@@ -167,6 +168,14 @@ impl Metrics {
                 "shuffle_janitor_sweeps_total",
                 "Sweeps run, by trigger (startup, interval, pressure, signal).",
                 &["trigger"],
+            ),
+            sweeps_postponed: counter_vec(
+                &r,
+                "shuffle_janitor_sweeps_postponed_total",
+                "Sweeps that decided nothing and run again, by reason (events_lost: the watch lost \
+                 events after the sweep began; watch_behind: the watch had not caught up with its \
+                 events).",
+                &["reason"],
             ),
             sweep_duration: {
                 let opts = HistogramOpts::new("shuffle_janitor_sweep_duration_seconds", "Duration of sweeps.")
@@ -325,6 +334,9 @@ impl Metrics {
         }
         for t in [Trigger::Startup, Trigger::Interval, Trigger::Pressure, Trigger::Signal] {
             m.sweeps.with_label_values(&[t.as_str()]);
+        }
+        for r in ["events_lost", "watch_behind"] {
+            m.sweeps_postponed.with_label_values(&[r]);
         }
         for k in ["missing", "extra", "stale"] {
             m.index_drift.with_label_values(&[k]);

@@ -37,7 +37,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::disk::{self, Mounts};
-use crate::index::Index;
+use crate::index::{Index, Lost};
 use crate::open_files;
 use crate::policy::{self, Mode as SweepMode, Nanos, Reason};
 use crate::report::{Op, Report};
@@ -60,6 +60,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
 const ACTIVITY_DELAY: Duration = Duration::from_millis(25);
 /// How often the state file is written when it changed.
 const STATE_EVERY: Duration = Duration::from_secs(60);
+/// Sweeps postponed in a row for units not yet stat'ed again, after which the next one waits
+/// only for the events (see `Watch::settle`).
+const MAX_POSTPONED: u32 = 3;
 /// Overflows closer together than this are one burst: logged once.
 const OVERFLOW_BURST: Duration = Duration::from_secs(60);
 /// How often the loop runs at least (its heartbeat) and looks whether a job is stuck.
@@ -74,6 +77,8 @@ pub enum DaemonError {
     },
     #[error("cannot start: {0}")]
     Io(#[from] io::Error),
+    #[error("cannot start: {0}")]
+    State(crate::state::StateError),
 }
 
 /// A sweep to run.
@@ -126,7 +131,9 @@ enum Work {
 
 enum Done {
     Walked(WalkJob, Walked),
-    Swept(Job, Report, u64),
+    /// With the reason it decided nothing, when the watch did not let it (see
+    /// `shuffle_janitor_sweeps_postponed_total`).
+    Swept(Job, Report, u64, Option<&'static str>),
 }
 
 struct Running {
@@ -205,13 +212,29 @@ struct Daemon {
     last_overflow: Option<Instant>,
     /// The startup walk is done: sweeps may run.
     walked: bool,
+    /// Sweeps postponed in a row because the watch had not caught up (see `MAX_POSTPONED`).
+    postponed: u32,
     /// Layout directories without a watch, by root (as of the last walk of each): new stores
     /// below them are only found by walking, so those roots are walked at every interval.
     layout_unwatched: BTreeMap<u32, usize>,
+    /// The lock on `state_dir`, held for the life of the process.
+    _state_lock: Option<crate::state::StateLock>,
 }
 
 impl Daemon {
     async fn start(config_path: Option<PathBuf>, cfg: Config) -> Result<Daemon, DaemonError> {
+        // Before anything: a second daemon on the same state_dir would overwrite the first's
+        // state (and sweep the same roots). One whose state_dir cannot be locked at all (a
+        // read-only /var/lib) runs, as it runs without saving its state.
+        let state_lock = match cfg.state_dir.as_deref().map(State::lock) {
+            Some(Ok(lock)) => Some(lock),
+            Some(Err(e @ crate::state::StateError::Locked { .. })) => return Err(DaemonError::State(e)),
+            Some(Err(e)) => {
+                warn!("{e}; a second daemon on this state_dir would not be refused");
+                None
+            }
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
         metrics.set_config(&cfg);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -256,7 +279,9 @@ impl Daemon {
             state_saved: Instant::now(),
             last_overflow: None,
             walked: false,
+            postponed: 0,
             layout_unwatched: BTreeMap::new(),
+            _state_lock: state_lock,
         };
         daemon.warn_about_atime();
         daemon.refresh_roots();
@@ -461,8 +486,12 @@ impl Daemon {
                 }
                 let present = self.present.clone();
                 let last_unfreed = self.last_unfreed;
+                let postponed = self.postponed;
                 let handle = tokio::task::spawn_blocking(move || {
                     lower_priority();
+                    // Events the watch loses from now on (an overflow, a watch lost) may be of
+                    // files this sweep would judge: it decides nothing on what lost them.
+                    let fence = index.lock().unwrap_or_else(|e| e.into_inner()).fence();
                     // Stores that are not watched are read again, as a walking sweep would: a
                     // sweep never decides on an old listing of a store nothing kept current.
                     let ctx = WalkCtx {
@@ -482,7 +511,18 @@ impl Daemon {
                     // cannot catch up with its queue in time holds opens not applied yet: the
                     // TTL waits for the next interval; pressure cannot wait, and goes on (its
                     // floor and order are the timestamps', and open files are checked).
-                    let settled = watch.as_ref().is_none_or(|w| w.settle(Duration::from_millis(500)));
+                    // After a few postponements in a row, the events suffice (see Watch::settle):
+                    // no backlog of units to stat again may hold the sweeps back for good.
+                    let settled = watch
+                        .as_ref()
+                        .is_none_or(|w| w.settle(Duration::from_millis(500), postponed < MAX_POSTPONED));
+                    if postponed >= MAX_POSTPONED && settled {
+                        warn!(
+                            postponed,
+                            "sweep goes on although units wait to be stat'ed again: every event is applied, and a \
+                             deletion judges each unit again on fresh stats"
+                        );
+                    }
                     // Directories that appeared before the sweep and that the walking thread
                     // has not read yet (a sweep can start before that walk): read them now.
                     if let Some(w) = &watch {
@@ -497,16 +537,22 @@ impl Daemon {
                                 walk::walk(&ctx, root, Some((&rel, role)));
                             }
                         }
-                        w.settle(Duration::from_millis(100));
+                        w.settle(Duration::from_millis(100), true);
                     }
-                    if !settled && job.trigger != Trigger::Pressure {
-                        info!(
-                            trigger = job.trigger.as_str(),
-                            "sweep postponed: the watch has not caught up with its events"
-                        );
+                    // A settled watch may be a new instance after an overflow, whose queue is
+                    // empty because it watches nothing yet.
+                    let lost = index.lock().unwrap_or_else(|e| e.into_inner()).lost_since(fence, None) == Lost::All;
+                    if lost || (!settled && job.trigger != Trigger::Pressure) {
+                        let why = if lost {
+                            "the watch lost events (it runs again after the walk that follows)"
+                        } else {
+                            "the watch has not caught up with its events"
+                        };
+                        info!(trigger = job.trigger.as_str(), "sweep postponed: {why}");
                         let mut report = crate::report::Report::new(false, job.mode == SweepMode::Purge, now);
                         report.cancelled = true;
-                        return Done::Swept(job, report, last_unfreed);
+                        let reason = if lost { "events_lost" } else { "watch_behind" };
+                        return Done::Swept(job, report, last_unfreed, Some(reason));
                     }
                     let opts = sweep::Options {
                         mode: job.mode,
@@ -515,7 +561,10 @@ impl Daemon {
                         opens: None,
                         now: Some(now),
                     };
-                    let mut report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel);
+                    let mut report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel, Some(fence));
+                    let postponed = (report.cancelled
+                        && index.lock().unwrap_or_else(|e| e.into_inner()).lost_since(fence, None) == Lost::All)
+                        .then_some("events_lost");
                     // Dead stores go at the interval (and on request), not in the rush of pressure.
                     if job.trigger != Trigger::Pressure && !report.cancelled {
                         for id in sweep::reap::reap_from_index(&cfg, &present, &index, &opts, &mut report) {
@@ -531,7 +580,7 @@ impl Daemon {
                         0
                     };
                     give_back_memory();
-                    Done::Swept(job, report, unfreed)
+                    Done::Swept(job, report, unfreed, postponed)
                 });
                 self.running = Some(Running {
                     sweep: Some(job),
@@ -545,7 +594,17 @@ impl Daemon {
     fn finished(&mut self, done: Done) {
         match done {
             Done::Walked(job, walked) => self.walked(job, walked),
-            Done::Swept(job, report, unfreed) => self.swept(job, &report, unfreed),
+            Done::Swept(job, report, unfreed, postponed) => {
+                if let Some(reason) = postponed {
+                    self.metrics.sweeps_postponed.with_label_values(&[reason]).inc();
+                }
+                self.postponed = if postponed == Some("watch_behind") {
+                    self.postponed.saturating_add(1)
+                } else {
+                    0
+                };
+                self.swept(job, &report, unfreed)
+            }
         }
     }
 
@@ -762,14 +821,20 @@ impl Daemon {
     /// Forgets root `n`: its watches and its stores in the index.
     fn forget_root(&mut self, n: u32) {
         self.layout_unwatched.remove(&n);
+        // First: a walk of the root in flight checks it before it adds a store (under the
+        // index's lock), so none is added after the removal below.
+        if let Some(slot) = self
+            .roots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(n as usize)
+        {
+            *slot = None;
+        }
         if let Some(w) = &self.watch {
             w.forget_root(n);
         }
         self.index.lock().unwrap_or_else(|e| e.into_inner()).remove_root(n);
-        let mut roots = self.roots.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = roots.get_mut(n as usize) {
-            *slot = None;
-        }
     }
 
     /// Starts a pressure sweep when a filesystem holding a root is at or above the high
@@ -941,16 +1006,27 @@ impl Daemon {
         };
         match State::load(&dir) {
             Ok(Some(state)) => {
-                let since = now_nanos().saturating_sub(policy::nanos(self.cfg.max_age));
+                let now = now_nanos();
+                let since = now.saturating_sub(policy::nanos(self.cfg.max_age));
                 let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-                let mut kept = 0;
+                let (mut kept, mut future) = (0, 0u64);
                 for (store, stem, at) in state.entries() {
                     if at < since {
                         continue;
                     }
+                    // Later than now (the clock ran ahead when it was written, or a bad file):
+                    // an open now at most, or it would keep its unit for good.
+                    if at > now {
+                        future += 1;
+                    }
+                    let at = at.min(now);
                     let Some((n, rel)) = self.root_of(store) else { continue };
                     index.remember_open(n, &rel, stem, at);
                     kept += 1;
+                }
+                if future > 0 {
+                    warn!(opens = future, path = %dir.display(), "opens dated later than now in the state file \
+                          (the clock ran ahead, or the file is bad) are restored as opens now");
                 }
                 info!(opens = kept, path = %dir.display(), "opens seen before the restart restored");
             }

@@ -103,6 +103,7 @@ pub fn walk(ctx: &WalkCtx, root: u32, sub: Option<(&Path, DirRole)>) -> Walked {
     let mut walker = Walker {
         ctx,
         root,
+        ino: info.ino,
         tx: Some(tx),
         out: Walked::default(),
     };
@@ -193,12 +194,17 @@ impl Drop for ReadGuard<'_> {
 struct Walker<'a> {
     ctx: &'a WalkCtx<'a>,
     root: u32,
+    ino: u64,
     tx: Option<SyncSender<PathBuf>>,
     out: Walked,
 }
 
 impl Visitor for Walker<'_> {
     fn store(&mut self, _root: usize, rel: PathBuf) -> ControlFlow<()> {
+        // The root was removed (a reload) or replaced since the walk began: it stops.
+        if !Watch::root_is(self.ctx.roots, self.root, self.ino) {
+            return ControlFlow::Break(());
+        }
         match self.tx.as_ref().map(|tx| tx.send(rel)) {
             Some(Ok(())) => ControlFlow::Continue(()),
             _ => ControlFlow::Break(()),
@@ -272,6 +278,11 @@ impl<'a> Reader<'a> {
         };
         let (id, marks) = {
             let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+            // Under the index's lock: a reload that removes the root marks it gone before it
+            // drops the root's stores (Daemon::forget_root), so no store is added after.
+            if !Watch::root_is(ctx.roots, self.root, self.info.ino) {
+                return debug!(path = %path.display(), "store not read: its root was removed");
+            }
             let id: StoreId = index.add_store(self.root, rel);
             (id, index.marks(id))
         };
@@ -311,8 +322,13 @@ impl<'a> Reader<'a> {
         }
         let was_watched = {
             let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
-            // Removed meanwhile (its directory went), or the id is another store's now.
+            // Removed meanwhile (its directory went, or its root), or the id is another
+            // store's now: the watches this read added go too.
             if index.find(self.root, rel) != Some(id) {
+                drop(index);
+                if let Some(w) = ctx.watch {
+                    w.forget_store(id);
+                }
                 return;
             }
             index.store(id).and_then(|s| s.watched_since)

@@ -95,6 +95,75 @@ enum Node {
     Sub { store: StoreId, subdir: u32 },
 }
 
+/// The watched directories by watch descriptor, and the descriptor of each store's
+/// sub-directory slot: a slot is one directory's. When another directory takes a slot's name
+/// (renamed over it, or created after it went unseen), the watch of the one it replaced is
+/// dropped, so that its late events (`IN_DELETE_SELF`, `IN_IGNORED`) never reach the slot.
+#[derive(Default)]
+struct Nodes {
+    by_wd: HashMap<i32, Node>,
+    by_sub: HashMap<(StoreId, u32), i32>,
+}
+
+impl Nodes {
+    fn get(&self, wd: i32) -> Option<&Node> {
+        self.by_wd.get(&wd)
+    }
+
+    /// Adds watch `wd` of `node`; returns the watch that held its slot before, now dropped from
+    /// the table (the caller removes it from the kernel).
+    fn insert(&mut self, wd: i32, node: Node) -> Option<i32> {
+        let mut replaced = None;
+        if let Node::Sub { store, subdir } = node
+            && let Some(old) = self.by_sub.insert((store, subdir), wd)
+            && old != wd
+        {
+            self.by_wd.remove(&old);
+            replaced = Some(old);
+        }
+        self.by_wd.insert(wd, node);
+        replaced
+    }
+
+    fn remove(&mut self, wd: i32) -> Option<Node> {
+        let node = self.by_wd.remove(&wd)?;
+        if let Node::Sub { store, subdir } = node
+            && self.by_sub.get(&(store, subdir)) == Some(&wd)
+        {
+            self.by_sub.remove(&(store, subdir));
+        }
+        Some(node)
+    }
+
+    /// The watch of sub-directory slot `subdir` of `store`.
+    fn sub(&self, store: StoreId, subdir: u32) -> Option<i32> {
+        self.by_sub.get(&(store, subdir)).copied()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(i32, &Node) -> bool) {
+        let by_sub = &mut self.by_sub;
+        self.by_wd.retain(|wd, n| {
+            let k = keep(*wd, n);
+            if !k
+                && let Node::Sub { store, subdir } = n
+                && by_sub.get(&(*store, *subdir)) == Some(wd)
+            {
+                by_sub.remove(&(*store, *subdir));
+            }
+            k
+        });
+    }
+
+    fn clear(&mut self) {
+        self.by_wd.clear();
+        self.by_sub.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.by_wd.len()
+    }
+}
+
 /// Why a watch was not added.
 #[derive(Debug)]
 pub enum AddError {
@@ -106,7 +175,7 @@ pub enum AddError {
 struct Inner {
     /// The current inotify instance (replaced whole after an overflow).
     fd: RwLock<Arc<OwnedFd>>,
-    nodes: Mutex<HashMap<i32, Node>>,
+    nodes: Mutex<Nodes>,
     index: Arc<Mutex<Index>>,
     roots: Roots,
     basis: RwLock<Vec<Timestamp>>,
@@ -159,7 +228,7 @@ impl Watch {
     ) -> io::Result<Watch> {
         let inner = Arc::new(Inner {
             fd: RwLock::new(Arc::new(new_instance()?)),
-            nodes: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(Nodes::default()),
             index,
             roots,
             basis: RwLock::new(basis),
@@ -185,9 +254,12 @@ impl Watch {
     }
 
     /// Waits (at most `timeout`) until every event queued before the call is applied to the
-    /// index and the units they touched are stat'ed again: a sweep then decides on all that
-    /// happened before it started. Returns whether it settled in time.
-    pub fn settle(&self, timeout: Duration) -> bool {
+    /// index and (with `refreshed`) the units they touched are stat'ed again: a sweep then
+    /// decides on all that happened before it started. Returns whether it settled in time.
+    /// Without `refreshed` it waits only for the events: every open and every file is then in
+    /// the index, and only the sums of units not stat'ed yet are old, which a deletion judges
+    /// again on fresh stats anyway.
+    pub fn settle(&self, timeout: Duration, refreshed: bool) -> bool {
         let start = Instant::now();
         let r0 = self.inner.rounds.load(Ordering::Acquire);
         let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
@@ -195,7 +267,7 @@ impl Watch {
             // A round that began after the call (the one under way may have looked at the queue
             // before it) and emptied the queue: however many events were queued, all applied.
             if self.inner.emptied.load(Ordering::Acquire) >= r0 + 2
-                && !self.inner.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty()
+                && (!refreshed || !self.inner.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty())
             {
                 return true;
             }
@@ -266,6 +338,13 @@ impl Watch {
         });
     }
 
+    /// Whether root `root` is still the one whose inode is `ino` (a walk of a root removed by
+    /// a reload must add nothing more).
+    pub fn root_is(roots: &Roots, root: u32, ino: u64) -> bool {
+        let roots = roots.read().unwrap_or_else(|e| e.into_inner());
+        matches!(roots.get(root as usize), Some(Some(r)) if r.ino == ino)
+    }
+
     /// The instance's generation (see [`Inner::generation`]).
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
@@ -300,7 +379,7 @@ impl Inner {
         match added {
             Ok(wd) => {
                 self.limited.store(false, Ordering::Relaxed);
-                match nodes.get(&wd) {
+                match nodes.get(wd) {
                     // The same directory walked again keeps its watch.
                     Some(known) if *known == node => Ok(()),
                     // The same directory reached as another (two roots on one directory, or a
@@ -313,7 +392,10 @@ impl Inner {
                         )))
                     }
                     None => {
-                        nodes.insert(wd, node);
+                        if let Some(old) = nodes.insert(wd, node) {
+                            // The directory it watched no longer holds the slot's name.
+                            let _ = inotify::remove_watch(&*ino, old);
+                        }
                         Ok(())
                     }
                 }
@@ -345,7 +427,7 @@ impl Inner {
         nodes.retain(|wd, n| {
             let drop = which(n, &index);
             if drop {
-                let _ = inotify::remove_watch(&*ino, *wd);
+                let _ = inotify::remove_watch(&*ino, wd);
             }
             !drop
         });
@@ -458,7 +540,7 @@ impl Inner {
     }
 
     fn apply(&self, wd: i32, mask: ReadFlags, name: Option<&[u8]>, at: Nanos) {
-        let node = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).get(&wd).cloned();
+        let node = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).get(wd).cloned();
         let Some(node) = node else { return }; // a watch dropped meanwhile
         if mask.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF | ReadFlags::UNMOUNT) {
             return self.gone(wd, mask, &node, at);
@@ -556,7 +638,15 @@ impl Inner {
 
     /// A watched directory went away (removed, renamed, unmounted, or its watch dropped).
     fn gone(&self, wd: i32, mask: ReadFlags, node: &Node, at: Nanos) {
-        self.nodes.lock().unwrap_or_else(|e| e.into_inner()).remove(&wd);
+        if self
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(wd)
+            .is_none()
+        {
+            return; // dropped meanwhile: its directory is none of ours any more
+        }
         if mask.contains(ReadFlags::MOVE_SELF) {
             // Renamed: the kernel keeps watching it where it went; the new place is walked
             // afresh when it shows up.
@@ -636,6 +726,8 @@ impl Inner {
                 return self.not_known_whole(store);
             }
         };
+        // A slot of that name (its directory replaced: renamed over, or gone unseen) is this
+        // directory's from now on: the add drops the watch of the one before (see `Nodes`).
         let subdir = {
             let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
             let Some(s) = index.store_mut(store) else { return };
@@ -678,7 +770,12 @@ impl Inner {
             index.subdir_removed(store, sub, at);
             sub
         };
-        self.forget(|n, _| *n == Node::Sub { store, subdir });
+        let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wd) = nodes.sub(store, subdir) {
+            nodes.remove(wd);
+            let _ = inotify::remove_watch(&*ino, wd);
+        }
     }
 
     /// Stats again the files of dirty units (at most `limit` units).
@@ -692,6 +789,7 @@ impl Inner {
         let mut done: Vec<(usize, Fresh, AtimeMode)> = Vec::with_capacity(todo.len());
         let mut failed: Vec<StoreId> = Vec::new();
         let stat_time = now_nanos();
+        let mut orphans: Vec<StoreId> = Vec::new();
         for (i, t) in todo.iter().enumerate() {
             let Some((root, rel)) = self.store_path(t.store) else {
                 continue;
@@ -700,7 +798,14 @@ impl Inner {
                 let roots = self.roots.read().unwrap_or_else(|e| e.into_inner());
                 match roots.get(root as usize) {
                     Some(Some(r)) => r.atime,
-                    _ => continue,
+                    _ => {
+                        // Its root is gone (a walk added it as the root went): it is no store of
+                        // ours, and its dirty units would hold every sweep back for good.
+                        if !orphans.contains(&t.store) {
+                            orphans.push(t.store);
+                        }
+                        continue;
+                    }
                 }
             };
             let names = {
@@ -735,6 +840,11 @@ impl Inner {
                 Ok(fresh) => done.push((i, fresh, atime)),
                 Err(()) => failed.push(t.store),
             }
+        }
+        for store in orphans {
+            debug!(store, "dropping a store whose root is gone");
+            self.forget_store(store);
+            self.index.lock().unwrap_or_else(|e| e.into_inner()).remove_store(store);
         }
         for store in failed {
             self.not_known_whole(store);

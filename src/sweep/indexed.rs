@@ -22,7 +22,7 @@ use super::{Options, Root, rules};
 use crate::config::Config;
 use crate::disk::{self, Mounts};
 use crate::fsx::DirError;
-use crate::index::{Index, StoreId, UnitStats, UnitView};
+use crate::index::{Fence, Index, Lost, StoreId, UnitStats, UnitView};
 use crate::open_files::OpenFiles;
 use crate::policy::{self, Mode, Nanos, Reason, Rules, Shortfall, Skip, UnitFacts, Verdict};
 use crate::report::{Candidate, FsReport, Inventory, Op, Report, RootReport, Tally};
@@ -79,6 +79,10 @@ struct Ctx<'a> {
     dry_run: bool,
     list_files: bool,
     cancel: &'a AtomicBool,
+    /// The index's losses when the sweep began (see [`Fence`]).
+    fence: Option<Fence>,
+    /// The watch lost events of every store since: nothing more is decided.
+    abandoned: AtomicBool,
     open: Option<OpenFiles>,
     open_unknown: bool,
     first: FirstNotices,
@@ -86,7 +90,19 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || self.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// What the index lost of store `id` since the sweep began. Lost events may have been
+    /// files created in a unit the sweep would take: their store is not decided on (the next
+    /// sweep reads it again first), and after an overflow no store is.
+    fn lost(&self, index: &Index, id: StoreId) -> Lost {
+        let Some(fence) = self.fence else { return Lost::Nothing };
+        let lost = index.lost_since(fence, Some(id));
+        if lost == Lost::All && !self.abandoned.swap(true, Ordering::Relaxed) {
+            info!("sweep abandoned: the watch lost events after it began; it runs again after the walk that follows");
+        }
+        lost
     }
 
     fn root_of(&self, number: u32) -> Option<usize> {
@@ -95,13 +111,16 @@ impl Ctx<'_> {
 }
 
 /// Runs one sweep from the index. The index must have been walked (and the watch must keep it
-/// current); `roots` are the present roots with their index numbers.
+/// current); `roots` are the present roots with their index numbers. With `fence` (taken from
+/// the index when the sweep began, before it read anything), no store that lost events since
+/// is decided on: the report says `cancelled` when an overflow stopped it.
 pub fn run_indexed(
     cfg: &Config,
     roots: &[IndexedRoot],
     index: &Mutex<Index>,
     opts: &Options,
     cancel: &AtomicBool,
+    fence: Option<Fence>,
 ) -> Report {
     let started = Instant::now();
     super::look_at_the_clock(cfg);
@@ -126,6 +145,8 @@ pub fn run_indexed(
         dry_run,
         list_files: opts.list_files,
         cancel,
+        fence,
+        abandoned: AtomicBool::new(false),
         open: None,
         open_unknown: false,
         first: FirstNotices::default(),
@@ -353,6 +374,10 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
                 freed = freed.saturating_add(bytes);
             }
         }
+        if ctx.abandoned.load(Ordering::Relaxed) {
+            // Decided nothing: no shortfall to back off on, the sweep runs again.
+            return;
+        }
         // Spared: kept, and they age their roots' oldest.
         for c in &pool[next..] {
             if let Some(root) = roots.get(&c.store) {
@@ -413,6 +438,10 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
     let deletable: Vec<Kind> = ctx.cfg.kinds.clone();
     for id in ids {
         let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = ctx.lost(&index, id);
+        if lost == Lost::All {
+            break;
+        }
         let Some(s) = index.store_mut(id) else { continue };
         let Some(root) = ctx.root_of(s.root) else { continue };
         roots.insert(id, root);
@@ -431,7 +460,7 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
             }
         }
         let oldest = deletable.iter().map(|k| mins[*k as usize]).min().unwrap_or(Nanos::MAX);
-        if !s.complete {
+        if !s.complete || lost == Lost::Store {
             let files: u64 = s.inventory().iter().map(|(f, _)| f).sum();
             report.skip(Skip::Incomplete, files);
             if oldest != Nanos::MAX {
@@ -544,6 +573,10 @@ fn delete(
 ) -> Option<u64> {
     let (root_at, kind, rel, names, watched_since, last_open, unit_files, stem) = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = ctx.lost(&index, c.store);
+        if lost == Lost::All {
+            return None;
+        }
         let s = index.store(c.store)?;
         let root_at = ctx.root_of(s.root)?;
         // The same unit, or one that took its slot since and hashes alike: that one is judged
@@ -553,7 +586,8 @@ fn delete(
             .filter(|u| crate::store_dir::stem_hash(u.stem) == c.stem)?;
         // Not known whole any more (an NN directory moved away or replaced, or unreadable,
         // since the unit was chosen): nothing of it goes until a walk reads it whole.
-        if !s.complete {
+        // Or the watch lost events of it since the sweep began.
+        if !s.complete || lost == Lost::Store {
             report.skip(Skip::Incomplete, u.nfiles as u64);
             return None;
         }

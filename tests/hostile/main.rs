@@ -22,6 +22,7 @@ mod s_config;
 mod s_faults;
 mod s_foreign;
 mod s_http;
+mod s_index;
 mod s_inotify;
 mod s_liveness;
 mod s_names;
@@ -52,6 +53,7 @@ fn scenarios() -> Vec<Scenario> {
     v.extend(s_stall::ALL);
     v.extend(s_signals::ALL);
     v.extend(s_inotify::ALL);
+    v.extend(s_index::ALL);
     v.extend(s_http::ALL);
     v.extend(s_time::ALL);
     v.extend(s_soak::ALL);
