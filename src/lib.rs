@@ -24,6 +24,7 @@
 //!   daemon, [`index`] -> policy -> delete.
 //! - [`report`]: what a sweep did, as text and JSON.
 //! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
+//! - [`web_config`]: the metrics endpoint's TLS and basic auth (the exporter toolkit's file).
 //! - [`cli`]: the command line (clap definitions only).
 
 pub mod cli;
@@ -41,3 +42,4 @@ pub mod spark;
 pub mod state;
 pub mod store_dir;
 pub mod sweep;
+pub mod web_config;
