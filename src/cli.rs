@@ -24,7 +24,7 @@ Exit codes: 0 done; 1 done, but some files could not be deleted or read (see the
 2 bad usage or bad config, and then nothing was deleted.";
 
 #[derive(Debug, Parser)]
-#[command(name = "shuffle-janitor", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "shuffle-janitor", version = crate::LONG_VERSION, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG, when set, takes precedence.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]

@@ -113,6 +113,8 @@ py=$venv/bin/python
 checks() { "$py" tests/deploy_checks.py "$@"; }
 
 version=$(awk '/^\[/ { p = ($0 == "[package]") } p && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }' Cargo.toml)
+# The commit build.rs stamps into --version (SHUFFLE_JANITOR_REVISION when set, as for a build without .git).
+revision=${SHUFFLE_JANITOR_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 arch=$(dpkg --print-architecture)
 deb=${1:-target/debian/${pkg}_$version-1_$arch.deb}
 # The man pages and completions that cargo deb and scripts/release-tarball.sh package.
@@ -294,7 +296,7 @@ printf '%s\n' "$name/" "$name/CHANGELOG.md" "$name/LICENSE" "$name/README.md" "$
     "$name/completions/shuffle-janitor.fish" | sort | diff -u - "$tmp/tar-list" || fail "the tarball's contents differ"
 mkdir "$tmp/unpacked"
 tar -xzf "$dist/$name.tar.gz" -C "$tmp/unpacked"
-[[ $("$tmp/unpacked/$name/shuffle-janitor" --version) == "shuffle-janitor $version" ]] || fail "the tarball's binary --version"
+[[ $("$tmp/unpacked/$name/shuffle-janitor" --version) == "shuffle-janitor $version (revision $revision, rustc "*")" ]] || fail "the tarball's binary --version"
 "$tmp/unpacked/$name/shuffle-janitor" check-config --config "$tmp/unpacked/$name/config.toml" >/dev/null ||
     fail "check-config refused the tarball's config.toml"
 cmp -s "$tmp/unpacked/$name/shuffle-janitor.service" systemd/shuffle-janitor.service || fail "the tarball's unit differs"
@@ -344,7 +346,7 @@ play() {
 }
 check_role_result() { # BIN UNIT
     local b=$1 unit=$2
-    [[ $("$b" --version) == "shuffle-janitor $version" ]] || fail "ansible: $b --version"
+    [[ $("$b" --version) == "shuffle-janitor $version (revision $revision, rustc "*")" ]] || fail "ansible: $b --version"
     "$b" check-config --config /etc/shuffle-janitor/config.toml >"$tmp/effective.toml" ||
         fail "ansible: check-config refused the templated /etc/shuffle-janitor/config.toml"
     checks compare-config "$tmp/effective.toml" "$tmp/vars.json"

@@ -119,6 +119,8 @@ cp "$tmp/$(basename "$deb")" "$deb"
 # --- 2. Contents ------------------------------------------------------------------------------
 step "contents of $(basename "$deb")"
 version=$(awk '/^\[/ { p = ($0 == "[package]") } p && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }' Cargo.toml)
+# The commit build.rs stamps into --version (SHUFFLE_JANITOR_REVISION when set, as for a build without .git).
+revision=${SHUFFLE_JANITOR_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 [[ $(dpkg-deb -f "$deb" Package) == "$pkg" ]] || fail "Package: is not $pkg"
 [[ $(dpkg-deb -f "$deb" Version) == "$version"-* ]] || fail "Version: $(dpkg-deb -f "$deb" Version) is not $version-*"
 depends=" $(dpkg-deb -f "$deb" Depends | tr -d ,) "
@@ -222,7 +224,7 @@ IFS=: read -r _ _ uid gid _ home shell <"$tmp/passwd"
 ok "system user $user (uid $uid, group $user, no home, nologin)"
 
 out=$(/usr/bin/shuffle-janitor --version)
-[[ $out == "shuffle-janitor $version" ]] || fail "--version said '$out', not 'shuffle-janitor $version'"
+[[ $out == "shuffle-janitor $version (revision $revision, rustc "*")" ]] || fail "--version said '$out', not 'shuffle-janitor $version (revision $revision, rustc ...)'"
 ok "installed shuffle-janitor --version: $out"
 shuffle-janitor check-config --config /etc/shuffle-janitor/config.toml >"$tmp/effective" ||
     fail "check-config refused the installed config"
