@@ -19,9 +19,13 @@ watermark.low, for the daemon and for the walking sweep.
 --dead-stores N: a sweep and find over the tree plus N empty stores of dead executors, before
 and after the janitor reaps them.
 
+--static BINARY: the static build (scripts/build-static.sh prints its path) against today's
+dynamic target/release one, in the same run: no-op sweep, deleting, the daemon's startup (to
+/-/ready and to the end of its first sweep) and RSS.
+
 Rounds alternate which tool goes first; medians and ratios janitor/find are reported.
 Usage: bench/run.sh [--files N] [--rounds R] [--scale 100000,1000000,3000000] [--daemon]
-                    [--churn MINUTES] [--dead-stores N]
+                    [--churn MINUTES] [--dead-stores N] [--static BINARY]
 """
 
 import argparse
@@ -75,8 +79,8 @@ def config(path, root, max_age, min_age="15m", extra=""):
     return path
 
 
-def janitor(cfg):
-    return [JANITOR, "sweep", "--config", cfg, "--log-level", "error"]
+def janitor(cfg, binary=None):
+    return [binary or JANITOR, "sweep", "--config", cfg, "--log-level", "error"]
 
 
 def count_files(root):
@@ -142,6 +146,84 @@ def bench_delete(work, master, info, rounds, table):
     for d in (a, b):
         shutil.rmtree(d, ignore_errors=True)
     compare(f"deleting {info['old_files']} of {info['files']} files", fr, jr, table)
+
+
+def daemon_startup(binary, cfg):
+    """Starts `run` and returns (seconds to /-/ready, seconds to the end of the first sweep, RSS
+    in KiB then), and stops it."""
+    port = free_port()
+    t0 = time.time()
+    p = subprocess.Popen([binary, "run", "--config", cfg, "--log-level", "error",
+                          f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL)
+    ready = swept = None
+    try:
+        while swept is None:
+            if p.poll() is not None:
+                sys.exit(f"{binary} run exited {p.returncode}")
+            try:
+                if ready is None and urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5).status == 200:
+                    ready = time.time() - t0
+                if ready is not None and (scrape(port, "shuffle_janitor_sweeps_total") or 0) > 0:
+                    swept = time.time() - t0
+            except OSError:
+                pass
+            time.sleep(0.01)
+        rss = proc_field(p.pid, "VmRSS")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    return ready, swept, rss
+
+
+def bench_static(work, master, info, rounds, static_bin):
+    """Today's build (target/release, glibc linked dynamically) against the static one, side by
+    side in one run: no-op sweep, deleting, daemon startup, peak RSS."""
+    print(f"\n## Static build ({static_bin}) against today's dynamic one ({JANITOR}), "
+          f"{info['files']:,} files, {rounds} rounds alternating, medians", flush=True)
+    builds = [("dynamic", JANITOR), ("static", static_bin)]
+    rows = []
+    noop = config(os.path.join(work, "static-noop.toml"), master, "3650d", "15m")
+    for _, b in builds:
+        timed(janitor(noop, b))  # warm the cache
+    runs = {n: [] for n, _ in builds}
+    for r in range(rounds):
+        for n, b in builds if r % 2 == 0 else reversed(builds):
+            runs[n].append(timed(janitor(noop, b)))
+    rows.append(("no-op sweep", runs))
+    runs = {n: [] for n, _ in builds}
+    ttl_min = info["ttl_minutes"]
+    for r in range(rounds):
+        for n, b in builds if r % 2 == 0 else reversed(builds):
+            d = os.path.join(work, "static-copy")
+            shutil.rmtree(d, ignore_errors=True)
+            subprocess.run(["cp", "-a", master, d], check=True)
+            cfg = config(os.path.join(work, "static-delete.toml"), d, f"{ttl_min}m", "15m")
+            runs[n].append(timed(janitor(cfg, b)))
+            if count_files(d) != info["files"] - info["old_spark_files"]:
+                sys.exit(f"{n}: deleted the wrong number of files")
+    shutil.rmtree(os.path.join(work, "static-copy"), ignore_errors=True)
+    rows.append((f"deleting {info['old_spark_files']:,} files", runs))
+    print("\n| case | dynamic wall | static wall | ratio | dynamic CPU | static CPU | ratio | dynamic peak RSS | static peak RSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case, runs in rows:
+        d, st = runs["dynamic"], runs["static"]
+        w = (median(d, "wall"), median(st, "wall"))
+        c = (median(d, "cpu"), median(st, "cpu"))
+        m = (median(d, "rss_kib") / 1024, median(st, "rss_kib") / 1024)
+        print(f"| {case} | {w[0]:.3f}s | {w[1]:.3f}s | {w[1] / w[0]:.2f}x | {c[0]:.3f}s | {c[1]:.3f}s | "
+              f"{c[1] / c[0]:.2f}x | {m[0]:.1f} MiB | {m[1]:.1f} MiB |")
+    cfg = config(os.path.join(work, "static-daemon.toml"), master, "3650d", "15m")
+    starts = {n: [] for n, _ in builds}
+    for r in range(rounds):
+        for n, b in builds if r % 2 == 0 else reversed(builds):
+            starts[n].append(daemon_startup(b, cfg))
+    print("\n| daemon `run` | dynamic | static |\n| --- | ---: | ---: |")
+    for i, what, fmt in ((0, "to /-/ready", "{:.3f}s"), (1, "to the end of the first sweep (startup walk included)", "{:.3f}s"),
+                         (2, "RSS then", "{:.1f} MiB")):
+        vals = [statistics.median(x[i] for x in starts[n]) / (1024 if i == 2 else 1) for n, _ in builds]
+        print(f"| {what} | " + " | ".join(fmt.format(v) for v in vals) + " |")
+    for n, b in builds:
+        print(f"  {n}: {b}, {os.path.getsize(b):,} bytes", flush=True)
 
 
 def bench_scale(work, sizes):
@@ -652,6 +734,8 @@ def main():
     ap.add_argument("--no-pressure", action="store_true", help="with --daemon: skip the tmpfs pressure case")
     ap.add_argument("--old-janitor", help="with --daemon: the binary of a daemon that walks at every interval "
                     "(e.g. built from an earlier commit), measured side by side")
+    ap.add_argument("--static", metavar="BINARY", help="also measure this static build (scripts/build-static.sh) "
+                    "side by side with target/release's: no-op sweep, delete, daemon startup, RSS")
     ap.add_argument("--dir", default=os.environ.get("BENCH_DIR", "/var/tmp/shuffle-janitor-bench"))
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -673,6 +757,8 @@ def main():
             w, c, r = row["wall"], row["cpu"], row["rss_kib"]
             print(f"| {row['case']} | {w[0]:.2f}s | {w[1]:.2f}s | {w[2]:.2f}x | {c[0]:.2f}s | {c[1]:.2f}s | "
                   f"{c[2]:.2f}x | {r[0] / 1024:.1f} MiB | {r[1] / 1024:.1f} MiB |")
+        if args.static:
+            bench_static(work, master, info, args.rounds, os.path.abspath(args.static))
         if args.daemon:
             walk = {k: table[0][k][1] for k in ("wall", "cpu")}
             bench_daemon(work, master, info, walk, args.churn, args.old_janitor)

@@ -2,8 +2,8 @@
 # Builds the release tarball and its checksum file:
 #   target/dist/shuffle-janitor-<version>.linux-<arch>.tar.gz
 #   target/dist/sha256sums.txt
-# The tarball holds one directory, shuffle-janitor-<version>.linux-<arch>/, with the binary
-# (stripped), config.toml (every key with its default), shuffle-janitor.service, the man pages
+# The tarball holds one directory, shuffle-janitor-<version>.linux-<arch>/, with the static
+# binary (scripts/build-static.sh: no dynamic dependency, any glibc or none; stripped), config.toml (every key with its default), shuffle-janitor.service, the man pages
 # (man/shuffle-janitor.8, man/shuffle-janitor.toml.5), the shell completions
 # (completions/shuffle-janitor.bash, _shuffle-janitor for zsh, shuffle-janitor.fish),
 # CHANGELOG.md, LICENSE and README.md. <version> is Cargo.toml's; <arch> is Debian's name for this
@@ -11,7 +11,8 @@
 # same bytes.
 #
 # Usage: scripts/release-tarball.sh [--no-build] [OUTDIR]
-#   --no-build  package target/release/shuffle-janitor and the man pages and completions in
+#   --no-build  package the static binary that is there (target/<triple>/release/shuffle-janitor)
+#               and the man pages and completions in
 #               target/assets/ (cargo run --example gen-assets) as they are (they must exist)
 #   OUTDIR      where to write (default target/dist)
 set -euo pipefail
@@ -46,13 +47,13 @@ else
     esac
 fi
 
-bin=target/release/shuffle-janitor
 assets=target/assets
 if [[ -n $build ]]; then
-    cargo build --release --locked --bin shuffle-janitor
+    bin=$(scripts/build-static.sh) || fail "the static build failed"
     cargo run --locked --quiet --example gen-assets >/dev/null
+else
+    bin=$(scripts/build-static.sh --check) || fail "no static binary: build it (scripts/build-static.sh) or drop --no-build"
 fi
-[[ -x $bin ]] || fail "$bin not found: build it (cargo build --release) or drop --no-build"
 for f in man/shuffle-janitor.8 man/shuffle-janitor.toml.5 completions/shuffle-janitor.bash \
     completions/_shuffle-janitor completions/shuffle-janitor.fish; do
     [[ -f $assets/$f ]] || fail "$assets/$f not found: write it (cargo run --example gen-assets) or drop --no-build"

@@ -24,7 +24,7 @@ Exit codes: 0 done; 1 done, but some files could not be deleted or read (see the
 2 bad usage or bad config, and then nothing was deleted.";
 
 #[derive(Debug, Parser)]
-#[command(name = "shuffle-janitor", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "shuffle-janitor", version = crate::LONG_VERSION, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG, when set, takes precedence.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
@@ -55,12 +55,12 @@ pub enum Command {
     /// Run the daemon: a sweep at start and every `interval`, eviction as soon as a filesystem
     /// crosses the high watermark, metrics on `metrics.listen`. Signals: SIGHUP reloads the
     /// config, SIGUSR1 sweeps now, SIGUSR2 purges to the low watermark now, SIGTERM stops.
-    Run(ConfigArg),
+    Run(RunArgs),
     /// One pass: delete units unused for longer than max_age, and evict least recently used
     /// units from any filesystem above the high watermark until it is at the low one.
     Sweep(SweepArgs),
     /// Validate the configuration and print the effective settings.
-    CheckConfig(ConfigArg),
+    CheckConfig(RunArgs),
     /// Read-only inventory per root and kind (files, bytes, oldest last use, age histogram)
     /// and what a sweep would reclaim now. Deletes nothing.
     Report(ReportArgs),
@@ -71,6 +71,30 @@ pub struct ConfigArg {
     /// Config file [default: /etc/shuffle-janitor/config.toml if it exists, else built-in defaults]
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    /// Address:port to serve metrics on; replaces metrics.listen.
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    pub web_listen_address: Option<String>,
+
+    /// Web config file (the Prometheus exporter toolkit's format: TLS, client certificates,
+    /// basic auth with bcrypt hashes); replaces metrics.web_config_file. Re-read on SIGHUP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            listen: self.web_listen_address.clone(),
+            web_config_file: self.web_config_file.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

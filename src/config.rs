@@ -100,6 +100,8 @@ pub struct RawWatermark {
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub listen: String,
+    /// The exporter toolkit's web config file (TLS, basic auth); "" serves plain HTTP.
+    pub web_config_file: String,
 }
 
 impl Default for RawConfig {
@@ -138,6 +140,7 @@ impl Default for RawMetrics {
     fn default() -> Self {
         RawMetrics {
             listen: "0.0.0.0:19337".into(),
+            web_config_file: String::new(),
         }
     }
 }
@@ -168,6 +171,16 @@ pub struct Config {
     pub watermark: Watermark,
     pub stores: Stores,
     pub listen: SocketAddr,
+    /// The web config file for the metrics endpoint (`metrics.web_config_file`).
+    pub web_config_file: Option<PathBuf>,
+}
+
+/// The command line's settings that replace config keys (`--web.listen-address`,
+/// `--web.config.file`), applied at every load, reloads included, so a flag always wins.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// The removal of dead executors' empty block stores.
@@ -235,6 +248,30 @@ impl Config {
         }
     }
 
+    /// [`Config::load`], then the command line's [`Overrides`].
+    pub fn load_with(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = Config::load(path)?;
+        if let Some(listen) = &overrides.listen {
+            cfg.listen = parse_listen(listen).map_err(|problem| ConfigError::Invalid {
+                origin: "command line".into(),
+                key: "--web.listen-address".into(),
+                value: format!("{listen:?}"),
+                problem,
+            })?;
+        }
+        if let Some(file) = &overrides.web_config_file {
+            // Relative to the directory the daemon was started in, as any path on a command line.
+            let file = std::path::absolute(file).map_err(|e| ConfigError::Invalid {
+                origin: "command line".into(),
+                key: "--web.config.file".into(),
+                value: format!("{:?}", file.display().to_string()),
+                problem: e.to_string(),
+            })?;
+            cfg.web_config_file = Some(file);
+        }
+        Ok(cfg)
+    }
+
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -282,6 +319,10 @@ impl Config {
             },
             metrics: RawMetrics {
                 listen: self.listen.to_string(),
+                web_config_file: self
+                    .web_config_file
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
             },
         };
         toml::to_string(&raw).expect("a config always serialises")
@@ -290,6 +331,12 @@ impl Config {
     pub fn may_delete(&self, kind: Kind) -> bool {
         self.kinds.contains(&kind)
     }
+}
+
+/// An address:port to listen on.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| "is not an address:port; write e.g. \"0.0.0.0:19337\" or \"127.0.0.1:19337\"".into())
 }
 
 impl RawConfig {
@@ -475,13 +522,19 @@ impl RawConfig {
                 "must be at least 1m (an executor may take minutes to reach its driver; \"10m\" is the default)".into(),
             ));
         }
-        let listen: SocketAddr = self.metrics.listen.parse().map_err(|_| {
-            invalid(
-                "metrics.listen",
-                &format!("{:?}", self.metrics.listen),
-                "is not an address:port; write e.g. \"0.0.0.0:19337\" or \"127.0.0.1:19337\"".into(),
-            )
-        })?;
+        let listen = parse_listen(&self.metrics.listen)
+            .map_err(|problem| invalid("metrics.listen", &format!("{:?}", self.metrics.listen), problem))?;
+        let web_config_file = match self.metrics.web_config_file.as_str() {
+            "" => None,
+            file if file.starts_with('/') => Some(PathBuf::from(file)),
+            file => {
+                return Err(invalid(
+                    "metrics.web_config_file",
+                    &format!("{file:?}"),
+                    "must be an absolute path, or \"\" to serve plain HTTP without authentication".into(),
+                ));
+            }
+        };
 
         let mut age_basis = self.age_basis;
         age_basis.dedup();
@@ -514,6 +567,7 @@ impl RawConfig {
                 pid_namespace: self.stores.pid_namespace,
             },
             listen,
+            web_config_file,
         })
     }
 }

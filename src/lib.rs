@@ -26,7 +26,22 @@
 //!   daemon, [`index`] -> policy -> delete.
 //! - [`report`]: what a sweep did, as text and JSON.
 //! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
+//! - [`web_config`]: the metrics endpoint's TLS and basic auth (the exporter toolkit's file).
 //! - [`cli`]: the command line (clap definitions only).
+
+/// The version (Cargo.toml's), the commit it was built from and the compiler (build.rs).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("SHUFFLE_JANITOR_REVISION");
+pub const RUSTVERSION: &str = env!("SHUFFLE_JANITOR_RUSTVERSION");
+/// What `--version` prints after the name.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("SHUFFLE_JANITOR_REVISION"),
+    ", rustc ",
+    env!("SHUFFLE_JANITOR_RUSTVERSION"),
+    ")"
+);
 
 pub mod cli;
 pub mod config;
@@ -45,3 +60,4 @@ pub mod spark_jvm;
 pub mod state;
 pub mod store_dir;
 pub mod sweep;
+pub mod web_config;

@@ -8,11 +8,12 @@ use std::sync::atomic::AtomicBool;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use shuffle_janitor::cli::{Cli, Command, ConfigArg, Format, LogFormat, ReportArgs, SweepArgs};
+use shuffle_janitor::cli::{Cli, Command, Format, LogFormat, ReportArgs, RunArgs, SweepArgs};
 use shuffle_janitor::config::{Config, ConfigError};
 use shuffle_janitor::policy::Mode;
 use shuffle_janitor::report::Report;
 use shuffle_janitor::sweep::{self, Options};
+use shuffle_janitor::web_config::WebConfig;
 
 /// The exit codes, as documented in `--help` and the README.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,13 +44,24 @@ fn main() -> ExitCode {
     exit.into()
 }
 
-fn run(args: &ConfigArg) -> Exit {
-    let cfg = match Config::load(args.config.as_deref()) {
+fn run(args: &RunArgs) -> Exit {
+    let overrides = args.overrides();
+    let cfg = match Config::load_with(args.config.config.as_deref(), &overrides) {
         Ok(cfg) => cfg,
         Err(e) => return config_error(&e),
     };
+    let web = match &cfg.web_config_file {
+        None => WebConfig::plain(),
+        Some(file) => match WebConfig::load(file) {
+            Ok(web) => web,
+            Err(e) => {
+                eprintln!("shuffle-janitor: bad web configuration, nothing was deleted: {e}");
+                return Exit::Usage;
+            }
+        },
+    };
     let path = cfg.source.clone();
-    match shuffle_janitor::daemon::run(path, cfg) {
+    match shuffle_janitor::daemon::run(path, overrides, cfg, web) {
         Ok(()) => Exit::Done,
         Err(e) => {
             tracing::error!("{e}");
@@ -59,9 +71,22 @@ fn run(args: &ConfigArg) -> Exit {
     }
 }
 
-fn check_config(args: &ConfigArg) -> Exit {
-    match Config::load(args.config.as_deref()) {
+fn check_config(args: &RunArgs) -> Exit {
+    match Config::load_with(args.config.config.as_deref(), &args.overrides()) {
         Ok(cfg) => {
+            if let Some(file) = &cfg.web_config_file {
+                match WebConfig::load(file) {
+                    Ok(web) => print_out(&format!(
+                        "# web configuration OK ({}): {}\n",
+                        file.display(),
+                        web.describe()
+                    )),
+                    Err(e) => {
+                        eprintln!("shuffle-janitor: bad web configuration: {e}");
+                        return Exit::Usage;
+                    }
+                }
+            }
             let source = cfg
                 .source
                 .as_ref()

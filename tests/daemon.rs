@@ -253,9 +253,29 @@ fn metrics_after_a_sweep_match_what_was_deleted() {
     assert_eq!(m("shuffle_janitor_unfreed_bytes", &[]), 0.0);
     assert_eq!(m("shuffle_janitor_inotify_active", &[]), 1.0);
     assert_eq!(m("shuffle_janitor_config_last_reload_successful", &[]), 1.0);
+    // The build facts, against what git and rustc say here (build.rs reads them at build time).
+    let said = |cmd: &str, args: &[&str]| {
+        let out = std::process::Command::new(cmd).args(args).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let revision = said("git", &["rev-parse", "HEAD"]);
+    let rustc = said(
+        &std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()),
+        &["--version"],
+    );
+    let rustversion = rustc.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(revision.len(), 40, "git rev-parse HEAD: {revision:?}");
     assert_eq!(
-        m("shuffle_janitor_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
-        1.0
+        m(
+            "shuffle_janitor_build_info",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", &revision),
+                ("rustversion", &rustversion)
+            ]
+        ),
+        1.0,
+        "{text}"
     );
     assert!(m("process_resident_memory_bytes", &[]) > 0.0);
     assert!(text.contains("# TYPE shuffle_janitor_pressure_unmet gauge"), "{text}");

@@ -30,7 +30,7 @@
 # Everything installed is removed again at the end.
 #
 # Usage: tests/deploy.sh [DEB]
-#   DEB defaults to target/debian/shuffle-janitor_<version>-1_<arch>.deb, built with cargo deb when
+#   DEB defaults to target/debian/shuffle-janitor_<version>-1_<arch>.deb (static), built with cargo deb when
 #   missing (tests/package.sh builds it first in CI).
 set -euo pipefail
 
@@ -123,28 +123,31 @@ py=$venv/bin/python
 checks() { "$py" tests/deploy_checks.py "$@"; }
 
 version=$(awk '/^\[/ { p = ($0 == "[package]") } p && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }' Cargo.toml)
+# The commit build.rs stamps into --version (SHUFFLE_JANITOR_REVISION when set, as for a build without .git).
+revision=${SHUFFLE_JANITOR_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 arch=$(dpkg --print-architecture)
+# The .deb and the tarball ship the static binary (scripts/build-static.sh's target and flags).
+triple=$(rustc -vV | sed -n 's/^host: //p')
 deb=${1:-target/debian/${pkg}_$version-1_$arch.deb}
 # The man pages and completions that cargo deb and scripts/release-tarball.sh package.
 cargo run --locked --quiet --example gen-assets >/dev/null || fail "examples/gen-assets failed"
 if [[ ! -f $deb ]]; then
     echo "($deb missing: building it with cargo deb)"
     cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version '^3'
-    cargo deb -- --locked >/dev/null
+    RUSTFLAGS="-C target-feature=+crt-static" cargo deb --target "$triple" -- --locked >/dev/null
 fi
 [[ -f $deb ]] || fail "$deb not found"
 # A copy, and the same build as a later revision to upgrade to (cargo deb empties target/debian
 # when it writes elsewhere: the original is put back).
 cp "$deb" "$tmp/"
 mkdir "$tmp/upgrade"
-cargo deb --no-build --deb-revision 999 -o "$tmp/upgrade/" >/dev/null
+cargo deb --target "$triple" --no-build --deb-revision 999 -o "$tmp/upgrade/" >/dev/null
 mkdir -p "$(dirname "$deb")"
 cp "$tmp/$(basename "$deb")" "$deb"
 deb=$tmp/$(basename "$deb")
 upgrade=$(echo "$tmp"/upgrade/*.deb)
-# The release binary (cargo deb built it).
-[[ -x target/release/shuffle-janitor ]] || cargo build --release --locked --bin shuffle-janitor
-bin=$here/target/release/shuffle-janitor
+# The static release binary (cargo deb built it).
+bin=$here/$(scripts/build-static.sh --check 2>/dev/null || scripts/build-static.sh) || fail "no static binary"
 timed
 
 # --- 1. Parse, embedded configs, structure ----------------------------------------------------
@@ -306,7 +309,10 @@ printf '%s\n' "$name/" "$name/CHANGELOG.md" "$name/LICENSE" "$name/README.md" "$
     "$name/completions/shuffle-janitor.fish" | sort | diff -u - "$tmp/tar-list" || fail "the tarball's contents differ"
 mkdir "$tmp/unpacked"
 tar -xzf "$dist/$name.tar.gz" -C "$tmp/unpacked"
-[[ $("$tmp/unpacked/$name/shuffle-janitor" --version) == "shuffle-janitor $version" ]] || fail "the tarball's binary --version"
+[[ $("$tmp/unpacked/$name/shuffle-janitor" --version) == "shuffle-janitor $version (revision $revision, rustc "*")" ]] || fail "the tarball's binary --version"
+# static-pie (scripts/build-static.sh says why): ldd says "statically linked".
+lddout=$(ldd "$tmp/unpacked/$name/shuffle-janitor" 2>&1 || true)
+[[ $lddout == *"statically linked"* ]] || fail "the tarball's binary is dynamically linked: $lddout"
 "$tmp/unpacked/$name/shuffle-janitor" check-config --config "$tmp/unpacked/$name/config.toml" >/dev/null ||
     fail "check-config refused the tarball's config.toml"
 cmp -s "$tmp/unpacked/$name/shuffle-janitor.service" systemd/shuffle-janitor.service || fail "the tarball's unit differs"
@@ -333,7 +339,7 @@ bash tests/completions.sh "$c/shuffle-janitor.bash" "$c/_shuffle-janitor" "$c/sh
 sum1=$(cat "$dist/sha256sums.txt")
 scripts/release-tarball.sh --no-build "$dist" >/dev/null
 [[ $(cat "$dist/sha256sums.txt") == "$sum1" ]] || fail "a second build of the tarball differs: not reproducible"
-ok "$name.tar.gz: checksum verifies, binary, config, unit, man pages, completions, CHANGELOG, LICENSE, README; --version, check-config, man -l; reproducible"
+ok "$name.tar.gz: checksum verifies, static binary, config, unit, man pages, completions, CHANGELOG, LICENSE, README; --version, check-config, man -l; reproducible"
 timed
 
 # --- 5. The Ansible role against localhost ----------------------------------------------------
@@ -368,7 +374,7 @@ play() {
 }
 check_role_result() { # BIN UNIT
     local b=$1 unit=$2
-    [[ $("$b" --version) == "shuffle-janitor $version" ]] || fail "ansible: $b --version"
+    [[ $("$b" --version) == "shuffle-janitor $version (revision $revision, rustc "*")" ]] || fail "ansible: $b --version"
     "$b" check-config --config /etc/shuffle-janitor/config.toml >"$tmp/effective.toml" ||
         fail "ansible: check-config refused the templated /etc/shuffle-janitor/config.toml"
     checks compare-config "$tmp/effective.toml" "$tmp/vars.json"

@@ -103,15 +103,16 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 cargo deb --version
 
-step "cargo deb (release build)"
-deb=$(cargo deb -- --locked | tail -n1)
+step "cargo deb (release build, static: scripts/build-static.sh's target and flags)"
+triple=$(rustc -vV | sed -n 's/^host: //p')
+deb=$(RUSTFLAGS="-C target-feature=+crt-static" cargo deb --target "$triple" -- --locked | tail -n1)
 [[ -f $deb && $deb == *.deb ]] || fail "cargo deb did not report a .deb (got '$deb')"
 echo "$deb ($((SECONDS - start)) s)"
 # The same build as a later revision, to upgrade to and roll back from. (cargo deb empties
 # target/debian when it writes elsewhere: keep a copy and put it back.)
 cp "$deb" "$tmp/"
 mkdir "$tmp/upgrade"
-cargo deb --no-build --deb-revision 999 -o "$tmp/upgrade/" >/dev/null
+cargo deb --target "$triple" --no-build --deb-revision 999 -o "$tmp/upgrade/" >/dev/null
 upgrade=$(echo "$tmp"/upgrade/*.deb)
 mkdir -p "$(dirname "$deb")"
 cp "$tmp/$(basename "$deb")" "$deb"
@@ -119,6 +120,8 @@ cp "$tmp/$(basename "$deb")" "$deb"
 # --- 2. Contents ------------------------------------------------------------------------------
 step "contents of $(basename "$deb")"
 version=$(awk '/^\[/ { p = ($0 == "[package]") } p && /^version *=/ { gsub(/.*= *"|".*/, ""); print; exit }' Cargo.toml)
+# The commit build.rs stamps into --version (SHUFFLE_JANITOR_REVISION when set, as for a build without .git).
+revision=${SHUFFLE_JANITOR_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 [[ $(dpkg-deb -f "$deb" Package) == "$pkg" ]] || fail "Package: is not $pkg"
 [[ $(dpkg-deb -f "$deb" Version) == "$version"-* ]] || fail "Version: $(dpkg-deb -f "$deb" Version) is not $version-*"
 depends=" $(dpkg-deb -f "$deb" Depends | tr -d ,) "
@@ -222,8 +225,14 @@ IFS=: read -r _ _ uid gid _ home shell <"$tmp/passwd"
 ok "system user $user (uid $uid, group $user, no home, nologin)"
 
 out=$(/usr/bin/shuffle-janitor --version)
-[[ $out == "shuffle-janitor $version" ]] || fail "--version said '$out', not 'shuffle-janitor $version'"
+[[ $out == "shuffle-janitor $version (revision $revision, rustc "*")" ]] || fail "--version said '$out', not 'shuffle-janitor $version (revision $revision, rustc ...)'"
 ok "installed shuffle-janitor --version: $out"
+# The static binary, and no libc6 in Depends (any glibc, or none, will do).
+# static-pie (scripts/build-static.sh says why): ldd says "statically linked".
+lddout=$(ldd /usr/bin/shuffle-janitor 2>&1 || true)
+[[ $lddout == *"statically linked"* ]] || fail "/usr/bin/shuffle-janitor is dynamically linked: $lddout"
+[[ " $(dpkg-deb -f "$deb" Depends | tr -d ,) " != *" libc6 "* ]] || fail "Depends: names libc6, but the binary is static"
+ok "installed /usr/bin/shuffle-janitor is static (ldd: statically linked), Depends: $(dpkg-deb -f "$deb" Depends)"
 shuffle-janitor check-config --config /etc/shuffle-janitor/config.toml >"$tmp/effective" ||
     fail "check-config refused the installed config"
 grep -qx 'roots = \["/tmp"\]' "$tmp/effective" || fail "installed config's roots are not the default"

@@ -391,3 +391,25 @@ fn protect_holds_through_a_symlinked_root_and_above_the_root() {
     assert_eq!(report["skipped"]["protected"], 2, "{report}");
     assert!(via_link.exists() && unprotected.exists());
 }
+
+#[test]
+fn version_names_the_commit_and_the_compiler() {
+    let out = TestEnv::new().run(&["--version"]);
+    let said = |cmd: &str, args: &[&str]| {
+        let out = std::process::Command::new(cmd).args(args).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let revision = said("git", &["rev-parse", "HEAD"]);
+    let rustc = said(
+        &std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()),
+        &["--version"],
+    );
+    let rustversion = rustc.split_whitespace().nth(1).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!(
+            "shuffle-janitor {} (revision {revision}, rustc {rustversion})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

@@ -310,10 +310,12 @@ impl Metrics {
         };
         let build = GaugeVec::new(
             Opts::new("shuffle_janitor_build_info", "Build of the running daemon; always 1."),
-            &["version"],
+            &["version", "revision", "rustversion"],
         )
         .expect("valid metric");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        build
+            .with_label_values(&[crate::VERSION, crate::REVISION, crate::RUSTVERSION])
+            .set(1.0);
         m.registry.register(Box::new(build)).expect("registered once");
         #[cfg(target_os = "linux")]
         m.registry

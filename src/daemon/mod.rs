@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Overrides};
 use crate::disk::{self, Mounts};
 use crate::index::{Index, Lost};
 use crate::open_files;
@@ -45,6 +45,7 @@ use crate::spark::DirRole;
 use crate::state::State;
 use crate::store_dir::deletion_gate;
 use crate::sweep::{self, Root, roots};
+use crate::web_config::{WebConfig, WebConfigError};
 use clock::Clock;
 use metrics::{Metrics, Trigger};
 use pressure::{Pressure, UNMET_BACKOFF};
@@ -79,6 +80,15 @@ pub enum DaemonError {
     Io(#[from] io::Error),
     #[error("cannot start: {0}")]
     State(crate::state::StateError),
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error("{0}")]
+    Config(ConfigError),
+    #[error("{0}")]
+    Web(WebConfigError),
 }
 
 /// A sweep to run.
@@ -143,8 +153,9 @@ struct Running {
     handle: JoinHandle<Done>,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. `config_path` is re-read on SIGHUP.
-pub fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), DaemonError> {
+/// Runs the daemon until SIGTERM or SIGINT. `config_path` (with the command line's `overrides`
+/// on top) and the web config file are re-read on SIGHUP.
+pub fn run(config_path: Option<PathBuf>, overrides: Overrides, cfg: Config, web: WebConfig) -> Result<(), DaemonError> {
     raise_fd_limit();
     map_large_tables();
     // Every setting of the wall clock, even one undone before the next sweep, makes the JVMs
@@ -160,7 +171,7 @@ pub fn run(config_path: Option<PathBuf>, cfg: Config) -> Result<(), DaemonError>
     let result = rt.block_on(async move {
         let (tx, rx) = mpsc::channel(64);
         signals::forward(tx)?;
-        let daemon = Daemon::start(config_path, cfg).await?;
+        let daemon = Daemon::start(config_path, overrides, cfg, web).await?;
         daemon.serve(rx).await;
         Ok(())
     });
@@ -186,6 +197,9 @@ fn raise_fd_limit() {
 
 struct Daemon {
     config_path: Option<PathBuf>,
+    overrides: Overrides,
+    /// The metrics endpoint's TLS and users, shared with the server.
+    web: http::WebHandle,
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
     index: Arc<Mutex<Index>>,
@@ -222,7 +236,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(config_path: Option<PathBuf>, cfg: Config) -> Result<Daemon, DaemonError> {
+    async fn start(
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+        cfg: Config,
+        web: WebConfig,
+    ) -> Result<Daemon, DaemonError> {
         // Before anything: a second daemon on the same state_dir would overwrite the first's
         // state (and sweep the same roots). One whose state_dir cannot be locked at all (a
         // read-only /var/lib) runs, as it runs without saving its state.
@@ -244,7 +263,9 @@ impl Daemon {
                 source,
             })?;
         let ready = Arc::new(AtomicBool::new(false));
-        http::spawn(listener, metrics.clone(), ready.clone());
+        let web_described = web.describe();
+        let web: http::WebHandle = Arc::new(RwLock::new(Arc::new(web)));
+        http::spawn(listener, metrics.clone(), ready.clone(), web.clone());
 
         let index = Arc::new(Mutex::new(Index::default()));
         let roots: Roots = Arc::new(RwLock::new(Vec::new()));
@@ -259,6 +280,8 @@ impl Daemon {
         };
         let mut daemon = Daemon {
             config_path,
+            overrides,
+            web,
             cfg: Arc::new(cfg),
             metrics,
             index,
@@ -290,6 +313,7 @@ impl Daemon {
         ready.store(true, Ordering::Relaxed);
         info!(
             listen = %daemon.cfg.listen,
+            web = %web_described,
             config = %daemon.config_name(),
             roots = ?daemon.cfg.roots,
             inotify = daemon.watch.is_some(),
@@ -957,9 +981,20 @@ impl Daemon {
     /// the config changed.
     fn reload(&mut self) -> bool {
         sd_notify(&[sd_notify::NotifyState::Reloading]);
-        let result: Result<Config, ConfigError> = Config::load(self.config_path.as_deref());
+        let result = Config::load_with(self.config_path.as_deref(), &self.overrides)
+            .map_err(ReloadError::Config)
+            .and_then(|cfg| {
+                // The web config file is checked with the rest: a bad one refuses the whole reload.
+                let web = match &cfg.web_config_file {
+                    None => WebConfig::plain(),
+                    Some(file) => WebConfig::load(file).map_err(ReloadError::Web)?,
+                };
+                Ok((cfg, web))
+            });
         let changed = match result {
-            Ok(cfg) => {
+            Ok((cfg, web)) => {
+                info!(web = %web.describe(), "metrics endpoint");
+                *self.web.write().expect("not poisoned") = Arc::new(web);
                 if cfg.listen != self.cfg.listen {
                     warn!(old = %self.cfg.listen, new = %cfg.listen, "metrics.listen changes take effect on restart");
                 }
