@@ -377,29 +377,33 @@ impl Daemon {
 
     /// With extra environment and a shell prefix (`ulimit -n 1024;`, `faketime ...`).
     pub fn start_with(dir: &Path, config_body: &str, env: &[(&str, &str)], prefix: &str) -> Daemon {
-        Daemon::start_cmd(dir, config_body, |config| {
+        Daemon::start_cmd(dir, config_body, env, |config| {
             let mut cmd = Command::new("sh");
             cmd.arg("-c").arg(format!(
                 "{prefix} exec {BIN} run --log-level debug --config '{}'",
                 config.display()
             ));
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
             cmd
         })
     }
 
     /// Inside a node of its own ([`crate::common::Node`]).
     pub fn start_in(node: &crate::common::Node, dir: &Path, config_body: &str) -> Daemon {
-        Daemon::start_cmd(dir, config_body, |config| {
+        Daemon::start_cmd(dir, config_body, &[], |config| {
             let mut cmd = node.command(BIN);
             cmd.args(["run", "--log-level", "debug", "--config"]).arg(config);
             cmd
         })
     }
 
-    fn start_cmd(dir: &Path, config_body: &str, command: impl FnOnce(&Path) -> Command) -> Daemon {
+    /// `command` makes the command for the config file; `env` is set on it after the test's own
+    /// `RUST_LOG` and `NOTIFY_SOCKET` are removed (a scenario may set its own).
+    fn start_cmd(
+        dir: &Path,
+        config_body: &str,
+        env: &[(&str, &str)],
+        command: impl FnOnce(&Path) -> Command,
+    ) -> Daemon {
         let port = free_port();
         let config = dir.join(format!("daemon-{port}.toml"));
         std::fs::write(
@@ -414,6 +418,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = cmd.spawn().expect("start the daemon");
         let d = Daemon {
             child,
