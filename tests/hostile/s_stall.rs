@@ -364,7 +364,12 @@ fn stuck_walk_unhealthy(sc: &mut Sc) {
         pings(&sock);
         std::thread::sleep(Duration::from_millis(1500));
         let n = pings(&sock);
-        sc.check(n == 0, || format!("{n} watchdog pings while stuck"));
+        // Fed, the watchdog gets a ping every 200 ms: 7 in this window. One CI run under load saw
+        // a single ping here (a late one, or a moment the process-wide progress counter moved);
+        // more than one is a watchdog still fed.
+        sc.check(n <= 1, || {
+            format!("{n} watchdog pings in 1.5 s while stuck (7 when fed)")
+        });
     }
     // The mount aborted, the walk fails there and ends: healthy again, the watchdog fed.
     fuse.abort();
