@@ -6,7 +6,7 @@
 # binary (scripts/build-static.sh: no dynamic dependency, any glibc or none; stripped), config.toml (every key with its default), shuffle-janitor.service, the man pages
 # (man/shuffle-janitor.8, man/shuffle-janitor.toml.5), the shell completions
 # (completions/shuffle-janitor.bash, _shuffle-janitor for zsh, shuffle-janitor.fish),
-# CHANGELOG.md, LICENSE and README.md. <version> is Cargo.toml's; <arch> is Debian's name for this
+# CHANGELOG.md, LICENSE, README.md and docs/. <version> is Cargo.toml's; <arch> is Debian's name for this
 # machine (amd64, arm64..., the same as the .deb's). The archive is reproducible: same binary,
 # same bytes.
 #
@@ -76,6 +76,7 @@ install -D -m 0644 -t "$stage/$name/completions" "$assets/completions/shuffle-ja
 install -m 0644 CHANGELOG.md "$stage/$name/CHANGELOG.md"
 install -m 0644 LICENSE "$stage/$name/LICENSE"
 install -m 0644 README.md "$stage/$name/README.md"
+install -D -m 0644 -t "$stage/$name/docs" docs/*.md
 
 # Reproducible: fixed order, owner and times (the last commit's, else Cargo.toml's mtime).
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y Cargo.toml)}

@@ -240,7 +240,7 @@ EOF
     # Its startup sweep judges the tree by the app's config: the fresh unit is young; the unit
     # back-dated 7 h is past max_age (6h), but `touch -d` moved its ctime to now, so its
     # timestamps cannot prove it unread and a daemon that has not watched it for max_age keeps it
-    # (`unwatched`; README "What is deleted").
+    # (`unwatched`; docs/safety.md).
     for _ in $(seq 50); do
         "$py" -c "import urllib.request; open('$tmp/mmetrics.txt', 'wb').write(urllib.request.urlopen('http://127.0.0.1:$port/metrics').read())"
         grep -q '^shuffle_janitor_skipped_files_total{reason="unwatched"} 2$' "$tmp/mmetrics.txt" && break
@@ -306,7 +306,7 @@ tar -tzf "$dist/$name.tar.gz" | sort >"$tmp/tar-list"
 printf '%s\n' "$name/" "$name/CHANGELOG.md" "$name/LICENSE" "$name/README.md" "$name/config.toml" "$name/shuffle-janitor" \
     "$name/shuffle-janitor.service" "$name/man/" "$name/man/shuffle-janitor.8" "$name/man/shuffle-janitor.toml.5" \
     "$name/completions/" "$name/completions/shuffle-janitor.bash" "$name/completions/_shuffle-janitor" \
-    "$name/completions/shuffle-janitor.fish" | sort | diff -u - "$tmp/tar-list" || fail "the tarball's contents differ"
+    "$name/completions/shuffle-janitor.fish" "$name/docs/" $(for page in docs/*.md; do echo "$name/$page"; done) | sort | diff -u - "$tmp/tar-list" || fail "the tarball's contents differ"
 mkdir "$tmp/unpacked"
 tar -xzf "$dist/$name.tar.gz" -C "$tmp/unpacked"
 [[ $("$tmp/unpacked/$name/shuffle-janitor" --version) == "shuffle-janitor $version (revision $revision, rustc "*")" ]] || fail "the tarball's binary --version"

@@ -94,7 +94,7 @@ wait_metrics() { # PORT PID-OR-EMPTY LOG
 }
 # In the root $1 (chroot): `sweep` deletes the stale unit and keeps the fresh one; then the daemon
 # sweeps and serves /metrics. (The daemon itself keeps units it has not watched for max_age
-# from the TTL, README "The daemon": at its start every unit is such, so the deleting is shown by
+# from the TTL, docs/daemon.md: at its start every unit is such, so the deleting is shown by
 # `sweep`, the same deletion code.)
 run_in_root() { # ROOT BIN-IN-ROOT WHAT
     local root=$1 bin=$2 what=$3 port pid

@@ -4,7 +4,7 @@
 #      with cargo-deb (installed from crates.io into ~/.cargo/bin when missing),
 #   2. checks its contents, conffiles and dependencies, its changelogs and copyright; runs Debian's
 #      lintian on it, which must report no error or warning that the package's overrides file
-#      does not override with a reason (and the README justifies); renders both man pages with
+#      does not override with a reason (and docs/install.md justifies); renders both man pages with
 #      `man -l`, which must not warn,
 #   3. installs it with apt (`apt-get install ./…deb`, as the README says): the system user,
 #      `shuffle-janitor --version`, `check-config` on the installed config, `systemd-analyze
@@ -128,6 +128,8 @@ depends=" $(dpkg-deb -f "$deb" Depends | tr -d ,) "
 [[ $depends == *" adduser "* ]] || fail "Depends: lacks adduser (postinst uses it)"
 dpkg-deb -c "$deb" | awk '{ print $1, $NF }' >"$tmp/contents"
 doc=./usr/share/doc/$pkg
+docs_want=()
+for page in docs/*.md; do docs_want+=("-rw-r--r-- $doc/$page"); done
 for want in "-rwxr-xr-x ./usr/bin/shuffle-janitor" \
     "-rw-r--r-- ./etc/shuffle-janitor/config.toml" \
     "-rw-r--r-- ./etc/default/shuffle-janitor" \
@@ -141,6 +143,7 @@ for want in "-rwxr-xr-x ./usr/bin/shuffle-janitor" \
     "-rw-r--r-- $doc/changelog.Debian.gz" \
     "-rw-r--r-- $doc/changelog.gz" \
     "-rw-r--r-- $doc/README.md" \
+    "${docs_want[@]}" \
     "-rw-r--r-- ./usr/share/lintian/overrides/$pkg"; do
     grep -qxF -- "$want" "$tmp/contents" || fail "the package lacks '$want'; it has:$(printf '\n  %s' "$(cat "$tmp/contents")")"
 done
@@ -174,14 +177,14 @@ head -n1 "$tmp/data/$doc/copyright" | grep -qx 'Format: https://www.debian.org/d
 grep -q '^Copyright: [0-9]' "$tmp/data/$doc/copyright" || fail "copyright has no Copyright: notice"
 ok "changelog.Debian.gz ($top), changelog.gz (CHANGELOG.md), DEP-5 copyright with its notice"
 
-# Each override in the package's overrides file says why, in a comment above it, and the README
+# Each override in the package's overrides file says why, in a comment above it, and docs/install.md
 # says so too.
 overrides=debian/$pkg.lintian-overrides
 cmp -s "$overrides" "$tmp/data/usr/share/lintian/overrides/$pkg" || fail "the installed overrides are not $overrides"
 awk -v f="$overrides" '/^[^#[:space:]]/ && prev !~ /^#/ { printf "%s:%d: an override without a reason (a comment above it): %s\n", f, NR, $0; bad = 1 }
     { prev = $0 } END { exit bad }' "$overrides" >&2 || fail "$overrides: every override needs a reason"
 while read -r tag; do
-    grep -qF "\`$tag\`" README.md || fail "README.md does not justify the lintian override $tag"
+    grep -qF "\`$tag\`" docs/install.md || fail "docs/install.md does not justify the lintian override $tag"
 done < <(sed -n "s/^$pkg: \([a-z0-9-]*\).*/\1/p" "$overrides")
 
 step "lintian $(basename "$deb")"
@@ -195,7 +198,7 @@ lint=$(cd "$tmp/lintian" && setpriv --reuid=nobody --regid=nogroup --clear-group
     status=$?
 [[ -z $lint ]] || echo "$lint"
 ((status == 0)) || fail "lintian failed to run (exit $status)"
-! grep -qE '^[EW]: ' <<<"$lint" || fail "lintian reports errors or warnings (E:, W: above); fix them, or override one in $overrides with a reason and say why in README.md"
+! grep -qE '^[EW]: ' <<<"$lint" || fail "lintian reports errors or warnings (E:, W: above); fix them, or override one in $overrides with a reason and say why in docs/install.md"
 overridden=$(grep -c '^O: ' <<<"$lint" || true)
 ok "lintian: no error or warning ($overridden overridden, each with its reason)"
 

@@ -4,7 +4,7 @@
 Run through tests/spark_e2e.sh, which prepares pyspark, Java 17 and Prometheus and puts this
 script in a network namespace of its own with only loopback. Standard library only.
 
-The scenario (README: "Real Spark end-to-end test"):
+The scenario (docs/reliability.md: "Real Spark end-to-end test"):
   1. the janitor runs (`run`) over the worker's SPARK_LOCAL_DIRS with short ages;
   2. a long-lived app (tests/spark_e2e_app.py, dynamic allocation, external shuffle service)
      shuffles once, its executor is released, and once the janitor has looked at the map

@@ -10,10 +10,11 @@ use roff::{Inline, Roff, bold, italic, roman};
 use crate::markdown::{Section, inline, section};
 use crate::{Meta, without_preamble};
 
-/// The README headings whose tables become sections of the page.
+/// The headings whose tables become sections of the page: in the README, but for the package's
+/// files, which are in docs/install.md (the documents are read as one, README first).
 const EXIT_CODES: &str = "### Exit codes";
 const SIGNALS: &str = "### Signals";
-const PACKAGE: &str = "### Debian package (apt, dpkg)";
+const PACKAGE: &str = "## Debian package (apt, dpkg)";
 const METRICS: &str = "### Metrics";
 
 pub fn render(cmd: clap::Command, readme: &str, meta: &Meta) -> Result<String, String> {
@@ -302,7 +303,11 @@ mod tests {
     use shuffle_janitor::cli::Cli;
 
     fn page() -> String {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let readme = crate::docs_source(|name| {
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
         render(Cli::command(), &readme, &meta()).unwrap()
     }
 

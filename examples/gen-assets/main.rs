@@ -80,6 +80,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// The documents the command page's tables come from, as one text: the README, then
+/// docs/install.md (the package's files).
+pub fn docs_source(source: impl Fn(&str) -> Result<String, String>) -> Result<String, String> {
+    Ok(format!("{}\n{}", source("README.md")?, source("docs/install.md")?))
+}
+
 /// Writes every file below `out` and returns their paths.
 fn generate(out: &Path) -> Result<Vec<PathBuf>, String> {
     let source = |name: &str| {
@@ -90,7 +96,7 @@ fn generate(out: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = vec![
         (
             "man/shuffle-janitor.8",
-            command_page::render(Cli::command(), &source("README.md")?, &meta)?,
+            command_page::render(Cli::command(), &docs_source(source)?, &meta)?,
         ),
         (
             "man/shuffle-janitor.toml.5",

@@ -20,7 +20,7 @@ impl Section {
     pub fn column(&self, heading: &str, name: &str) -> Result<usize, String> {
         self.header.iter().position(|h| h == name).ok_or_else(|| {
             format!(
-                "README.md: the table under '{heading}' has no column '{name}' (it has {:?}); \
+                "README.md or docs/install.md: the table under '{heading}' has no column '{name}' (it has {:?}); \
                  the man page reads it from there",
                 self.header
             )
@@ -33,7 +33,7 @@ pub fn section(doc: &str, heading: &str) -> Result<Section, String> {
     let mut lines = doc.lines().skip_while(|l| *l != heading);
     if lines.next().is_none() {
         return Err(format!(
-            "README.md: no heading '{heading}'; the man page takes a section from there"
+            "README.md or docs/install.md: no heading '{heading}'; the man page takes a section from there"
         ));
     }
     let mut s = Section::default();
@@ -65,7 +65,9 @@ pub fn section(doc: &str, heading: &str) -> Result<Section, String> {
         let table_seen = !s.header.is_empty();
         if let Some(row) = line.strip_prefix('|') {
             if table_done {
-                return Err(format!("README.md: more than one table under '{heading}'"));
+                return Err(format!(
+                    "README.md or docs/install.md: more than one table under '{heading}'"
+                ));
             }
             flush(&mut paragraph, &mut s);
             let mut cells = split_row(row);
@@ -92,7 +94,7 @@ pub fn section(doc: &str, heading: &str) -> Result<Section, String> {
     flush(&mut paragraph, &mut s);
     if s.rows.is_empty() {
         return Err(format!(
-            "README.md: no table under '{heading}'; the man page takes its rows from there"
+            "README.md or docs/install.md: no table under '{heading}'; the man page takes its rows from there"
         ));
     }
     Ok(s)
