@@ -26,11 +26,13 @@ const KEYS: &[&str] = &[
     "protect",
     "interval",
     "rescan_interval",
+    "stuck_after",
     "dry_run",
     "skip_open_files",
     "state_dir",
 ];
 const WM_KEYS: &[&str] = &["high", "low", "poll"];
+const STORES_KEYS: &[&str] = &["reap", "min_idle", "executor_startup", "pid_namespace"];
 
 /// A random value: wrong types, odd durations, NaN/inf, empty lists, odd globs.
 fn value(rng: &mut Rng, root: &str) -> String {
@@ -130,6 +132,23 @@ fn document(rng: &mut Rng, root: &str) -> String {
             doc.push_str(&format!("{key} = {}\n", value(rng, root)));
         }
     }
+    if rng.below(4) == 0 {
+        doc.push_str("[stores]\n");
+        for _ in 0..rng.below(4) {
+            let key = if rng.below(8) == 0 {
+                "reapp"
+            } else {
+                rng.pick(STORES_KEYS)
+            };
+            let value = match rng.below(3) {
+                0 => rng
+                    .pick(&["\"node\"", "\"own\"", "\"host\"", "\"auto\"", "true"])
+                    .to_string(),
+                _ => value(rng, root),
+            };
+            doc.push_str(&format!("{key} = {value}\n"));
+        }
+    }
     if rng.below(6) == 0 {
         doc.push_str("[metrics]\nlisten = \"localhost\"\n");
     }
@@ -143,10 +162,15 @@ fn document(rng: &mut Rng, root: &str) -> String {
 
 /// The keys a document names, for "a message naming the key".
 fn names_a_key(doc: &str, stderr: &str) -> bool {
-    let all = KEYS
-        .iter()
-        .chain(WM_KEYS)
-        .chain(&["unknown_0", "unknown_1", "unknown_2", "max_aeg", "listen", "hihg"]);
+    let all = KEYS.iter().chain(WM_KEYS).chain(STORES_KEYS).chain(&[
+        "unknown_0",
+        "unknown_1",
+        "unknown_2",
+        "max_aeg",
+        "listen",
+        "hihg",
+        "reapp",
+    ]);
     all.clone().any(|k| doc.contains(k) && stderr.contains(k))
         // A syntax error has no key: TOML names the line and column.
         || stderr.contains("TOML parse error")
