@@ -158,13 +158,18 @@ fn config_keys() -> Vec<String> {
     keys
 }
 
+/// The names that have no row of their own (`| `name` |`) in the README's tables.
+fn without_a_readme_row(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let readme = read(&root().join("README.md"));
+    names
+        .into_iter()
+        .filter(|n| !readme.contains(&format!("| `{n}` |")))
+        .collect()
+}
+
 #[test]
 fn every_config_key_is_in_the_readme_table() {
-    let readme = read(&root().join("README.md"));
-    let missing: Vec<_> = config_keys()
-        .into_iter()
-        .filter(|k| !readme.contains(&format!("| `{k}` |")))
-        .collect();
+    let missing = without_a_readme_row(config_keys());
     assert!(
         missing.is_empty(),
         "config keys without a row in the README's table: {missing:?}"
@@ -198,11 +203,7 @@ fn metric_names() -> BTreeSet<String> {
 
 #[test]
 fn every_metric_is_in_the_readme_table() {
-    let readme = read(&root().join("README.md"));
-    let missing: Vec<_> = metric_names()
-        .into_iter()
-        .filter(|m| !readme.contains(&format!("| `{m}` |")))
-        .collect();
+    let missing = without_a_readme_row(metric_names());
     assert!(
         missing.is_empty(),
         "metrics without a row in the README's table: {missing:?}"
