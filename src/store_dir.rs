@@ -48,6 +48,11 @@ const MAX_OPEN_SUBDIRS: usize = 128;
 /// ([`Listing::leftovers`]).
 pub const PRIVATE_PREFIX: &[u8] = b".shuffle-janitor-deleting.";
 
+/// A leftover of a deletion that did not finish (a file under [`PRIVATE_PREFIX`]) is removed
+/// once it is this old, in nanoseconds of its ctime: a deletion in progress holds its files
+/// under the private name for microseconds.
+pub const LEFTOVER_AGE_NS: Nanos = 10 * 60 * 1_000_000_000;
+
 /// Held while a unit is being deleted. The daemon takes it before it exits, so it never exits
 /// with a unit deleted in part.
 pub fn deletion_gate() -> &'static Mutex<()> {

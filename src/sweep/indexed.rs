@@ -175,7 +175,7 @@ pub fn run_indexed(
 /// was killed between a rename and its unlink), once they are old enough, as a walking sweep
 /// does; the walk that read their store noted them.
 fn remove_leftovers(ctx: &Ctx, report: &mut Report) {
-    let old_enough = ctx.now.saturating_sub(super::worker::LEFTOVER_AGE_NS);
+    let old_enough = ctx.now.saturating_sub(crate::store_dir::LEFTOVER_AGE_NS);
     type Due = (StoreId, usize, PathBuf, Vec<(Box<str>, crate::store_dir::Leftover)>);
     let due: Vec<Due> = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,12 +5,19 @@
 //!
 //! - [`roots`]: the configured roots as they are now;
 //! - [`worker`]: read, judge and delete in one store;
+//! - [`indexed`]: the daemon's sweep, deciding from its index instead of a walk;
+//! - [`stores`]: the empty stores a walk hands the reaper (both sides depend on it, it on neither);
+//! - [`reap`]: judging and removing dead stores, for both kinds of sweep;
 //! - [`record`]: what a sweep says in the log.
+//!
+//! The dependencies go one way: `indexed` and `worker` use `stores` and `crate::store_dir`
+//! (the private names and their leftover age); `reap` uses `stores` and `indexed`.
 
 pub mod indexed;
 pub mod reap;
 mod record;
 pub mod roots;
+pub mod stores;
 mod worker;
 
 use std::collections::BTreeMap;

@@ -15,35 +15,14 @@ use super::Options;
 use super::indexed::IndexedRoot;
 use super::record::{FirstNotices, Recorder};
 use super::roots::Root;
+use super::stores::{ReapCandidate, covered};
 use crate::config::Config;
 use crate::fsx::DirError;
 use crate::index::{Index, StoreId};
 use crate::policy::{self, Nanos, StoreFacts, StoreState};
 use crate::procs::Procs;
 use crate::report::{Op, Report};
-use crate::store_dir::{DirFacts, StoreDir};
-
-/// An empty store a sweep may remove, if the liveness rule finds it dead.
-#[derive(Clone, Debug)]
-pub struct ReapCandidate {
-    /// Index of its root in the sweep's roots.
-    pub root: usize,
-    pub rel: PathBuf,
-    pub facts: DirFacts,
-    pub dir_ids: Vec<(u64, u64)>,
-    /// Read whole in this sweep, so it may be removed if dead; otherwise only counted.
-    pub read_now: bool,
-}
-
-/// Whether a store is one the liveness rule covers: an executor's or a driver's `blockmgr-*`.
-/// Not YARN's `merge_manager*` directories of push-based shuffle: made once per application
-/// and node by its first executor, written to by the node manager's shuffle service (which
-/// cannot create them), they belong to the application, and YARN removes them with it.
-pub fn covered(rel: &Path) -> bool {
-    rel.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with("blockmgr-"))
-}
+use crate::store_dir::StoreDir;
 
 /// The process snapshot of a sweep, read the first time a store needs it, with a deadline (a
 /// hung mount makes it blind, never stalls the sweep: [`crate::procs_bounded`]).

@@ -11,18 +11,14 @@ use std::sync::mpsc::Receiver;
 use tracing::debug;
 
 use super::Ctx;
-use super::reap::ReapCandidate;
 use super::record::Recorder;
+use super::stores::{self, ReapCandidate};
 use crate::fsx::DirError;
 use crate::policy::{self, Grouping, Nanos, Planner, Reason, Skip, UnitFacts, Verdict};
 use crate::report::{Candidate, FsReport, Inventory, Op, Report, Tally};
 use crate::spark::DirRole;
 use crate::spark::Kind;
-use crate::store_dir::{Listing, StoreDir, StoreFile, UnitFile};
-
-/// A leftover of a deletion that did not finish is removed once it is this old (a deletion in
-/// progress holds its files under the private name for microseconds).
-pub const LEFTOVER_AGE_NS: Nanos = 10 * 60 * 1_000_000_000;
+use crate::store_dir::{LEFTOVER_AGE_NS, Listing, StoreDir, StoreFile, UnitFile};
 
 /// Identifies a unit from one pass to the next: a hash of its store's path and of its stem.
 /// Only units the first pass counted and pressure chose are deleted by the second (a 64-bit
@@ -191,7 +187,7 @@ impl<'a> Worker<'a> {
                 listing.complete() && listing.files.is_empty() && listing.unknown == 0 && listing.leftovers.is_empty();
             let reapable = ctx.cfg.stores.reap
                 && empty
-                && super::reap::covered(&rel)
+                && stores::covered(&rel)
                 && root_meta.role != DirRole::Store
                 && !(root_meta.protected
                     || (!ctx.cfg.protect.is_empty() && root_meta.protects_dir(&ctx.cfg.protect, &rel)));
