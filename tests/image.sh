@@ -280,6 +280,8 @@ print(f"ready_path={shlex.quote(app['readinessChecks'][0]['path'])}")
 print(f"grace={int(app['taskKillGracePeriodSeconds'])}")
 EOF
         fail "reading deploy/marathon/shuffle-janitor.json"
+    # What the app gives (set by the script just written).
+    image='' args=() vol_flags=() env_flags=() spark_dirs=() state_host='' health_path='' ready_path='' grace=''
     # shellcheck disable=SC1091
     source "$tmp/marathon.sh"
     # Each Spark local dir (each root's volume): a map output whose timestamps prove it unread for
