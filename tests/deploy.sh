@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Everything under deploy/, and the release tarball, checked with the real tools this machine has
 # (needs root: the Ansible role installs the package and creates a user):
-#   1. every JSON and YAML file parses; the configs embedded in the Marathon app and the Kubernetes
-#      ConfigMap pass `shuffle-janitor check-config`; their structure (one per agent, probes,
-#      capabilities, hostPath roots) is what the daemon needs; the Kubernetes objects validate
-#      against the API's schemas (kubernetes-validate);
-#   2. the Marathon app's cmd runs for real in a fake sandbox (the tarball unpacked as Mesos's
-#      fetcher would), drops to uid 65534 with three capabilities, and answers /-/healthy;
+#   1. every JSON and YAML file parses; the configs of the Marathon apps (embedded in the tarball
+#      app, deploy/marathon/config.toml for the image app) and of the Kubernetes ConfigMap pass
+#      `shuffle-janitor check-config`; their structure (one per agent, probes, capabilities,
+#      hostPath roots, the image app's image and args as the DaemonSet's) is what the daemon
+#      needs; the Kubernetes objects validate against the API's schemas (kubernetes-validate);
+#   2. the Marathon tarball app's cmd runs for real in a fake sandbox (the tarball unpacked as
+#      Mesos's fetcher would), drops to uid 65534 with three capabilities, and answers /-/healthy
+#      (tests/image.sh runs the image app with podman);
 #   3. promtool check rules and promtool test rules on the alerts; the dashboard's queries through
 #      promtool, its fleet row's queries through promtool test rules on three nodes; the metric
 #      names used by alerts, dashboard and README against a live daemon's /metrics (and promtool
@@ -155,9 +157,12 @@ step "deploy/: parse, embedded configs through check-config, structure"
 t0=$(date +%s)
 checks parse-all
 checks marathon-config "$tmp/marathon.toml"
-"$bin" check-config --config "$tmp/marathon.toml" >/dev/null || fail "check-config refused the Marathon app's config"
-ok "check-config accepts the config in deploy/marathon/shuffle-janitor.json"
+"$bin" check-config --config "$tmp/marathon.toml" >/dev/null || fail "check-config refused the Marathon tarball app's config"
+ok "check-config accepts the config in deploy/marathon/shuffle-janitor-tarball.json"
 checks marathon-check "$version" "$arch"
+"$bin" check-config --config deploy/marathon/config.toml >/dev/null || fail "check-config refused deploy/marathon/config.toml"
+ok "check-config accepts deploy/marathon/config.toml (the image app's config)"
+checks marathon-image-check "$version"
 checks k8s-config "$tmp/k8s.toml"
 "$bin" check-config --config "$tmp/k8s.toml" >/dev/null || fail "check-config refused the Kubernetes ConfigMap's config"
 ok "check-config accepts the ConfigMap's config.toml in deploy/kubernetes/daemonset.yaml"
@@ -194,8 +199,8 @@ mk_spark_tree() {
     touch -d '-7 hours' "$store"/*/shuffle_1_2_0.*
 }
 
-# --- 2. The Marathon app's cmd, for real ------------------------------------------------------
-step "the Marathon app's cmd in a fake Mesos sandbox"
+# --- 2. The Marathon tarball app's cmd, for real --------------------------------------------------
+step "the Marathon tarball app's cmd in a fake Mesos sandbox"
 t0=$(date +%s)
 scripts/release-tarball.sh --no-build "$tmp/dist" >/dev/null
 if [[ $arch == amd64 ]]; then
@@ -210,7 +215,7 @@ if [[ $arch == amd64 ]]; then
     "$py" - "$tmp/mroot" "$port" "$tmp/marathon-env" "$tmp/marathon-cmd" <<'EOF'
 import json, re, shlex, sys
 root, port, env_out, cmd_out = sys.argv[1:]
-app = json.load(open("deploy/marathon/shuffle-janitor.json"))
+app = json.load(open("deploy/marathon/shuffle-janitor-tarball.json"))
 cfg = app["env"]["SHUFFLE_JANITOR_CONFIG"]
 cfg, n1 = re.subn(r"(?m)^roots = .*$", f'roots = ["{root}"]', cfg)
 cfg, n2 = re.subn(r'(?m)^listen = ".*"$', f'listen = "127.0.0.1:{port}"', cfg)

@@ -6,6 +6,7 @@ structure those files must have, and the metric names the alerts, the dashboard 
 Each command prints what it checked and exits 1 with a message on the first failure. Needs PyYAML.
 """
 
+import fnmatch
 import json
 import re
 import sys
@@ -54,35 +55,120 @@ def listen_port(config_text):
     return int(listen.rsplit(":", 1)[1])
 
 
+def marathon_app(name):
+    return json.loads((DEPLOY / "marathon" / name).read_text())
+
+
 def marathon_config(out):
-    app = json.loads((DEPLOY / "marathon/shuffle-janitor.json").read_text())
+    """The config embedded in the tarball app (deploy/marathon/shuffle-janitor-tarball.json)."""
+    app = marathon_app("shuffle-janitor-tarball.json")
     Path(out).write_text(app["env"]["SHUFFLE_JANITOR_CONFIG"])
 
 
-def marathon_check(version, arch):
-    app = json.loads((DEPLOY / "marathon/shuffle-janitor.json").read_text())
-    config = app["env"]["SHUFFLE_JANITOR_CONFIG"]
+def marathon_common(app, config, what):
+    """What both Marathon apps must have: one per agent, the reserved role, the checks on
+    metrics.listen's port, host networking. Returns a summary."""
     if app.get("constraints") != [["hostname", "UNIQUE"]]:
-        fail(f"marathon: constraints are {app.get('constraints')}, not [['hostname', 'UNIQUE']]")
+        fail(f"{what}: constraints are {app.get('constraints')}, not [['hostname', 'UNIQUE']]")
     roles = app.get("acceptedResourceRoles") or []
     if not roles or "*" in roles:
-        fail("marathon: acceptedResourceRoles must name the reserved role, not '*'")
+        fail(f"{what}: acceptedResourceRoles must name the reserved role, not '*'")
     hc = app.get("healthChecks") or []
     if not any(h.get("path") == "/-/healthy" and h.get("portIndex") == 0 for h in hc):
-        fail("marathon: no health check on /-/healthy at portIndex 0")
+        fail(f"{what}: no health check on /-/healthy at portIndex 0")
     port = listen_port(config)
     ports = [p["port"] for p in app.get("portDefinitions", [])]
     if ports[:1] != [port] or not app.get("requirePorts"):
-        fail(f"marathon: portDefinitions[0] must be metrics.listen's port {port} with requirePorts, got {ports}")
+        fail(f"{what}: portDefinitions[0] must be metrics.listen's port {port} with requirePorts, got {ports}")
+    names = [p.get("name") for p in app.get("portDefinitions", [])]
+    rc = app.get("readinessChecks") or []
+    if not any(r.get("path") == "/-/ready" and r.get("portName") == names[0] for r in rc):
+        fail(f"{what}: no readiness check on /-/ready at the port {names[0]!r}")
+    if app.get("networks") != [{"mode": "host"}]:
+        fail(f"{what}: networks must be [{{'mode': 'host'}}], got {app.get('networks')}")
+    return f"one per agent (hostname UNIQUE), role {roles}, host network, port {port}, /-/healthy, /-/ready"
+
+
+def marathon_check(version, arch):
+    """The tarball app: fetches the release tarball and runs its binary from a shell cmd."""
+    app = marathon_app("shuffle-janitor-tarball.json")
+    config = app["env"]["SHUFFLE_JANITOR_CONFIG"]
+    what = "marathon (tarball)"
+    summary = marathon_common(app, config, what)
     name = f"shuffle-janitor-{version}.linux-{arch}"
     uris = [f["uri"] for f in app.get("fetch", [])]
     if not any(u.endswith(f"/{name}.tar.gz") for u in uris):
-        fail(f"marathon: no fetch URI ends in /{name}.tar.gz (Cargo.toml's version): {uris}")
+        fail(f"{what}: no fetch URI ends in /{name}.tar.gz (Cargo.toml's version): {uris}")
     if f"$MESOS_SANDBOX/{name}/shuffle-janitor" not in app["cmd"]:
-        fail(f"marathon: cmd does not run $MESOS_SANDBOX/{name}/shuffle-janitor")
+        fail(f"{what}: cmd does not run $MESOS_SANDBOX/{name}/shuffle-janitor")
     if "$SHUFFLE_JANITOR_CONFIG" not in app["cmd"]:
-        fail("marathon: cmd does not write $SHUFFLE_JANITOR_CONFIG")
-    ok(f"marathon: one per agent (hostname UNIQUE), role {roles}, port {port}, /-/healthy, fetches {name}.tar.gz")
+        fail(f"{what}: cmd does not write $SHUFFLE_JANITOR_CONFIG")
+    ok(f"{what}: {summary}, fetches {name}.tar.gz")
+
+
+MESOS_SANDBOX = "/mnt/mesos/sandbox"
+
+
+def marathon_image_check(version):
+    """The image app (deploy/marathon/shuffle-janitor.json): the image the DaemonSet runs, by the
+    Universal Container Runtime, its config fetched into the sandbox, the roots and state_dir as
+    host path volumes. Its config is deploy/marathon/config.toml."""
+    app = marathon_app("shuffle-janitor.json")
+    what = "marathon (image)"
+    config_text = (DEPLOY / "marathon/config.toml").read_text()
+    config = tomllib.loads(config_text)
+    summary = marathon_common(app, config_text, what)
+    c = app.get("container") or {}
+    if c.get("type") != "MESOS":
+        fail(f"{what}: container.type must be MESOS (the Universal Container Runtime), got {c.get('type')}")
+    image = (c.get("docker") or {}).get("image")
+    (ds,) = [d for d in k8s_docs() if d["kind"] == "DaemonSet"]
+    (k8s,) = ds["spec"]["template"]["spec"]["containers"]
+    if image != k8s["image"] or not image.endswith(f":{version}"):
+        fail(f"{what}: image {image} is not the DaemonSet's {k8s['image']} tagged {version}")
+    if "cmd" in app:
+        fail(f"{what}: a cmd runs /bin/sh -c, and the image has no shell: use args")
+    args = app.get("args") or []
+    if args[:1] != ["run"] or "--config" not in args:
+        fail(f"{what}: args must be run --config ..., got {args}")
+    # The DaemonSet's arguments but for the config's path.
+    k8s_args = list(k8s["args"])
+    k8s_args[k8s_args.index("--config") + 1] = args[args.index("--config") + 1]
+    if args != k8s_args:
+        fail(f"{what}: args {args} differ from the DaemonSet's {k8s['args']} beyond the config's path")
+    # The config is the fetched file, in the sandbox as the container sees it.
+    cfg_path = args[args.index("--config") + 1]
+    fetched = [f for f in app.get("fetch", []) if f.get("destPath", f["uri"].rsplit("/", 1)[-1]) == "config.toml"]
+    if cfg_path != f"{MESOS_SANDBOX}/config.toml" or len(fetched) != 1:
+        fail(f"{what}: --config must be {MESOS_SANDBOX}/config.toml, fetched into the sandbox (destPath config.toml)")
+    if fetched[0].get("extract") or fetched[0].get("executable") or fetched[0].get("cache"):
+        fail(f"{what}: the config must be fetched as it is, not extracted, not executable, not cached")
+    if app.get("user") != "root":
+        fail(f"{what}: user must be root (the image's uid 0; see the Containerfile)")
+    # Host path volumes at the same path inside, read-write.
+    vols = c.get("volumes") or []
+    for v in vols:
+        if v.get("hostPath") != v.get("containerPath") or v.get("mode") != "RW":
+            fail(f"{what}: volume {v} must mount a host path at the same path, RW")
+        if any(ch in v["hostPath"] for ch in "*?[{"):
+            fail(f"{what}: volume {v['hostPath']}: Mesos mounts paths, not globs")
+    mounted = [v["containerPath"] for v in vols]
+    # Every root matches a volume (a glob at least one), and every volume but state_dir is a root.
+    used = set()
+    for root in config.get("roots", ["/tmp"]):
+        hits = [m for m in mounted if fnmatch.fnmatchcase(m, root) or under(root, m)]
+        if not hits:
+            fail(f"{what}: root {root} is no host path volume of the app (volumes: {mounted})")
+        used.update(hits)
+    state = config.get("state_dir", "/var/lib/shuffle-janitor")
+    if state:
+        if state not in mounted:
+            fail(f"{what}: state_dir {state} is not a host path volume (volumes: {mounted})")
+        used.add(state)
+    if set(mounted) - used:
+        fail(f"{what}: volumes {sorted(set(mounted) - used)} are neither a root nor state_dir")
+    ok(f"{what}: {summary}, image {image} as the DaemonSet, args as the DaemonSet's but --config {cfg_path} "
+       f"(fetched), volumes {mounted} cover roots {config.get('roots')} and state_dir")
 
 
 def k8s_docs():
@@ -434,6 +520,7 @@ COMMANDS = {
     "parse-all": parse_all,
     "marathon-config": marathon_config,
     "marathon-check": marathon_check,
+    "marathon-image-check": marathon_image_check,
     "k8s-config": k8s_config,
     "k8s-check": k8s_check,
     "dashboard-check": dashboard_check,

@@ -11,6 +11,10 @@
 #      dir mounted in: `sweep` deletes the stale unit, the daemon (the image's command) serves
 #      /metrics. Where the machine cannot run
 #      containers it says SKIPPED and why, and runs the image's root filesystem with chroot.
+#   5. podman runs deploy/marathon/shuffle-janitor.json as a Mesos agent would (its image, args,
+#      env, host path volumes on a tmpfs, the fetched config in the sandbox, host network, the
+#      agent's PID namespace): healthy, ready, deletes a stale unit and keeps a fresh one in each
+#      Spark local dir, serves /metrics, saves its state, stops on SIGTERM (SKIPPED with 4).
 # Needs root (chroot, mount). Installs podman, buildah, skopeo, runc and curl when missing.
 #
 # Usage: tests/image.sh [--no-build]   (--no-build: use the static binary that is there)
@@ -206,8 +210,12 @@ if podman run --rm "${podman_flags[@]}" "$image" sweep --config /etc/shuffle-jan
     status=$(podman inspect --format '{{.State.ExitCode}}' "$container")
     [[ $status == 0 ]] || fail "podman: the daemon's container exited $status on SIGTERM"
     ok "podman run (runc, read-only, only DAC_OVERRIDE FOWNER SYS_PTRACE), a tmpfs Spark local dir mounted in: sweep deleted the stale unit and kept the fresh one; the image's command (the daemon) swept, served /metrics, exited 0 on SIGTERM"
+    podman rm -f "$container" >/dev/null 2>&1 || true
+    container=
+    podman_runs=1
 else
-    say "SKIPPED podman run: this machine cannot run containers: $(tr '\n' ' ' <"$tmp/podman-run.txt" | cut -c1-300)"
+    podman_skip="this machine cannot run containers: $(tr '\n' ' ' <"$tmp/podman-run.txt" | cut -c1-300)"
+    say "SKIPPED podman run: $podman_skip"
     rootfs=$tmp/rootfs
     mkdir -p "$rootfs"
     cid=$(podman create "$image") || fail "podman create $image"
@@ -215,5 +223,111 @@ else
     podman rm "$cid" >/dev/null
     run_in_root "$rootfs" /usr/bin/shuffle-janitor "the image's root filesystem"
     ok "the image's root filesystem, by chroot instead: sweep deletes the stale unit; the daemon serves /metrics"
+fi
+
+# --- 5. the Marathon app, run as the Mesos agent would ---------------------------------------------
+# deploy/marathon/shuffle-janitor.json as the Universal Container Runtime runs it: its image, the
+# image's entrypoint with the app's args, its env and what Mesos adds (MESOS_SANDBOX, PORT0), its
+# host path volumes at their container paths, the sandbox at /mnt/mesos/sandbox holding the
+# fetched config (deploy/marathon/config.toml), host network, and the agent's PID namespace (an
+# agent without the namespaces/pid isolator). Only the host side changes: each hostPath is a
+# directory of a tmpfs (a fake agent: $mtmp/host/tmp, $mtmp/host/data1/spark, ...), and the
+# config's metrics.listen is a free port on 127.0.0.1; its roots and state_dir are kept, since the
+# container paths are. The capabilities are the three the README tells the operator to leave the
+# task (Marathon cannot ask for them; README "Mesos (Marathon)").
+if [[ -n ${podman_runs:-} ]]; then
+    mtmp=$tmp/marathon
+    mkdir -p "$mtmp"
+    mount -t tmpfs -o size=16m tmpfs "$mtmp" || fail "cannot mount a tmpfs"
+    mounts+=("$mtmp")
+    port=$(free_port)
+    python3 - deploy/marathon/shuffle-janitor.json deploy/marathon/config.toml "$mtmp" "$port" >"$tmp/marathon.sh" <<'EOF' ||
+import fnmatch, json, os, re, shlex, sys, tomllib
+app_path, config_path, mtmp, port = sys.argv[1:]
+app = json.load(open(app_path))
+c = app["container"]
+assert c["type"] == "MESOS" and "cmd" not in app, "not a Mesos container app with args"
+text = open(config_path).read()
+text, n = re.subn(r'(?m)^listen = ".*"$', f'listen = "127.0.0.1:{port}"', text)
+assert n == 1, "metrics.listen not found in the config"
+config = tomllib.loads(text)
+# The fetched config, where the fetcher puts it: the sandbox, under its destPath.
+sandbox = os.path.join(mtmp, "sandbox")
+os.makedirs(sandbox)
+(fetch,) = [f for f in app["fetch"] if f["uri"].endswith(".toml")]
+open(os.path.join(sandbox, fetch.get("destPath") or fetch["uri"].rsplit("/", 1)[1]), "w").write(text)
+q = lambda xs: "(" + " ".join(shlex.quote(x) for x in xs) + ")"
+vols, spark, state = [], [], None
+for v in c["volumes"]:
+    host = os.path.join(mtmp, "host", v["hostPath"].lstrip("/"))
+    os.makedirs(host)
+    vols += ["-v", f"{host}:{v['containerPath']}:{v['mode'].lower()}"]
+    if v["containerPath"] == config["state_dir"]:
+        state = host
+    elif any(fnmatch.fnmatchcase(v["containerPath"], r) for r in config["roots"]):
+        spark.append(host)
+assert state and spark, "no state_dir or no root among the volumes"
+vols += ["-v", f"{sandbox}:/mnt/mesos/sandbox:rw"]
+env = dict(app.get("env", {}), MESOS_SANDBOX="/mnt/mesos/sandbox", PORT0=port)
+print(f"image={shlex.quote(c['docker']['image'])}")
+print(f"args={q(app['args'])}")
+print(f"vol_flags={q(vols)}")
+print(f"env_flags={q([a for k, v in env.items() for a in ('-e', f'{k}={v}')])}")
+print(f"spark_dirs={q(spark)}")
+print(f"state_host={shlex.quote(state)}")
+print(f"health_path={shlex.quote(app['healthChecks'][0]['path'])}")
+print(f"ready_path={shlex.quote(app['readinessChecks'][0]['path'])}")
+print(f"grace={int(app['taskKillGracePeriodSeconds'])}")
+EOF
+        fail "reading deploy/marathon/shuffle-janitor.json"
+    # What the app gives (set by the script just written).
+    image='' args=() vol_flags=() env_flags=() spark_dirs=() state_host='' health_path='' ready_path='' grace=''
+    # shellcheck disable=SC1091
+    source "$tmp/marathon.sh"
+    # Each Spark local dir (each root's volume): a map output whose timestamps prove it unread for
+    # longer than max_age (6h): on this relatime tmpfs an atime older than max_age + 24 h, so the
+    # daemon's TTL may take it at once (README "What is deleted"), and a fresh one.
+    for d in "${spark_dirs[@]}"; do
+        spark_tree "$d"
+        touch -d '-31 hours' "$d/$BM/0c/shuffle_0_1_0.data" "$d/$BM/0c/shuffle_0_1_0.index"
+    done
+    [[ $image == shuffle-janitor:* ]] || fail "the Marathon app's image $image is not shuffle-janitor:<version>"
+    container=shuffle-janitor-marathon-test-$$
+    podman run -d --name "$container" --runtime runc --cgroup-manager=cgroupfs \
+        --ulimit "nofile=$nofile:$nofile" --ulimit nproc=4096:4096 --network host --pid host \
+        --cap-drop all --cap-add DAC_OVERRIDE,FOWNER,SYS_PTRACE \
+        "${vol_flags[@]}" "${env_flags[@]}" "localhost/$image" "${args[@]}" >/dev/null ||
+        fail "podman run the Marathon app's container"
+    mlog() { podman logs "$container" 2>&1 | tail -n 20 >&2 || true; }
+    for path in "$health_path" "$ready_path"; do
+        for _ in $(seq 1 100); do
+            curl -fsS "http://127.0.0.1:$port$path" -o /dev/null 2>/dev/null && break
+            sleep 0.2
+        done
+        curl -fsS "http://127.0.0.1:$port$path" -o /dev/null || { mlog; fail "the Marathon app's container does not answer $path"; }
+    done
+    wait_metrics "$port" "" /dev/null || { mlog; fail "the Marathon app's container served no /metrics with a finished sweep"; }
+    for d in "${spark_dirs[@]}"; do check_tree "$d" "the Marathon app's container, ${d#"$mtmp"/host}"; done
+    cpid=$(podman inspect --format '{{.State.Pid}}' "$container")
+    cuid=$(awk '/^Uid:/ { print $2 }' "/proc/$cpid/status")
+    caps=$(awk '/^CapEff:/ { print $2 }' "/proc/$cpid/status")
+    [[ $cuid == 0 && $caps == 000000000008000a ]] ||
+        fail "the Marathon app's container runs as uid $cuid with capabilities $caps, not 0 with DAC_OVERRIDE FOWNER SYS_PTRACE"
+    # The agent's PID namespace: where that is the node's (the kernel's initial one, as here when
+    # this test runs on a host), the janitor sees every process and can judge stores' liveness.
+    if [[ $(stat -L -c %i /proc/self/ns/pid) == 4026531836 ]]; then
+        grep -q '^shuffle_janitor_store_liveness_unknown 0$' "$tmp/metrics.txt" ||
+            { mlog; fail "in the node's PID namespace the janitor cannot judge stores' liveness: $(grep liveness_unknown "$tmp/metrics.txt")"; }
+        pidns="the node's PID namespace, store liveness known"
+    else
+        pidns="this test's PID namespace, not the node's (liveness not checked)"
+    fi
+    podman stop -t "$grace" "$container" >/dev/null
+    status=$(podman inspect --format '{{.State.ExitCode}}' "$container")
+    [[ $status == 0 ]] || { mlog; fail "the Marathon app's container exited $status on SIGTERM"; }
+    [[ -s $state_host/opens.json ]] || fail "the Marathon app's container saved no state in its state_dir volume: $(ls -la "$state_host")"
+    ok "the Marathon app (image $image, args ${args[*]}, ${#spark_dirs[@]} Spark local dirs and state_dir as host volumes, the config fetched into /mnt/mesos/sandbox, host network, $pidns): healthy, ready, deleted the stale unit and kept the fresh one in each local dir, served /metrics, saved its state, exited 0 on SIGTERM"
+else
+    say "SKIPPED running the Marathon app's container: ${podman_skip:-podman could not run containers}"
 fi
 echo "image: $passed passed, 0 failed"
