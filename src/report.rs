@@ -110,6 +110,130 @@ pub struct Candidate {
     pub age_seconds: u64,
 }
 
+/// Where a sweep hands each file it deletes (or, in a dry run, would delete) as it goes, so a
+/// list of a million files is written out instead of held ([`crate::sweep::Options::listing`]).
+/// Called from the sweep's worker threads.
+pub trait Listing: Send + Sync + std::fmt::Debug {
+    fn file(&self, c: &Candidate);
+}
+
+/// A [`Listing`] that writes each file to `out` as it comes: in text, a `would delete` line (a
+/// dry run's list); in JSON, an element of the `candidates` array that opens the report's
+/// object, whose other fields follow at [`StreamList::finish_json`]. Memory stays flat however
+/// many files go. A reader that went away (`| head`) stops the writing, never the sweep.
+pub struct StreamList {
+    json: bool,
+    state: std::sync::Mutex<StreamState>,
+}
+
+struct StreamState {
+    out: Box<dyn std::io::Write + Send>,
+    files: u64,
+    error: Option<std::io::Error>,
+}
+
+impl std::fmt::Debug for StreamList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamList")
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamList {
+    /// `out` is buffered here.
+    pub fn new(out: impl std::io::Write + Send + 'static, json: bool) -> Self {
+        StreamList {
+            json,
+            state: std::sync::Mutex::new(StreamState {
+                out: Box::new(std::io::BufWriter::with_capacity(64 * 1024, out)),
+                files: 0,
+                error: None,
+            }),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut StreamState) -> std::io::Result<()>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.error.is_none()
+            && let Err(e) = f(&mut st)
+        {
+            st.error = Some(e);
+        }
+    }
+
+    /// Ends a text list: a blank line after the files, then `summary`. Returns the first error
+    /// writing met, if any.
+    pub fn finish_text(&self, summary: &str) -> Option<std::io::Error> {
+        self.with(|st| {
+            if st.files > 0 {
+                st.out.write_all(b"\n")?;
+            }
+            st.out.write_all(summary.as_bytes())?;
+            st.out.flush()
+        });
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).error.take()
+    }
+
+    /// Ends a JSON report: closes the `candidates` array and writes the other fields of
+    /// `summary` (a JSON object; its own `candidates`, if any, is dropped) in the same object.
+    pub fn finish_json(&self, mut summary: serde_json::Value) -> Option<std::io::Error> {
+        if let Some(obj) = summary.as_object_mut() {
+            obj.remove("candidates");
+        }
+        let rest = summary.to_string();
+        // `{"a":1}` -> `"a":1}`; an empty object leaves just the closing brace.
+        let rest = rest.strip_prefix('{').unwrap_or(&rest);
+        self.with(|st| {
+            if st.files == 0 {
+                st.out.write_all(b"{\"candidates\":[")?;
+            } else {
+                st.out.write_all(b"\n")?;
+            }
+            st.out.write_all(b"]")?;
+            if rest != "}" {
+                st.out.write_all(b",")?;
+            }
+            st.out.write_all(rest.as_bytes())?;
+            st.out.write_all(b"\n")?;
+            st.out.flush()
+        });
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).error.take()
+    }
+}
+
+impl Listing for StreamList {
+    fn file(&self, c: &Candidate) {
+        let json = self.json;
+        self.with(|st| {
+            if json {
+                st.out
+                    .write_all(if st.files == 0 { b"{\"candidates\":[\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut st.out, c)?;
+            } else {
+                st.out.write_all(c.dry_run_line().as_bytes())?;
+            }
+            st.files += 1;
+            Ok(())
+        });
+    }
+}
+
+impl Candidate {
+    /// The line a dry run prints for this file.
+    pub fn dry_run_line(&self) -> String {
+        let age = humantime::format_duration(Duration::from_secs(self.age_seconds));
+        format!(
+            "would delete {} ({} bytes, {}, {}, last used {} ago)\n",
+            path_text(&self.path),
+            self.bytes,
+            self.kind,
+            self.reason.as_str(),
+            age
+        )
+    }
+}
+
 /// Upper bounds of the age histogram's buckets; the last bucket is everything older.
 pub const AGE_BUCKETS: [(Duration, &str); 5] = [
     (Duration::from_secs(15 * 60), "15m"),
@@ -431,16 +555,7 @@ impl Report {
         let mut s = String::new();
         if self.dry_run {
             for c in &self.candidates {
-                let age = humantime::format_duration(Duration::from_secs(c.age_seconds));
-                let _ = writeln!(
-                    s,
-                    "would delete {} ({} bytes, {}, {}, last used {} ago)",
-                    path_text(&c.path),
-                    c.bytes,
-                    c.kind,
-                    c.reason.as_str(),
-                    age
-                );
+                s.push_str(&c.dry_run_line());
             }
             if !self.candidates.is_empty() {
                 s.push('\n');

@@ -29,7 +29,7 @@ use crate::disk::{self, Mounts};
 use crate::fsx::DirError;
 use crate::open_files::OpenFiles;
 use crate::policy::{self, Mode, Nanos, Rules, Skip};
-use crate::report::{FsReport, Op, Report, RootReport};
+use crate::report::{FsReport, Listing, Op, Report, RootReport};
 use crate::scan::{self, Visitor, WalkRoot};
 use record::{FirstNotices, Recorder};
 pub use roots::{Root, RootStatus, resolve_roots};
@@ -43,6 +43,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Keep every deleted file in [`Report::candidates`] (costs memory per file).
     pub list_files: bool,
+    /// Hand every deleted file to this as it goes (flat memory: the CLI streams its lists).
+    pub listing: Option<Arc<dyn Listing>>,
     /// Opens seen by the daemon's watch: they count as use, whatever atime says.
     pub opens: Option<Arc<dyn OpenSource>>,
     /// The clock the rules are applied at (`None`: now). Tests pin it.
@@ -66,6 +68,7 @@ pub struct Ctx<'a> {
     dry_run: bool,
     purge: bool,
     list_files: bool,
+    listing: Option<&'a dyn Listing>,
     opens: Option<&'a dyn OpenSource>,
     now: Nanos,
     roots: &'a [Root],
@@ -155,6 +158,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         dry_run,
         purge: opts.mode == Mode::Purge,
         list_files: opts.list_files,
+        listing: opts.listing.as_deref(),
         opens: opts.opens.as_deref(),
         now,
         roots: &roots,
@@ -279,7 +283,8 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
             procs,
             ctx.now,
             ctx.dry_run,
-            ctx.list_files,
+            // Stores are few (not a list of files): their paths are kept for the summary.
+            ctx.list_files || ctx.listing.is_some(),
             &mut report,
             &record,
             |_, _| {},
