@@ -283,6 +283,8 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
                       reason = reason.as_str(), "filesystem must shed load");
                 fs.need_bytes = bytes;
                 fs.need_reason = Some(reason);
+            } else if mode == Mode::Purge {
+                super::record::nothing_to_purge(&fs.mountpoint, usage.ratio(), wm.low);
             }
         }
         Err(e) => Recorder::new(&ctx.first).error(report, Op::Statvfs, &probe, &e),

@@ -135,11 +135,8 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
                 // The daemon sweeps every few minutes: say it when the number changes, not each time.
                 static LAST_UNREADABLE: AtomicUsize = AtomicUsize::new(0);
                 if open.unreadable > 0 && LAST_UNREADABLE.swap(open.unreadable, Ordering::Relaxed) != open.unreadable {
-                    warn!(
-                        processes = open.unreadable,
-                        "cannot read the open files of some processes (needs CAP_SYS_PTRACE); files they \
-                         hold open may be deleted (their space returns when they close them)"
-                    );
+                    let ptrace = crate::procs::has_cap_sys_ptrace(Path::new("/proc"));
+                    warn!(processes = open.unreadable, "{}", open.unreadable_warning(ptrace));
                 }
                 Some(open)
             }
@@ -246,6 +243,8 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
                       reason = reason.as_str(), "filesystem must shed load");
                 fs.need_bytes = bytes;
                 fs.need_reason = Some(reason);
+            } else if mode == Mode::Purge {
+                record::nothing_to_purge(&fs.mountpoint, usage.ratio(), wm.low);
             }
         }
         Err(e) => Recorder::new(&ctx.first_errors).error(&mut walker.report, Op::Statvfs, probe, &e),
