@@ -44,6 +44,50 @@ fn ser_opt_path<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S:
     }
 }
 
+/// The fields that hold a time in Unix nanoseconds; the JSON report gives each as RFC 3339 too,
+/// in `<field>_rfc3339` beside it.
+const TIME_FIELDS: [&str; 4] = ["now", "oldest_last_use", "oldest_kept_last_use", "young_until"];
+
+/// A time in Unix nanoseconds as RFC 3339 in UTC (`2026-12-03T16:42:31.264367Z`); `None` before
+/// 1970, which no file of a live node has.
+pub fn rfc3339(ns: Nanos) -> Option<String> {
+    let ns = u64::try_from(ns).ok()?;
+    Some(humantime::format_rfc3339(std::time::UNIX_EPOCH + Duration::from_nanos(ns)).to_string())
+}
+
+/// Adds `<field>_rfc3339` beside every [`TIME_FIELDS`] field of `v`, at any depth.
+fn add_rfc3339(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(obj) => {
+            for key in TIME_FIELDS {
+                if let Some(ns) = obj.get(key).map(|t| t.as_i64()) {
+                    let text = ns.and_then(rfc3339).map_or(serde_json::Value::Null, Into::into);
+                    obj.insert(format!("{key}_rfc3339"), text);
+                }
+            }
+            obj.values_mut().for_each(add_rfc3339);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(add_rfc3339),
+        _ => {}
+    }
+}
+
+/// A byte count for people: the exact count, then in binary units (`3221225472 (3.0 GiB)`).
+pub fn bytes_text(n: u64) -> String {
+    if n < 1024 {
+        return n.to_string();
+    }
+    format!("{n} ({})", bytesize::ByteSize::b(n).display().iec())
+}
+
+/// [`bytes_text`] in a sentence: `3221225472 bytes (3.0 GiB)`.
+pub fn bytes_words(n: u64) -> String {
+    match bytes_text(n).split_once(' ') {
+        Some((n, human)) => format!("{n} bytes {human}"),
+        None => format!("{n} bytes"),
+    }
+}
+
 /// The operation an error happened in (the `op` label of `shuffle_janitor_errors_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -547,6 +591,7 @@ impl Report {
         let by_op = obj.get("errors").cloned().unwrap_or_default();
         obj.insert("errors_by_op".into(), by_op);
         obj.insert("errors".into(), self.error_count().into());
+        add_rfc3339(&mut v);
         v
     }
 
@@ -562,41 +607,36 @@ impl Report {
             }
         }
         let verb = if self.dry_run { "would delete" } else { "deleted" };
-        let _ = writeln!(s, "{:<10} {:<11} {:>10} {:>16}", "reason", "kind", "files", "bytes");
+        let _ = writeln!(s, "{:<10} {:<11} {:>10} {:>28}", "reason", "kind", "files", "bytes");
         for (reason, kinds) in &self.deleted {
             for (kind, t) in kinds {
                 let _ = writeln!(
                     s,
-                    "{:<10} {:<11} {:>10} {:>16}",
+                    "{:<10} {:<11} {:>10} {:>28}",
                     reason.as_str(),
                     kind.as_str(),
                     t.files,
-                    t.bytes
+                    bytes_text(t.bytes)
                 );
             }
         }
         let total = self.deleted_total();
         let _ = writeln!(
             s,
-            "{:<22} {:>10} {:>16}",
+            "{:<22} {:>10} {:>28}",
             format!("{verb} (total)"),
             total.files,
-            total.bytes
+            bytes_text(total.bytes)
         );
-        let skipped: Vec<String> = self
-            .skipped
-            .iter()
-            .map(|(k, n)| format!("{} {n}", k.as_str()))
-            .collect();
-        let _ = writeln!(
-            s,
-            "skipped files: {}",
-            if skipped.is_empty() {
-                "none".into()
-            } else {
-                skipped.join(", ")
+        // Each reason with what it means: "unknown 41" alone reads like an error.
+        if self.skipped.is_empty() {
+            s.push_str("skipped files: none\n");
+        } else {
+            s.push_str("skipped files:\n");
+            for (k, n) in &self.skipped {
+                let _ = writeln!(s, "  {:<10} {:>10}  {}", k.as_str(), n, k.meaning());
             }
-        );
+        }
         let errors: Vec<String> = self.errors.iter().map(|(k, n)| format!("{} {n}", k.as_str())).collect();
         let _ = writeln!(
             s,
@@ -615,13 +655,16 @@ impl Report {
                 fs.used_ratio * 100.0
             );
             if let Some(reason) = fs.need_reason {
-                let _ = write!(s, ", {} needed {} bytes freed", reason.as_str(), fs.need_bytes);
+                let _ = write!(s, ", {} needed {} freed", reason.as_str(), bytes_words(fs.need_bytes));
             }
             if let Some(sf) = fs.shortfall {
                 let _ = write!(
                     s,
-                    ", {} bytes short (held back: young {}, open {}, protected {})",
-                    sf.missing_bytes, sf.young_bytes, sf.open_bytes, sf.protected_bytes
+                    ", {} short (held back: young {}, open {}, protected {})",
+                    bytes_words(sf.missing_bytes),
+                    bytes_text(sf.young_bytes),
+                    bytes_text(sf.open_bytes),
+                    bytes_text(sf.protected_bytes)
                 );
             }
             s.push('\n');
@@ -693,7 +736,7 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "  {:<11} {:>9} {:>14} {:>12}  age histogram ({})",
+                "  {:<11} {:>9} {:>26} {:>12}  age histogram ({})",
                 "kind",
                 "files",
                 "bytes",
@@ -708,10 +751,10 @@ impl Report {
                 let hist: Vec<String> = inv.age_histogram.iter().map(u64::to_string).collect();
                 let _ = writeln!(
                     s,
-                    "  {:<11} {:>9} {:>14} {:>12}  {}",
+                    "  {:<11} {:>9} {:>26} {:>12}  {}",
                     kind.as_str(),
                     inv.files,
-                    inv.bytes,
+                    bytes_text(inv.bytes),
                     oldest,
                     hist.join(" ")
                 );
@@ -720,8 +763,9 @@ impl Report {
         let total = self.deleted_total();
         let _ = writeln!(
             s,
-            "\na sweep now would reclaim {} files, {} bytes:",
-            total.files, total.bytes
+            "\na sweep now would reclaim {} files, {}:",
+            total.files,
+            bytes_words(total.bytes)
         );
         s.push_str(
             &self

@@ -521,3 +521,56 @@ fn streamed_lists_parse_and_hold_the_same_files_as_the_in_memory_list() {
     assert_eq!(json["candidates"], serde_json::json!([]));
     assert_eq!(json["deleted_files"], 0);
 }
+
+/// Issue 23: "no Spark files", then "skipped files: unknown 41" read like an error; byte counts
+/// were raw; JSON times were nanoseconds only.
+#[test]
+fn outputs_say_what_skips_mean_give_human_sizes_and_rfc3339_times() {
+    let env = TestEnv::new();
+    for i in 0..41 {
+        env.file(&format!("file{i}.txt"), 10, 8 * HOUR);
+    }
+    let cfg = env.config("");
+    let out = env.run(&["report", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("no Spark files"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("unknown "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(" 41 ") && line.contains("not Spark's"), "{line}");
+    let out = env.run(&["sweep", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("never touched"), "{text}");
+
+    let env = TestEnv::new();
+    env.file(&format!("{BM}/04/shuffle_0_8_0.data"), 3 << 20, 8 * HOUR);
+    let cfg = env.config("");
+    let out = env.run(&["report", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(" (3.0 MiB)"), "{text}");
+    assert!(
+        text.contains("would reclaim 1 files, 3145728 bytes (3.0 MiB)"),
+        "{text}"
+    );
+
+    let (_, json) = env.sweep_json(&cfg, &["--dry-run"]);
+    let ns = json["now"].as_i64().unwrap();
+    let at = humantime::parse_rfc3339(json["now_rfc3339"].as_str().unwrap()).unwrap();
+    let at_ns = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    assert_eq!(at_ns, ns, "{json}");
+    let kind = &json["roots"][0]["kinds"]["shuffle"];
+    let oldest = humantime::parse_rfc3339(kind["oldest_last_use_rfc3339"].as_str().unwrap()).unwrap();
+    let oldest_ns = oldest.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    assert_eq!(oldest_ns, kind["oldest_last_use"].as_i64().unwrap(), "{json}");
+}
+
+/// The README's table of skip reasons is the code's.
+#[test]
+fn the_readme_explains_every_skip_reason() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for skip in shuffle_janitor::policy::Skip::ALL {
+        let row = format!("| `{}` | {} |", skip.as_str(), skip.meaning());
+        assert!(readme.contains(&row), "README lacks {row}");
+    }
+}
