@@ -7,6 +7,9 @@
 (c) peak RSS of each (/usr/bin/time -v);
 and with --scale, the janitor's time and memory at several sizes.
 
+--listing: `sweep --dry-run` listing the old half of the tree, in text and in JSON, next to a
+sweep with no candidate: peak RSS (lists are streamed, not held).
+
 --daemon: the index-driven daemon against the walking sweep on the same tree, in the same run:
 its startup walk (and, by examples/watchcost.rs, what adding the daemon's watches costs a bare
 walk that only lists and stats); a steady-state interval sweep's CPU, system calls
@@ -26,6 +29,7 @@ dynamic target/release one, in the same run: no-op sweep, deleting, the daemon's
 Rounds alternate which tool goes first; medians and ratios janitor/find are reported.
 Usage: bench/run.sh [--files N] [--rounds R] [--scale 100000,1000000,3000000] [--daemon]
                     [--churn MINUTES] [--dead-stores N] [--static BINARY]
+                    [--listing [--listing-before BINARY]]
 """
 
 import argparse
@@ -243,6 +247,30 @@ def bench_scale(work, sizes):
         row = (n, best["wall"], best["cpu"], best["rss_kib"] / 1024, dele["wall"], dele["rss_kib"] / 1024)
         rows.append(row)
         print("| {:,} | {:.2f}s | {:.2f}s | {:.1f} MiB | {:.2f}s | {:.1f} MiB |".format(*row), flush=True)
+    return rows
+
+
+def bench_listing(work, master, info, before=None):
+    """`sweep --dry-run` over the tree with the old half as candidates, listing them in text and
+    in JSON (to /dev/null), next to a sweep with no candidate: peak RSS and wall time. Lists are
+    streamed, so the three should peak alike."""
+    ttl = config(os.path.join(work, "list.toml"), master, f"{info['ttl_minutes']}m")
+    noop = config(os.path.join(work, "list-noop.toml"), master, "3650d")
+    print(f"\n## Listing ({info['files']:,} files, {info['old_files']:,} of them candidates)")
+    print("| case | binary | wall | CPU | peak RSS |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    cases = [("no-candidate sweep --dry-run", noop, []),
+             ("sweep --dry-run (text)", ttl, []),
+             ("sweep --dry-run --format json", ttl, ["--format", "json"])]
+    binaries = [("this", JANITOR)] + ([("before", before)] if before else [])
+    timed(janitor(noop) + ["--dry-run"])  # warm the cache
+    rows = []
+    for label, cfg, extra in cases:
+        for name, binary in binaries:
+            r = timed(janitor(cfg, binary) + ["--dry-run"] + extra)
+            rows.append((label, name, r))
+            print(f"| {label} | {name} | {r['wall']:.2f}s | {r['cpu']:.2f}s | {r['rss_kib'] / 1024:.1f} MiB |",
+                  flush=True)
     return rows
 
 
@@ -736,6 +764,9 @@ def main():
                     "(e.g. built from an earlier commit), measured side by side")
     ap.add_argument("--static", metavar="BINARY", help="also measure this static build (scripts/build-static.sh) "
                     "side by side with target/release's: no-op sweep, delete, daemon startup, RSS")
+    ap.add_argument("--listing", action="store_true", help="also measure sweep --dry-run listing the old half "
+                    "in text and JSON, next to a no-candidate sweep (peak RSS)")
+    ap.add_argument("--listing-before", metavar="BINARY", help="with --listing: an earlier build, side by side")
     ap.add_argument("--dir", default=os.environ.get("BENCH_DIR", "/var/tmp/shuffle-janitor-bench"))
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -748,6 +779,8 @@ def main():
               f"({info['old_files']:,} older than the TTL); generated in {time.time() - t:.0f}s; "
               f"{os.cpu_count()} cores; {args.rounds} rounds, medians", flush=True)
         table = []
+        if args.listing:
+            bench_listing(work, master, info, args.listing_before)
         bench_noop(work, master, args.rounds, table)
         if not args.no_delete:
             bench_delete(work, master, info, args.rounds, table)

@@ -29,6 +29,18 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
+    #[error(
+        "{path}, line {line}: unknown key {key}; {expected}. Correct its name or remove it \
+         (`shuffle-janitor check-config` prints every key in effect)"
+    )]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        /// With its table: `metrics.max_agee`.
+        key: String,
+        /// TOML's list of the keys its table takes: "expected `listen` or `web_config_file`".
+        expected: String,
+    },
     #[error("{origin}: {key} ({value}) {problem}")]
     Invalid {
         origin: String,
@@ -55,6 +67,7 @@ pub struct RawConfig {
     pub max_age: String,
     pub min_age: String,
     pub age_basis: Vec<Timestamp>,
+    #[serde(deserialize_with = "deletable_kinds")]
     pub kinds: Vec<Kind>,
     pub protect: Vec<String>,
     pub interval: String,
@@ -238,6 +251,44 @@ impl Protect {
     }
 }
 
+/// The kinds a configuration may name: every [`Kind`] but `other` (Spark names that are never
+/// deleted), so that the list an error offers is the list that is accepted.
+const DELETABLE_KINDS: [&str; 6] = ["shuffle", "temp", "merged", "rdd", "broadcast", "taskresult"];
+
+fn deletable_kinds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Kind>, D::Error> {
+    use serde::de::{Error, IntoDeserializer};
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .map(|name| {
+            if !DELETABLE_KINDS.contains(&name.as_str()) {
+                return Err(D::Error::unknown_variant(name, &DELETABLE_KINDS));
+            }
+            Kind::deserialize(name.as_str().into_deserializer())
+                .map_err(|e: serde::de::value::Error| D::Error::custom(e))
+        })
+        .collect()
+}
+
+/// The dotted name of the table that byte `offset` of `text` lies in ("" at the top level): the
+/// last `[table]` header before it. For messages only.
+fn table_at(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .and_then(|l| l[1..].split(']').next())
+        .map(|t| {
+            t.split('.')
+                .map(|p| p.trim().trim_matches('"'))
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .unwrap_or_default()
+}
+
 impl Config {
     /// Loads `path` if given; otherwise [`DEFAULT_PATH`] when it exists, else the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -281,9 +332,30 @@ impl Config {
     }
 
     pub fn from_toml(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.map_or_else(|| PathBuf::from("<config>"), Path::to_owned),
-            source: Box::new(e),
+        let path_or = || path.map_or_else(|| PathBuf::from("<config>"), Path::to_owned);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // TOML names an unknown key without its table (`max_agee`, whether at the top or
+            // in `[metrics]`): name it whole, as the docs and `check-config` do.
+            match (e.message().strip_prefix("unknown field `"), e.span()) {
+                (Some(rest), Some(span)) if rest.contains('`') => {
+                    let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+                    let table = table_at(text, span.start);
+                    ConfigError::UnknownKey {
+                        path: path_or(),
+                        line: text.get(..span.start).unwrap_or(text).matches('\n').count() + 1,
+                        key: if table.is_empty() {
+                            field.to_string()
+                        } else {
+                            format!("{table}.{field}")
+                        },
+                        expected: expected.trim_start_matches([',', ' ']).to_string(),
+                    }
+                }
+                _ => ConfigError::Parse {
+                    path: path_or(),
+                    source: Box::new(e),
+                },
+            }
         })?;
         raw.validate(path)
     }
@@ -718,7 +790,7 @@ mod tests {
         let e = err("protect = [\"/a/[\"]");
         assert!(e.contains("protect (\"/a/[\") is not a valid glob"), "{e}");
         let e = err("kinds = [\"other\"]");
-        assert!(e.contains("kinds (\"other\") is not a kind that may be deleted"), "{e}");
+        assert!(e.contains("unknown variant `other`, expected one of `shuffle`"), "{e}");
         let e = err("interval = \"0s\"");
         assert!(e.contains("interval (\"0s\") must be longer than 0s"), "{e}");
         let e = err("max_age = \"0s\"\nmin_age = \"0s\"");
@@ -763,16 +835,44 @@ mod tests {
     #[test]
     fn unknown_keys_and_wrong_types_are_refused_with_their_location() {
         let e = err("max_age = \"6h\"\nmax_aeg = \"1h\"");
-        assert!(e.starts_with("/etc/sj.toml: "), "{e}");
-        assert!(e.contains("max_aeg"), "{e}");
-        assert!(e.contains("unknown field"), "{e}");
+        assert!(
+            e.starts_with("/etc/sj.toml, line 2: unknown key max_aeg; expected"),
+            "{e}"
+        );
+        assert!(e.contains("`max_age`"), "{e}");
         let e = err("[watermark]\nhihg = 0.9");
-        assert!(e.contains("hihg"), "{e}");
+        assert!(e.contains("unknown key watermark.hihg"), "{e}");
+        // Issue 23: the key was named without its table.
+        let e = err("max_age = \"6h\"\n\n[metrics]\nlisten = \"127.0.0.1:1\"\nmax_agee = \"1h\"");
+        assert!(
+            e.starts_with("/etc/sj.toml, line 5: unknown key metrics.max_agee; expected `listen` or `web_config_file`"),
+            "{e}"
+        );
+        assert!(e.contains("Correct its name or remove it"), "{e}");
+        let e = err("[ stores ]\nreap = true\n[\"metrics\"]\nlisen = \"\"");
+        assert!(e.contains("unknown key metrics.lisen"), "{e}");
         let e = err("age_basis = [\"birth\"]");
         assert!(e.contains("unknown variant `birth`"), "{e}");
         assert!(e.contains("mtime"), "{e}");
         let e = err("kinds = [\"shufle\"]");
         assert!(e.contains("unknown variant `shufle`"), "{e}");
+        // Issue 23: the list offered named `other`, which is then refused too.
+        let e = err("kinds = [\"shuffles\"]");
+        assert!(
+            e.contains("expected one of `shuffle`, `temp`, `merged`, `rdd`, `broadcast`, `taskresult`"),
+            "{e}"
+        );
+        assert!(!e.contains("`other`"), "{e}");
+        let deletable: Vec<&str> = Kind::ALL
+            .iter()
+            .filter(|k| **k != Kind::Other)
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(DELETABLE_KINDS.to_vec(), deletable);
+        for kind in DELETABLE_KINDS {
+            let c = Config::from_toml(&format!("kinds = [\"{kind}\"]"), None).unwrap();
+            assert_eq!(c.kinds.len(), 1, "{kind}");
+        }
         let e = err("dry_run = \"yes\"");
         assert!(e.contains("dry_run"), "{e}");
     }

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use shuffle_janitor::cli::{Cli, Command, Format, LogFormat, ReportArgs, RunArgs, SweepArgs};
 use shuffle_janitor::config::{Config, ConfigError};
 use shuffle_janitor::policy::Mode;
-use shuffle_janitor::report::Report;
+use shuffle_janitor::report::{Listing, Report, StreamList};
 use shuffle_janitor::sweep::{self, Options};
 use shuffle_janitor::web_config::WebConfig;
 
@@ -106,20 +106,35 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
         Ok(cfg) => cfg,
         Err(e) => return config_error(&e),
     };
+    // Files are written as they are found (a million would not fit in memory as a list): JSON
+    // always lists them, text only in a dry run.
+    let json = args.format == Format::Json;
+    let listing = (json || args.dry_run || cfg.dry_run).then(|| Arc::new(StreamList::new(std::io::stdout(), json)));
     let opts = Options {
         mode: if args.purge { Mode::Purge } else { Mode::Sweep },
         dry_run: args.dry_run,
-        list_files: args.format == Format::Json || args.dry_run || cfg.dry_run,
+        list_files: false,
+        listing: listing.clone().map(|l| l as Arc<dyn Listing>),
         opens: None,
         now: None,
     };
     let cancel = stop_on_signals();
     let report = sweep::run(&cfg, &opts, &cancel);
-    match args.format {
-        Format::Text => print_out(&report.to_text()),
-        Format::Json => print_out(&format!("{}\n", report.to_json())),
-    }
+    finish(listing.as_deref(), &report, json, Report::to_text);
     outcome(&report)
+}
+
+/// Writes the summary after the files already streamed (or alone, when none were listed).
+fn finish(listing: Option<&StreamList>, report: &Report, json: bool, text: fn(&Report) -> String) {
+    let error = match (listing, json) {
+        (Some(l), true) => l.finish_json(report.to_json()),
+        (Some(l), false) => l.finish_text(&text(report)),
+        (None, true) => return print_out(&format!("{}\n", report.to_json())),
+        (None, false) => return print_out(&text(report)),
+    };
+    if let Some(e) = error.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
+        eprintln!("shuffle-janitor: cannot write to standard output: {e}");
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP stop a sweep at the next unit boundary instead of killing it
@@ -163,18 +178,19 @@ fn report_cmd(args: &ReportArgs) -> Exit {
         Ok(cfg) => cfg,
         Err(e) => return config_error(&e),
     };
+    // JSON lists every file a sweep would take, as found; text gives the inventory only.
+    let json = args.format == Format::Json;
+    let listing = json.then(|| Arc::new(StreamList::new(std::io::stdout(), true)));
     let opts = Options {
         mode: Mode::Sweep,
         dry_run: true,
-        list_files: args.format == Format::Json,
+        list_files: false,
+        listing: listing.clone().map(|l| l as Arc<dyn Listing>),
         opens: None,
         now: None,
     };
     let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
-    match args.format {
-        Format::Text => print_out(&report.inventory_text()),
-        Format::Json => print_out(&format!("{}\n", report.to_json())),
-    }
+    finish(listing.as_deref(), &report, json, Report::inventory_text);
     outcome(&report)
 }
 

@@ -22,7 +22,13 @@ pub struct OpenFiles {
     files: FxHashSet<(u64, u64)>,
     /// Processes whose fds or maps could not be read (permission): their files are unknown.
     pub unreadable: usize,
+    /// The first [`NAMED_UNREADABLE`] of them, by PID and command (`/proc/PID/comm`), so the
+    /// warning can name them.
+    pub unreadable_named: Vec<(u32, String)>,
 }
+
+/// How many unreadable processes a warning names; the rest are counted.
+pub const NAMED_UNREADABLE: usize = 5;
 
 fn pids(proc: &Path) -> io::Result<impl Iterator<Item = std::path::PathBuf>> {
     Ok(std::fs::read_dir(proc)?.flatten().filter_map(|e| {
@@ -104,9 +110,44 @@ impl OpenFiles {
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
                 Err(_) => {}
             }
-            open.unreadable += usize::from(refused);
+            if refused {
+                open.unreadable += 1;
+                if open.unreadable_named.len() < NAMED_UNREADABLE {
+                    let number = pid.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok());
+                    let comm = std::fs::read_to_string(pid.join("comm")).unwrap_or_default();
+                    open.unreadable_named
+                        .push((number.unwrap_or(0), comm.trim_end().to_string()));
+                }
+            }
         }
         Ok(open)
+    }
+
+    /// The warning for processes whose open files could not be read: which ones, and what to
+    /// do. `ptrace`: this process has `CAP_SYS_PTRACE` in effect, so asking for it is no help.
+    pub fn unreadable_warning(&self, ptrace: bool) -> String {
+        let mut named: Vec<String> = self
+            .unreadable_named
+            .iter()
+            .map(|(pid, comm)| format!("{pid} ({comm})"))
+            .collect();
+        if self.unreadable > named.len() {
+            named.push(format!("{} more", self.unreadable - named.len()));
+        }
+        let why = if ptrace {
+            "CAP_SYS_PTRACE is already in effect: the refusal comes from elsewhere (in some \
+             containers PID 1's fds and maps cannot be read even by root; a security module or a \
+             process that made itself non-dumpable does the same)"
+        } else {
+            "grant CAP_SYS_PTRACE to read them"
+        };
+        format!(
+            "cannot read the open files of {} process{} (PID {}); {why}. Files they hold open may \
+             be deleted (their space returns when they close them)",
+            self.unreadable,
+            if self.unreadable == 1 { "" } else { "es" },
+            named.join(", "),
+        )
     }
 
     pub fn contains(&self, dev: u64, ino: u64) -> bool {
@@ -205,5 +246,33 @@ mod tests {
             None
         );
         assert_eq!(parse_mapping("garbage"), None);
+    }
+
+    /// Issue 23: the warning named no process, and asked for CAP_SYS_PTRACE when it was there.
+    #[test]
+    fn the_unreadable_warning_names_the_processes_and_what_to_do() {
+        let open = OpenFiles {
+            unreadable: 7,
+            unreadable_named: (1..=5).map(|p| (p, format!("cmd{p}"))).collect(),
+            ..OpenFiles::default()
+        };
+        let w = open.unreadable_warning(false);
+        assert!(
+            w.starts_with("cannot read the open files of 7 processes (PID 1 (cmd1), 2 (cmd2), 3 (cmd3), 4 (cmd4), 5 (cmd5), 2 more); grant CAP_SYS_PTRACE"),
+            "{w}"
+        );
+        let w = open.unreadable_warning(true);
+        assert!(w.contains("CAP_SYS_PTRACE is already in effect"), "{w}");
+        assert!(w.contains("PID 1's fds and maps cannot be read even by root"), "{w}");
+        assert!(!w.contains("grant"), "{w}");
+        let one = OpenFiles {
+            unreadable: 1,
+            unreadable_named: vec![(1, "tini".into())],
+            ..OpenFiles::default()
+        };
+        assert!(
+            one.unreadable_warning(true)
+                .starts_with("cannot read the open files of 1 process (PID 1 (tini));")
+        );
     }
 }

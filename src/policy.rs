@@ -101,6 +101,19 @@ impl Skip {
             Skip::Unwatched => "unwatched",
         }
     }
+
+    /// What the reason means, for people (the text output and the README's table).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Skip::Young => "used within min_age: never deleted, not even under pressure",
+            Skip::Open => "held open or mapped by a process (skip_open_files)",
+            Skip::Protected => "matches a protect glob",
+            Skip::Changed => "changed or used between the decision and the deletion: kept whole",
+            Skip::Unknown => "not Spark's, or not where Spark puts its files: never touched",
+            Skip::Incomplete => "in a store that could not be listed whole: none of its units is known whole",
+            Skip::Unwatched => "past max_age by its timestamps, but the daemon has not watched it for max_age yet",
+        }
+    }
 }
 
 /// What the policy knows of one unit.

@@ -256,6 +256,14 @@ fn clock_ticks() -> i64 {
     if t > 0 { t } else { 100 }
 }
 
+/// Whether this process has `CAP_SYS_PTRACE` (bit 19) in its effective set (`proc`'s
+/// `self/status`, `CapEff:`).
+pub fn has_cap_sys_ptrace(proc: &Path) -> bool {
+    read_status_line(proc, "CapEff:")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .is_some_and(|caps| caps & (1 << 19) != 0)
+}
+
 fn read_status_line(proc: &Path, key: &str) -> Option<String> {
     let status = std::fs::read_to_string(proc.join("self/status")).ok()?;
     status
@@ -328,11 +336,8 @@ fn blindness(proc: &Path, ns: PidNamespace) -> Option<String> {
     let hidden = proc_opts
         .split(',')
         .any(|o| o.strip_prefix("hidepid=").is_some_and(|v| v != "0" && v != "off") || o == "subset=pid");
-    // CAP_SYS_PTRACE (19) sees through hidepid.
-    let ptrace = read_status_line(proc, "CapEff:")
-        .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .is_some_and(|caps| caps & (1 << 19) != 0);
-    if hidden && !ptrace {
+    // CAP_SYS_PTRACE sees through hidepid.
+    if hidden && !has_cap_sys_ptrace(proc) {
         return Some(format!(
             "/proc is mounted with {proc_opts}: other users' processes are hidden (grant CAP_SYS_PTRACE)"
         ));
@@ -835,6 +840,20 @@ pub fn start_of(proc: &Path, pid: u32) -> Option<Nanos> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn cap_sys_ptrace_is_read_from_the_effective_set() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc.path().join("self")).unwrap();
+        let status = |eff: &str| {
+            let text = format!("Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\nCapEff:\t{eff}\n");
+            std::fs::write(proc.path().join("self/status"), text).unwrap();
+            has_cap_sys_ptrace(proc.path())
+        };
+        assert!(status("00000000a80c25fb"));
+        assert!(!status("00000000a80425fb"));
+        assert!(!status("garbage"));
+    }
 
     fn cmd(args: &[&str]) -> Vec<u8> {
         args.iter().flat_map(|a| a.bytes().chain([0])).collect()

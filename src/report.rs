@@ -44,6 +44,50 @@ fn ser_opt_path<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S:
     }
 }
 
+/// The fields that hold a time in Unix nanoseconds; the JSON report gives each as RFC 3339 too,
+/// in `<field>_rfc3339` beside it.
+const TIME_FIELDS: [&str; 4] = ["now", "oldest_last_use", "oldest_kept_last_use", "young_until"];
+
+/// A time in Unix nanoseconds as RFC 3339 in UTC (`2026-12-03T16:42:31.264367Z`); `None` before
+/// 1970, which no file of a live node has.
+pub fn rfc3339(ns: Nanos) -> Option<String> {
+    let ns = u64::try_from(ns).ok()?;
+    Some(humantime::format_rfc3339(std::time::UNIX_EPOCH + Duration::from_nanos(ns)).to_string())
+}
+
+/// Adds `<field>_rfc3339` beside every [`TIME_FIELDS`] field of `v`, at any depth.
+fn add_rfc3339(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(obj) => {
+            for key in TIME_FIELDS {
+                if let Some(ns) = obj.get(key).map(|t| t.as_i64()) {
+                    let text = ns.and_then(rfc3339).map_or(serde_json::Value::Null, Into::into);
+                    obj.insert(format!("{key}_rfc3339"), text);
+                }
+            }
+            obj.values_mut().for_each(add_rfc3339);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(add_rfc3339),
+        _ => {}
+    }
+}
+
+/// A byte count for people: the exact count, then in binary units (`3221225472 (3.0 GiB)`).
+pub fn bytes_text(n: u64) -> String {
+    if n < 1024 {
+        return n.to_string();
+    }
+    format!("{n} ({})", bytesize::ByteSize::b(n).display().iec())
+}
+
+/// [`bytes_text`] in a sentence: `3221225472 bytes (3.0 GiB)`.
+pub fn bytes_words(n: u64) -> String {
+    match bytes_text(n).split_once(' ') {
+        Some((n, human)) => format!("{n} bytes {human}"),
+        None => format!("{n} bytes"),
+    }
+}
+
 /// The operation an error happened in (the `op` label of `shuffle_janitor_errors_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +152,130 @@ pub struct Candidate {
     pub kind: Kind,
     pub reason: Reason,
     pub age_seconds: u64,
+}
+
+/// Where a sweep hands each file it deletes (or, in a dry run, would delete) as it goes, so a
+/// list of a million files is written out instead of held ([`crate::sweep::Options::listing`]).
+/// Called from the sweep's worker threads.
+pub trait Listing: Send + Sync + std::fmt::Debug {
+    fn file(&self, c: &Candidate);
+}
+
+/// A [`Listing`] that writes each file to `out` as it comes: in text, a `would delete` line (a
+/// dry run's list); in JSON, an element of the `candidates` array that opens the report's
+/// object, whose other fields follow at [`StreamList::finish_json`]. Memory stays flat however
+/// many files go. A reader that went away (`| head`) stops the writing, never the sweep.
+pub struct StreamList {
+    json: bool,
+    state: std::sync::Mutex<StreamState>,
+}
+
+struct StreamState {
+    out: Box<dyn std::io::Write + Send>,
+    files: u64,
+    error: Option<std::io::Error>,
+}
+
+impl std::fmt::Debug for StreamList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamList")
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamList {
+    /// `out` is buffered here.
+    pub fn new(out: impl std::io::Write + Send + 'static, json: bool) -> Self {
+        StreamList {
+            json,
+            state: std::sync::Mutex::new(StreamState {
+                out: Box::new(std::io::BufWriter::with_capacity(64 * 1024, out)),
+                files: 0,
+                error: None,
+            }),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut StreamState) -> std::io::Result<()>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.error.is_none()
+            && let Err(e) = f(&mut st)
+        {
+            st.error = Some(e);
+        }
+    }
+
+    /// Ends a text list: a blank line after the files, then `summary`. Returns the first error
+    /// writing met, if any.
+    pub fn finish_text(&self, summary: &str) -> Option<std::io::Error> {
+        self.with(|st| {
+            if st.files > 0 {
+                st.out.write_all(b"\n")?;
+            }
+            st.out.write_all(summary.as_bytes())?;
+            st.out.flush()
+        });
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).error.take()
+    }
+
+    /// Ends a JSON report: closes the `candidates` array and writes the other fields of
+    /// `summary` (a JSON object; its own `candidates`, if any, is dropped) in the same object.
+    pub fn finish_json(&self, mut summary: serde_json::Value) -> Option<std::io::Error> {
+        if let Some(obj) = summary.as_object_mut() {
+            obj.remove("candidates");
+        }
+        let rest = summary.to_string();
+        // `{"a":1}` -> `"a":1}`; an empty object leaves just the closing brace.
+        let rest = rest.strip_prefix('{').unwrap_or(&rest);
+        self.with(|st| {
+            if st.files == 0 {
+                st.out.write_all(b"{\"candidates\":[")?;
+            } else {
+                st.out.write_all(b"\n")?;
+            }
+            st.out.write_all(b"]")?;
+            if rest != "}" {
+                st.out.write_all(b",")?;
+            }
+            st.out.write_all(rest.as_bytes())?;
+            st.out.write_all(b"\n")?;
+            st.out.flush()
+        });
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).error.take()
+    }
+}
+
+impl Listing for StreamList {
+    fn file(&self, c: &Candidate) {
+        let json = self.json;
+        self.with(|st| {
+            if json {
+                st.out
+                    .write_all(if st.files == 0 { b"{\"candidates\":[\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut st.out, c)?;
+            } else {
+                st.out.write_all(c.dry_run_line().as_bytes())?;
+            }
+            st.files += 1;
+            Ok(())
+        });
+    }
+}
+
+impl Candidate {
+    /// The line a dry run prints for this file.
+    pub fn dry_run_line(&self) -> String {
+        let age = humantime::format_duration(Duration::from_secs(self.age_seconds));
+        format!(
+            "would delete {} ({} bytes, {}, {}, last used {} ago)\n",
+            path_text(&self.path),
+            self.bytes,
+            self.kind,
+            self.reason.as_str(),
+            age
+        )
+    }
 }
 
 /// Upper bounds of the age histogram's buckets; the last bucket is everything older.
@@ -423,6 +591,7 @@ impl Report {
         let by_op = obj.get("errors").cloned().unwrap_or_default();
         obj.insert("errors_by_op".into(), by_op);
         obj.insert("errors".into(), self.error_count().into());
+        add_rfc3339(&mut v);
         v
     }
 
@@ -431,57 +600,43 @@ impl Report {
         let mut s = String::new();
         if self.dry_run {
             for c in &self.candidates {
-                let age = humantime::format_duration(Duration::from_secs(c.age_seconds));
-                let _ = writeln!(
-                    s,
-                    "would delete {} ({} bytes, {}, {}, last used {} ago)",
-                    path_text(&c.path),
-                    c.bytes,
-                    c.kind,
-                    c.reason.as_str(),
-                    age
-                );
+                s.push_str(&c.dry_run_line());
             }
             if !self.candidates.is_empty() {
                 s.push('\n');
             }
         }
         let verb = if self.dry_run { "would delete" } else { "deleted" };
-        let _ = writeln!(s, "{:<10} {:<11} {:>10} {:>16}", "reason", "kind", "files", "bytes");
+        let _ = writeln!(s, "{:<10} {:<11} {:>10} {:>28}", "reason", "kind", "files", "bytes");
         for (reason, kinds) in &self.deleted {
             for (kind, t) in kinds {
                 let _ = writeln!(
                     s,
-                    "{:<10} {:<11} {:>10} {:>16}",
+                    "{:<10} {:<11} {:>10} {:>28}",
                     reason.as_str(),
                     kind.as_str(),
                     t.files,
-                    t.bytes
+                    bytes_text(t.bytes)
                 );
             }
         }
         let total = self.deleted_total();
         let _ = writeln!(
             s,
-            "{:<22} {:>10} {:>16}",
+            "{:<22} {:>10} {:>28}",
             format!("{verb} (total)"),
             total.files,
-            total.bytes
+            bytes_text(total.bytes)
         );
-        let skipped: Vec<String> = self
-            .skipped
-            .iter()
-            .map(|(k, n)| format!("{} {n}", k.as_str()))
-            .collect();
-        let _ = writeln!(
-            s,
-            "skipped files: {}",
-            if skipped.is_empty() {
-                "none".into()
-            } else {
-                skipped.join(", ")
+        // Each reason with what it means: "unknown 41" alone reads like an error.
+        if self.skipped.is_empty() {
+            s.push_str("skipped files: none\n");
+        } else {
+            s.push_str("skipped files:\n");
+            for (k, n) in &self.skipped {
+                let _ = writeln!(s, "  {:<10} {:>10}  {}", k.as_str(), n, k.meaning());
             }
-        );
+        }
         let errors: Vec<String> = self.errors.iter().map(|(k, n)| format!("{} {n}", k.as_str())).collect();
         let _ = writeln!(
             s,
@@ -500,13 +655,16 @@ impl Report {
                 fs.used_ratio * 100.0
             );
             if let Some(reason) = fs.need_reason {
-                let _ = write!(s, ", {} needed {} bytes freed", reason.as_str(), fs.need_bytes);
+                let _ = write!(s, ", {} needed {} freed", reason.as_str(), bytes_words(fs.need_bytes));
             }
             if let Some(sf) = fs.shortfall {
                 let _ = write!(
                     s,
-                    ", {} bytes short (held back: young {}, open {}, protected {})",
-                    sf.missing_bytes, sf.young_bytes, sf.open_bytes, sf.protected_bytes
+                    ", {} short (held back: young {}, open {}, protected {})",
+                    bytes_words(sf.missing_bytes),
+                    bytes_text(sf.young_bytes),
+                    bytes_text(sf.open_bytes),
+                    bytes_text(sf.protected_bytes)
                 );
             }
             s.push('\n');
@@ -578,7 +736,7 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "  {:<11} {:>9} {:>14} {:>12}  age histogram ({})",
+                "  {:<11} {:>9} {:>26} {:>12}  age histogram ({})",
                 "kind",
                 "files",
                 "bytes",
@@ -593,10 +751,10 @@ impl Report {
                 let hist: Vec<String> = inv.age_histogram.iter().map(u64::to_string).collect();
                 let _ = writeln!(
                     s,
-                    "  {:<11} {:>9} {:>14} {:>12}  {}",
+                    "  {:<11} {:>9} {:>26} {:>12}  {}",
                     kind.as_str(),
                     inv.files,
-                    inv.bytes,
+                    bytes_text(inv.bytes),
                     oldest,
                     hist.join(" ")
                 );
@@ -605,8 +763,9 @@ impl Report {
         let total = self.deleted_total();
         let _ = writeln!(
             s,
-            "\na sweep now would reclaim {} files, {} bytes:",
-            total.files, total.bytes
+            "\na sweep now would reclaim {} files, {}:",
+            total.files,
+            bytes_words(total.bytes)
         );
         s.push_str(
             &self

@@ -384,6 +384,29 @@ fn sigusr1_sweeps_now_and_sigusr2_purges_to_low() {
     );
 }
 
+/// Issue 23: SIGUSR2 below `watermark.low` did nothing and said nothing.
+#[test]
+fn sigusr2_below_low_says_there_is_nothing_to_purge_and_why() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    // Every filesystem a test runs on is below this low watermark.
+    let d = Daemon::start(
+        &env,
+        &config(&env, "interval = \"1h\"\n[watermark]\nhigh = 0.9999\nlow = 0.9998"),
+    );
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    d.signal(Signal::USR2);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("nothing to purge"))
+        .unwrap_or_else(|| panic!("no word of the purge:\n{log}"));
+    assert!(line.contains("at or below watermark.low"), "{line}");
+    assert!(line.contains("low=0.9998"), "{line}");
+    assert!(line.contains("used=") && line.contains("mountpoint="), "{line}");
+}
+
 #[test]
 fn sigterm_stops_the_daemon_with_exit_0_within_5s() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -238,6 +238,7 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
         mode: Mode::Sweep,
         dry_run: true,
         list_files: true,
+        listing: None,
         opens: Some(Arc::new(IndexOpens {
             index: index.clone(),
             root: root.clone(),

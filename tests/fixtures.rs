@@ -93,6 +93,7 @@ fn a_sweep_over_a_real_listing_removes_old_shuffle_files_and_keeps_the_rest() {
             mode: Mode::Sweep,
             dry_run: false,
             list_files: true,
+            listing: None,
             opens: None,
             now: None,
         };

@@ -215,7 +215,7 @@ proptest! {
             root.display().to_string()
         );
         let cfg = Config::from_toml(&text, None).unwrap();
-        let opts = sweep::Options { mode: if purge { Mode::Purge } else { Mode::Sweep }, dry_run: false, list_files: true, opens: None, now: None };
+        let opts = sweep::Options { mode: if purge { Mode::Purge } else { Mode::Sweep }, dry_run: false, list_files: true, listing: None, opens: None, now: None };
         let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
         prop_assert_eq!(report.error_count(), 0);
 

@@ -413,3 +413,164 @@ fn version_names_the_commit_and_the_compiler() {
         )
     );
 }
+
+/// Issue 23: lists are streamed (`{"candidates":[` first, one file a line, the summary's fields
+/// after it). The stream must stay one JSON document holding exactly the files the library's
+/// in-memory list holds, for `sweep` in JSON and text and for `report`.
+#[test]
+fn streamed_lists_parse_and_hold_the_same_files_as_the_in_memory_list() {
+    use shuffle_janitor::config::Config;
+    use shuffle_janitor::policy::Mode;
+    use shuffle_janitor::sweep;
+    use std::sync::atomic::AtomicBool;
+
+    let env = TestEnv::new();
+    for s in 0..3 {
+        let bm = format!("blockmgr-8ef70c7d-f7b0-46e5-a2b0-ccbc7824c13{s}");
+        for m in 0..60 {
+            env.file(
+                &format!("{bm}/{:02x}/shuffle_{s}_{m}_0.data", m % 64),
+                100 + m,
+                8 * HOUR,
+            );
+            env.file(
+                &format!("{bm}/{:02x}/shuffle_{s}_{m}_0.index", (m + 1) % 64),
+                16,
+                8 * HOUR,
+            );
+            env.file(
+                &format!("{bm}/{:02x}/shuffle_{s}_{}_0.data", m % 64, m + 100),
+                10,
+                5 * MIN,
+            );
+        }
+    }
+    let cfg = env.config("");
+    let key = |c: &serde_json::Value| {
+        (
+            c["path"].as_str().unwrap().to_string(),
+            c["bytes"].as_u64().unwrap(),
+            c["size"].as_u64().unwrap(),
+            c["kind"].as_str().unwrap().to_string(),
+            c["reason"].as_str().unwrap().to_string(),
+        )
+    };
+    let loaded = Config::load(Some(&cfg)).unwrap();
+    let opts = sweep::Options {
+        mode: Mode::Sweep,
+        dry_run: true,
+        list_files: true,
+        listing: None,
+        opens: None,
+        now: None,
+    };
+    let in_memory = sweep::run(&loaded, &opts, &AtomicBool::new(false));
+    let mut expected: Vec<_> = in_memory
+        .candidates
+        .iter()
+        .map(|c| key(&serde_json::to_value(c).unwrap()))
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 3 * 60 * 2);
+
+    let out = env.run(&[
+        "sweep",
+        "--dry-run",
+        "--format",
+        "json",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("{\"candidates\":[\n"),
+        "streamed first: {}",
+        &stdout[..80]
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    let mut streamed: Vec<_> = json["candidates"].as_array().unwrap().iter().map(key).collect();
+    streamed.sort();
+    assert_eq!(streamed, expected);
+    assert_eq!(json["deleted_files"], expected.len());
+    assert_eq!(json["dry_run"], true);
+
+    let out = env.run(&["report", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let mut reported: Vec<_> = json["candidates"].as_array().unwrap().iter().map(key).collect();
+    reported.sort();
+    assert_eq!(reported, expected);
+    assert_eq!(json["roots"][0]["kinds"]["shuffle"]["files"], 3 * 60 * 3);
+
+    let out = env.run(&["sweep", "--dry-run", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut listed: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("would delete "))
+        .filter(|l| !l.starts_with("(total)"))
+        .map(|l| l.split(" (").next().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let paths: Vec<String> = expected.iter().map(|k| k.0.clone()).collect();
+    assert_eq!(listed, paths);
+    assert!(text.contains("\n\nreason "), "a blank line, then the summary: {text}");
+
+    // Nothing to list: still one document, with an empty array.
+    let empty = TestEnv::new();
+    let (code, json) = empty.sweep_json(&empty.config(""), &["--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(json["candidates"], serde_json::json!([]));
+    assert_eq!(json["deleted_files"], 0);
+}
+
+/// Issue 23: "no Spark files", then "skipped files: unknown 41" read like an error; byte counts
+/// were raw; JSON times were nanoseconds only.
+#[test]
+fn outputs_say_what_skips_mean_give_human_sizes_and_rfc3339_times() {
+    let env = TestEnv::new();
+    for i in 0..41 {
+        env.file(&format!("file{i}.txt"), 10, 8 * HOUR);
+    }
+    let cfg = env.config("");
+    let out = env.run(&["report", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("no Spark files"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("unknown "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(" 41 ") && line.contains("not Spark's"), "{line}");
+    let out = env.run(&["sweep", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("never touched"), "{text}");
+
+    let env = TestEnv::new();
+    env.file(&format!("{BM}/04/shuffle_0_8_0.data"), 3 << 20, 8 * HOUR);
+    let cfg = env.config("");
+    let out = env.run(&["report", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(" (3.0 MiB)"), "{text}");
+    assert!(
+        text.contains("would reclaim 1 files, 3145728 bytes (3.0 MiB)"),
+        "{text}"
+    );
+
+    let (_, json) = env.sweep_json(&cfg, &["--dry-run"]);
+    let ns = json["now"].as_i64().unwrap();
+    let at = humantime::parse_rfc3339(json["now_rfc3339"].as_str().unwrap()).unwrap();
+    let at_ns = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    assert_eq!(at_ns, ns, "{json}");
+    let kind = &json["roots"][0]["kinds"]["shuffle"];
+    let oldest = humantime::parse_rfc3339(kind["oldest_last_use_rfc3339"].as_str().unwrap()).unwrap();
+    let oldest_ns = oldest.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    assert_eq!(oldest_ns, kind["oldest_last_use"].as_i64().unwrap(), "{json}");
+}
+
+/// The README's table of skip reasons is the code's.
+#[test]
+fn the_docs_explain_every_skip_reason_as_the_output_does() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/troubleshooting.md")).unwrap();
+    for skip in shuffle_janitor::policy::Skip::ALL {
+        let row = format!("| `{}` | {} |", skip.as_str(), skip.meaning());
+        assert!(page.contains(&row), "docs/troubleshooting.md lacks {row}");
+    }
+}

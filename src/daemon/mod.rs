@@ -582,6 +582,7 @@ impl Daemon {
                         mode: job.mode,
                         dry_run: false,
                         list_files: false,
+                        listing: None,
                         opens: None,
                         now: Some(now),
                     };

@@ -78,6 +78,7 @@ struct Ctx<'a> {
     now: Nanos,
     dry_run: bool,
     list_files: bool,
+    listing: Option<&'a dyn crate::report::Listing>,
     cancel: &'a AtomicBool,
     /// The index's losses when the sweep began (see [`Fence`]).
     fence: Option<Fence>,
@@ -144,6 +145,7 @@ pub fn run_indexed(
         now,
         dry_run,
         list_files: opts.list_files,
+        listing: opts.listing.as_deref(),
         cancel,
         fence,
         abandoned: AtomicBool::new(false),
@@ -281,6 +283,8 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
                       reason = reason.as_str(), "filesystem must shed load");
                 fs.need_bytes = bytes;
                 fs.need_reason = Some(reason);
+            } else if mode == Mode::Purge {
+                super::record::nothing_to_purge(&fs.mountpoint, usage.ratio(), wm.low);
             }
         }
         Err(e) => Recorder::new(&ctx.first).error(report, Op::Statvfs, &probe, &e),
@@ -813,14 +817,20 @@ fn deleted(
         .or_default()
         .add(Tally { files: 1, bytes: alloc });
     debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = ctx.dry_run, "delete");
-    if ctx.list_files {
-        report.candidates.push(Candidate {
+    if ctx.list_files || ctx.listing.is_some() {
+        let c = Candidate {
             path: path.to_owned(),
             bytes: freed,
             size,
             kind,
             reason,
             age_seconds,
-        });
+        };
+        if let Some(listing) = ctx.listing {
+            listing.file(&c);
+        }
+        if ctx.list_files {
+            report.candidates.push(c);
+        }
     }
 }

@@ -36,7 +36,7 @@ use crate::disk::{self, Mounts};
 use crate::fsx::DirError;
 use crate::open_files::OpenFiles;
 use crate::policy::{self, Mode, Nanos, Rules, Skip};
-use crate::report::{FsReport, Op, Report, RootReport};
+use crate::report::{FsReport, Listing, Op, Report, RootReport};
 use crate::scan::{self, Visitor, WalkRoot};
 use record::{FirstNotices, Recorder};
 pub use roots::{Root, RootStatus, resolve_roots};
@@ -50,6 +50,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Keep every deleted file in [`Report::candidates`] (costs memory per file).
     pub list_files: bool,
+    /// Hand every deleted file to this as it goes (flat memory: the CLI streams its lists).
+    pub listing: Option<Arc<dyn Listing>>,
     /// Opens seen by the daemon's watch: they count as use, whatever atime says.
     pub opens: Option<Arc<dyn OpenSource>>,
     /// The clock the rules are applied at (`None`: now). Tests pin it.
@@ -73,6 +75,7 @@ pub struct Ctx<'a> {
     dry_run: bool,
     purge: bool,
     list_files: bool,
+    listing: Option<&'a dyn Listing>,
     opens: Option<&'a dyn OpenSource>,
     now: Nanos,
     roots: &'a [Root],
@@ -139,11 +142,8 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
                 // The daemon sweeps every few minutes: say it when the number changes, not each time.
                 static LAST_UNREADABLE: AtomicUsize = AtomicUsize::new(0);
                 if open.unreadable > 0 && LAST_UNREADABLE.swap(open.unreadable, Ordering::Relaxed) != open.unreadable {
-                    warn!(
-                        processes = open.unreadable,
-                        "cannot read the open files of some processes (needs CAP_SYS_PTRACE); files they \
-                         hold open may be deleted (their space returns when they close them)"
-                    );
+                    let ptrace = crate::procs::has_cap_sys_ptrace(Path::new("/proc"));
+                    warn!(processes = open.unreadable, "{}", open.unreadable_warning(ptrace));
                 }
                 Some(open)
             }
@@ -162,6 +162,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         dry_run,
         purge: opts.mode == Mode::Purge,
         list_files: opts.list_files,
+        listing: opts.listing.as_deref(),
         opens: opts.opens.as_deref(),
         now,
         roots: &roots,
@@ -249,6 +250,8 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
                       reason = reason.as_str(), "filesystem must shed load");
                 fs.need_bytes = bytes;
                 fs.need_reason = Some(reason);
+            } else if mode == Mode::Purge {
+                record::nothing_to_purge(&fs.mountpoint, usage.ratio(), wm.low);
             }
         }
         Err(e) => Recorder::new(&ctx.first_errors).error(&mut walker.report, Op::Statvfs, probe, &e),
@@ -286,7 +289,8 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
             procs,
             ctx.now,
             ctx.dry_run,
-            ctx.list_files,
+            // Stores are few (not a list of files): their paths are kept for the summary.
+            ctx.list_files || ctx.listing.is_some(),
             &mut report,
             &record,
             |_, _| {},

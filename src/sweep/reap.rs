@@ -349,7 +349,7 @@ pub fn reap_from_index(
         &procs,
         now,
         dry_run,
-        opts.list_files,
+        opts.list_files || opts.listing.is_some(),
         report,
         &record,
         |r, rel| {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::fsx::DirError;
 use crate::policy::Shortfall;
@@ -105,4 +105,15 @@ impl<'a> Recorder<'a> {
             debug!(mountpoint = %mountpoint.display(), missing_bytes = sf.missing_bytes, "cannot free enough");
         }
     }
+}
+
+/// A purge (SIGUSR2, `sweep --purge`) on a filesystem already at or below `watermark.low` has
+/// nothing to do: say so and why, or the request seems ignored.
+pub fn nothing_to_purge(mountpoint: &Path, used: f64, low: f64) {
+    info!(
+        mountpoint = %mountpoint.display(),
+        used,
+        low,
+        "nothing to purge on this filesystem: its use is at or below watermark.low"
+    );
 }

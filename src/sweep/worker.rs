@@ -452,18 +452,22 @@ impl<'a> Worker<'a> {
                 files: 1,
                 bytes: f.stat.alloc,
             });
-        if self.ctx.list_files || tracing::enabled!(tracing::Level::DEBUG) {
+        if self.ctx.list_files || self.ctx.listing.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
             let path = root.join(store.file_rel(f));
             debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = self.ctx.dry_run, "delete");
+            let c = Candidate {
+                path,
+                bytes: freed,
+                size: f.stat.size,
+                kind: f.kind,
+                reason,
+                age_seconds,
+            };
+            if let Some(listing) = self.ctx.listing {
+                listing.file(&c);
+            }
             if self.ctx.list_files {
-                self.report.candidates.push(Candidate {
-                    path,
-                    bytes: freed,
-                    size: f.stat.size,
-                    kind: f.kind,
-                    reason,
-                    age_seconds,
-                });
+                self.report.candidates.push(c);
             }
         }
     }
