@@ -86,6 +86,11 @@ pub struct RunArgs {
     /// basic auth with bcrypt hashes); replaces metrics.web_config_file. Re-read on SIGHUP.
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
+
+    /// Decide and count, but delete no file and remove no store, whatever the config's dry_run
+    /// says (as dry_run = true; for a canary, read `plan`).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl RunArgs {
@@ -93,6 +98,7 @@ impl RunArgs {
         crate::config::Overrides {
             listen: self.web_listen_address.clone(),
             web_config_file: self.web_config_file.clone(),
+            dry_run: self.dry_run,
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct RawConfig {
     pub dry_run: bool,
     pub skip_open_files: bool,
     pub state_dir: String,
+    /// The deletion journal's bound in MiB over its two files (see [`crate::journal`]); 0: none.
+    pub journal_max_mib: u64,
     pub watermark: RawWatermark,
     pub stores: RawStores,
     pub metrics: RawMetrics,
@@ -119,6 +121,7 @@ impl Default for RawConfig {
             dry_run: false,
             skip_open_files: true,
             state_dir: DEFAULT_STATE_DIR.into(),
+            journal_max_mib: 64,
             watermark: RawWatermark::default(),
             stores: RawStores::default(),
             metrics: RawMetrics::default(),
@@ -168,6 +171,8 @@ pub struct Config {
     pub skip_open_files: bool,
     /// Where the daemon keeps what its watch saw across restarts; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
+    /// The most the deletion journal in `state_dir` holds (both files), in bytes; 0: no journal.
+    pub journal_max_bytes: u64,
     pub watermark: Watermark,
     pub stores: Stores,
     pub listen: SocketAddr,
@@ -181,6 +186,8 @@ pub struct Config {
 pub struct Overrides {
     pub listen: Option<String>,
     pub web_config_file: Option<PathBuf>,
+    /// `run --dry-run`: dry whatever the file says, reloads included.
+    pub dry_run: bool,
 }
 
 /// The removal of dead executors' empty block stores.
@@ -269,6 +276,7 @@ impl Config {
             })?;
             cfg.web_config_file = Some(file);
         }
+        cfg.dry_run |= overrides.dry_run;
         Ok(cfg)
     }
 
@@ -306,6 +314,7 @@ impl Config {
                 .state_dir
                 .as_ref()
                 .map_or_else(String::new, |p| p.display().to_string()),
+            journal_max_mib: self.journal_max_bytes >> 20,
             watermark: RawWatermark {
                 high: self.watermark.high,
                 low: self.watermark.low,
@@ -476,6 +485,13 @@ impl RawConfig {
                 ));
             }
         };
+        if self.journal_max_mib > 1 << 20 {
+            return Err(invalid(
+                "journal_max_mib",
+                &self.journal_max_mib,
+                "must be at most 1048576 (MiB), or 0 to keep no deletion journal; 64 is the default".into(),
+            ));
+        }
         let wm = &self.watermark;
         for (key, value) in [("watermark.high", wm.high), ("watermark.low", wm.low)] {
             if !(value > 0.0 && value <= 1.0) {
@@ -555,6 +571,7 @@ impl RawConfig {
             dry_run: self.dry_run,
             skip_open_files: self.skip_open_files,
             state_dir,
+            journal_max_bytes: self.journal_max_mib << 20,
             watermark: Watermark {
                 high: wm.high,
                 low: wm.low,

@@ -21,6 +21,8 @@
 //! - [`index`]: the daemon's units of every store (stem, files, sizes, last use, opens), filled
 //!   from walks' listings and kept current by the watch's events; data and its update rules, no
 //!   system calls.
+//! - [`journal`]: the deletion journal in `state_dir`: every unit and store deleted, one JSON
+//!   line each, with the evidence and the rule that decided (read back by `explain`).
 //! - [`state`]: what the daemon keeps across a restart (the opens its watch saw), in `state_dir`.
 //! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command; or, in the
 //!   daemon, [`index`] -> policy -> delete.
@@ -49,6 +51,7 @@ pub mod daemon;
 pub mod disk;
 pub mod fsx;
 pub mod index;
+pub mod journal;
 pub mod open_files;
 pub mod policy;
 pub mod procs;

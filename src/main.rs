@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use shuffle_janitor::cli::{Cli, Command, Format, LogFormat, ReportArgs, RunArgs, SweepArgs};
 use shuffle_janitor::config::{Config, ConfigError};
+use shuffle_janitor::journal;
 use shuffle_janitor::policy::Mode;
 use shuffle_janitor::report::Report;
 use shuffle_janitor::sweep::{self, Options};
@@ -113,6 +114,10 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
         opens: None,
         now: None,
     };
+    // What it deletes goes to the daemon's journal too, when state_dir lets this user write it.
+    if !(opts.dry_run || cfg.dry_run) {
+        journal::install(journal::open_for(&cfg, journal::By::Sweep));
+    }
     let cancel = stop_on_signals();
     let report = sweep::run(&cfg, &opts, &cancel);
     match args.format {

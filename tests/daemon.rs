@@ -542,3 +542,142 @@ fn a_map_output_read_after_its_mtime_survives_a_ttl_its_mtime_alone_would_fail()
         read.iter().all(|p| !p.exists())
     });
 }
+
+/// The deletion journal's lines (both files, oldest first), parsed.
+fn journal_lines(state: &Path) -> Vec<serde_json::Value> {
+    ["deletions.jsonl.1", "deletions.jsonl"]
+        .iter()
+        .filter_map(|n| std::fs::read_to_string(state.join(n)).ok())
+        .flat_map(|t| t.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
+        .collect()
+}
+
+fn nanos_of(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+#[test]
+fn every_unit_the_daemon_deletes_is_in_the_journal_with_the_evidence_of_its_last_use() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // mtime only: a read is seen by the watch, never by a timestamp (as on a noatime mount).
+    let old = [
+        env.file(&format!("{BM}/0c/shuffle_4_0_0.data"), 5000, 8 * HOUR),
+        env.file(&format!("{BM}/30/shuffle_4_0_0.index"), 16, 8 * HOUR),
+    ];
+    // The unit's last use: the newest mtime of its files.
+    let old_mtime = old
+        .iter()
+        .map(|p| nanos_of(std::fs::metadata(p).unwrap().modified().unwrap()))
+        .max()
+        .unwrap();
+    let read = env.file(&format!("{BM}/0d/shuffle_4_1_0.data"), 100, Duration::ZERO);
+    let t0 = Instant::now();
+    let d = Daemon::start(
+        &env,
+        &config(
+            &env,
+            &format!(
+                "max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\nstate_dir = {:?}",
+                state.display().to_string()
+            ),
+        ),
+    );
+    d.wait_for("the old unit's deletion", Duration::from_secs(10), || {
+        old.iter().all(|p| !p.exists())
+    });
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t0.elapsed()));
+    let read_at = nanos_of(std::time::SystemTime::now());
+    std::fs::read(&read).unwrap();
+    d.wait_for("the read unit's TTL", Duration::from_secs(15), || !read.exists());
+    // Lines are written out at the end of each sweep.
+    let store = env.root().canonicalize().unwrap().join(BM);
+    let mut lines = Vec::new();
+    d.wait_for("both units in the journal", Duration::from_secs(5), || {
+        lines = journal_lines(&state);
+        lines.iter().filter(|l| l["event"] == "deleted").count() == 2
+    });
+    let deleted: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "deleted").collect();
+    let old_line = deleted[0];
+    assert_eq!(old_line["unit"]["stem"], "shuffle_4_0_0", "{old_line}");
+    assert_eq!(old_line["unit"]["kind"], "shuffle");
+    assert_eq!(
+        old_line["unit"]["files"],
+        serde_json::json!(["0c/shuffle_4_0_0.data", "30/shuffle_4_0_0.index"])
+    );
+    assert_eq!(old_line["store"], store.display().to_string());
+    assert_eq!(
+        old_line["root"],
+        env.root().canonicalize().unwrap().display().to_string()
+    );
+    assert_eq!(old_line["by"], "daemon");
+    assert_eq!(old_line["trigger"], "ttl");
+    assert_eq!(
+        old_line["rule"],
+        serde_json::json!({"name": "ttl", "max_age_seconds": 6})
+    );
+    assert_eq!(old_line["evidence"], "mtime");
+    assert_eq!(old_line["last_use_ns"], old_mtime);
+    assert!(old_line["age_seconds"].as_u64().unwrap() >= 8 * 3600);
+    assert!(old_line["bytes_freed"].as_u64().unwrap() >= 5000);
+    assert_eq!(old_line["partial"], false);
+    assert!(old_line["time"].as_str().unwrap().ends_with('Z'));
+
+    let read_line = deleted[1];
+    assert_eq!(
+        read_line["unit"]["files"],
+        serde_json::json!(["0d/shuffle_4_1_0.data"]),
+        "{read_line}"
+    );
+    assert_eq!(
+        read_line["evidence"], "open",
+        "the read the watch saw made its last use: {read_line}"
+    );
+    let last_use = read_line["last_use_ns"].as_i64().unwrap();
+    assert!(
+        (read_at - 1_000_000_000..read_at + 1_000_000_000).contains(&last_use),
+        "last use {last_use} at the read {read_at}"
+    );
+    // Every intent was followed by its deletion: nothing is left for a restart to report.
+    let intents: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "intent").collect();
+    assert_eq!(intents.len(), 2);
+    for (i, d) in intents.iter().zip(&deleted) {
+        assert_eq!(i["id"], d["id"]);
+    }
+    assert_eq!(d.metric("shuffle_janitor_journal_lines_lost_total", &[]), Some(0.0));
+}
+
+#[test]
+fn a_deletion_cut_by_a_crash_is_marked_interrupted_at_the_next_start() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let store = env.root().canonicalize().unwrap().join(BM);
+    // What a daemon killed between the unlinks of a unit leaves: its intent, one file gone.
+    let left = env.file(&format!("{BM}/30/shuffle_5_0_0.index"), 16, 10 * MIN);
+    let intent = serde_json::json!({
+        "event": "intent", "id": "0.a.1", "time_ns": 1, "time": "1970-01-01T00:00:00.000000001Z",
+        "store": store, "files": ["0c/shuffle_5_0_0.data", "30/shuffle_5_0_0.index"],
+    });
+    std::fs::write(state.join("deletions.jsonl"), format!("{intent}\n")).unwrap();
+    let d = Daemon::start(
+        &env,
+        &config(&env, &format!("state_dir = {:?}", state.display().to_string())),
+    );
+    let lines = journal_lines(&state);
+    let marked = lines
+        .iter()
+        .find(|l| l["event"] == "interrupted")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", d.log_text()));
+    assert_eq!(marked["id"], "0.a.1");
+    assert_eq!(marked["files_gone"], serde_json::json!(["0c/shuffle_5_0_0.data"]));
+    assert_eq!(marked["files_left"], serde_json::json!(["30/shuffle_5_0_0.index"]));
+    assert!(d.log_text().contains("deletion was interrupted"), "{}", d.log_text());
+    assert!(
+        left.exists(),
+        "what is left is judged by the rules, not removed for being left"
+    );
+}

@@ -254,6 +254,7 @@ impl Daemon {
             }
             None => None,
         };
+        open_journal(&cfg, true);
         let metrics = Arc::new(Metrics::new());
         metrics.set_config(&cfg);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -317,8 +318,12 @@ impl Daemon {
             config = %daemon.config_name(),
             roots = ?daemon.cfg.roots,
             inotify = daemon.watch.is_some(),
+            dry_run = daemon.cfg.dry_run,
             "shuffle-janitor running"
         );
+        if daemon.cfg.dry_run {
+            warn!("dry run: sweeps decide and count, and delete nothing (dry_run = true or run --dry-run)");
+        }
         sd_notify(&[sd_notify::NotifyState::Ready]);
         Ok(daemon)
     }
@@ -727,6 +732,7 @@ impl Daemon {
 
     fn swept(&mut self, job: Job, report: &Report, unfreed: u64) {
         self.metrics.record_sweep(job.trigger, report, now_nanos() as f64 / 1e9);
+        self.metrics.journal_lost(crate::journal::lines_lost());
         // Opens remembered from before this run that are older than max_age keep nothing.
         self.index
             .lock()
@@ -755,18 +761,35 @@ impl Daemon {
             }
         }
         let total = report.deleted_total();
-        info!(
-            trigger = job.trigger.as_str(),
-            purge = job.mode == SweepMode::Purge,
-            deleted_files = total.files,
-            deleted_bytes = total.bytes,
-            skipped_files = report.skipped.values().sum::<u64>(),
-            errors = report.error_count(),
-            unfreed_bytes = unfreed,
-            cancelled = report.cancelled,
-            seconds = report.duration_seconds,
-            "sweep finished"
-        );
+        if report.dry_run {
+            info!(
+                trigger = job.trigger.as_str(),
+                purge = job.mode == SweepMode::Purge,
+                would_delete_files = total.files,
+                would_free_bytes = total.bytes,
+                would_remove_stores = report.reaped.stores,
+                skipped_files = report.skipped.values().sum::<u64>(),
+                errors = report.error_count(),
+                cancelled = report.cancelled,
+                seconds = report.duration_seconds,
+                "dry run: sweep finished; it would delete {} files ({} bytes) and deleted nothing",
+                total.files,
+                total.bytes
+            );
+        } else {
+            info!(
+                trigger = job.trigger.as_str(),
+                purge = job.mode == SweepMode::Purge,
+                deleted_files = total.files,
+                deleted_bytes = total.bytes,
+                skipped_files = report.skipped.values().sum::<u64>(),
+                errors = report.error_count(),
+                unfreed_bytes = unfreed,
+                cancelled = report.cancelled,
+                seconds = report.duration_seconds,
+                "sweep finished"
+            );
+        }
         if report.cancelled {
             // Cancelled for pressure or a reload: run again (folded into what is pending).
             self.pending = Some(self.pending.map_or(job, |p| p.merge(job)));
@@ -999,6 +1022,20 @@ impl Daemon {
                     warn!(old = %self.cfg.listen, new = %cfg.listen, "metrics.listen changes take effect on restart");
                 }
                 let rewalk = cfg.age_basis != self.cfg.age_basis;
+                if (&cfg.state_dir, cfg.journal_max_bytes) != (&self.cfg.state_dir, self.cfg.journal_max_bytes) {
+                    open_journal(&cfg, false);
+                }
+                if cfg.dry_run != self.cfg.dry_run {
+                    warn!(
+                        dry_run = cfg.dry_run,
+                        "dry run {}",
+                        if cfg.dry_run {
+                            "from now on: nothing is deleted"
+                        } else {
+                            "ended: sweeps delete"
+                        }
+                    );
+                }
                 self.cfg = Arc::new(cfg);
                 self.metrics.set_config(&self.cfg);
                 self.metrics.config_last_reload_successful.set(1);
@@ -1122,6 +1159,25 @@ impl Daemon {
         let _ = tokio::time::timeout(Duration::from_secs(25), gate).await;
         info!("shuffle-janitor stopped");
     }
+}
+
+/// Opens the deletion journal of `cfg` and makes it the process's; at the start, reports the
+/// units whose deletion the last run left in part (see [`crate::journal`]).
+fn open_journal(cfg: &Config, at_start: bool) {
+    let journal = crate::journal::open_for(cfg, crate::journal::By::Daemon);
+    if let Some(j) = journal.as_ref().filter(|_| at_start) {
+        for i in j.recover() {
+            warn!(
+                store = %i.intent.store.display(),
+                started = %crate::journal::rfc3339(i.intent.time_ns),
+                gone = ?i.gone,
+                left = ?i.left,
+                "a unit's deletion was interrupted (the process stopped between its unlinks); recorded in the \
+                 journal as interrupted, and what is left is judged again by the next sweep"
+            );
+        }
+    }
+    crate::journal::install(journal);
 }
 
 /// Runs one walk job.

@@ -167,6 +167,9 @@ pub fn run_indexed(
     }
     report.open_files_unreadable = ctx.open.as_ref().map_or(0, |o| o.unreadable);
     report.cancelled = ctx.cancelled();
+    if let Some(j) = crate::journal::current() {
+        j.flush();
+    }
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -334,11 +337,16 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
     );
     let mut freed = 0u64;
     let mut dirs: Vec<(StoreId, StoreDir)> = Vec::with_capacity(OPEN_STORES);
+    let mut at = Placing {
+        mountpoint: fs.mountpoint.clone(),
+        used_before: fs.used_ratio,
+        rank: None,
+    };
     for c in &ttl {
         if ctx.cancelled() {
             return;
         }
-        if let Some(bytes) = delete(ctx, &mut dirs, c, Reason::Ttl, &mut held, report) {
+        if let Some(bytes) = delete(ctx, &mut dirs, c, Reason::Ttl, &at, &mut held, report) {
             freed = freed.saturating_add(bytes);
         }
     }
@@ -370,7 +378,8 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
             }
             let c = pool[next];
             next += 1;
-            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &mut held, report) {
+            at.rank = Some(next as u64);
+            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &at, &mut held, report) {
                 freed = freed.saturating_add(bytes);
             }
         }
@@ -557,6 +566,14 @@ fn facts_of(u: &UnitView, protected: bool, open: bool, unseen_cap: Nanos) -> Uni
     }
 }
 
+/// Where a deletion's rule applied, for the journal: the filesystem, its use when the sweep
+/// read it, and (under pressure) the unit's place in least-recently-used order, 1 first.
+struct Placing {
+    mountpoint: PathBuf,
+    used_before: f64,
+    rank: Option<u64>,
+}
+
 /// Stores kept open while their units are deleted (each holds up to 128 sub-directory fds).
 const OPEN_STORES: usize = 4;
 
@@ -568,6 +585,7 @@ fn delete(
     dirs: &mut Vec<(StoreId, StoreDir)>,
     c: &Chosen,
     reason: Reason,
+    placing: &Placing,
     held: &mut Shortfall,
     report: &mut Report,
 ) -> Option<u64> {
@@ -741,7 +759,40 @@ fn delete(
         }
         return Some(facts.bytes);
     }
+    // The journal's intent is written out before the first unlink: a crash in between is seen
+    // at the next start.
+    let journal = crate::journal::current();
+    let rel_name = |i: usize| {
+        let (sub, name) = &unit_files[i];
+        format!("{}/{}", names[*sub as usize], String::from_utf8_lossy(name))
+    };
+    let (last_use, evidence) = crate::journal::evidence(checked.stats(), &ctx.cfg.age_basis, last_open);
+    let intent = journal.as_ref().map(|j| {
+        let present: Vec<String> = checked.files().map(|(i, _)| rel_name(i)).collect();
+        (j.intent(&store_path, &present), present)
+    });
     let outcome = dir.commit_unit(&files, checked, &ctx.cfg.age_basis);
+    if let (Some(j), Some((id, present))) = (&journal, intent) {
+        if outcome.removed.is_empty() {
+            j.kept(&id);
+        } else {
+            let removed: Vec<String> = outcome.removed.iter().map(|r| rel_name(r.index)).collect();
+            let freed = outcome.removed.iter().map(|r| r.freed).fold(0u64, u64::saturating_add);
+            let record = crate::journal::UnitRecord {
+                reason,
+                root: &root.path,
+                store: &store_path,
+                stem: &stem,
+                kind,
+                files: present,
+                last_use,
+                evidence,
+                age_seconds,
+                rule: crate::journal::Rule::of(reason, ctx.cfg, &placing.mountpoint, placing.used_before, placing.rank),
+            };
+            j.deleted(&id, &record, freed, &removed);
+        }
+    }
     for (i, failure, e) in &outcome.errors {
         record.error(
             report,
