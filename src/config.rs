@@ -65,6 +65,7 @@ pub struct RawConfig {
     pub state_dir: String,
     /// The deletion journal's bound in MiB over its two files (see [`crate::journal`]); 0: none.
     pub journal_max_mib: u64,
+    pub control_socket: String,
     pub watermark: RawWatermark,
     pub stores: RawStores,
     pub metrics: RawMetrics,
@@ -122,6 +123,7 @@ impl Default for RawConfig {
             skip_open_files: true,
             state_dir: DEFAULT_STATE_DIR.into(),
             journal_max_mib: 64,
+            control_socket: "/run/shuffle-janitor/control.sock".into(),
             watermark: RawWatermark::default(),
             stores: RawStores::default(),
             metrics: RawMetrics::default(),
@@ -173,6 +175,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// The most the deletion journal in `state_dir` holds (both files), in bytes; 0: no journal.
     pub journal_max_bytes: u64,
+    /// The daemon's control socket (`status`, `plan`, `explain`); `None`: none.
+    pub control_socket: Option<PathBuf>,
     pub watermark: Watermark,
     pub stores: Stores,
     pub listen: SocketAddr,
@@ -315,6 +319,10 @@ impl Config {
                 .as_ref()
                 .map_or_else(String::new, |p| p.display().to_string()),
             journal_max_mib: self.journal_max_bytes >> 20,
+            control_socket: self
+                .control_socket
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
             watermark: RawWatermark {
                 high: self.watermark.high,
                 low: self.watermark.low,
@@ -485,6 +493,17 @@ impl RawConfig {
                 ));
             }
         };
+        let control_socket = match self.control_socket.as_str() {
+            "" => None,
+            p if p.starts_with('/') => Some(PathBuf::from(p)),
+            p => {
+                return Err(invalid(
+                    "control_socket",
+                    &format!("{p:?}"),
+                    "must be an absolute path, or \"\" for no control socket".into(),
+                ));
+            }
+        };
         if self.journal_max_mib > 1 << 20 {
             return Err(invalid(
                 "journal_max_mib",
@@ -572,6 +591,7 @@ impl RawConfig {
             skip_open_files: self.skip_open_files,
             state_dir,
             journal_max_bytes: self.journal_max_mib << 20,
+            control_socket,
             watermark: Watermark {
                 high: wm.high,
                 low: wm.low,

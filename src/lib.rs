@@ -29,6 +29,7 @@
 //! - [`report`]: what a sweep did, as text and JSON.
 //! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
 //! - [`web_config`]: the metrics endpoint's TLS and basic auth (the exporter toolkit's file).
+//! - [`control`]: the daemon's control socket, protocol and client (`status`, `plan`, `explain`).
 //! - [`cli`]: the command line (clap definitions only).
 
 /// The version (Cargo.toml's), the commit it was built from and the compiler (build.rs).
@@ -47,6 +48,7 @@ pub const LONG_VERSION: &str = concat!(
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod disk;
 pub mod fsx;

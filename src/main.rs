@@ -8,8 +8,9 @@ use std::sync::atomic::AtomicBool;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use shuffle_janitor::cli::{Cli, Command, Format, LogFormat, ReportArgs, RunArgs, SweepArgs};
+use shuffle_janitor::cli::{AskArgs, Cli, Command, Format, LogFormat, ReportArgs, RunArgs, SweepArgs};
 use shuffle_janitor::config::{Config, ConfigError};
+use shuffle_janitor::control;
 use shuffle_janitor::journal;
 use shuffle_janitor::policy::Mode;
 use shuffle_janitor::report::Report;
@@ -41,6 +42,12 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args),
         Command::Sweep(args) => sweep_cmd(&args),
         Command::Report(args) => report_cmd(&args),
+        Command::Status(args) => ask_cmd(&args, control::status),
+        Command::Plan(args) => ask_cmd(&args, control::plan),
+        Command::Explain(args) => {
+            let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+            ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &paths, json))
+        }
     };
     exit.into()
 }
@@ -181,6 +188,18 @@ fn report_cmd(args: &ReportArgs) -> Exit {
         Format::Json => print_out(&format!("{}\n", report.to_json())),
     }
     outcome(&report)
+}
+
+/// `status`, `plan`, `explain`: exit 1 when no daemon answered (what could be said without it
+/// is printed all the same).
+fn ask_cmd(args: &AskArgs, ask: impl FnOnce(&Config, bool) -> control::Output) -> Exit {
+    let cfg = match Config::load(args.config.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    let out = ask(&cfg, args.format == Format::Json);
+    print_out(&out.text);
+    if out.answered { Exit::Done } else { Exit::Partial }
 }
 
 fn outcome(report: &Report) -> Exit {

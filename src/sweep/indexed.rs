@@ -86,6 +86,7 @@ struct Ctx<'a> {
     open: Option<OpenFiles>,
     open_unknown: bool,
     first: FirstNotices,
+    probe: Option<&'a Probe>,
 }
 
 impl Ctx<'_> {
@@ -122,6 +123,20 @@ pub fn run_indexed(
     cancel: &AtomicBool,
     fence: Option<Fence>,
 ) -> Report {
+    run_probed(cfg, roots, index, opts, cancel, fence, None)
+}
+
+/// [`run_indexed`], telling `probe` the verdict on each unit it asks about (`explain`: a dry
+/// run whose answer is the sweep's own decision, not a second copy of the rules).
+pub fn run_probed(
+    cfg: &Config,
+    roots: &[IndexedRoot],
+    index: &Mutex<Index>,
+    opts: &Options,
+    cancel: &AtomicBool,
+    fence: Option<Fence>,
+    probe: Option<&Probe>,
+) -> Report {
     let started = Instant::now();
     super::look_at_the_clock(cfg);
     let now = opts.now.unwrap_or_else(super::now);
@@ -150,6 +165,7 @@ pub fn run_indexed(
         open: None,
         open_unknown: false,
         first: FirstNotices::default(),
+        probe,
     };
     if !dry_run {
         remove_leftovers(&ctx, &mut report);
@@ -470,6 +486,9 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         }
         let oldest = deletable.iter().map(|k| mins[*k as usize]).min().unwrap_or(Nanos::MAX);
         if !s.complete || lost == Lost::Store {
+            if let Some(p) = ctx.probe {
+                p.store_incomplete(s.root, &rel);
+            }
             let files: u64 = s.inventory().iter().map(|(f, _)| f).sum();
             report.skip(Skip::Incomplete, files);
             if oldest != Nanos::MAX {
@@ -479,7 +498,7 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         }
         // Nothing past max_age and no pressure: nothing here can go (the common case, and
         // what keeps a steady-state sweep from touching every unit).
-        if !pressure && oldest >= max_age_ago {
+        if !pressure && oldest >= max_age_ago && !ctx.probe.is_some_and(|p| p.wants_store(s.root, &rel)) {
             if oldest != Nanos::MAX {
                 kept(report, root, oldest);
             }
@@ -513,7 +532,16 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
                 slot: u.slot,
                 stem: crate::store_dir::stem_hash(u.stem),
             };
-            match policy::judge(&facts, &ctx.rules, ctx.now) {
+            let verdict = policy::judge(&facts, &ctx.rules, ctx.now);
+            if let Some(p) = ctx.probe {
+                p.judged(s.root, &rel, u.stem, &facts, verdict, || {
+                    s.unit_files(u.slot)
+                        .iter()
+                        .map(|(sub, name)| format!("{}/{}", names[*sub as usize], String::from_utf8_lossy(name)))
+                        .collect()
+                });
+            }
+            match verdict {
                 Verdict::Delete(_) => ttl.push(chosen()),
                 Verdict::Keep(why) => {
                     report.skip(why, nfiles);
@@ -563,6 +591,104 @@ fn facts_of(u: &UnitView, protected: bool, open: bool, unseen_cap: Nanos) -> Uni
         protected,
         open,
         unseen_until: u.read_bound.min(unseen_cap),
+    }
+}
+
+fn root_at_number(ctx: &Ctx, root_at: usize) -> u32 {
+    ctx.roots[root_at].0
+}
+
+/// What `explain` asks a sweep about: units by root number, store and stem. The sweep tells it
+/// its verdict on each (in [`select`]) and, for those it chose, the outcome of the check on
+/// disk before the unlinks (in [`delete`]).
+#[derive(Debug, Default)]
+pub struct Probe {
+    wanted: Vec<(u32, PathBuf, Vec<u8>)>,
+    found: Mutex<Vec<Probed>>,
+}
+
+/// A unit's verdict, as the sweep gave it.
+#[derive(Clone, Debug)]
+pub struct Probed {
+    pub root: u32,
+    pub rel: PathBuf,
+    pub stem: Vec<u8>,
+    /// Its files, relative to the store.
+    pub files: Vec<String>,
+    /// `None`: its store is not known whole (every unit of it is kept).
+    pub facts: Option<UnitFacts>,
+    pub verdict: Option<Verdict>,
+    /// Chosen to go, then checked on disk: `Some(true)` still goes, `Some(false)` kept (what
+    /// was found: `verdict_at_check`).
+    pub goes_after_check: Option<bool>,
+    pub verdict_at_check: Option<Verdict>,
+}
+
+impl Probe {
+    pub fn new(wanted: Vec<(u32, PathBuf, Vec<u8>)>) -> Probe {
+        Probe {
+            wanted,
+            found: Mutex::default(),
+        }
+    }
+
+    pub fn found(self) -> Vec<Probed> {
+        self.found.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wants_store(&self, root: u32, rel: &Path) -> bool {
+        self.wanted.iter().any(|(r, p, _)| *r == root && p == rel)
+    }
+
+    fn store_incomplete(&self, root: u32, rel: &Path) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        for (r, p, stem) in self.wanted.iter().filter(|(r, p, _)| *r == root && p == rel) {
+            found.push(Probed {
+                root: *r,
+                rel: p.clone(),
+                stem: stem.clone(),
+                files: Vec::new(),
+                facts: None,
+                verdict: None,
+                goes_after_check: None,
+                verdict_at_check: None,
+            });
+        }
+    }
+
+    fn judged(
+        &self,
+        root: u32,
+        rel: &Path,
+        stem: &[u8],
+        facts: &UnitFacts,
+        verdict: Verdict,
+        files: impl FnOnce() -> Vec<String>,
+    ) {
+        if !self.wanted.iter().any(|(r, p, s)| *r == root && p == rel && s == stem) {
+            return;
+        }
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).push(Probed {
+            root,
+            rel: rel.to_owned(),
+            stem: stem.to_vec(),
+            files: files(),
+            facts: Some(*facts),
+            verdict: Some(verdict),
+            goes_after_check: None,
+            verdict_at_check: None,
+        });
+    }
+
+    fn checked(&self, root: u32, rel: &Path, stem: &[u8], verdict: Verdict, goes: bool) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = found
+            .iter_mut()
+            .find(|p| p.root == root && p.rel == rel && p.stem == stem)
+        {
+            p.goes_after_check = Some(goes);
+            p.verdict_at_check = Some(verdict);
+        }
     }
 }
 
@@ -731,6 +857,15 @@ fn delete(
                 && facts.last_use <= c.last_use
         }
     };
+    if let Some(p) = ctx.probe {
+        p.checked(
+            root_at_number(ctx, root_at),
+            &rel,
+            &stem,
+            verdict,
+            still && facts.last_use <= c.last_use,
+        );
+    }
     if verdict == Verdict::Keep(Skip::Open) {
         report.skip(Skip::Open, unit_files.len() as u64);
         held.open_bytes += facts.bytes;
