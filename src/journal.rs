@@ -455,8 +455,18 @@ pub fn current() -> Option<Arc<Journal>> {
     CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// Opens the journal file for appending, creating it 0640. A file root creates (a `sweep` run
+/// by root) is given to the owner of its directory, the daemon's user: else the daemon could
+/// no longer append to it, nor to the one a rotation by root starts.
 fn open_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    let f = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+    if let (Ok(meta), Some(dir)) = (f.metadata(), path.parent().and_then(|d| std::fs::metadata(d).ok()))
+        && meta.uid() != dir.uid()
+        && rustix::process::geteuid().is_root()
+    {
+        let _ = std::os::unix::fs::fchown(&f, Some(dir.uid()), Some(dir.gid()));
+    }
+    Ok(f)
 }
 
 impl Journal {
@@ -833,6 +843,23 @@ mod tests {
         assert!(lines.last().unwrap().contains(".200\""), "{:?}", lines.last());
         assert!(unmatched_intents(lines.iter().map(String::as_str)).is_empty());
         assert_eq!(j.lost(), 0);
+    }
+
+    #[test]
+    fn a_journal_root_creates_belongs_to_the_owner_of_state_dir() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(4321), Some(4321)).unwrap();
+        let _j = Journal::open(dir.path(), 1 << 20, By::Sweep).unwrap();
+        let meta = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (4321, 4321),
+            "the daemon's user can append to it"
+        );
+        assert_eq!(meta.mode() & 0o777, 0o640);
     }
 
     #[test]

@@ -919,7 +919,13 @@ fn delete(
                 store: &store_path,
                 stem: &stem,
                 kind,
-                files: present,
+                // The files it had, less any that vanished by themselves: partial only when an
+                // unlink failed.
+                files: if outcome.errors.is_empty() {
+                    removed.clone()
+                } else {
+                    present
+                },
                 last_use,
                 evidence,
                 age_seconds,

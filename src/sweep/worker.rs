@@ -448,7 +448,12 @@ impl<'a> Worker<'a> {
                     store: &store_path,
                     stem: files[0].stem(names),
                     kind: facts.kind,
-                    files: present,
+                    // Less any that vanished by themselves: partial only when an unlink failed.
+                    files: if outcome.errors.is_empty() {
+                        removed.clone()
+                    } else {
+                        present
+                    },
                     last_use,
                     evidence,
                     age_seconds,
