@@ -831,6 +831,12 @@ fn explain_answers_from_the_journal_for_a_deleted_file_and_with_the_daemons_reas
     let protected = env.file(&format!("{BM}/10/shuffle_7_4_0.data"), 3000, 8 * HOUR);
     let foreign = env.file(&format!("{BM}/11/core.1234"), 3000, 8 * HOUR);
     let never = env.root().join(format!("{BM}/12/shuffle_7_9_0.data"));
+    // A link with a Spark name to an old file outside: explained as the link, never its target.
+    let target = env.outside().join("old.data");
+    write_aged(&target, 10, 8 * HOUR);
+    let link = env.root().join(format!("{BM}/13/shuffle_7_5_0.data"));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
     // Held open by this test for as long as it runs: the daemon's /proc scan finds it.
     let _open = std::fs::File::open(&held).unwrap();
     let protect = env.root().canonicalize().unwrap().join(format!("{BM}/10"));
@@ -839,7 +845,7 @@ fn explain_answers_from_the_journal_for_a_deleted_file_and_with_the_daemons_reas
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
     assert!(!old.exists(), "{}", d.log_text());
 
-    let paths = [&old, &young, &recent, &held, &protected, &foreign, &never];
+    let paths = [&old, &young, &recent, &held, &protected, &foreign, &never, &link];
     let mut args = vec!["explain"];
     let strs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(strs.iter().map(String::as_str));
@@ -899,13 +905,16 @@ fn explain_answers_from_the_journal_for_a_deleted_file_and_with_the_daemons_reas
             .unwrap()
             .starts_with("not deleted by shuffle-janitor since 20")
     );
+    assert_eq!(a(7)["verdict"], "never", "{}", a(7));
+    assert!(a(7)["why"].as_str().unwrap().contains("never followed"), "{}", a(7));
 
     // And the daemon does what it said: a sweep keeps every one of them.
     d.signal(Signal::USR1);
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
-    for p in [&young, &recent, &held, &protected, &foreign] {
+    for p in [&young, &recent, &held, &protected, &foreign, &target] {
         assert!(p.exists(), "{}", p.display());
     }
+    assert!(link.symlink_metadata().is_ok());
     // The text, for people.
     let out = env.run(&[
         "explain",

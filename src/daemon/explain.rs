@@ -117,7 +117,9 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             answers.push(gone(cfg, &path));
             continue;
         };
-        let path = path.canonicalize().unwrap_or(path);
+        // The directory resolved (roots are canonical), the name itself not: a symlink is
+        // explained as the link it is, never as its target.
+        let path = canonical_prefix(&path);
         let mut answer = json!({
             "path": path,
             "exists": true,
@@ -125,9 +127,18 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             "atime": rfc3339(meta.atime() * 1_000_000_000 + meta.atime_nsec()),
             "ctime": rfc3339(meta.ctime() * 1_000_000_000 + meta.ctime_nsec()),
         });
-        match locate(present, &path) {
+        let located = if meta.is_dir() {
+            Err(
+                "a directory: explain takes files (a dead block store's removal is in the journal, see status for stores)",
+            )
+        } else if !meta.is_file() {
+            Err("not a regular file (a symlink, a socket...): never deleted, never followed")
+        } else {
+            locate(present, &path)
+        };
+        match located {
             Err(why) => {
-                answer["verdict"] = json!("never");
+                answer["verdict"] = json!(if meta.is_dir() { "unknown" } else { "never" });
                 answer["why"] = json!(why);
             }
             Ok((n, store, stem, root)) => {
@@ -315,9 +326,9 @@ pub fn next_sweep_wall(next: tokio::time::Instant) -> Value {
     json!(rfc3339(sweep::now().saturating_add(policy::nanos(wait))))
 }
 
-/// `path` with its longest existing ancestor canonicalized.
+/// `path` with its longest existing proper ancestor canonicalized (the last name as given).
 fn canonical_prefix(path: &Path) -> PathBuf {
-    for a in path.ancestors() {
+    for a in path.ancestors().skip(1) {
         if let Ok(c) = a.canonicalize() {
             return c.join(path.strip_prefix(a).unwrap_or(Path::new("")));
         }
