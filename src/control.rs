@@ -426,7 +426,7 @@ fn offline(cfg: &crate::config::Config, paths: &[String]) -> Value {
                 "its own timestamps are within max_age: the TTL would keep it".to_owned()
             };
             json!({
-                "path": path,
+                "path": crate::journal::lossy(path),
                 "exists": true,
                 "verdict": "unknown",
                 "why": why,

@@ -107,14 +107,14 @@ pub enum Rule {
     /// it to the low one (`manual`): least recently used first; `rank` is the unit's place in
     /// that order (1 = the least recently used), where the sweep knows it.
     Pressure {
-        mountpoint: PathBuf,
+        mountpoint: String,
         used_before: f64,
         high: f64,
         low: f64,
         rank: Option<u64>,
     },
     Manual {
-        mountpoint: PathBuf,
+        mountpoint: String,
         used_before: f64,
         low: f64,
         rank: Option<u64>,
@@ -137,14 +137,14 @@ impl Rule {
                 max_age_seconds: cfg.max_age.as_secs(),
             },
             Reason::Pressure => Rule::Pressure {
-                mountpoint: mountpoint.to_owned(),
+                mountpoint: lossy(mountpoint),
                 used_before,
                 high: cfg.watermark.high,
                 low: cfg.watermark.low,
                 rank,
             },
             Reason::Manual => Rule::Manual {
-                mountpoint: mountpoint.to_owned(),
+                mountpoint: lossy(mountpoint),
                 used_before,
                 low: cfg.watermark.low,
                 rank,
@@ -169,7 +169,7 @@ impl Rule {
                 rank: r,
             } => format!(
                 "pressure: {} was {} used (high watermark {}), evicting least recently used first down to {}{}",
-                mountpoint.display(),
+                mountpoint,
                 pct(*used_before),
                 pct(*high),
                 pct(*low),
@@ -182,7 +182,7 @@ impl Rule {
                 rank: r,
             } => format!(
                 "purge (SIGUSR2 or sweep --purge): {} was {} used, evicting least recently used first down to {}{}",
-                mountpoint.display(),
+                mountpoint,
                 pct(*used_before),
                 pct(*low),
                 rank(r)
@@ -219,6 +219,13 @@ pub struct UnitRecord<'a> {
     pub rule: Rule,
 }
 
+/// A path as the journal writes it. JSON strings are UTF-8: a name that is not (Spark never
+/// writes one, but a root may be) is written with U+FFFD in place of its bad bytes, never
+/// refused: a line must never stop a deletion, and `serde_json` refuses such a `Path`.
+pub fn lossy(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
 /// RFC 3339 in UTC with nanoseconds; times before 1970 (bad clocks) as the epoch.
 pub fn rfc3339(ns: Nanos) -> String {
     let t = UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
@@ -239,7 +246,7 @@ pub fn intent_line(id: &str, now: Nanos, store: &Path, files: &[String]) -> Stri
         "id": id,
         "time_ns": now,
         "time": rfc3339(now),
-        "store": store,
+        "store": lossy(store),
         "files": files,
     })
     .to_string()
@@ -256,8 +263,8 @@ pub fn deleted_line(id: &str, now: Nanos, by: By, u: &UnitRecord, freed: u64, re
         "time": rfc3339(now),
         "by": by_str(by),
         "trigger": u.reason.as_str(),
-        "root": u.root,
-        "store": u.store,
+        "root": lossy(u.root),
+        "store": lossy(u.store),
         "unit": {
             "stem": String::from_utf8_lossy(u.stem),
             "kind": u.kind.as_str(),
@@ -293,8 +300,8 @@ pub fn store_line(now: Nanos, by: By, s: &StoreRecord) -> String {
         "time": rfc3339(now),
         "by": by_str(by),
         "trigger": "reap",
-        "root": s.root,
-        "store": s.store,
+        "root": lossy(s.root),
+        "store": lossy(s.store),
         "dirs": s.dirs,
         "last_activity_ns": s.last_activity,
         "last_activity": rfc3339(s.last_activity),
@@ -645,7 +652,7 @@ impl Journal {
                 "time": rfc3339(now),
                 "intent_time_ns": intent.time_ns,
                 "intent_time": rfc3339(intent.time_ns),
-                "store": intent.store,
+                "store": lossy(&intent.store),
                 "files_gone": gone,
                 "files_left": left,
             })
@@ -787,6 +794,20 @@ mod tests {
         assert_eq!(v["partial"], true);
         assert_eq!(v["files_kept"][0], "30/shuffle_0_1_0.index");
         assert_eq!(v["by"], "sweep");
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_written_not_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let store = Path::new(std::ffi::OsStr::from_bytes(b"/data/\xff/blockmgr-x"));
+        let mut u = unit(vec!["0c/a.data".into()]);
+        u.store = store;
+        u.root = store;
+        let line = deleted_line("i", 1, By::Daemon, &u, 1, &u.files.clone());
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["store"], "/data/\u{fffd}/blockmgr-x");
+        let v: Value = serde_json::from_str(&intent_line("i", 1, store, &u.files)).unwrap();
+        assert_eq!(v["store"], "/data/\u{fffd}/blockmgr-x");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::index::Index;
-use crate::journal::rfc3339;
+use crate::journal::{lossy, rfc3339};
 use crate::policy::{self, Mode, Nanos, Skip, Verdict};
 use crate::report::Report;
 use crate::sweep::indexed::{IndexedRoot, Probe, Probed, run_probed};
@@ -43,7 +43,7 @@ fn plan_of(cfg: &Config, report: &Report) -> Value {
         .iter()
         .map(|c| {
             json!({
-                "path": c.path,
+                "path": lossy(&c.path),
                 "bytes": c.bytes,
                 "kind": c.kind.as_str(),
                 "reason": c.reason.as_str(),
@@ -62,7 +62,7 @@ fn plan_of(cfg: &Config, report: &Report) -> Value {
         .iter()
         .map(|f| {
             json!({
-                "mountpoint": f.mountpoint,
+                "mountpoint": lossy(&f.mountpoint),
                 "used_ratio": f.used_ratio,
                 "need_bytes": f.need_bytes,
                 "need_reason": f.need_reason.map(|r| r.as_str()),
@@ -121,7 +121,7 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
         // explained as the link it is, never as its target.
         let path = canonical_prefix(&path);
         let mut answer = json!({
-            "path": path,
+            "path": lossy(&path),
             "exists": true,
             "mtime": rfc3339(meta.mtime() * 1_000_000_000 + meta.mtime_nsec()),
             "atime": rfc3339(meta.atime() * 1_000_000_000 + meta.atime_nsec()),
@@ -142,8 +142,8 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
                 answer["why"] = json!(why);
             }
             Ok((n, store, stem, root)) => {
-                answer["root"] = json!(root);
-                answer["store"] = json!(root.join(&store));
+                answer["root"] = json!(lossy(&root));
+                answer["store"] = json!(lossy(&root.join(&store)));
                 answer["stem"] = json!(String::from_utf8_lossy(&stem));
                 wanted.push((n, store.clone(), stem.clone()));
                 asked.push((answers.len(), n, store, stem));
@@ -306,18 +306,18 @@ pub fn gone(cfg: &Config, path: &Path) -> Value {
     // The journal names canonical paths: resolve what is left of this one (a symlinked root).
     let path = &canonical_prefix(path);
     let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.journal_max_bytes > 0) else {
-        return json!({"path": path, "exists": false, "verdict": "unknown",
+        return json!({"path": lossy(path), "exists": false, "verdict": "unknown",
                       "why": "not there, and no deletion journal is kept (state_dir or journal_max_mib): cannot say who deleted it"});
     };
     let (found, start) = crate::journal::lookup(dir, path);
     if found.is_empty() {
         let since = start.map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
-        return json!({"path": path, "exists": false, "verdict": "not_deleted",
+        return json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
                       "why": format!("not deleted by shuffle-janitor since {since}"),
                       "journal_start": start.map(rfc3339)});
     }
     let entries: Vec<Value> = found.into_iter().map(|f| f.line).collect();
-    json!({"path": path, "exists": false, "verdict": "deleted", "journal": entries})
+    json!({"path": lossy(path), "exists": false, "verdict": "deleted", "journal": entries})
 }
 
 /// The time of the next interval sweep, for `status`.

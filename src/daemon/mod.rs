@@ -907,8 +907,8 @@ impl Daemon {
             .map(|(_, r)| {
                 let usage = disk::usage(&r.path).ok();
                 json!({
-                    "path": r.path,
-                    "mountpoint": sweep::mount_point(&mounts, &r.path, r.mount.dev),
+                    "path": crate::journal::lossy(&r.path),
+                    "mountpoint": crate::journal::lossy(&sweep::mount_point(&mounts, &r.path, r.mount.dev)),
                     "used_ratio": usage.map(|u| u.ratio()),
                     "high": self.cfg.watermark.high,
                     "low": self.cfg.watermark.low,
@@ -938,7 +938,7 @@ impl Daemon {
                 "overflows": self.metrics.inotify_overflows.get(),
             },
             "journal": {
-                "path": crate::journal::current().map(|j| j.path()),
+                "path": crate::journal::current().map(|j| crate::journal::lossy(&j.path())),
                 "lines_lost": crate::journal::lines_lost(),
             },
             "last_sweeps": self.last_sweeps,
