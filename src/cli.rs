@@ -64,6 +64,36 @@ pub enum Command {
     /// Read-only inventory per root and kind (files, bytes, oldest last use, age histogram)
     /// and what a sweep would reclaim now. Deletes nothing.
     Report(ReportArgs),
+    /// Ask the running daemon for its state: version, config, dry run, roots against the
+    /// watermarks, index, watch, last sweeps, next sweep (through control_socket).
+    Status(AskArgs),
+    /// Ask the running daemon which files its next sweep would delete, now (a dry run of its
+    /// own decision: for a canary, run it with dry_run, read this, then switch dry_run off).
+    Plan(AskArgs),
+    /// Say why each file is kept or goes, from the running daemon's view; for a file that is
+    /// gone, whether shuffle-janitor deleted it, when and why (its journal). Without a daemon,
+    /// answers from the journal and the file's own timestamps, and says so.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    /// Output format on standard output.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub ask: AskArgs,
+
+    /// Files to explain.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +116,11 @@ pub struct RunArgs {
     /// basic auth with bcrypt hashes); replaces metrics.web_config_file. Re-read on SIGHUP.
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
+
+    /// Decide and count, but delete no file and remove no store, whatever the config's dry_run
+    /// says (as dry_run = true; for a canary, read `plan`).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl RunArgs {
@@ -93,6 +128,7 @@ impl RunArgs {
         crate::config::Overrides {
             listen: self.web_listen_address.clone(),
             web_config_file: self.web_config_file.clone(),
+            dry_run: self.dry_run,
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct RawConfig {
     pub dry_run: bool,
     pub skip_open_files: bool,
     pub state_dir: String,
+    /// The deletion journal's bound in MiB over its two files (see [`crate::journal`]); 0: none.
+    pub journal_max_mib: u64,
+    pub control_socket: String,
     pub watermark: RawWatermark,
     pub stores: RawStores,
     pub metrics: RawMetrics,
@@ -132,6 +135,8 @@ impl Default for RawConfig {
             dry_run: false,
             skip_open_files: true,
             state_dir: DEFAULT_STATE_DIR.into(),
+            journal_max_mib: 64,
+            control_socket: "/run/shuffle-janitor/control.sock".into(),
             watermark: RawWatermark::default(),
             stores: RawStores::default(),
             metrics: RawMetrics::default(),
@@ -181,6 +186,10 @@ pub struct Config {
     pub skip_open_files: bool,
     /// Where the daemon keeps what its watch saw across restarts; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
+    /// The most the deletion journal in `state_dir` holds (both files), in bytes; 0: no journal.
+    pub journal_max_bytes: u64,
+    /// The daemon's control socket (`status`, `plan`, `explain`); `None`: none.
+    pub control_socket: Option<PathBuf>,
     pub watermark: Watermark,
     pub stores: Stores,
     pub listen: SocketAddr,
@@ -194,6 +203,8 @@ pub struct Config {
 pub struct Overrides {
     pub listen: Option<String>,
     pub web_config_file: Option<PathBuf>,
+    /// `run --dry-run`: dry whatever the file says, reloads included.
+    pub dry_run: bool,
 }
 
 /// The removal of dead executors' empty block stores.
@@ -320,6 +331,7 @@ impl Config {
             })?;
             cfg.web_config_file = Some(file);
         }
+        cfg.dry_run |= overrides.dry_run;
         Ok(cfg)
     }
 
@@ -376,6 +388,11 @@ impl Config {
             skip_open_files: self.skip_open_files,
             state_dir: self
                 .state_dir
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            journal_max_mib: self.journal_max_bytes >> 20,
+            control_socket: self
+                .control_socket
                 .as_ref()
                 .map_or_else(String::new, |p| p.display().to_string()),
             watermark: RawWatermark {
@@ -548,6 +565,24 @@ impl RawConfig {
                 ));
             }
         };
+        let control_socket = match self.control_socket.as_str() {
+            "" => None,
+            p if p.starts_with('/') => Some(PathBuf::from(p)),
+            p => {
+                return Err(invalid(
+                    "control_socket",
+                    &format!("{p:?}"),
+                    "must be an absolute path, or \"\" for no control socket".into(),
+                ));
+            }
+        };
+        if self.journal_max_mib > 1 << 20 {
+            return Err(invalid(
+                "journal_max_mib",
+                &self.journal_max_mib,
+                "must be at most 1048576 (MiB), or 0 to keep no deletion journal; 64 is the default".into(),
+            ));
+        }
         let wm = &self.watermark;
         for (key, value) in [("watermark.high", wm.high), ("watermark.low", wm.low)] {
             if !(value > 0.0 && value <= 1.0) {
@@ -627,6 +662,8 @@ impl RawConfig {
             dry_run: self.dry_run,
             skip_open_files: self.skip_open_files,
             state_dir,
+            journal_max_bytes: self.journal_max_mib << 20,
+            control_socket,
             watermark: Watermark {
                 high: wm.high,
                 low: wm.low,

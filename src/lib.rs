@@ -21,12 +21,15 @@
 //! - [`index`]: the daemon's units of every store (stem, files, sizes, last use, opens), filled
 //!   from walks' listings and kept current by the watch's events; data and its update rules, no
 //!   system calls.
+//! - [`journal`]: the deletion journal in `state_dir`: every unit and store deleted, one JSON
+//!   line each, with the evidence and the rule that decided (read back by `explain`).
 //! - [`state`]: what the daemon keeps across a restart (the opens its watch saw), in `state_dir`.
 //! - [`sweep`]: scan -> policy -> delete -> [`report::Report`], used by every command; or, in the
 //!   daemon, [`index`] -> policy -> delete.
 //! - [`report`]: what a sweep did, as text and JSON.
 //! - [`daemon`]: `run`: the loop, signals as messages, inotify, metrics over HTTP, systemd.
 //! - [`web_config`]: the metrics endpoint's TLS and basic auth (the exporter toolkit's file).
+//! - [`control`]: the daemon's control socket, protocol and client (`status`, `plan`, `explain`).
 //! - [`cli`]: the command line (clap definitions only).
 
 /// The version (Cargo.toml's), the commit it was built from and the compiler (build.rs).
@@ -45,10 +48,12 @@ pub const LONG_VERSION: &str = concat!(
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod disk;
 pub mod fsx;
 pub mod index;
+pub mod journal;
 pub mod open_files;
 pub mod policy;
 pub mod procs;

@@ -8,8 +8,10 @@ use std::sync::atomic::AtomicBool;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use shuffle_janitor::cli::{Cli, Command, Format, LogFormat, ReportArgs, RunArgs, SweepArgs};
+use shuffle_janitor::cli::{AskArgs, Cli, Command, Format, LogFormat, ReportArgs, RunArgs, SweepArgs};
 use shuffle_janitor::config::{Config, ConfigError};
+use shuffle_janitor::control;
+use shuffle_janitor::journal;
 use shuffle_janitor::policy::Mode;
 use shuffle_janitor::report::{Listing, Report, StreamList};
 use shuffle_janitor::sweep::{self, Options};
@@ -40,6 +42,12 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args),
         Command::Sweep(args) => sweep_cmd(&args),
         Command::Report(args) => report_cmd(&args),
+        Command::Status(args) => ask_cmd(&args, control::status),
+        Command::Plan(args) => ask_cmd(&args, control::plan),
+        Command::Explain(args) => {
+            let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+            ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &paths, json))
+        }
     };
     exit.into()
 }
@@ -118,6 +126,10 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
         opens: None,
         now: None,
     };
+    // What it deletes goes to the daemon's journal too, when state_dir lets this user write it.
+    if !(opts.dry_run || cfg.dry_run) {
+        journal::install(journal::open_for(&cfg, journal::By::Sweep));
+    }
     let cancel = stop_on_signals();
     let report = sweep::run(&cfg, &opts, &cancel);
     finish(listing.as_deref(), &report, json, Report::to_text);
@@ -192,6 +204,18 @@ fn report_cmd(args: &ReportArgs) -> Exit {
     let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
     finish(listing.as_deref(), &report, json, Report::inventory_text);
     outcome(&report)
+}
+
+/// `status`, `plan`, `explain`: exit 1 when no daemon answered (what could be said without it
+/// is printed all the same).
+fn ask_cmd(args: &AskArgs, ask: impl FnOnce(&Config, bool) -> control::Output) -> Exit {
+    let cfg = match Config::load(args.config.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    let out = ask(&cfg, args.format == Format::Json);
+    print_out(&out.text);
+    if out.answered { Exit::Done } else { Exit::Partial }
 }
 
 fn outcome(report: &Report) -> Exit {

@@ -26,6 +26,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &TestEnv, config: &Path) -> Daemon {
+        Daemon::start_with(env, config, &[])
+    }
+
+    /// With `extra` arguments to `run`.
+    fn start_with(env: &TestEnv, config: &Path, extra: &[&str]) -> Daemon {
         let log = env.dir.path().join("daemon.log");
         let port = free_port();
         // The test's config names the port by placeholder.
@@ -36,6 +41,7 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
             .args(["run", "--log-level", "debug", "--config"])
             .arg(config)
+            .args(extra)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
@@ -564,4 +570,435 @@ fn a_map_output_read_after_its_mtime_survives_a_ttl_its_mtime_alone_would_fail()
     d.wait_for("the read unit's TTL", Duration::from_secs(6), || {
         read.iter().all(|p| !p.exists())
     });
+}
+
+/// The deletion journal's lines (both files, oldest first), parsed.
+fn journal_lines(state: &Path) -> Vec<serde_json::Value> {
+    ["deletions.jsonl.1", "deletions.jsonl"]
+        .iter()
+        .filter_map(|n| std::fs::read_to_string(state.join(n)).ok())
+        .flat_map(|t| t.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
+        .collect()
+}
+
+fn nanos_of(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+#[test]
+fn every_unit_the_daemon_deletes_is_in_the_journal_with_the_evidence_of_its_last_use() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // mtime only: a read is seen by the watch, never by a timestamp (as on a noatime mount).
+    let old = [
+        env.file(&format!("{BM}/0c/shuffle_4_0_0.data"), 5000, 8 * HOUR),
+        env.file(&format!("{BM}/30/shuffle_4_0_0.index"), 16, 8 * HOUR),
+    ];
+    // The unit's last use: the newest mtime of its files.
+    let old_mtime = old
+        .iter()
+        .map(|p| nanos_of(std::fs::metadata(p).unwrap().modified().unwrap()))
+        .max()
+        .unwrap();
+    let read = env.file(&format!("{BM}/0d/shuffle_4_1_0.data"), 100, Duration::ZERO);
+    let t0 = Instant::now();
+    let d = Daemon::start(
+        &env,
+        &config(
+            &env,
+            &format!(
+                "max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\nstate_dir = {:?}",
+                state.display().to_string()
+            ),
+        ),
+    );
+    d.wait_for("the old unit's deletion", Duration::from_secs(10), || {
+        old.iter().all(|p| !p.exists())
+    });
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t0.elapsed()));
+    let read_at = nanos_of(std::time::SystemTime::now());
+    std::fs::read(&read).unwrap();
+    d.wait_for("the read unit's TTL", Duration::from_secs(15), || !read.exists());
+    // Lines are written out at the end of each sweep.
+    let store = env.root().canonicalize().unwrap().join(BM);
+    let mut lines = Vec::new();
+    d.wait_for("both units in the journal", Duration::from_secs(5), || {
+        lines = journal_lines(&state);
+        lines.iter().filter(|l| l["event"] == "deleted").count() == 2
+    });
+    let deleted: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "deleted").collect();
+    let old_line = deleted[0];
+    assert_eq!(old_line["unit"]["stem"], "shuffle_4_0_0", "{old_line}");
+    assert_eq!(old_line["unit"]["kind"], "shuffle");
+    assert_eq!(
+        old_line["unit"]["files"],
+        serde_json::json!(["0c/shuffle_4_0_0.data", "30/shuffle_4_0_0.index"])
+    );
+    assert_eq!(old_line["store"], store.display().to_string());
+    assert_eq!(
+        old_line["root"],
+        env.root().canonicalize().unwrap().display().to_string()
+    );
+    assert_eq!(old_line["by"], "daemon");
+    assert_eq!(old_line["trigger"], "ttl");
+    assert_eq!(
+        old_line["rule"],
+        serde_json::json!({"name": "ttl", "max_age_seconds": 6})
+    );
+    assert_eq!(old_line["evidence"], "mtime");
+    assert_eq!(old_line["last_use_ns"], old_mtime);
+    assert!(old_line["age_seconds"].as_u64().unwrap() >= 8 * 3600);
+    assert!(old_line["bytes_freed"].as_u64().unwrap() >= 5000);
+    assert_eq!(old_line["partial"], false);
+    assert!(old_line["time"].as_str().unwrap().ends_with('Z'));
+
+    let read_line = deleted[1];
+    assert_eq!(
+        read_line["unit"]["files"],
+        serde_json::json!(["0d/shuffle_4_1_0.data"]),
+        "{read_line}"
+    );
+    assert_eq!(
+        read_line["evidence"], "open",
+        "the read the watch saw made its last use: {read_line}"
+    );
+    let last_use = read_line["last_use_ns"].as_i64().unwrap();
+    assert!(
+        (read_at - 1_000_000_000..read_at + 1_000_000_000).contains(&last_use),
+        "last use {last_use} at the read {read_at}"
+    );
+    // Every intent was followed by its deletion: nothing is left for a restart to report.
+    let intents: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "intent").collect();
+    assert_eq!(intents.len(), 2);
+    for (i, d) in intents.iter().zip(&deleted) {
+        assert_eq!(i["id"], d["id"]);
+    }
+    assert_eq!(d.metric("shuffle_janitor_journal_lines_lost_total", &[]), Some(0.0));
+}
+
+#[test]
+fn a_deletion_cut_by_a_crash_is_marked_interrupted_at_the_next_start() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let store = env.root().canonicalize().unwrap().join(BM);
+    // What a daemon killed between the unlinks of a unit leaves: its intent, one file gone.
+    let left = env.file(&format!("{BM}/30/shuffle_5_0_0.index"), 16, 10 * MIN);
+    let intent = serde_json::json!({
+        "event": "intent", "id": "0.a.1", "time_ns": 1, "time": "1970-01-01T00:00:00.000000001Z",
+        "store": store, "files": ["0c/shuffle_5_0_0.data", "30/shuffle_5_0_0.index"],
+    });
+    std::fs::write(state.join("deletions.jsonl"), format!("{intent}\n")).unwrap();
+    let d = Daemon::start(
+        &env,
+        &config(&env, &format!("state_dir = {:?}", state.display().to_string())),
+    );
+    let lines = journal_lines(&state);
+    let marked = lines
+        .iter()
+        .find(|l| l["event"] == "interrupted")
+        .unwrap_or_else(|| panic!("{lines:?}\n{}", d.log_text()));
+    assert_eq!(marked["id"], "0.a.1");
+    assert_eq!(marked["files_gone"], serde_json::json!(["0c/shuffle_5_0_0.data"]));
+    assert_eq!(marked["files_left"], serde_json::json!(["30/shuffle_5_0_0.index"]));
+    assert!(d.log_text().contains("deletion was interrupted"), "{}", d.log_text());
+    assert!(
+        left.exists(),
+        "what is left is judged by the rules, not removed for being left"
+    );
+}
+
+/// `shuffle-janitor ARGS --config CONFIG --format json`, parsed; and whether it exited 0.
+fn ask_json(env: &TestEnv, config: &Path, args: &[&str]) -> (bool, serde_json::Value) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--format", "json", "--config", config.to_str().unwrap()]);
+    let out = env.run(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.success(), v)
+}
+
+/// A config with its own state_dir and control socket (under the test's directory).
+fn config_with_socket(env: &TestEnv, extra: &str) -> (PathBuf, PathBuf) {
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let socket = env.dir.path().join("control.sock");
+    let cfg = config(
+        env,
+        &format!(
+            "state_dir = {:?}\ncontrol_socket = {:?}\n{extra}",
+            state.display().to_string(),
+            socket.display().to_string()
+        ),
+    );
+    (cfg, state)
+}
+
+#[test]
+fn a_dry_run_daemon_deletes_nothing_says_so_and_plans_exactly_what_a_real_run_then_deletes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let mut stale = Vec::new();
+    for m in 0..3 {
+        stale.push(env.file(&format!("{BM}/0{m}/shuffle_6_{m}_0.data"), 3000, 8 * HOUR));
+        stale.push(env.file(&format!("{BM}/1{m}/shuffle_6_{m}_0.index"), 24, 8 * HOUR));
+    }
+    stale.push(env.file(
+        &format!("{BM}/15/temp_shuffle_3e906d6e-e8fd-485b-86ee-c7aaff2629b5"),
+        500,
+        8 * HOUR,
+    ));
+    let kept = [
+        env.file(&format!("{BM}/20/shuffle_6_7_0.data"), 3000, HOUR),
+        env.file(&format!("{BM}/21/shuffle_6_8_0.data"), 3000, 5 * MIN),
+        env.file(&format!("{BM}/22/rdd_6_1"), 3000, 8 * HOUR), // a kind not in kinds
+    ];
+    let (cfg, state) = config_with_socket(&env, "");
+    let d = Daemon::start_with(&env, &cfg, &["--dry-run"]);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    for p in stale.iter().chain(&kept) {
+        assert!(p.exists(), "a dry run deletes nothing: {}", p.display());
+    }
+    assert_eq!(d.metric("shuffle_janitor_dry_run", &[]), Some(1.0));
+    assert_eq!(
+        d.metric("shuffle_janitor_reclaimed_bytes_total", &[("reason", "ttl")]),
+        Some(0.0)
+    );
+    let would: u64 = stale.iter().map(|p| allocated(p)).sum();
+    assert_eq!(
+        d.metric(
+            "shuffle_janitor_dry_run_would_reclaim_bytes_total",
+            &[("reason", "ttl")]
+        ),
+        Some(would as f64)
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("dry run: sweeps decide and count, and delete nothing"),
+        "{log}"
+    );
+    assert!(log.contains("would delete 7 files"), "{log}");
+    assert!(!state.join("deletions.jsonl").exists() || journal_lines(&state).is_empty());
+
+    let (ok, plan) = ask_json(&env, &cfg, &["plan"]);
+    assert!(ok, "{plan}");
+    assert_eq!(plan["daemon_dry_run"], true);
+    let mut planned: Vec<String> = plan["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap().to_owned())
+        .collect();
+    planned.sort();
+    let mut want: Vec<String> = stale
+        .iter()
+        .map(|p| p.canonicalize().unwrap().display().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(planned, want, "the plan is the stale units, whole");
+    drop(d);
+
+    // The same tree, for real: what goes is what the plan said.
+    let (cfg, _) = config_with_socket(&env, "");
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    assert_eq!(d.metric("shuffle_janitor_dry_run", &[]), Some(0.0));
+    let mut gone: Vec<String> = stale
+        .iter()
+        .chain(&kept)
+        .filter(|p| !p.exists())
+        .map(|p| {
+            env.root()
+                .canonicalize()
+                .unwrap()
+                .join(p.strip_prefix(env.root()).unwrap())
+                .display()
+                .to_string()
+        })
+        .collect();
+    gone.sort();
+    assert_eq!(gone, planned, "{}", d.log_text());
+    let mut journaled: Vec<String> = Vec::new();
+    d.wait_for("the journal", Duration::from_secs(5), || {
+        journaled = journal_lines(&state)
+            .iter()
+            .filter(|l| l["event"] == "deleted")
+            .flat_map(|l| {
+                let store = l["store"].as_str().unwrap().to_owned();
+                l["unit"]["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |f| format!("{store}/{}", f.as_str().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        journaled.len() == planned.len()
+    });
+    journaled.sort();
+    assert_eq!(journaled, planned);
+}
+
+#[test]
+fn explain_answers_from_the_journal_for_a_deleted_file_and_with_the_daemons_reason_for_kept_ones() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let old = env.file(&format!("{BM}/0c/shuffle_7_0_0.data"), 3000, 8 * HOUR);
+    let young = env.file(&format!("{BM}/0d/shuffle_7_1_0.data"), 3000, MIN);
+    let recent = env.file(&format!("{BM}/0e/shuffle_7_2_0.data"), 3000, HOUR);
+    let held = env.file(&format!("{BM}/0f/shuffle_7_3_0.data"), 3000, 8 * HOUR);
+    let protected = env.file(&format!("{BM}/10/shuffle_7_4_0.data"), 3000, 8 * HOUR);
+    let foreign = env.file(&format!("{BM}/11/core.1234"), 3000, 8 * HOUR);
+    let never = env.root().join(format!("{BM}/12/shuffle_7_9_0.data"));
+    // A link with a Spark name to an old file outside: explained as the link, never its target.
+    let target = env.outside().join("old.data");
+    write_aged(&target, 10, 8 * HOUR);
+    let link = env.root().join(format!("{BM}/13/shuffle_7_5_0.data"));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    // Held open by this test for as long as it runs: the daemon's /proc scan finds it.
+    let _open = std::fs::File::open(&held).unwrap();
+    let protect = env.root().canonicalize().unwrap().join(format!("{BM}/10"));
+    let (cfg, _) = config_with_socket(&env, &format!("protect = [{:?}]", protect.display().to_string()));
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    assert!(!old.exists(), "{}", d.log_text());
+
+    let paths = [&old, &young, &recent, &held, &protected, &foreign, &never, &link];
+    let mut args = vec!["explain"];
+    let strs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    args.extend(strs.iter().map(String::as_str));
+    let (ok, v) = ask_json(&env, &cfg, &args);
+    assert!(ok, "{v}");
+    assert_eq!(v["daemon"], true);
+    let a = |i: usize| &v["answers"][i];
+
+    assert_eq!(a(0)["verdict"], "deleted", "{}", a(0));
+    let entry = &a(0)["journal"][0];
+    assert_eq!(entry["event"], "deleted");
+    assert_eq!(entry["trigger"], "ttl");
+    assert_eq!(entry["evidence"], "mtime");
+    assert_eq!(entry["unit"]["files"], serde_json::json!(["0c/shuffle_7_0_0.data"]));
+
+    assert_eq!(
+        (&a(1)["verdict"], &a(1)["reason"]),
+        (&"kept".into(), &"young".into()),
+        "{}",
+        a(1)
+    );
+    assert_eq!(
+        (&a(2)["verdict"], &a(2)["reason"]),
+        (&"kept".into(), &"recent".into()),
+        "{}",
+        a(2)
+    );
+    // The TTL takes it 6 h after its last use, 1 h ago: 5 h from now.
+    let eligible = a(2)["eligible_at"].as_str().unwrap();
+    // Its last use: the newer of mtime and atime (age_basis).
+    let meta = std::fs::metadata(&recent).unwrap();
+    let last_use = meta.modified().unwrap().max(meta.accessed().unwrap());
+    // (Or a little later: from when the daemon last could have missed a use, if that is later.)
+    let eligible = humantime::parse_rfc3339(eligible).unwrap();
+    let late = eligible
+        .duration_since(last_use + 6 * HOUR)
+        .expect("not before its last use + max_age");
+    assert!(late < Duration::from_secs(1), "{late:?}");
+    assert_eq!(
+        (&a(3)["verdict"], &a(3)["reason"]),
+        (&"kept".into(), &"open".into()),
+        "{}",
+        a(3)
+    );
+    assert_eq!(
+        (&a(4)["verdict"], &a(4)["reason"]),
+        (&"never".into(), &"protected".into()),
+        "{}",
+        a(4)
+    );
+    assert_eq!(a(5)["verdict"], "never", "{}", a(5));
+    assert!(a(5)["why"].as_str().unwrap().contains("not one of Spark's"), "{}", a(5));
+    assert_eq!(a(6)["verdict"], "not_deleted", "{}", a(6));
+    assert!(
+        a(6)["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("not deleted by shuffle-janitor since 20")
+    );
+    assert_eq!(a(7)["verdict"], "never", "{}", a(7));
+    assert!(a(7)["why"].as_str().unwrap().contains("never followed"), "{}", a(7));
+
+    // And the daemon does what it said: a sweep keeps every one of them.
+    d.signal(Signal::USR1);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
+    for p in [&young, &recent, &held, &protected, &foreign, &target] {
+        assert!(p.exists(), "{}", p.display());
+    }
+    assert!(link.symlink_metadata().is_ok());
+    // The text, for people.
+    let out = env.run(&[
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        old.to_str().unwrap(),
+        held.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("deleted at ") && text.contains("ttl: unused for longer than max_age (6h)"),
+        "{text}"
+    );
+    assert!(text.contains("kept: a process holds one of its files open"), "{text}");
+
+    // Without the daemon: it says so, and still answers for the deleted file from the journal.
+    drop(d);
+    let out = env.run(&["explain", "--config", cfg.to_str().unwrap(), old.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("no daemon answers on"), "{text}");
+    assert!(text.contains("deleted at "), "{text}");
+}
+
+#[test]
+fn status_shows_the_daemons_state() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    env.file(&format!("{BM}/0c/shuffle_8_0_0.data"), 3000, 8 * HOUR);
+    env.file(&format!("{BM}/0d/shuffle_8_1_0.data"), 3000, HOUR);
+    let (cfg, _) = config_with_socket(&env, "");
+    let d = Daemon::start_with(&env, &cfg, &["--dry-run"]);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    let (ok, v) = ask_json(&env, &cfg, &["status"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["config"], cfg.display().to_string());
+    assert_eq!(v["index"]["units"], 2);
+    assert_eq!(
+        v["roots"][0]["path"],
+        env.root().canonicalize().unwrap().display().to_string()
+    );
+    assert!(v["roots"][0]["used_ratio"].as_f64().is_some());
+    let sweep = &v["last_sweeps"][0];
+    assert_eq!(
+        (&sweep["trigger"], &sweep["dry_run"], &sweep["deleted_files"]),
+        (&"startup".into(), &true.into(), &1.into()),
+        "{v}"
+    );
+    assert!(v["next_sweep"].as_str().unwrap().ends_with('Z'));
+    let out = env.run(&["status", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("DRY RUN") && text.contains("would delete 1 files"),
+        "{text}"
+    );
+    // The socket is the owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.dir.path().join("control.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 }

@@ -565,7 +565,7 @@ fn outputs_say_what_skips_mean_give_human_sizes_and_rfc3339_times() {
     assert_eq!(oldest_ns, kind["oldest_last_use"].as_i64().unwrap(), "{json}");
 }
 
-/// The README's table of skip reasons is the code's.
+/// The docs' table of skip reasons is the code's.
 #[test]
 fn the_docs_explain_every_skip_reason_as_the_output_does() {
     let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/troubleshooting.md")).unwrap();
@@ -573,4 +573,51 @@ fn the_docs_explain_every_skip_reason_as_the_output_does() {
         let row = format!("| `{}` | {} |", skip.as_str(), skip.meaning());
         assert!(page.contains(&row), "docs/troubleshooting.md lacks {row}");
     }
+}
+
+#[test]
+fn sweep_writes_what_it_deletes_to_the_journal_in_state_dir_and_a_dry_run_writes_nothing() {
+    let env = TestEnv::new();
+    let t = tree(&env);
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = env.config(&format!("state_dir = {:?}", state.display().to_string()));
+    let journal = state.join("deletions.jsonl");
+    let out = env.run(&["sweep", "--dry-run", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        std::fs::read_to_string(&journal).unwrap_or_default().is_empty(),
+        "a dry run deletes nothing"
+    );
+
+    let out = env.run(&["sweep", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deleted: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "deleted").collect();
+    // The old map output (with its in-progress file) and the old temp file: two units.
+    assert_eq!(deleted.len(), 2, "{lines:?}");
+    let unit = deleted
+        .iter()
+        .find(|l| l["unit"]["stem"] == "shuffle_0_8_0")
+        .expect("the map output");
+    let mut files: Vec<String> = serde_json::from_value(unit["unit"]["files"].clone()).unwrap();
+    files.sort();
+    let mut want: Vec<String> = t
+        .old
+        .iter()
+        .map(|p| p.strip_prefix(env.root().join(BM)).unwrap().display().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(files, want);
+    assert_eq!(unit["by"], "sweep");
+    assert_eq!(unit["trigger"], "ttl");
+    assert_eq!(
+        unit["evidence"], "mtime",
+        "the in-progress file's mtime, 8 h ago, is the newest"
+    );
+    assert_eq!(lines.iter().filter(|l| l["event"] == "intent").count(), 2);
 }

@@ -70,6 +70,9 @@ pub struct Metrics {
     stuck: IntGauge,
     pub health: super::health::Health,
     pub config_last_reload_successful: IntGauge,
+    dry_run: IntGauge,
+    dry_run_bytes: IntCounterVec,
+    journal_lines_lost: IntCounter,
 }
 
 fn int_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -306,6 +309,22 @@ impl Metrics {
                 "shuffle_janitor_config_last_reload_successful",
                 "1 if the last configuration (re)load succeeded, 0 if it failed and the old one runs on.",
             ),
+            dry_run: int_gauge(
+                &r,
+                "shuffle_janitor_dry_run",
+                "1 while the daemon runs dry (dry_run = true or run --dry-run): it decides and counts, and                  deletes nothing.",
+            ),
+            dry_run_bytes: counter_vec(
+                &r,
+                "shuffle_janitor_dry_run_would_reclaim_bytes_total",
+                "In a dry run, the bytes the sweeps would have freed, by reason (never counted in                  shuffle_janitor_reclaimed_bytes_total). Units stay, so each sweep counts them again.",
+                &["reason"],
+            ),
+            journal_lines_lost: int_counter(
+                &r,
+                "shuffle_janitor_journal_lines_lost_total",
+                "Lines of the deletion journal that could not be written (a full or read-only disk);                  deleting went on without them.",
+            ),
             registry: r,
         };
         let build = GaugeVec::new(
@@ -324,6 +343,7 @@ impl Metrics {
         // Label values known up front are exported at 0, so rate() and alerts work from the start.
         for r in [Reason::Ttl, Reason::Pressure, Reason::Manual] {
             m.reclaimed_bytes.with_label_values(&[r.as_str()]);
+            m.dry_run_bytes.with_label_values(&[r.as_str()]);
             for k in Kind::ALL.into_iter().filter(|&k| k != Kind::Other) {
                 m.deleted_files.with_label_values(&[r.as_str(), k.as_str()]);
             }
@@ -365,6 +385,15 @@ impl Metrics {
             self.config_seconds.with_label_values(&[setting]).set(d.as_secs_f64());
         }
         self.health.set_stuck_after(cfg.stuck_after);
+        self.dry_run.set(i64::from(cfg.dry_run));
+    }
+
+    /// Catches the journal's lost lines up with the process's count (see [`crate::journal`]).
+    pub fn journal_lost(&self, lost: u64) {
+        let have = self.journal_lines_lost.get();
+        if lost > have {
+            self.journal_lines_lost.inc_by(lost - have);
+        }
     }
 
     pub fn error(&self, op: Op) {
@@ -376,7 +405,12 @@ impl Metrics {
         self.sweeps.with_label_values(&[trigger.as_str()]).inc();
         self.sweep_duration.observe(report.duration_seconds);
         self.last_sweep_timestamp.set(ended_unix);
-        if !report.dry_run {
+        if report.dry_run {
+            for (reason, kinds) in &report.deleted {
+                let bytes = kinds.values().map(|t| t.bytes).fold(0u64, u64::saturating_add);
+                self.dry_run_bytes.with_label_values(&[reason.as_str()]).inc_by(bytes);
+            }
+        } else {
             for (reason, kinds) in &report.deleted {
                 for (kind, t) in kinds {
                     self.reclaimed_bytes

@@ -15,6 +15,8 @@
 //! - [`metrics`], [`http`], [`signals`]: the edges.
 
 pub mod clock;
+pub mod control;
+pub mod explain;
 pub mod health;
 pub mod http;
 pub mod metrics;
@@ -233,6 +235,19 @@ struct Daemon {
     layout_unwatched: BTreeMap<u32, usize>,
     /// The lock on `state_dir`, held for the life of the process.
     _state_lock: Option<crate::state::StateLock>,
+    /// Requests of the control socket (`status`, `plan`, `explain`).
+    control_rx: mpsc::Receiver<control::Asked>,
+    /// Kept so that `control_rx` never ends (a closed channel would wake the loop at every turn).
+    _control_tx: mpsc::Sender<control::Asked>,
+    /// The control socket this daemon made (removed at shutdown); a reload does not move it.
+    control_path: Option<PathBuf>,
+    /// For `status`: when the daemon started and its config was loaded (Unix nanoseconds).
+    started_at: Nanos,
+    config_loaded_at: Nanos,
+    /// For `status`: the last sweeps, newest last.
+    last_sweeps: std::collections::VecDeque<serde_json::Value>,
+    /// When the interval sweep is due next.
+    next_sweep: Instant,
 }
 
 impl Daemon {
@@ -254,6 +269,7 @@ impl Daemon {
             }
             None => None,
         };
+        open_journal(&cfg, true);
         let metrics = Arc::new(Metrics::new());
         metrics.set_config(&cfg);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -267,6 +283,16 @@ impl Daemon {
         let web: http::WebHandle = Arc::new(RwLock::new(Arc::new(web)));
         http::spawn(listener, metrics.clone(), ready.clone(), web.clone());
 
+        let (control_tx, control_rx) = mpsc::channel(8);
+        let mut control_path = cfg.control_socket.clone();
+        if let Some(path) = &cfg.control_socket
+            && let Err(e) = control::spawn(path, control_tx.clone())
+        {
+            control_path = None;
+            warn!(path = %path.display(), error = %e, "cannot open the control socket: status, plan and explain \
+                  answer without the daemon's view (create its directory writable for this user, or set \
+                  control_socket = \"\")");
+        }
         let index = Arc::new(Mutex::new(Index::default()));
         let roots: Roots = Arc::new(RwLock::new(Vec::new()));
         let (wtx, watch_rx) = mpsc::unbounded_channel();
@@ -305,6 +331,13 @@ impl Daemon {
             postponed: 0,
             layout_unwatched: BTreeMap::new(),
             _state_lock: state_lock,
+            control_rx,
+            _control_tx: control_tx,
+            control_path,
+            started_at: now_nanos(),
+            config_loaded_at: now_nanos(),
+            last_sweeps: std::collections::VecDeque::new(),
+            next_sweep: Instant::now(),
         };
         daemon.warn_about_atime();
         daemon.refresh_roots();
@@ -317,8 +350,12 @@ impl Daemon {
             config = %daemon.config_name(),
             roots = ?daemon.cfg.roots,
             inotify = daemon.watch.is_some(),
+            dry_run = daemon.cfg.dry_run,
             "shuffle-janitor running"
         );
+        if daemon.cfg.dry_run {
+            warn!("dry run: sweeps decide and count, and delete nothing (dry_run = true or run --dry-run)");
+        }
         sd_notify(&[sd_notify::NotifyState::Ready]);
         Ok(daemon)
     }
@@ -337,6 +374,7 @@ impl Daemon {
             mode: SweepMode::Sweep,
         });
         let mut sweep_tick = self.ticker(self.cfg.interval);
+        self.next_sweep = Instant::now() + self.cfg.interval;
         let mut poll_tick = self.ticker(self.cfg.watermark.poll);
         let mut rescan_tick = self.ticker(self.cfg.rescan_interval);
         let mut state_tick = self.ticker(STATE_EVERY);
@@ -352,6 +390,7 @@ impl Daemon {
                     Some(Message::Reload) => {
                         if self.reload() {
                             sweep_tick = self.ticker(self.cfg.interval);
+                            self.next_sweep = Instant::now() + self.cfg.interval;
                             poll_tick = self.ticker(self.cfg.watermark.poll);
                             rescan_tick = self.ticker(self.cfg.rescan_interval);
                         }
@@ -360,7 +399,9 @@ impl Daemon {
                     Some(Message::Purge) => self.request(Job { trigger: Trigger::Signal, mode: SweepMode::Purge }),
                     Some(Message::Shutdown) | None => break,
                 },
+                Some((req, reply)) = self.control_rx.recv() => self.on_control(req, reply),
                 _ = sweep_tick.tick() => {
+                    self.next_sweep = Instant::now() + self.cfg.interval;
                     // Roots with directories that could not be watched: walked, and watched
                     // where the watches can now be added (after the limit was raised).
                     let partial: Vec<u32> = self.layout_unwatched.iter().filter(|(_, n)| **n > 0).map(|(r, _)| *r).collect();
@@ -728,6 +769,7 @@ impl Daemon {
 
     fn swept(&mut self, job: Job, report: &Report, unfreed: u64) {
         self.metrics.record_sweep(job.trigger, report, now_nanos() as f64 / 1e9);
+        self.metrics.journal_lost(crate::journal::lines_lost());
         // Opens remembered from before this run that are older than max_age keep nothing.
         self.index
             .lock()
@@ -752,22 +794,63 @@ impl Daemon {
                         sf.young_until,
                     );
                 }
+                // A dry run frees nothing: the filesystem stays above `high`, and without this
+                // back-off a pressure sweep would run at every poll to say the same again.
+                (None, Some(Reason::Pressure)) if report.dry_run => {
+                    let (used, size) =
+                        disk::usage(&fs.mountpoint).map_or((0, 0), |u| (u.used, u.used.saturating_add(u.avail)));
+                    self.pressure
+                        .unmet(&fs.mountpoint, std::time::Instant::now(), backoff, used, size, None);
+                }
                 _ => self.pressure.met(&fs.mountpoint),
             }
         }
         let total = report.deleted_total();
-        info!(
-            trigger = job.trigger.as_str(),
-            purge = job.mode == SweepMode::Purge,
-            deleted_files = total.files,
-            deleted_bytes = total.bytes,
-            skipped_files = report.skipped.values().sum::<u64>(),
-            errors = report.error_count(),
-            unfreed_bytes = unfreed,
-            cancelled = report.cancelled,
-            seconds = report.duration_seconds,
-            "sweep finished"
-        );
+        if report.dry_run {
+            info!(
+                trigger = job.trigger.as_str(),
+                purge = job.mode == SweepMode::Purge,
+                would_delete_files = total.files,
+                would_free_bytes = total.bytes,
+                would_remove_stores = report.reaped.stores,
+                skipped_files = report.skipped.values().sum::<u64>(),
+                errors = report.error_count(),
+                cancelled = report.cancelled,
+                seconds = report.duration_seconds,
+                "dry run: sweep finished; it would delete {} files ({} bytes) and deleted nothing",
+                total.files,
+                total.bytes
+            );
+        } else {
+            info!(
+                trigger = job.trigger.as_str(),
+                purge = job.mode == SweepMode::Purge,
+                deleted_files = total.files,
+                deleted_bytes = total.bytes,
+                skipped_files = report.skipped.values().sum::<u64>(),
+                errors = report.error_count(),
+                unfreed_bytes = unfreed,
+                cancelled = report.cancelled,
+                seconds = report.duration_seconds,
+                "sweep finished"
+            );
+        }
+        self.last_sweeps.push_back(serde_json::json!({
+            "ended": crate::journal::rfc3339(now_nanos()),
+            "trigger": job.trigger.as_str(),
+            "purge": job.mode == SweepMode::Purge,
+            "dry_run": report.dry_run,
+            "deleted_files": total.files,
+            "deleted_bytes": total.bytes,
+            "stores_removed": report.reaped.stores,
+            "kept_files": report.skipped.iter().map(|(k, n)| (k.as_str().to_owned(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+            "errors": report.error_count(),
+            "cancelled": report.cancelled,
+            "seconds": report.duration_seconds,
+        }));
+        if self.last_sweeps.len() > 5 {
+            self.last_sweeps.pop_front();
+        }
         if report.cancelled {
             // Cancelled for pressure or a reload: run again (folded into what is pending).
             self.pending = Some(self.pending.map_or(job, |p| p.merge(job)));
@@ -775,6 +858,94 @@ impl Daemon {
         self.watch_gauges();
         // The gauges show use after the deletions, not the use the sweep started from.
         self.read_usage();
+    }
+
+    /// A request of the control socket. `status` is made here, from the loop's state; `plan`
+    /// and `explain` run the sweep's decision as a dry run on a blocking thread.
+    fn on_control(&mut self, req: crate::control::Request, reply: tokio::sync::oneshot::Sender<serde_json::Value>) {
+        use crate::control::Request;
+        if matches!(req, Request::Status) {
+            let _ = reply.send(self.status());
+            return;
+        }
+        if !self.walked {
+            let _ = reply.send(
+                serde_json::json!({"error": "the daemon has not finished its first walk: ask again in a moment"}),
+            );
+            return;
+        }
+        let (cfg, present, index) = (self.cfg.clone(), self.present.clone(), self.index.clone());
+        tokio::task::spawn_blocking(move || {
+            let answer = match req {
+                Request::Plan => explain::plan(&cfg, &present, &index),
+                Request::Explain { paths } => explain::explain(&cfg, &present, &index, &paths),
+                Request::Status => unreachable!("answered above"),
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// `status`: the daemon's state at a glance.
+    fn status(&self) -> serde_json::Value {
+        use crate::journal::rfc3339;
+        use serde_json::json;
+        let (units, bytes, oldest, unwatched_stores) = {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let mut bytes = 0u64;
+            let mut oldest = Nanos::MAX;
+            let ids: Vec<crate::index::StoreId> = index.stores().map(|(id, _)| id).collect();
+            for id in ids {
+                let Some(s) = index.store_mut(id) else { continue };
+                bytes = s.inventory().iter().map(|(_, b)| *b).fold(bytes, u64::saturating_add);
+                oldest = s.min_last_use().iter().copied().fold(oldest, Nanos::min);
+            }
+            (index.unit_count(), bytes, oldest, index.unwatched_dirs())
+        };
+        let mounts = Mounts::read().unwrap_or_default();
+        let roots: Vec<serde_json::Value> = self
+            .present
+            .iter()
+            .map(|(_, r)| {
+                let usage = disk::usage(&r.path).ok();
+                json!({
+                    "path": crate::journal::lossy(&r.path),
+                    "mountpoint": crate::journal::lossy(&sweep::mount_point(&mounts, &r.path, r.mount.dev)),
+                    "used_ratio": usage.map(|u| u.ratio()),
+                    "high": self.cfg.watermark.high,
+                    "low": self.cfg.watermark.low,
+                    "above_high": usage.map(|u| u.ratio() >= self.cfg.watermark.high),
+                })
+            })
+            .collect();
+        json!({
+            "version": crate::VERSION,
+            "revision": crate::REVISION,
+            "rustc": crate::RUSTVERSION,
+            "pid": std::process::id(),
+            "started": rfc3339(self.started_at),
+            "config": self.config_name(),
+            "config_loaded": rfc3339(self.config_loaded_at),
+            "dry_run": self.cfg.dry_run,
+            "roots": roots,
+            "index": {
+                "walked": self.walked,
+                "units": units,
+                "bytes": bytes,
+                "oldest_last_use": (oldest != Nanos::MAX).then(|| rfc3339(oldest)),
+            },
+            "watch": {
+                "inotify": self.watch.is_some(),
+                "unwatched_dirs": unwatched_stores + self.layout_unwatched.values().sum::<usize>(),
+                "overflows": self.metrics.inotify_overflows.get(),
+            },
+            "journal": {
+                "path": crate::journal::current().map(|j| crate::journal::lossy(&j.path())),
+                "lines_lost": crate::journal::lines_lost(),
+            },
+            "last_sweeps": self.last_sweeps,
+            "sweep_running": self.running.as_ref().is_some_and(|r| r.sweep.is_some()),
+            "next_sweep": explain::next_sweep_wall(self.next_sweep),
+        })
     }
 
     fn clock_step(&self, step: clock::Step) {
@@ -996,11 +1167,29 @@ impl Daemon {
             Ok((cfg, web)) => {
                 info!(web = %web.describe(), "metrics endpoint");
                 *self.web.write().expect("not poisoned") = Arc::new(web);
+                if cfg.control_socket != self.cfg.control_socket {
+                    warn!("control_socket changes take effect on restart");
+                }
                 if cfg.listen != self.cfg.listen {
                     warn!(old = %self.cfg.listen, new = %cfg.listen, "metrics.listen changes take effect on restart");
                 }
                 let rewalk = cfg.age_basis != self.cfg.age_basis;
+                if (&cfg.state_dir, cfg.journal_max_bytes) != (&self.cfg.state_dir, self.cfg.journal_max_bytes) {
+                    open_journal(&cfg, false);
+                }
+                if cfg.dry_run != self.cfg.dry_run {
+                    warn!(
+                        dry_run = cfg.dry_run,
+                        "dry run {}",
+                        if cfg.dry_run {
+                            "from now on: nothing is deleted"
+                        } else {
+                            "ended: sweeps delete"
+                        }
+                    );
+                }
                 self.cfg = Arc::new(cfg);
+                self.config_loaded_at = now_nanos();
                 self.metrics.set_config(&self.cfg);
                 self.metrics.config_last_reload_successful.set(1);
                 if let Some(w) = &self.watch {
@@ -1117,12 +1306,34 @@ impl Daemon {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.handle).await;
         }
         self.save_state();
+        if let Some(p) = &self.control_path {
+            let _ = std::fs::remove_file(p);
+        }
         // Never exit with a unit deleted in part: wait for the one in hand (a few unlinks),
         // then keep the gate closed until the process is gone.
         let gate = tokio::task::spawn_blocking(|| std::mem::forget(deletion_gate().lock()));
         let _ = tokio::time::timeout(Duration::from_secs(25), gate).await;
         info!("shuffle-janitor stopped");
     }
+}
+
+/// Opens the deletion journal of `cfg` and makes it the process's; at the start, reports the
+/// units whose deletion the last run left in part (see [`crate::journal`]).
+fn open_journal(cfg: &Config, at_start: bool) {
+    let journal = crate::journal::open_for(cfg, crate::journal::By::Daemon);
+    if let Some(j) = journal.as_ref().filter(|_| at_start) {
+        for i in j.recover() {
+            warn!(
+                store = %i.intent.store.display(),
+                started = %crate::journal::rfc3339(i.intent.time_ns),
+                gone = ?i.gone,
+                left = ?i.left,
+                "a unit's deletion was interrupted (the process stopped between its unlinks); recorded in the \
+                 journal as interrupted, and what is left is judged again by the next sweep"
+            );
+        }
+    }
+    crate::journal::install(journal);
 }
 
 /// Runs one walk job.

@@ -87,6 +87,7 @@ struct Ctx<'a> {
     open: Option<OpenFiles>,
     open_unknown: bool,
     first: FirstNotices,
+    probe: Option<&'a Probe>,
 }
 
 impl Ctx<'_> {
@@ -123,6 +124,20 @@ pub fn run_indexed(
     cancel: &AtomicBool,
     fence: Option<Fence>,
 ) -> Report {
+    run_probed(cfg, roots, index, opts, cancel, fence, None)
+}
+
+/// [`run_indexed`], telling `probe` the verdict on each unit it asks about (`explain`: a dry
+/// run whose answer is the sweep's own decision, not a second copy of the rules).
+pub fn run_probed(
+    cfg: &Config,
+    roots: &[IndexedRoot],
+    index: &Mutex<Index>,
+    opts: &Options,
+    cancel: &AtomicBool,
+    fence: Option<Fence>,
+    probe: Option<&Probe>,
+) -> Report {
     let started = Instant::now();
     super::look_at_the_clock(cfg);
     let now = opts.now.unwrap_or_else(super::now);
@@ -152,6 +167,7 @@ pub fn run_indexed(
         open: None,
         open_unknown: false,
         first: FirstNotices::default(),
+        probe,
     };
     if !dry_run {
         remove_leftovers(&ctx, &mut report);
@@ -169,6 +185,9 @@ pub fn run_indexed(
     }
     report.open_files_unreadable = ctx.open.as_ref().map_or(0, |o| o.unreadable);
     report.cancelled = ctx.cancelled();
+    if let Some(j) = crate::journal::current() {
+        j.flush();
+    }
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -338,11 +357,16 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
     );
     let mut freed = 0u64;
     let mut dirs: Vec<(StoreId, StoreDir)> = Vec::with_capacity(OPEN_STORES);
+    let mut at = Placing {
+        mountpoint: fs.mountpoint.clone(),
+        used_before: fs.used_ratio,
+        rank: None,
+    };
     for c in &ttl {
         if ctx.cancelled() {
             return;
         }
-        if let Some(bytes) = delete(ctx, &mut dirs, c, Reason::Ttl, &mut held, report) {
+        if let Some(bytes) = delete(ctx, &mut dirs, c, Reason::Ttl, &at, &mut held, report) {
             freed = freed.saturating_add(bytes);
         }
     }
@@ -374,7 +398,8 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
             }
             let c = pool[next];
             next += 1;
-            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &mut held, report) {
+            at.rank = Some(next as u64);
+            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &at, &mut held, report) {
                 freed = freed.saturating_add(bytes);
             }
         }
@@ -465,6 +490,9 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         }
         let oldest = deletable.iter().map(|k| mins[*k as usize]).min().unwrap_or(Nanos::MAX);
         if !s.complete || lost == Lost::Store {
+            if let Some(p) = ctx.probe {
+                p.store_incomplete(s.root, &rel);
+            }
             let files: u64 = s.inventory().iter().map(|(f, _)| f).sum();
             report.skip(Skip::Incomplete, files);
             if oldest != Nanos::MAX {
@@ -474,7 +502,7 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         }
         // Nothing past max_age and no pressure: nothing here can go (the common case, and
         // what keeps a steady-state sweep from touching every unit).
-        if !pressure && oldest >= max_age_ago {
+        if !pressure && oldest >= max_age_ago && !ctx.probe.is_some_and(|p| p.wants_store(s.root, &rel)) {
             if oldest != Nanos::MAX {
                 kept(report, root, oldest);
             }
@@ -508,7 +536,16 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
                 slot: u.slot,
                 stem: crate::store_dir::stem_hash(u.stem),
             };
-            match policy::judge(&facts, &ctx.rules, ctx.now) {
+            let verdict = policy::judge(&facts, &ctx.rules, ctx.now);
+            if let Some(p) = ctx.probe {
+                p.judged(s.root, &rel, u.stem, &facts, verdict, || {
+                    s.unit_files(u.slot)
+                        .iter()
+                        .map(|(sub, name)| format!("{}/{}", names[*sub as usize], String::from_utf8_lossy(name)))
+                        .collect()
+                });
+            }
+            match verdict {
                 Verdict::Delete(_) => ttl.push(chosen()),
                 Verdict::Keep(why) => {
                     report.skip(why, nfiles);
@@ -561,6 +598,112 @@ fn facts_of(u: &UnitView, protected: bool, open: bool, unseen_cap: Nanos) -> Uni
     }
 }
 
+fn root_at_number(ctx: &Ctx, root_at: usize) -> u32 {
+    ctx.roots[root_at].0
+}
+
+/// What `explain` asks a sweep about: units by root number, store and stem. The sweep tells it
+/// its verdict on each (in [`select`]) and, for those it chose, the outcome of the check on
+/// disk before the unlinks (in [`delete`]).
+#[derive(Debug, Default)]
+pub struct Probe {
+    wanted: Vec<(u32, PathBuf, Vec<u8>)>,
+    found: Mutex<Vec<Probed>>,
+}
+
+/// A unit's verdict, as the sweep gave it.
+#[derive(Clone, Debug)]
+pub struct Probed {
+    pub root: u32,
+    pub rel: PathBuf,
+    pub stem: Vec<u8>,
+    /// Its files, relative to the store.
+    pub files: Vec<String>,
+    /// `None`: its store is not known whole (every unit of it is kept).
+    pub facts: Option<UnitFacts>,
+    pub verdict: Option<Verdict>,
+    /// Chosen to go, then checked on disk: `Some(true)` still goes, `Some(false)` kept (what
+    /// was found: `verdict_at_check`).
+    pub goes_after_check: Option<bool>,
+    pub verdict_at_check: Option<Verdict>,
+}
+
+impl Probe {
+    pub fn new(wanted: Vec<(u32, PathBuf, Vec<u8>)>) -> Probe {
+        Probe {
+            wanted,
+            found: Mutex::default(),
+        }
+    }
+
+    pub fn found(self) -> Vec<Probed> {
+        self.found.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wants_store(&self, root: u32, rel: &Path) -> bool {
+        self.wanted.iter().any(|(r, p, _)| *r == root && p == rel)
+    }
+
+    fn store_incomplete(&self, root: u32, rel: &Path) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        for (r, p, stem) in self.wanted.iter().filter(|(r, p, _)| *r == root && p == rel) {
+            found.push(Probed {
+                root: *r,
+                rel: p.clone(),
+                stem: stem.clone(),
+                files: Vec::new(),
+                facts: None,
+                verdict: None,
+                goes_after_check: None,
+                verdict_at_check: None,
+            });
+        }
+    }
+
+    fn judged(
+        &self,
+        root: u32,
+        rel: &Path,
+        stem: &[u8],
+        facts: &UnitFacts,
+        verdict: Verdict,
+        files: impl FnOnce() -> Vec<String>,
+    ) {
+        if !self.wanted.iter().any(|(r, p, s)| *r == root && p == rel && s == stem) {
+            return;
+        }
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).push(Probed {
+            root,
+            rel: rel.to_owned(),
+            stem: stem.to_vec(),
+            files: files(),
+            facts: Some(*facts),
+            verdict: Some(verdict),
+            goes_after_check: None,
+            verdict_at_check: None,
+        });
+    }
+
+    fn checked(&self, root: u32, rel: &Path, stem: &[u8], verdict: Verdict, goes: bool) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = found
+            .iter_mut()
+            .find(|p| p.root == root && p.rel == rel && p.stem == stem)
+        {
+            p.goes_after_check = Some(goes);
+            p.verdict_at_check = Some(verdict);
+        }
+    }
+}
+
+/// Where a deletion's rule applied, for the journal: the filesystem, its use when the sweep
+/// read it, and (under pressure) the unit's place in least-recently-used order, 1 first.
+struct Placing {
+    mountpoint: PathBuf,
+    used_before: f64,
+    rank: Option<u64>,
+}
+
 /// Stores kept open while their units are deleted (each holds up to 128 sub-directory fds).
 const OPEN_STORES: usize = 4;
 
@@ -572,6 +715,7 @@ fn delete(
     dirs: &mut Vec<(StoreId, StoreDir)>,
     c: &Chosen,
     reason: Reason,
+    placing: &Placing,
     held: &mut Shortfall,
     report: &mut Report,
 ) -> Option<u64> {
@@ -717,6 +861,15 @@ fn delete(
                 && facts.last_use <= c.last_use
         }
     };
+    if let Some(p) = ctx.probe {
+        p.checked(
+            root_at_number(ctx, root_at),
+            &rel,
+            &stem,
+            verdict,
+            still && facts.last_use <= c.last_use,
+        );
+    }
     if verdict == Verdict::Keep(Skip::Open) {
         report.skip(Skip::Open, unit_files.len() as u64);
         held.open_bytes += facts.bytes;
@@ -745,7 +898,46 @@ fn delete(
         }
         return Some(facts.bytes);
     }
+    // The journal's intent is written out before the first unlink: a crash in between is seen
+    // at the next start.
+    let journal = crate::journal::current();
+    let rel_name = |i: usize| {
+        let (sub, name) = &unit_files[i];
+        format!("{}/{}", names[*sub as usize], String::from_utf8_lossy(name))
+    };
+    let (last_use, evidence) = crate::journal::evidence(checked.stats(), &ctx.cfg.age_basis, last_open);
+    let intent = journal.as_ref().map(|j| {
+        let present: Vec<String> = checked.files().map(|(i, _)| rel_name(i)).collect();
+        (j.intent(&store_path, &present), present)
+    });
     let outcome = dir.commit_unit(&files, checked, &ctx.cfg.age_basis);
+    if let (Some(j), Some((id, present))) = (&journal, intent) {
+        if outcome.removed.is_empty() {
+            j.kept(&id);
+        } else {
+            let removed: Vec<String> = outcome.removed.iter().map(|r| rel_name(r.index)).collect();
+            let freed = outcome.removed.iter().map(|r| r.freed).fold(0u64, u64::saturating_add);
+            let record = crate::journal::UnitRecord {
+                reason,
+                root: &root.path,
+                store: &store_path,
+                stem: &stem,
+                kind,
+                // The files it had, less any that vanished by themselves: partial only when an
+                // unlink failed.
+                files: if outcome.errors.is_empty() {
+                    removed.clone()
+                } else {
+                    present
+                },
+                last_use,
+                evidence,
+                age_seconds,
+                rule: crate::journal::Rule::of(reason, ctx.cfg, &placing.mountpoint, placing.used_before, placing.rank),
+            };
+            j.deleted(&id, &record, freed, &removed);
+        }
+    }
     for (i, failure, e) in &outcome.errors {
         record.error(
             report,

@@ -193,6 +193,9 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         report.merge(part);
     }
     report.cancelled |= cancel.load(Ordering::Relaxed);
+    if let Some(j) = crate::journal::current() {
+        j.flush();
+    }
     report.duration_seconds = started.elapsed().as_secs_f64();
     reap::log(&report);
     let total = report.deleted_total();
@@ -257,7 +260,12 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
         Err(e) => Recorder::new(&ctx.first_errors).error(&mut walker.report, Op::Statvfs, probe, &e),
     }
 
-    let mut done = walk_pass(ctx, root_indices, workers, &mut walker, || Worker::new(ctx, need, None));
+    let placing = (fs.mountpoint.clone(), fs.used_ratio);
+    let mut done = walk_pass(ctx, root_indices, workers, &mut walker, || {
+        let mut w = Worker::new(ctx, need, None);
+        w.fs = Some(placing.clone());
+        w
+    });
 
     // One worker takes over the others' planners and lets pressure choose.
     let mut main = done.pop().expect("at least one worker");
@@ -273,7 +281,9 @@ fn sweep_filesystem(ctx: &Ctx, root_indices: &[usize], mode: Mode, mountpoint: P
         // The second pass counts only what it deletes (and fails to): the first counted the rest.
         let mut quiet = Walker::new(ctx);
         for w in walk_pass(ctx, root_indices, workers, &mut quiet, || {
-            Worker::new(ctx, None, Some(&evict))
+            let mut w = Worker::new(ctx, None, Some(&evict));
+            w.fs = Some(placing.clone());
+            w
         }) {
             report.merge(w.report);
         }

@@ -153,8 +153,20 @@ pub fn reap(
             counts.dead += 1;
         } else {
             debug!(store = %path.display(), dirs = r.dirs, "dead store removed");
+            if let Some(j) = crate::journal::current() {
+                j.store_removed(&crate::journal::StoreRecord {
+                    root: &root.path,
+                    store: &path,
+                    dirs: r.dirs,
+                    last_activity: c.facts.activity,
+                    min_idle: cfg.stores.min_idle,
+                });
+            }
             removed(c.root, &c.rel);
         }
+    }
+    if let Some(j) = crate::journal::current() {
+        j.flush();
     }
 }
 

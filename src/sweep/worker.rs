@@ -94,6 +94,8 @@ pub struct Worker<'a> {
     grouping: Grouping<StoreFile>,
     /// Empty stores found by the first pass.
     pub reap: Vec<ReapCandidate>,
+    /// The filesystem's mount point and use when the sweep read it, for the journal.
+    pub fs: Option<(PathBuf, f64)>,
 }
 
 impl<'a> Worker<'a> {
@@ -108,6 +110,7 @@ impl<'a> Worker<'a> {
             listing: Listing::default(),
             grouping: Grouping::default(),
             reap: Vec::new(),
+            fs: None,
         }
     }
 
@@ -406,7 +409,55 @@ impl<'a> Worker<'a> {
                 judged: Some(&f.stat),
             })
             .collect();
+        // The journal's intent is written out before the first unlink (see `crate::journal`).
+        let journal = crate::journal::current();
+        let rel_name = |f: &StoreFile| {
+            format!(
+                "{}/{}",
+                store.listing.subdirs[f.subdir as usize],
+                String::from_utf8_lossy(f.name(names))
+            )
+        };
+        let present: Vec<String> = if journal.is_some() {
+            files.iter().map(rel_name).collect()
+        } else {
+            Vec::new()
+        };
+        let store_path = root.join(store.rel);
+        let id = journal.as_ref().map(|j| j.intent(&store_path, &present));
         let outcome = dir.delete_unit(&store.listing.subdirs, &unit, &self.ctx.cfg.age_basis, facts.last_use);
+        if let (Some(j), Some(id)) = (&journal, id) {
+            if outcome.removed.is_empty() {
+                j.kept(&id);
+            } else {
+                let removed: Vec<String> = outcome.removed.iter().map(|r| rel_name(&files[r.index])).collect();
+                let freed = outcome.removed.iter().map(|r| r.freed).fold(0u64, u64::saturating_add);
+                let (last_use, evidence) = crate::journal::evidence(
+                    files.iter().map(|f| &f.stat),
+                    &self.ctx.cfg.age_basis,
+                    opened.unwrap_or(Nanos::MIN),
+                );
+                let (mountpoint, used_before) = self.fs.clone().unwrap_or_default();
+                let record = crate::journal::UnitRecord {
+                    reason,
+                    root,
+                    store: &store_path,
+                    stem: files[0].stem(names),
+                    kind: facts.kind,
+                    // Less any that vanished by themselves: partial only when an unlink failed.
+                    files: if outcome.errors.is_empty() {
+                        removed.clone()
+                    } else {
+                        present
+                    },
+                    last_use,
+                    evidence,
+                    age_seconds,
+                    rule: crate::journal::Rule::of(reason, self.ctx.cfg, &mountpoint, used_before, None),
+                };
+                j.deleted(&id, &record, freed, &removed);
+            }
+        }
         for (i, failure, e) in &outcome.errors {
             self.error((*failure).into(), &root.join(store.file_rel(&files[*i])), e);
         }

@@ -1,0 +1,463 @@
+//! The daemon's control socket: a Unix socket (`control_socket`, by default under the unit's
+//! `RuntimeDirectory=`) through which `status`, `plan` and `explain` ask the running daemon for its
+//! own view. Read-only: no request changes anything. One JSON request line per connection, one
+//! JSON response, then the connection is closed; the request is bounded in size
+//! ([`MAX_REQUEST`]) and time ([`REQUEST_TIMEOUT`]). The socket is the owner's only (0600): its
+//! answers name files, which the metrics port never does.
+//!
+//! This module is the protocol and the client; [`crate::daemon::control`] serves it.
+
+use std::io::{self, BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The largest request read (a request names a few paths).
+pub const MAX_REQUEST: u64 = 64 << 10;
+/// How long a client may take to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client waits for the answer: `plan` and `explain` judge every unit of the index
+/// and check the chosen ones on disk, as a sweep does.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "lowercase")]
+pub enum Request {
+    /// The daemon's state at a glance.
+    Status,
+    /// The candidates of the next sweep.
+    Plan,
+    /// The daemon's verdict on each path.
+    Explain { paths: Vec<String> },
+}
+
+/// Why the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// Nothing listens there (no daemon, or one without the socket).
+    #[error("no daemon answers on {path} ({source})")]
+    NoDaemon { path: String, source: io::Error },
+    #[error("the daemon's answer on {path} could not be read: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("the daemon refused the request: {0}")]
+    Refused(String),
+}
+
+/// Sends `req` to the daemon listening on `socket` and returns its answer.
+pub fn ask(socket: &Path, req: &Request) -> Result<Value, AskError> {
+    let path = socket.display().to_string();
+    let mut stream = UnixStream::connect(socket).map_err(|source| AskError::NoDaemon {
+        path: path.clone(),
+        source,
+    })?;
+    let io_err = |source| AskError::Io {
+        path: path.clone(),
+        source,
+    };
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io_err)?;
+    let mut line = serde_json::to_vec(req).expect("a request serialises");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io_err)?;
+    let mut answer = String::new();
+    io::BufReader::new(stream.take(256 << 20))
+        .read_line(&mut answer)
+        .map_err(io_err)?;
+    let v: Value = serde_json::from_str(&answer).map_err(|e| io_err(io::Error::other(e)))?;
+    match v.get("error").and_then(Value::as_str) {
+        Some(e) => Err(AskError::Refused(e.to_owned())),
+        None => Ok(v),
+    }
+}
+
+/// Parses one request line (at most [`MAX_REQUEST`] bytes).
+pub fn parse(line: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice(line).map_err(|e| {
+        format!(
+            "not a request ({e}): send one JSON line, {{\"request\": \"status\"}}, {{\"request\": \"plan\"}} or \
+             {{\"request\": \"explain\", \"paths\": [...]}}"
+        )
+    })
+}
+
+/// What a client command printed and whether it got the daemon's answer.
+pub struct Output {
+    pub text: String,
+    /// The daemon answered (else the text says so, and what could be said without it).
+    pub answered: bool,
+}
+
+fn socket_of(cfg: &crate::config::Config) -> Result<&Path, AskError> {
+    cfg.control_socket.as_deref().ok_or_else(|| AskError::NoDaemon {
+        path: "(none)".into(),
+        source: io::Error::other("control_socket is \"\" in the config"),
+    })
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        v => v.to_string(),
+    }
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
+/// `shuffle-janitor status`.
+pub fn status(cfg: &crate::config::Config, json: bool) -> Output {
+    match socket_of(cfg).and_then(|p| ask(p, &Request::Status)) {
+        Ok(v) if json => Output {
+            text: format!("{v}\n"),
+            answered: true,
+        },
+        Ok(v) => Output {
+            text: status_text(&v),
+            answered: true,
+        },
+        Err(e) => Output {
+            text: format!(
+                "{e}\nno running daemon's state to show; `systemctl status shuffle-janitor` says whether it runs, \
+                 `shuffle-janitor report` what is on disk now\n"
+            ),
+            answered: false,
+        },
+    }
+}
+
+fn status_text(v: &Value) -> String {
+    let mut out = format!(
+        "shuffle-janitor {} (revision {}), pid {}, running since {}\nconfig: {} (loaded {}){}\n",
+        s(&v["version"]),
+        s(&v["revision"]),
+        s(&v["pid"]),
+        s(&v["started"]),
+        s(&v["config"]),
+        s(&v["config_loaded"]),
+        if v["dry_run"] == true {
+            "\nDRY RUN: nothing is deleted"
+        } else {
+            ""
+        }
+    );
+    out.push_str("roots:\n");
+    for r in v["roots"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {} on {}: {} used (high {}, low {}){}\n",
+            s(&r["path"]),
+            s(&r["mountpoint"]),
+            pct(&r["used_ratio"]),
+            pct(&r["high"]),
+            pct(&r["low"]),
+            if r["above_high"] == true { ", ABOVE HIGH" } else { "" }
+        ));
+    }
+    let i = &v["index"];
+    out.push_str(&format!(
+        "index: {} units, {} bytes, oldest last use {}{}\n",
+        s(&i["units"]),
+        s(&i["bytes"]),
+        s(&i["oldest_last_use"]),
+        if i["walked"] == true {
+            ""
+        } else {
+            " (first walk not finished)"
+        }
+    ));
+    let w = &v["watch"];
+    out.push_str(&format!(
+        "watch: inotify {}, {} directories unwatched (walked at every interval), {} overflows\n",
+        if w["inotify"] == true { "on" } else { "OFF" },
+        s(&w["unwatched_dirs"]),
+        s(&w["overflows"])
+    ));
+    out.push_str(&format!(
+        "journal: {} ({} lines lost)\n",
+        s(&v["journal"]["path"]),
+        s(&v["journal"]["lines_lost"])
+    ));
+    out.push_str("last sweeps:\n");
+    for sw in v["last_sweeps"].as_array().into_iter().flatten() {
+        let kept: Vec<String> = sw["kept_files"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, n)| n.as_u64() != Some(0))
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out.push_str(&format!(
+            "  {} {}{}: {} {} files ({} bytes), {} stores removed; kept: {}{}\n",
+            s(&sw["ended"]),
+            s(&sw["trigger"]),
+            if sw["purge"] == true { " (purge)" } else { "" },
+            if sw["dry_run"] == true {
+                "would delete"
+            } else {
+                "deleted"
+            },
+            s(&sw["deleted_files"]),
+            s(&sw["deleted_bytes"]),
+            s(&sw["stores_removed"]),
+            if kept.is_empty() {
+                "none".into()
+            } else {
+                kept.join(", ")
+            },
+            if sw["cancelled"] == true {
+                " (cancelled: runs again)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out.push_str(&format!(
+        "next interval sweep: {}{}\n",
+        s(&v["next_sweep"]),
+        if v["sweep_running"] == true {
+            " (a sweep is running)"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
+/// `shuffle-janitor plan`.
+pub fn plan(cfg: &crate::config::Config, json: bool) -> Output {
+    match socket_of(cfg).and_then(|p| ask(p, &Request::Plan)) {
+        Ok(v) if json => Output {
+            text: format!("{v}\n"),
+            answered: true,
+        },
+        Ok(v) => {
+            let mut out = String::new();
+            for c in v["candidates"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}s\t{}\n",
+                    s(&c["reason"]),
+                    s(&c["kind"]),
+                    s(&c["bytes"]),
+                    s(&c["age_seconds"]),
+                    s(&c["path"])
+                ));
+            }
+            let kept: Vec<String> = v["kept_files"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, n)| n.as_u64() != Some(0))
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            out.push_str(&format!(
+                "# the next sweep at {} would delete {} files ({} bytes){}; keeps: {}\n",
+                s(&v["now"]),
+                v["candidates"].as_array().map_or(0, Vec::len),
+                s(&v["would_free_bytes"]),
+                if v["daemon_dry_run"] == true {
+                    " (the daemon runs dry: it deletes nothing)"
+                } else {
+                    ""
+                },
+                if kept.is_empty() {
+                    "none".into()
+                } else {
+                    kept.join(", ")
+                }
+            ));
+            Output {
+                text: out,
+                answered: true,
+            }
+        }
+        Err(e) => Output {
+            text: format!(
+                "{e}\nno running daemon to ask; what a one-shot sweep would delete now: shuffle-janitor sweep --dry-run\n"
+            ),
+            answered: false,
+        },
+    }
+}
+
+/// `shuffle-janitor explain PATH...`: the daemon's answer, or without it, the journal's and the
+/// files' own timestamps.
+pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Output {
+    let paths: Vec<String> = paths
+        .iter()
+        .map(|p| std::path::absolute(p).map_or_else(|_| p.clone(), |a| a.display().to_string()))
+        .collect();
+    let (v, answered, note) = match socket_of(cfg).and_then(|p| ask(p, &Request::Explain { paths: paths.clone() })) {
+        Ok(v) => (v, true, None),
+        Err(e) => (
+            offline(cfg, &paths),
+            false,
+            Some(format!(
+                "{e}: answering from the journal and the files' own timestamps (the daemon's view, the opens its \
+                 watch saw and the rest of each unit, is not available)"
+            )),
+        ),
+    };
+    if json {
+        let mut v = v;
+        v["daemon"] = json!(answered);
+        return Output {
+            text: format!("{v}\n"),
+            answered,
+        };
+    }
+    let mut out = note.map_or_else(String::new, |n| format!("# {n}\n"));
+    for a in v["answers"].as_array().into_iter().flatten() {
+        out.push_str(&explain_text(a));
+    }
+    Output { text: out, answered }
+}
+
+fn explain_text(a: &Value) -> String {
+    let mut out = format!("{}\n", s(&a["path"]));
+    if let Some(e) = a.get("error") {
+        out.push_str(&format!("  error: {}\n", s(e)));
+        return out;
+    }
+    if a["verdict"] == "deleted" {
+        for l in a["journal"].as_array().into_iter().flatten() {
+            match l["event"].as_str() {
+                Some("deleted") => {
+                    let rule: Option<crate::journal::Rule> = serde_json::from_value(l["rule"].clone()).ok();
+                    out.push_str(&format!(
+                        "  deleted at {} by the {} ({}): {}\n  unit {} ({}): {}; {} bytes freed{}\n  last use {} (evidence: {}), {} s before\n",
+                        s(&l["time"]),
+                        s(&l["by"]),
+                        s(&l["trigger"]),
+                        rule.map_or_else(|| s(&l["rule"]), |r| r.text()),
+                        s(&l["unit"]["stem"]),
+                        s(&l["unit"]["kind"]),
+                        l["unit"]["files"]
+                            .as_array()
+                            .map(|f| f.iter().map(s).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default(),
+                        s(&l["bytes_freed"]),
+                        if l["partial"] == true { " (in part: an unlink failed)" } else { "" },
+                        s(&l["last_use"]),
+                        s(&l["evidence"]),
+                        s(&l["age_seconds"]),
+                    ));
+                }
+                Some("store_removed") => out.push_str(&format!(
+                    "  its block store {} was removed as dead at {} by the {}: {}\n",
+                    s(&l["store"]),
+                    s(&l["time"]),
+                    s(&l["by"]),
+                    serde_json::from_value::<crate::journal::Rule>(l["rule"].clone())
+                        .map_or_else(|_| s(&l["rule"]), |r| r.text())
+                )),
+                Some("interrupted") => out.push_str(&format!(
+                    "  deleted at {} by a deletion a crash interrupted (its unit's files left: {})\n",
+                    s(&l["intent_time"]),
+                    s(&l["files_left"])
+                )),
+                _ => {}
+            }
+        }
+        return out;
+    }
+    out.push_str(&format!("  {}: {}\n", s(&a["verdict"]), s(&a["why"])));
+    if a.get("stem").is_some() && a.get("kind").is_some() {
+        out.push_str(&format!(
+            "  unit {} ({}) in {}: {}\n",
+            s(&a["stem"]),
+            s(&a["kind"]),
+            s(&a["store"]),
+            a["files"]
+                .as_array()
+                .map(|f| f.iter().map(s).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        ));
+    }
+    if a.get("last_use").is_some() {
+        out.push_str(&format!(
+            "  last use {} (evidence: {}), {} s ago\n",
+            s(&a["last_use"]),
+            s(&a["evidence"]),
+            s(&a["age_seconds"])
+        ));
+    }
+    if let Some(t) = a.get("eligible_at") {
+        out.push_str(&format!("  eligible for the TTL from {}\n", s(t)));
+    }
+    out
+}
+
+/// Without a daemon: the journal for paths that are gone, the file's own timestamps for the others.
+fn offline(cfg: &crate::config::Config, paths: &[String]) -> Value {
+    use crate::policy::{Nanos, nanos};
+    use std::os::unix::fs::MetadataExt;
+    let now = crate::sweep::now();
+    let answers: Vec<Value> = paths
+        .iter()
+        .map(|p| {
+            let path = Path::new(p);
+            let Ok(m) = std::fs::symlink_metadata(path) else {
+                return crate::daemon::explain::gone(cfg, path);
+            };
+            let ns = |s: i64, n: i64| -> Nanos { s * 1_000_000_000 + n };
+            let stat = crate::disk::FileStat {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                alloc: m.blocks() * 512,
+                nlink: m.nlink(),
+                mtime: ns(m.mtime(), m.mtime_nsec()),
+                atime: ns(m.atime(), m.atime_nsec()),
+                ctime: ns(m.ctime(), m.ctime_nsec()),
+            };
+            let (last_use, evidence) = crate::journal::evidence([&stat], &cfg.age_basis, Nanos::MIN);
+            let ttl_at = last_use.saturating_add(nanos(cfg.max_age));
+            let why = if now > ttl_at {
+                format!(
+                    "its own timestamps are past max_age ({}): a sweep would delete it unless it is not Spark's, \
+                     protected, open, or another file of its unit is newer",
+                    humantime::format_duration(cfg.max_age)
+                )
+            } else {
+                "its own timestamps are within max_age: the TTL would keep it".to_owned()
+            };
+            json!({
+                "path": crate::journal::lossy(path),
+                "exists": true,
+                "verdict": "unknown",
+                "why": why,
+                "last_use": crate::journal::rfc3339(last_use),
+                "evidence": evidence,
+                "age_seconds": crate::policy::age_seconds(now, last_use),
+                "eligible_at": crate::journal::rfc3339(ttl_at),
+            })
+        })
+        .collect();
+    json!({ "answers": answers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_one_json_object_each() {
+        assert_eq!(parse(br#"{"request":"status"}"#), Ok(Request::Status));
+        assert_eq!(parse(br#"{"request":"plan"}"#), Ok(Request::Plan));
+        assert_eq!(
+            parse(br#"{"request":"explain","paths":["/a"]}"#),
+            Ok(Request::Explain {
+                paths: vec!["/a".into()]
+            })
+        );
+        assert!(parse(br#"{"request":"delete"}"#).unwrap_err().contains("one JSON line"));
+        assert_eq!(
+            serde_json::to_string(&Request::Explain { paths: vec![] }).unwrap(),
+            r#"{"request":"explain","paths":[]}"#
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Serves the control socket ([`crate::control`]): reads one bounded request per connection and
+//! hands it to the daemon's loop, which owns the state the answer is made of.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::control::{ANSWER_TIMEOUT, MAX_REQUEST, REQUEST_TIMEOUT, Request, parse};
+
+/// A request for the loop, with where its answer goes.
+pub type Asked = (Request, oneshot::Sender<Value>);
+
+/// Connections served at once; more wait for their turn (each is read-only and short).
+const CONNECTIONS: usize = 8;
+
+/// Listens on `path` (0600) and forwards requests to `tx`. Refuses to take over a socket another
+/// daemon answers on; a stale one (a daemon that died) is replaced. The socket is made under a
+/// temporary name, restricted to the owner, then renamed into place: never reachable by others,
+/// even for an instant.
+pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>) -> io::Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another daemon answers on it (give this one another control_socket)",
+            ));
+        }
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "something that is not a socket is in its place: remove it, or set another control_socket",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let tmp = PathBuf::from(format!("{}.{}.new", path.display(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    info!(path = %path.display(), "control socket listening (status, plan, explain)");
+    let slots = Arc::new(Semaphore::new(CONNECTIONS));
+    tokio::spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    debug!(error = %e, "control socket: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                serve(stream, tx).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn serve(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>) {
+    let (read, mut write) = stream.split();
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
+    let answer = match read {
+        Ok(Ok(_)) if line.ends_with(b"\n") || !line.is_empty() => match parse(line.trim_ascii()) {
+            Ok(req) => {
+                let (otx, orx) = oneshot::channel();
+                match tx.try_send((req, otx)) {
+                    Ok(()) => match tokio::time::timeout(ANSWER_TIMEOUT, orx).await {
+                        Ok(Ok(v)) => v,
+                        _ => json!({"error": "the daemon did not answer in time"}),
+                    },
+                    Err(_) => json!({"error": "the daemon is busy with other requests: try again"}),
+                }
+            }
+            Err(e) => json!({"error": e}),
+        },
+        Ok(Ok(_)) => json!({"error": "empty request"}),
+        Ok(Err(e)) => json!({"error": format!("cannot read the request: {e}")}),
+        Err(_) => json!({"error": format!("no request within {} s", REQUEST_TIMEOUT.as_secs())}),
+    };
+    let mut out = answer.to_string();
+    out.push('\n');
+    if let Err(e) = write.write_all(out.as_bytes()).await {
+        warn!(error = %e, "control socket: cannot answer");
+    }
+}
