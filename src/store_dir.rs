@@ -29,7 +29,7 @@ use std::hash::Hasher;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, StatVfsMountFlags};
 
@@ -53,10 +53,13 @@ pub const PRIVATE_PREFIX: &[u8] = b".shuffle-janitor-deleting.";
 /// under the private name for microseconds.
 pub const LEFTOVER_AGE_NS: Nanos = 10 * 60 * 1_000_000_000;
 
-/// Held while a unit is being deleted. The daemon takes it before it exits, so it never exits
-/// with a unit deleted in part.
-pub fn deletion_gate() -> &'static Mutex<()> {
-    static GATE: Mutex<()> = Mutex::new(());
+/// Held shared while a unit is being deleted; the daemon takes it exclusively before it exits,
+/// so it never exits with a unit deleted in part. Shared, not a mutex: deletions on different
+/// threads do not wait for each other (they did, and a sweep's deleting threads spent most of
+/// their time queued here); the write side still waits for every unit in hand, and once it
+/// waits no new unit starts (std's `RwLock` on Linux lets a waiting writer go first).
+pub fn deletion_gate() -> &'static RwLock<()> {
+    static GATE: RwLock<()> = RwLock::new(());
     &GATE
 }
 
@@ -645,7 +648,7 @@ impl StoreDir {
         if checked.present.is_empty() {
             return out;
         }
-        let _gate = deletion_gate().lock().unwrap_or_else(|e| e.into_inner());
+        let _gate = deletion_gate().read().unwrap_or_else(|e| e.into_inner());
         // Nobody can swap a file under its private name, so what is checked there is what is
         // unlinked.
         let mut detached: Vec<Present> = Vec::with_capacity(checked.present.len());
@@ -783,7 +786,7 @@ impl StoreDir {
             out.kept = Some("a root");
             return out;
         };
-        let _gate = deletion_gate().lock().unwrap_or_else(|e| e.into_inner());
+        let _gate = deletion_gate().read().unwrap_or_else(|e| e.into_inner());
         let keep = |mut out: Reaped, why| {
             out.kept = Some(why);
             out
@@ -991,5 +994,23 @@ fn leftover(dir: &OwnedFd, name: &CStr, subdir: u32, dev: u64, out: &mut Listing
                 stat,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletions_share_the_gate_and_an_exit_waits_for_them() {
+        // A unit in hand on one thread does not hold up a unit on another...
+        let one = deletion_gate().read().unwrap();
+        let other = std::thread::spawn(|| deletion_gate().try_read().is_ok())
+            .join()
+            .unwrap();
+        assert!(other, "a second deletion had to wait for the first");
+        // ...but an exit (the write side) cannot go while one is in hand.
+        assert!(deletion_gate().try_write().is_err());
+        drop(one);
     }
 }

@@ -1311,7 +1311,7 @@ impl Daemon {
         }
         // Never exit with a unit deleted in part: wait for the one in hand (a few unlinks),
         // then keep the gate closed until the process is gone.
-        let gate = tokio::task::spawn_blocking(|| std::mem::forget(deletion_gate().lock()));
+        let gate = tokio::task::spawn_blocking(|| std::mem::forget(deletion_gate().write()));
         let _ = tokio::time::timeout(Duration::from_secs(25), gate).await;
         info!("shuffle-janitor stopped");
     }
