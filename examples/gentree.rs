@@ -48,8 +48,14 @@ impl Rng {
 }
 
 fn main() {
+    const USAGE: &str = "usage: gentree ROOT [FILES (1000000)] [FILES_PER_STORE (10000)] [EMPTY_STORES (0)]";
     let args: Vec<String> = std::env::args().collect();
-    let root = Path::new(args.get(1).expect("usage: gentree ROOT [FILES] [FILES_PER_STORE]"));
+    // `gentree --help` must not make a million files in a directory named `--help`.
+    let Some(root) = args.get(1).filter(|a| !a.starts_with('-')) else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let root = Path::new(root);
     let files: u64 = args.get(2).map_or(1_000_000, |a| a.parse().expect("FILES"));
     let per_store: u64 = args.get(3).map_or(10_000, |a| a.parse().expect("FILES_PER_STORE"));
     let empty_stores: u64 = args.get(4).map_or(0, |a| a.parse().expect("EMPTY_STORES"));
