@@ -364,7 +364,13 @@ fn explain_text(a: &Value) -> String {
         }
         return out;
     }
-    out.push_str(&format!("  {}: {}\n", s(&a["verdict"]), s(&a["why"])));
+    let (verdict, why) = (s(&a["verdict"]), s(&a["why"]));
+    // `why` mostly opens with its verdict already ("kept: ...", "goes at ..."): say it once.
+    if why.starts_with(verdict.as_str()) {
+        out.push_str(&format!("  {why}\n"));
+    } else {
+        out.push_str(&format!("  {verdict}: {why}\n"));
+    }
     if a.get("stem").is_some() && a.get("kind").is_some() {
         out.push_str(&format!(
             "  unit {} ({}) in {}: {}\n",

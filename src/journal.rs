@@ -329,18 +329,21 @@ struct Event {
 /// The intents among `lines` that no `deleted` (or `kept`, or `interrupted`) line with the same id follows:
 /// units whose deletion a crash interrupted. Lines that are not JSON (a line cut by a crash)
 /// are skipped.
-pub fn unmatched_intents<'l>(lines: impl IntoIterator<Item = &'l str>) -> Vec<Intent> {
-    let mut open: HashMap<String, Intent> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+pub fn unmatched_intents<S: AsRef<str>>(lines: impl IntoIterator<Item = S>) -> Vec<Intent> {
+    // Only the intents still open are held (with their order), not the journal: it is read as
+    // a stream, so a full one costs no more memory than its open intents.
+    let mut open: HashMap<String, (u64, Intent)> = HashMap::new();
+    let mut n = 0u64;
     for line in lines {
+        let line = line.as_ref();
         let Ok(ev) = serde_json::from_str::<Event>(line) else {
             continue;
         };
         match (ev.event.as_str(), ev.id) {
             ("intent", Some(id)) => {
                 if let Ok(i) = serde_json::from_str::<Intent>(line) {
-                    order.push(id.clone());
-                    open.insert(id, i);
+                    open.insert(id, (n, i));
+                    n += 1;
                 }
             }
             ("deleted" | "kept" | "interrupted", Some(id)) => {
@@ -349,7 +352,9 @@ pub fn unmatched_intents<'l>(lines: impl IntoIterator<Item = &'l str>) -> Vec<In
             _ => {}
         }
     }
-    order.into_iter().filter_map(|id| open.remove(&id)).collect()
+    let mut left: Vec<(u64, Intent)> = open.into_values().collect();
+    left.sort_by_key(|(n, _)| *n);
+    left.into_iter().map(|(_, i)| i).collect()
 }
 
 /// The writer's process of an intent id (`<pid>.<start>.<n>`), when it is a shuffle-janitor that
@@ -362,15 +367,20 @@ fn writer_alive(id: &str) -> bool {
         && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "shuffle-janitor")
 }
 
-/// Both files' lines, oldest first.
-fn read_lines(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for name in [OLD_NAME, FILE_NAME] {
-        if let Ok(f) = File::open(dir.join(name)) {
-            out.extend(io::BufReader::new(f).lines().map_while(Result::ok));
-        }
-    }
-    out
+/// Both files' lines, oldest first, as a stream (a journal is tens of MiB). A line that is not
+/// UTF-8 (cut inside a character by a full disk) is skipped, not the end of the file: what
+/// follows it is still read.
+fn read_lines(dir: &Path) -> impl Iterator<Item = String> + use<> {
+    let dir = dir.to_owned();
+    [OLD_NAME, FILE_NAME]
+        .into_iter()
+        .filter_map(move |name| File::open(dir.join(name)).ok())
+        .flat_map(|f| {
+            io::BufReader::new(f)
+                .split(b'\n')
+                .map_while(Result::ok)
+                .filter_map(|l| String::from_utf8(l).ok())
+        })
 }
 
 /// What a reader of the journal finds about one path.
@@ -462,12 +472,37 @@ pub fn current() -> Option<Arc<Journal>> {
     CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Opens the journal file for appending, creating it 0640. A file root creates (a `sweep` run
-/// by root) is given to the owner of its directory, the daemon's user: else the daemon could
-/// no longer append to it, nor to the one a rotation by root starts.
+/// Opens the journal file for appending, creating it 0640. Never through a symlink nor onto
+/// anything but a regular file with one link, and never blocking (a FIFO): whoever can write
+/// `state_dir` (the daemon's user) must not make a `sweep` run by root append to, hand over, or
+/// hang on another file. A file this call creates as root (a `sweep` run by root) is given to
+/// the owner of its directory, the daemon's user: else the daemon could no longer append to it,
+/// nor to the one a rotation by root starts. A file that was already there is never chowned.
 fn open_file(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
-    if let (Ok(meta), Some(dir)) = (f.metadata(), path.parent().and_then(|d| std::fs::metadata(d).ok()))
+    let flags =
+        (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    let (f, created) = match OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(f) => (f, true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            (OpenOptions::new().append(true).custom_flags(flags).open(path)?, false)
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return Err(io::Error::other(format!(
+            "{}: not a regular file of its own (a link, a FIFO or a device?): remove it",
+            path.display()
+        )));
+    }
+    if created
+        && let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok())
         && meta.uid() != dir.uid()
         && rustix::process::geteuid().is_root()
     {
@@ -633,9 +668,8 @@ impl Journal {
     /// without its `deleted` line), records each as `interrupted` with which of its files are
     /// gone and which are left, and returns them.
     pub fn recover(&self) -> Vec<Interrupted> {
-        let lines = read_lines(&self.dir);
         let mut out = Vec::new();
-        for intent in unmatched_intents(lines.iter().map(String::as_str)) {
+        for intent in unmatched_intents(read_lines(&self.dir)) {
             if writer_alive(&intent.id) {
                 continue;
             }
@@ -860,7 +894,7 @@ mod tests {
             size(OLD_NAME)
         );
         assert!(size(OLD_NAME) > 0, "rotated");
-        let lines = read_lines(dir.path());
+        let lines: Vec<String> = read_lines(dir.path()).collect();
         assert!(lines.last().unwrap().contains(".200\""), "{:?}", lines.last());
         assert!(unmatched_intents(lines.iter().map(String::as_str)).is_empty());
         assert_eq!(j.lost(), 0);
@@ -881,6 +915,52 @@ mod tests {
             "the daemon's user can append to it"
         );
         assert_eq!(meta.mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_symlink_or_fifo_in_place_of_the_journal_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "root:x:0:0::/root:/bin/bash\n").unwrap();
+        let before = std::fs::metadata(&victim).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(FILE_NAME)).unwrap();
+        assert!(Journal::open(dir.path(), 1 << 20, By::Sweep).is_err());
+        let after = std::fs::metadata(&victim).unwrap();
+        assert_eq!(
+            (after.len(), after.uid()),
+            (before.len(), before.uid()),
+            "the target is untouched"
+        );
+        std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        std::fs::hard_link(&victim, dir.path().join(FILE_NAME)).unwrap();
+        assert!(
+            Journal::open(dir.path(), 1 << 20, By::Sweep).is_err(),
+            "a hard link is refused"
+        );
+        assert_eq!(std::fs::metadata(&victim).unwrap().len(), before.len());
+        std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join(FILE_NAME),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // A FIFO with no reader would block an open for writing; it must not.
+        assert!(Journal::open(dir.path(), 1 << 20, By::Sweep).is_err());
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_hides_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = b"{\"event\":\"intent\",\"store\":\"/data/caf\xc3\n".to_vec();
+        bytes.extend_from_slice(b"{\"event\":\"deleted\"}\n");
+        std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
+        assert_eq!(
+            read_lines(dir.path()).collect::<Vec<_>>(),
+            vec!["{\"event\":\"deleted\"}".to_string()]
+        );
     }
 
     #[test]

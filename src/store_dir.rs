@@ -56,8 +56,8 @@ pub const LEFTOVER_AGE_NS: Nanos = 10 * 60 * 1_000_000_000;
 /// Held shared while a unit is being deleted; the daemon takes it exclusively before it exits,
 /// so it never exits with a unit deleted in part. Shared, not a mutex: deletions on different
 /// threads do not wait for each other (they did, and a sweep's deleting threads spent most of
-/// their time queued here); the write side still waits for every unit in hand, and once it
-/// waits no new unit starts (std's `RwLock` on Linux lets a waiting writer go first).
+/// their time queued here: issue 24); the write side still waits for every unit in hand, and
+/// once it waits no new unit starts (std's `RwLock` on Linux lets a waiting writer go first).
 pub fn deletion_gate() -> &'static RwLock<()> {
     static GATE: RwLock<()> = RwLock::new(());
     &GATE

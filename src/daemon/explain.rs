@@ -225,6 +225,14 @@ fn verdict(
             _ => "goes at the next sweep: its filesystem is above the high watermark, least recently used first"
                 .to_owned(),
         });
+        if cfg.dry_run {
+            // The rules say it goes; the daemon, running dry, deletes nothing.
+            answer["daemon_dry_run"] = json!(true);
+            answer["why"] = json!(format!(
+                "{} (but the daemon runs dry: it deletes nothing)",
+                answer["why"].as_str().unwrap_or_default()
+            ));
+        }
         return;
     }
     let (reason, why, eligible): (&str, String, Option<Nanos>) = match (p.verdict, p.verdict_at_check) {

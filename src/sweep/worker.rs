@@ -96,6 +96,10 @@ pub struct Worker<'a> {
     pub reap: Vec<ReapCandidate>,
     /// The filesystem's mount point and use when the sweep read it, for the journal.
     pub fs: Option<(PathBuf, f64)>,
+    /// This store's files for the streamed list, written once the store is let go: a reader
+    /// that does not keep up with the list (a full pipe) then stalls the sweep between stores,
+    /// never while it holds a store's write guard (which holds off a `remount,ro`).
+    pending: Vec<Candidate>,
 }
 
 impl<'a> Worker<'a> {
@@ -111,6 +115,7 @@ impl<'a> Worker<'a> {
             grouping: Grouping::default(),
             reap: Vec::new(),
             fs: None,
+            pending: Vec::new(),
         }
     }
 
@@ -204,6 +209,12 @@ impl<'a> Worker<'a> {
                 });
             } else {
                 self.report.roots[root].stores.live += 1;
+            }
+        }
+        drop(dir);
+        if let Some(out) = self.ctx.listing {
+            for c in self.pending.drain(..) {
+                out.file(&c);
             }
         }
         self.listing = listing;
@@ -514,8 +525,8 @@ impl<'a> Worker<'a> {
                 reason,
                 age_seconds,
             };
-            if let Some(listing) = self.ctx.listing {
-                listing.file(&c);
+            if self.ctx.listing.is_some() {
+                self.pending.push(c.clone());
             }
             if self.ctx.list_files {
                 self.report.candidates.push(c);

@@ -44,7 +44,8 @@ impl TestEnv {
 
     pub fn config(&self, extra: &str) -> PathBuf {
         let p = self.dir.path().join("config.toml");
-        let text = format!("roots = [{:?}]\n{extra}\n", self.root().display().to_string());
+        let own = own_state(&self.dir.path().join("state"), extra);
+        let text = format!("roots = [{:?}]\n{own}{extra}\n", self.root().display().to_string());
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -471,4 +472,22 @@ pub mod jvm {
             .map(PathBuf::from)
             .find(|p| p.exists())
     }
+}
+
+/// The keys that give a test's binary a state of its own, for a config whose `extra` does not
+/// set them: without them it would use the machine's `/var/lib/shuffle-janitor` (its lock, its
+/// journal) and `/run/shuffle-janitor`, which another checkout's tests or a real daemon may hold.
+pub fn own_state(dir: &Path, extra: &str) -> String {
+    let mut keys = String::new();
+    if !extra.contains("state_dir") {
+        std::fs::create_dir_all(dir).unwrap();
+        keys += &format!("state_dir = {:?}\n", dir.display().to_string());
+    }
+    if !extra.contains("control_socket") {
+        keys += &format!(
+            "control_socket = {:?}\n",
+            dir.join("control.sock").display().to_string()
+        );
+    }
+    keys
 }

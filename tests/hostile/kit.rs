@@ -296,9 +296,18 @@ impl Snapshot {
 // ---------------------------------------------------------------------------------------------
 // The binary
 
+/// A config of `roots` and `extra`, with a `state_dir` and `control_socket` of its own unless
+/// `extra` sets them: never the machine's, which another checkout's daemon may hold. The same
+/// roots get the same state (a scenario's reloads and restarts keep theirs).
 pub fn config_text(roots: &[&Path], extra: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    static STATES: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let base = STATES.get_or_init(|| tempfile::tempdir().unwrap());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    roots.hash(&mut h);
+    let own = own_state(&base.path().join(format!("{:016x}", h.finish())), extra);
     let roots: Vec<String> = roots.iter().map(|r| format!("{:?}", r.display().to_string())).collect();
-    format!("roots = [{}]\n{extra}\n", roots.join(", "))
+    format!("roots = [{}]\n{own}{extra}\n", roots.join(", "))
 }
 
 /// `sweep --format json`; (exit code, report, stderr).

@@ -102,8 +102,14 @@ fn soak(sc: &mut Sc) {
                 let files = unit_paths(&store, (id >> 8) as u32 & 0xff, id);
                 let len = 4096 * (1 + rng.below(64) as usize);
                 let mut committed = 0;
+                // The unit's last use is its newest mtime, that of its last write: the oracle's
+                // clock is read just before it, so it is never later than the janitor's (a clock
+                // read after the ledger's lock, which the checker holds while it scans, ran up to
+                // tens of ms late on a loaded machine and made a unit 5.0 s old look 4.97 s).
+                let mut last_write = Instant::now();
                 for (i, f) in files.iter().enumerate() {
                     let tmp = PathBuf::from(format!("{}.{}", f.display(), uuid(&mut rng)));
+                    last_write = Instant::now();
                     let written = std::fs::create_dir_all(f.parent().unwrap())
                         .and_then(|()| std::fs::write(&tmp, vec![7u8; if i == 0 { len } else { 64 }]))
                         .and_then(|()| std::fs::rename(&tmp, f));
@@ -128,7 +134,7 @@ fn soak(sc: &mut Sc) {
                     id,
                     Entry {
                         files,
-                        last_use: Instant::now(),
+                        last_use: last_write,
                         seen_whole: Instant::now(),
                         gone: false,
                         partial_since: None,
