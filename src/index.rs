@@ -757,16 +757,22 @@ impl Drift {
     }
 }
 
+/// Opens of units not known yet, by stem.
+type PendingOpens = HashMap<Box<[u8]>, Nanos>;
+
 /// Every store below the roots.
 #[derive(Debug, Default)]
 pub struct Index {
     /// Slots of stores, with each slot's generation.
     stores: Vec<(u32, Option<Store>)>,
     free: Vec<usize>,
-    by_path: HashMap<(u32, PathBuf), StoreId>,
+    /// Ordered: the stores below a directory are one range (see [`Index::stores_below`]).
+    by_path: std::collections::BTreeMap<(u32, PathBuf), StoreId>,
     /// Opens recorded for units before the index knew them (restored from the state file, or
-    /// seen before a store was loaded), by (root, store rel, stem).
-    pending_opens: HashMap<(u32, PathBuf, Box<[u8]>), Nanos>,
+    /// seen before a store was loaded), by (root, store rel), then stem: a store's install
+    /// looks up its own, not every pending open (500,000 restored ones over 12,000 stores made
+    /// each walk quadratic).
+    pending_opens: HashMap<(u32, PathBuf), PendingOpens>,
     /// How often the watch lost events (queue overflows): like a store's `marks`, for all.
     epoch: u64,
     /// Losses so far: overflows, and stores whose directories lost their watch (a store's
@@ -902,6 +908,16 @@ impl Index {
         self.by_path.get(&(root, rel.to_owned())).copied()
     }
 
+    /// The stores at or below `rel` of root `root`, found by range (a subtree removed, a root
+    /// forgotten), not by looking at every store.
+    pub fn stores_below(&self, root: u32, rel: &Path) -> Vec<StoreId> {
+        self.by_path
+            .range((root, rel.to_owned())..)
+            .take_while(|((r, p), _)| *r == root && p.starts_with(rel))
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
     pub fn stores(&self) -> impl Iterator<Item = (StoreId, &Store)> {
         self.stores
             .iter()
@@ -966,10 +982,8 @@ impl Index {
 
     /// Forgets every store below `root` (a root removed, re-created or remounted).
     pub fn remove_root(&mut self, root: u32) {
-        for id in self.store_ids() {
-            if self.store(id).is_some_and(|s| s.root == root) {
-                self.remove_store(id);
-            }
+        for id in self.stores_below(root, Path::new("")) {
+            self.remove_store(id);
         }
     }
 
@@ -1094,20 +1108,14 @@ impl Index {
         if self.pending_opens.is_empty() {
             return;
         }
-        let Some((key_root, rel)) = self.store(id).map(|s| (s.root, s.rel.clone())) else {
+        let Some(key) = self.store(id).map(|s| (s.root, s.rel.clone())) else {
             return;
         };
-        let stems: Vec<Box<[u8]>> = self
-            .pending_opens
-            .keys()
-            .filter(|(r, p, _)| *r == key_root && *p == rel)
-            .map(|(_, _, stem)| stem.clone())
-            .collect();
-        for stem in stems {
-            let Some(at) = self.pending_opens.remove(&(key_root, rel.clone(), stem.clone())) else {
-                continue;
-            };
-            let Some(s) = self.store_mut(id) else { return };
+        let Some(opens) = self.pending_opens.remove(&key) else {
+            return;
+        };
+        let Some(s) = self.store_mut(id) else { return };
+        for (stem, at) in opens {
             if let Some(slot) = s.find(&stem) {
                 let u = s.unit_mut(slot);
                 u.last_open = u.last_open.max(at);
@@ -1159,14 +1167,19 @@ impl Index {
         }
         let e = self
             .pending_opens
-            .entry((root, rel.to_owned(), stem.into()))
+            .entry((root, rel.to_owned()))
+            .or_default()
+            .entry(stem.into())
             .or_insert(at);
         *e = (*e).max(at);
     }
 
     /// Drops remembered opens older than `before` (they can no longer keep anything).
     pub fn prune_pending(&mut self, before: Nanos) {
-        self.pending_opens.retain(|_, at| *at >= before);
+        self.pending_opens.retain(|_, opens| {
+            opens.retain(|_, at| *at >= before);
+            !opens.is_empty()
+        });
     }
 
     /// A walk starts reading a store (see `reading`); [`Index::end_read`] when it is done.
@@ -1362,9 +1375,11 @@ impl Index {
                 out.push((s.root, s.rel.clone(), s.stem(u).to_vec(), u.last_open));
             }
         }
-        for ((root, rel, stem), at) in &self.pending_opens {
-            if *at >= since {
-                out.push((*root, rel.clone(), stem.to_vec(), *at));
+        for ((root, rel), opens) in &self.pending_opens {
+            for (stem, at) in opens {
+                if *at >= since {
+                    out.push((*root, rel.clone(), stem.to_vec(), *at));
+                }
             }
         }
         out.sort_by_key(|o| std::cmp::Reverse(o.3));

@@ -17,7 +17,7 @@
 //! new one started, every store's watch restarts ([`crate::index::Store::watched_since`], so the
 //! TTL waits for the unseen stretch), and the daemon walks everything again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -99,10 +99,15 @@ enum Node {
 /// sub-directory slot: a slot is one directory's. When another directory takes a slot's name
 /// (renamed over it, or created after it went unseen), the watch of the one it replaced is
 /// dropped, so that its late events (`IN_DELETE_SELF`, `IN_IGNORED`) never reach the slot.
+/// Each store's watches and the layout directories' are indexed too: forgetting a store, or a
+/// subtree, touches only their own watches (with 12,000 stores and 780,000 watches, a scan of
+/// every watch for each store reaped or removed was quadratic).
 #[derive(Default)]
 struct Nodes {
     by_wd: HashMap<i32, Node>,
     by_sub: HashMap<(StoreId, u32), i32>,
+    by_store: HashMap<StoreId, Vec<i32>>,
+    layouts: BTreeSet<(u32, PathBuf, i32)>,
 }
 
 impl Nodes {
@@ -118,8 +123,15 @@ impl Nodes {
             && let Some(old) = self.by_sub.insert((store, subdir), wd)
             && old != wd
         {
-            self.by_wd.remove(&old);
+            self.remove(old);
+            self.by_sub.insert((store, subdir), wd);
             replaced = Some(old);
+        }
+        match &node {
+            Node::Store { store } | Node::Sub { store, .. } => self.by_store.entry(*store).or_default().push(wd),
+            Node::Layout { root, rel, .. } => {
+                self.layouts.insert((*root, rel.clone(), wd));
+            }
         }
         self.by_wd.insert(wd, node);
         replaced
@@ -127,36 +139,77 @@ impl Nodes {
 
     fn remove(&mut self, wd: i32) -> Option<Node> {
         let node = self.by_wd.remove(&wd)?;
-        if let Node::Sub { store, subdir } = node
-            && self.by_sub.get(&(store, subdir)) == Some(&wd)
-        {
-            self.by_sub.remove(&(store, subdir));
+        match &node {
+            Node::Store { store } | Node::Sub { store, .. } => {
+                if let Some(wds) = self.by_store.get_mut(store) {
+                    wds.retain(|w| *w != wd);
+                    if wds.is_empty() {
+                        self.by_store.remove(store);
+                    }
+                }
+                if let Node::Sub { store, subdir } = node
+                    && self.by_sub.get(&(store, subdir)) == Some(&wd)
+                {
+                    self.by_sub.remove(&(store, subdir));
+                }
+            }
+            Node::Layout { root, rel, .. } => {
+                self.layouts.remove(&(*root, rel.clone(), wd));
+            }
         }
         Some(node)
     }
 
-    /// The watch of sub-directory slot `subdir` of `store`.
+    /// The watch of sub-directory `subdir` of `store`.
     fn sub(&self, store: StoreId, subdir: u32) -> Option<i32> {
         self.by_sub.get(&(store, subdir)).copied()
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(i32, &Node) -> bool) {
-        let by_sub = &mut self.by_sub;
-        self.by_wd.retain(|wd, n| {
-            let k = keep(*wd, n);
-            if !k
-                && let Node::Sub { store, subdir } = n
-                && by_sub.get(&(*store, *subdir)) == Some(wd)
+    /// Drops the watches of store `store` (its own and its sub-directories'); returns them.
+    fn take_store(&mut self, store: StoreId) -> Vec<i32> {
+        let wds = self.by_store.remove(&store).unwrap_or_default();
+        for wd in &wds {
+            if let Some(Node::Sub { store, subdir }) = self.by_wd.remove(wd)
+                && self.by_sub.get(&(store, subdir)) == Some(wd)
             {
-                by_sub.remove(&(*store, *subdir));
+                self.by_sub.remove(&(store, subdir));
             }
-            k
-        });
+        }
+        wds
+    }
+
+    /// Drops the watches of the layout directories at or below `rel` of root `root`; returns
+    /// them.
+    fn take_layouts_below(&mut self, root: u32, rel: &Path) -> Vec<i32> {
+        let below: Vec<(u32, PathBuf, i32)> = self
+            .layouts
+            .range((root, rel.to_owned(), i32::MIN)..)
+            .take_while(|(r, p, _)| *r == root && p.starts_with(rel))
+            .cloned()
+            .collect();
+        below
+            .into_iter()
+            .filter_map(|(_, _, wd)| self.remove(wd).map(|_| wd))
+            .collect()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(i32, &Node) -> bool) {
+        let drop: Vec<i32> = self
+            .by_wd
+            .iter()
+            .filter(|(wd, n)| !keep(**wd, n))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in drop {
+            self.remove(wd);
+        }
     }
 
     fn clear(&mut self) {
         self.by_wd.clear();
         self.by_sub.clear();
+        self.by_store.clear();
+        self.layouts.clear();
     }
 
     fn len(&self) -> usize {
@@ -678,24 +731,33 @@ impl Inner {
     }
 
     fn forget_store(&self, store: StoreId) {
-        self.forget(|n, _| matches!(n, Node::Store { store: s } | Node::Sub { store: s, .. } if *s == store));
+        let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let wds = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).take_store(store);
+        for wd in wds {
+            let _ = inotify::remove_watch(&*ino, wd);
+        }
     }
 
     /// Everything below `rel` of root `root` left (removed, or renamed away: a rename is gone
     /// plus new, and the new place is walked afresh when it shows up).
     fn subtree_gone(&self, root: u32, rel: &Path) {
-        let stores: Vec<StoreId> = {
-            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            index
-                .stores()
-                .filter(|(_, s)| s.root == root && s.rel.starts_with(rel))
-                .map(|(id, _)| id)
-                .collect()
+        let stores = self
+            .index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stores_below(root, rel);
+        let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let wds: Vec<i32> = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut wds = nodes.take_layouts_below(root, rel);
+            for id in &stores {
+                wds.extend(nodes.take_store(*id));
+            }
+            wds
         };
-        self.forget(|n, _| match n {
-            Node::Layout { root: r, rel: p, .. } => *r == root && p.starts_with(rel),
-            Node::Store { store } | Node::Sub { store, .. } => stores.contains(store),
-        });
+        for wd in wds {
+            let _ = inotify::remove_watch(&*ino, wd);
+        }
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         for id in stores {
             index.remove_store(id);
