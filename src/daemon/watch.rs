@@ -35,7 +35,7 @@ use tracing::{debug, warn};
 use crate::config::Timestamp;
 use crate::disk::{AtimeMode, FileStat};
 use crate::fsx::{self, MountId};
-use crate::index::{FileEvent, Fresh, Index, StoreId};
+use crate::index::{FileEvent, Fresh, Index, StoreId, SubdirId, subdir_slot};
 use crate::policy::Nanos;
 use crate::spark::{self, DirRole};
 
@@ -92,7 +92,7 @@ pub enum WatchMsg {
 enum Node {
     Layout { root: u32, rel: PathBuf, role: DirRole },
     Store { store: StoreId },
-    Sub { store: StoreId, subdir: u32 },
+    Sub { store: StoreId, subdir: SubdirId },
 }
 
 /// The watched directories by watch descriptor, and the descriptor of each store's
@@ -105,7 +105,7 @@ enum Node {
 #[derive(Default)]
 struct Nodes {
     by_wd: HashMap<i32, Node>,
-    by_sub: HashMap<(StoreId, u32), i32>,
+    by_sub: HashMap<(StoreId, SubdirId), i32>,
     by_store: HashMap<StoreId, Vec<i32>>,
     layouts: BTreeSet<(u32, PathBuf, i32)>,
 }
@@ -161,7 +161,7 @@ impl Nodes {
     }
 
     /// The watch of sub-directory `subdir` of `store`.
-    fn sub(&self, store: StoreId, subdir: u32) -> Option<i32> {
+    fn sub(&self, store: StoreId, subdir: SubdirId) -> Option<i32> {
         self.by_sub.get(&(store, subdir)).copied()
     }
 
@@ -379,7 +379,7 @@ impl Watch {
     }
 
     /// Watches sub-directory `subdir` of store `store`, open as `fd`.
-    pub fn add_subdir(&self, fd: BorrowedFd, store: StoreId, subdir: u32) -> Result<(), AddError> {
+    pub fn add_subdir(&self, fd: BorrowedFd, store: StoreId, subdir: SubdirId) -> Result<(), AddError> {
         self.inner.add(fd, FILE_EVENTS, Node::Sub { store, subdir })
     }
 
@@ -826,7 +826,7 @@ impl Inner {
     fn subdir_gone(&self, store: StoreId, name: &str, at: Nanos) {
         let subdir = {
             let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(sub) = index.store(store).and_then(|s| s.subdir_index(name)) else {
+            let Some(sub) = index.store(store).and_then(|s| s.subdir_id(name)) else {
                 return;
             };
             index.subdir_removed(store, sub, at);
@@ -847,7 +847,7 @@ impl Inner {
             return;
         }
         let basis = self.basis.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut dirs: HashMap<(StoreId, u32), Result<Option<OwnedFd>, ()>> = HashMap::new();
+        let mut dirs: HashMap<(StoreId, SubdirId), Result<Option<OwnedFd>, ()>> = HashMap::new();
         let mut done: Vec<(usize, Fresh, AtimeMode)> = Vec::with_capacity(todo.len());
         let mut failed: Vec<StoreId> = Vec::new();
         let stat_time = now_nanos();
@@ -882,7 +882,7 @@ impl Inner {
                 .iter()
                 .map(|(sub, name)| {
                     let dir = dirs.entry((t.store, *sub)).or_insert_with(|| {
-                        let Some(nn) = names.get(*sub as usize).filter(|n| !n.is_empty()) else {
+                        let Some(nn) = names.get(subdir_slot(*sub) as usize).filter(|n| !n.is_empty()) else {
                             return Ok(None);
                         };
                         match self.open_below(root, &rel.join(&**nn), OFlags::PATH | OFlags::DIRECTORY) {
