@@ -86,6 +86,10 @@ struct Unit {
     kind: Kind,
     /// Some event touched it since its last refresh: its sums are not current.
     dirty: bool,
+    /// It lost files to a directory moved out of its store (they went on elsewhere, with
+    /// their directory): the rest of it is part of a unit, never deleted (see
+    /// [`Index::subdir_moved_away`]).
+    partial: bool,
     files: Files,
 }
 
@@ -158,6 +162,8 @@ pub struct UnitView<'a> {
     pub freeable: u64,
     pub alloc: u64,
     pub dirty: bool,
+    /// Files of it went with a directory moved out of its store: kept.
+    pub partial: bool,
     pub nfiles: usize,
 }
 
@@ -479,6 +485,7 @@ impl Store {
             stem_len: stem.len() as u16,
             kind,
             dirty: true,
+            partial: false,
             files: Files::new(),
         };
         let slot = match self.free_units.pop() {
@@ -653,8 +660,9 @@ impl Store {
     }
 
     /// Drops every file of sub-directory `subdir` from its units; a unit left without a file
-    /// goes, the others are marked dirty when `refresh` (their sums are to be read again).
-    fn drop_subdir_files(&mut self, subdir: u32, refresh: bool) {
+    /// goes, the others are marked dirty when `refresh` (their sums are to be read again), and
+    /// partial when `moved` (the files went on elsewhere).
+    fn drop_subdir_files(&mut self, subdir: u32, refresh: bool, moved: bool) {
         let slots: Vec<u32> = self
             .units
             .iter()
@@ -672,7 +680,9 @@ impl Store {
                 self.release_name(f.name);
             }
             let empty = kept.is_empty();
-            self.unit_mut(slot).files = kept;
+            let u = self.unit_mut(slot);
+            u.files = kept;
+            u.partial |= moved && !empty;
             if empty {
                 self.remove_unit(slot);
             } else if refresh {
@@ -763,6 +773,7 @@ impl Store {
             freeable: u64::from(u.freeable_blocks) * 512,
             alloc: u64::from(u.alloc_blocks) * 512,
             dirty: u.dirty,
+            partial: u.partial,
             nfiles: u.files.len(),
         })
     }
@@ -901,7 +912,9 @@ impl Index {
     }
 
     /// An `NN` directory of store `id` moved away with its files: nothing of the store goes
-    /// until a full walk finds it whole again.
+    /// until a walk finds it whole again (the next sweep reads it: see
+    /// `walk::reread_unwatched`), and the units that lost files with it never (they are partial:
+    /// see [`Index::subdir_moved_away`]).
     pub fn mark_incomplete(&mut self, id: StoreId) {
         if let Some(s) = self.store_mut(id) {
             s.complete = false;
@@ -1156,6 +1169,8 @@ impl Index {
             let Some(slot) = slot else { continue };
             let nu = s.unit_mut(slot);
             nu.last_open = nu.last_open.max(u.last_open);
+            // What the walk cannot see: files of it went elsewhere with their directory.
+            nu.partial |= u.partial;
             let grew = nu.files.len() != before;
             if u.dirty || grew || listed.is_none() {
                 s.mark_dirty(slot);
@@ -1302,6 +1317,18 @@ impl Index {
     /// Ignored when `subdir` is no longer the directory it was (its slot freed already, or
     /// another's now).
     pub fn subdir_removed(&mut self, id: StoreId, subdir: SubdirId, at: Nanos) {
+        self.subdir_gone(id, subdir, at, false);
+    }
+
+    /// A sub-directory of store `id` was moved out of it (renamed away) with its files: as
+    /// [`Index::subdir_removed`], and the units that kept files here are partial from now on:
+    /// never deleted, as any unit known only in part (its other files went on elsewhere). The
+    /// rest of the store is decided again once a walk reads it whole.
+    pub fn subdir_moved_away(&mut self, id: StoreId, subdir: SubdirId, at: Nanos) {
+        self.subdir_gone(id, subdir, at, true);
+    }
+
+    fn subdir_gone(&mut self, id: StoreId, subdir: SubdirId, at: Nanos, moved: bool) {
         let reading = self.reading > 0;
         let Some(s) = self.store_mut(id) else { return };
         let Some(subdir) = s.subdir_of(subdir) else { return };
@@ -1309,7 +1336,7 @@ impl Index {
         if reading {
             s.note_removed(subdir, b"", at);
         }
-        s.drop_subdir_files(subdir, true);
+        s.drop_subdir_files(subdir, true, moved);
         s.free_subdir(subdir);
     }
 
@@ -1408,7 +1435,7 @@ impl Index {
                 continue;
             };
             if name.is_empty() {
-                new.drop_subdir_files(new_sub, false);
+                new.drop_subdir_files(new_sub, false, false);
             } else if let Some(slot) = new.remove_file(new_sub, name)
                 && new.units[slot as usize].as_ref().is_some_and(|u| u.files.is_empty())
             {
@@ -1931,6 +1958,51 @@ mod tests {
         ix.refresh(&t, &vec![None, None], BASIS, AtimeMode::Strict, 10);
         let u = ix.store(id).unwrap().find_unit(b"shuffle_0_1_0").unwrap();
         assert!(u.dirty && u.nfiles == 2, "{u:?}");
+        assert!(ix.counts_agree());
+    }
+
+    #[test]
+    fn units_that_lost_files_to_a_directory_moved_away_stay_partial_through_a_read() {
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        let (a, b) = {
+            let s = ix.store_mut(id).unwrap();
+            (s.subdir("0a"), s.subdir("1b"))
+        };
+        for (sub, name) in [
+            (a, &b"shuffle_1_1_0.data"[..]),
+            (b, b"shuffle_1_1_0.index"),
+            (a, b"shuffle_1_2_0.data"),
+            (a, b"shuffle_1_2_0.index"),
+            (b, b"shuffle_1_3_0.data"),
+        ] {
+            ix.file_event(id, sub, name, FileEvent::Added, 1);
+        }
+        ix.subdir_moved_away(id, a, 2);
+        ix.mark_incomplete(id);
+        let s = ix.store(id).unwrap();
+        let partial = |s: &Store, stem: &[u8]| s.find_unit(stem).map(|u| u.partial);
+        assert_eq!(partial(s, b"shuffle_1_1_0"), Some(true), "its .data went");
+        assert_eq!(partial(s, b"shuffle_1_2_0"), None, "all of it went: nothing here");
+        assert_eq!(partial(s, b"shuffle_1_3_0"), Some(false));
+        assert!(!s.complete);
+        // The next read finds the store whole without 0a: whole again, the unit still partial.
+        let listing = listing_of(&["1b/shuffle_1_1_0.index", "1b/shuffle_1_3_0.data"]);
+        let marks = ix.marks(id);
+        ix.install_store(
+            id,
+            Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            marks,
+        );
+        let s = ix.store(id).unwrap();
+        assert!(s.complete);
+        assert_eq!(partial(s, b"shuffle_1_1_0"), Some(true));
+        assert_eq!(partial(s, b"shuffle_1_3_0"), Some(false));
+        // Removed (not moved): the units that kept files are not partial.
+        let c = ix.store_mut(id).unwrap().subdir("2c");
+        ix.file_event(id, c, b"shuffle_1_3_0.index", FileEvent::Added, 3);
+        ix.subdir_removed(id, c, 4);
+        assert_eq!(partial(ix.store(id).unwrap(), b"shuffle_1_3_0"), Some(false));
         assert!(ix.counts_agree());
     }
 

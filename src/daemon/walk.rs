@@ -200,15 +200,17 @@ pub fn drop_unseen(ctx: &WalkCtx, walked: &mut Walked) {
     }
 }
 
-/// Reads again the stores of the index that are not fully watched (watch limit, errors),
-/// watching what can be watched now: their stores are judged from a fresh listing at every
-/// interval, as a walking sweep would.
+/// Reads again the stores of the index that are not fully watched (watch limit, errors), or
+/// not known whole (an `NN` directory moved away, a file that could not be stat'ed), watching
+/// what can be watched now: they are judged from a fresh listing at every interval, as a walking
+/// sweep would, not kept from every deletion until the next full walk. The units that lost files
+/// to a directory moved away stay partial through the read (kept: the read cannot see what went).
 pub fn reread_unwatched(ctx: &WalkCtx) -> Walked {
     let stores: Vec<(u32, PathBuf)> = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         index
             .stores()
-            .filter(|(_, s)| s.watched_since.is_none())
+            .filter(|(_, s)| s.watched_since.is_none() || !s.complete)
             .map(|(_, s)| (s.root, s.rel.clone()))
             .collect()
     };

@@ -644,19 +644,21 @@ impl Inner {
                     // A symlink (or a file) put in place of a sub-directory, which Spark would
                     // write through: the store is not known whole until it is read again (its
                     // listing then says so, as a sweep's walk would).
-                    self.subdir_gone(store, name, at);
+                    self.subdir_gone(store, name, at, false);
                     self.not_known_whole(store);
                 } else if mask.contains(ReadFlags::MOVED_FROM) {
-                    // Moved away with its files, which still belong to units here: nothing of
-                    // the store goes until the next full walk finds it whole again.
-                    self.subdir_gone(store, name, at);
+                    // Moved away with its files, which still belong to units here: those units
+                    // are partial for good (never deleted), and nothing else of the store goes
+                    // until a walk reads it whole again (the next sweep's: see
+                    // `walk::reread_unwatched`).
+                    self.subdir_gone(store, name, at, true);
                     self.index
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .mark_incomplete(store);
                 } else if mask.contains(ReadFlags::DELETE) {
                     // Removed, so empty: every file in it was removed first, and seen.
-                    self.subdir_gone(store, name, at);
+                    self.subdir_gone(store, name, at, false);
                 }
             }
             Node::Layout { root, rel, role } => {
@@ -708,10 +710,15 @@ impl Inner {
         }
         match node {
             Node::Sub { store, subdir } => {
-                self.index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .subdir_removed(*store, *subdir, at);
+                let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                if mask.contains(ReadFlags::MOVE_SELF) {
+                    // Renamed, with its files, and its store's watch did not say where first
+                    // (that one drops this watch): its units are partial (see above).
+                    index.subdir_moved_away(*store, *subdir, at);
+                    index.mark_incomplete(*store);
+                } else {
+                    index.subdir_removed(*store, *subdir, at);
+                }
             }
             Node::Store { store } => {
                 // The watches first: a store id is never reused by another store, but its
@@ -823,13 +830,19 @@ impl Inner {
             .mark_not_whole(store);
     }
 
-    fn subdir_gone(&self, store: StoreId, name: &str, at: Nanos) {
+    /// Sub-directory `name` of store `store` went: removed, or (`moved`) renamed away with its
+    /// files.
+    fn subdir_gone(&self, store: StoreId, name: &str, at: Nanos, moved: bool) {
         let subdir = {
             let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
             let Some(sub) = index.store(store).and_then(|s| s.subdir_id(name)) else {
                 return;
             };
-            index.subdir_removed(store, sub, at);
+            if moved {
+                index.subdir_moved_away(store, sub, at);
+            } else {
+                index.subdir_removed(store, sub, at);
+            }
             sub
         };
         let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
