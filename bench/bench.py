@@ -756,6 +756,9 @@ def bench_many_stores(work, stores, opens_per_sec, binary=None):
         finally:
             d.stop()
             opener.halt.set()
+            if "poller" in locals():
+                poller.halt.set()
+                poller.join(5)
         crossed = poller.crossed or float("nan")
         first = (poller.first - crossed) if poller.first else float("nan")
         done = (poller.last - crossed) if poller.last else float("nan")
