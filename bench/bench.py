@@ -22,14 +22,19 @@ watermark.low, for the daemon and for the walking sweep.
 --dead-stores N: a sweep and find over the tree plus N empty stores of dead executors, before
 and after the janitor reaps them.
 
+--stores N (with --daemon, 12,000 by default, 0 to skip): the daemon over N small stores on a
+tmpfs (30 files and 4 `NN` each) with --opens opens a second all along (4,000 by default): its
+startup walk, the interval sweeps and overflows in 10 s of steady state, and the first pressure
+eviction after one write takes the tmpfs past `high`.
+
 --static BINARY: the static build (scripts/build-static.sh prints its path) against today's
 dynamic target/release one, in the same run: no-op sweep, deleting, the daemon's startup (to
 /-/ready and to the end of its first sweep) and RSS.
 
 Rounds alternate which tool goes first; medians and ratios janitor/find are reported.
 Usage: bench/run.sh [--files N] [--rounds R] [--scale 100000,1000000,3000000] [--daemon]
-                    [--churn MINUTES] [--dead-stores N] [--static BINARY]
-                    [--listing [--listing-before BINARY]]
+                    [--churn MINUTES] [--dead-stores N] [--static BINARY] [--stores N] [--opens N]
+                    [--stores-only] [--listing [--listing-before BINARY]]
 """
 
 import argparse
@@ -91,10 +96,10 @@ def count_files(root):
     return sum(len(files) for _, _, files in os.walk(root))
 
 
-def generate(root, files, empty_stores=0):
+def generate(root, files, empty_stores=0, per_store=10000, nn=64):
     shutil.rmtree(root, ignore_errors=True)
-    out = subprocess.run([GENTREE, root, str(files), "10000", str(empty_stores)], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run([GENTREE, root, str(files), str(per_store), str(empty_stores), str(nn)], check=True,
+                         capture_output=True, text=True)
     return json.loads(out.stdout)
 
 
@@ -610,13 +615,13 @@ def used_bytes(path):
     return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_blocks * st.f_frsize
 
 
-def pressure_tmpfs(work, files):
+def pressure_tmpfs(work, files, per_store=10000, nn=64):
     """A tmpfs holding a --files tree at 80 % of its size. Returns (mountpoint, info) or None."""
     mnt = os.path.join(work, "tmpfs")
     os.makedirs(mnt, exist_ok=True)
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16g,nr_inodes=0", "tmpfs", mnt]).returncode:
         return None
-    info = generate(os.path.join(mnt, "root"), files)
+    info = generate(os.path.join(mnt, "root"), files, per_store=per_store, nn=nn)
     used, _ = used_bytes(mnt)
     size = int(used / 0.80) // 4096 * 4096
     subprocess.run(["mount", "-o", f"remount,size={size}", mnt], check=True)
@@ -715,6 +720,88 @@ def bench_pressure(work, files):
     return out
 
 
+class Opener(threading.Thread):
+    """Opens (and closes) files of a tree at `rate` a second, as Spark's readers and the shuffle
+    service do: each open is an inotify event the daemon applies."""
+
+    def __init__(self, root, rate):
+        super().__init__(daemon=True)
+        self.paths = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".index")]
+        self.rate, self.opens = rate, 0
+        self.halt = threading.Event()
+        self.started = time.time()
+
+    def run(self):
+        i, start = 0, time.time()
+        self.started = start
+        while not self.halt.is_set() and self.paths:
+            # Batches of 1/100 s; behind schedule, it does not sleep.
+            for _ in range(max(1, self.rate // 100)):
+                try:
+                    os.close(os.open(self.paths[i % len(self.paths)], os.O_RDONLY))
+                except OSError:
+                    pass
+                i += 1
+            self.opens = i
+            time.sleep(max(0.0, start + i / self.rate - time.time()))
+
+
+def bench_many_stores(work, stores, opens_per_sec, binary=None):
+    """The daemon over many small stores (30 files, 4 `NN` each: the watches, one per directory,
+    stay under the default `fs.inotify.max_user_watches`) on a tmpfs, with `opens_per_sec` opens a
+    second all along: its startup (start to the end of the first sweep), then the first pressure
+    eviction after one write takes the tmpfs past `high`, and when usage is back at `low`."""
+    files = stores * 61 // 2  # a store ends past 30 files, at its last map output
+    print(f"\n## Many stores: {stores:,} stores of 30 files (4 NN each) on a tmpfs, {opens_per_sec:,} opens a "
+          "second", flush=True)
+    made = pressure_tmpfs(work, files, per_store=30, nn=4)
+    if made is None:
+        print("  SKIPPED: cannot mount a tmpfs here (needs root)")
+        return None
+    mnt, info = made
+    root = os.path.join(mnt, "root")
+    try:
+        _, size = used_bytes(mnt)
+        extra = "[watermark]\nhigh = 0.85\nlow = 0.75\npoll = \"5s\"\n[stores]\nreap = false"
+        opener = Opener(root, opens_per_sec)
+        opener.start()
+        d = Daemon(work, root, extra=extra, name="many", interval="2s", binary=binary or JANITOR)
+        try:
+            up = d.startup()
+            time.sleep(2)
+            sweeps0, overflows0 = d.sweeps(), d.metric("shuffle_janitor_inotify_overflows_total") or 0
+            time.sleep(10)
+            sweeps1, overflows1 = d.sweeps(), d.metric("shuffle_janitor_inotify_overflows_total") or 0
+            poller = UsagePoller(mnt, 0.85 * size)
+            poller.start()
+            cross_high(root, 0.85)
+            deadline = time.time() + 600
+            while poller.final is None and time.time() < deadline:
+                time.sleep(0.05)
+            deleted = d.metric("shuffle_janitor_deleted_files_total") or 0
+            overflows = d.metric("shuffle_janitor_inotify_overflows_total") or 0
+        finally:
+            d.stop()
+            opener.halt.set()
+            if "poller" in locals():
+                poller.halt.set()
+                poller.join(5)
+        crossed = poller.crossed or float("nan")
+        first = (poller.first - crossed) if poller.first else float("nan")
+        done = (poller.last - crossed) if poller.last else float("nan")
+        rate = opener.opens / max(1e-9, time.time() - opener.started)
+        print(f"  {info['files']:,} files in {info['stores']:,} stores; opens kept up: {rate:,.0f} a second", flush=True)
+        print(f"  startup (start to the end of the first sweep): {up:.2f}s", flush=True)
+        print(f"  steady state, 10 s with the opens: {sweeps1 - sweeps0:.0f} interval sweeps (interval 2 s), "
+              f"{overflows1 - overflows0:.0f} inotify overflows", flush=True)
+        print(f"  pressure: first deletion {first * 1000:.0f} ms after crossing high, the last {done:.2f}s after "
+              f"the crossing; {deleted:,.0f} files deleted; {overflows:.0f} overflows in all", flush=True)
+        return {"startup": up, "first": first, "done": done, "overflows": overflows,
+                "sweeps_10s": sweeps1 - sweeps0}
+    finally:
+        subprocess.run(["umount", mnt])
+
+
 def bench_dead_stores(work, files, empty_stores, rounds):
     """A no-op sweep and find over FILES Spark files plus EMPTY_STORES empty dead stores, before
     and after the janitor reaps them."""
@@ -760,6 +847,12 @@ def main():
     ap.add_argument("--dead-stores", type=int, default=0, help="also measure a sweep over N empty dead stores")
     ap.add_argument("--no-delete", action="store_true", help="skip the deleting rounds (the longest part)")
     ap.add_argument("--no-pressure", action="store_true", help="with --daemon: skip the tmpfs pressure case")
+    ap.add_argument("--stores", type=int, default=12000,
+                    help="with --daemon: the many-stores case's stores (30 files each; 0 skips it)")
+    ap.add_argument("--opens", type=int, default=4000,
+                    help="with --daemon: opens a second during the many-stores case")
+    ap.add_argument("--stores-only", action="store_true", help="measure the many-stores case alone (no tree of "
+                    "--files, no comparison with find)")
     ap.add_argument("--old-janitor", help="with --daemon: the binary of a daemon that walks at every interval "
                     "(e.g. built from an earlier commit), measured side by side")
     ap.add_argument("--static", metavar="BINARY", help="also measure this static build (scripts/build-static.sh) "
@@ -771,6 +864,12 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     work = tempfile.mkdtemp(dir=args.dir)
+    if args.stores_only:
+        try:
+            bench_many_stores(work, args.stores, args.opens)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         master = os.path.join(work, "master")
         t = time.time()
@@ -798,6 +897,8 @@ def main():
         shutil.rmtree(master, ignore_errors=True)
         if args.daemon and not args.no_pressure:
             bench_pressure(work, args.files)
+        if args.daemon and args.stores:
+            bench_many_stores(work, args.stores, args.opens)
         if args.dead_stores:
             dead, _ = bench_dead_stores(work, args.files, args.dead_stores, args.rounds)
             print("\n| case | find wall | janitor wall | ratio | find CPU | janitor CPU | ratio | find RSS | janitor RSS |")

@@ -6,7 +6,12 @@
 //! With EMPTY_STORES, also that many empty stores of executors long gone (as the TTL leaves
 //! them), each with 1 to 64 empty `NN` directories, back-dated a day.
 //!
-//! cargo run --release --example gentree -- ROOT [FILES] [FILES_PER_STORE] [EMPTY_STORES]
+//! With NN_PER_STORE (64 by default, as Spark's `spark.diskStore.subDirectories`), the stores
+//! with files have that many `NN` directories and hash into them: many small stores with few
+//! `NN` each stay within the default `fs.inotify.max_user_watches` (the daemon's watches are
+//! one per store and one per `NN`).
+//!
+//! cargo run --release --example gentree -- ROOT [FILES] [FILES_PER_STORE] [EMPTY_STORES] [NN_PER_STORE]
 //! Prints a JSON line: files, old_files, old_spark_files (what a TTL sweep must delete), stores,
 //! empty_stores, empty_dirs (their directories, NN included), ttl_minutes (files older than
 //! this are old).
@@ -59,6 +64,10 @@ fn main() {
     let files: u64 = args.get(2).map_or(1_000_000, |a| a.parse().expect("FILES"));
     let per_store: u64 = args.get(3).map_or(10_000, |a| a.parse().expect("FILES_PER_STORE"));
     let empty_stores: u64 = args.get(4).map_or(0, |a| a.parse().expect("EMPTY_STORES"));
+    let nn_per_store: u32 = args
+        .get(5)
+        .map_or(64, |a| a.parse().expect("NN_PER_STORE"))
+        .clamp(1, 256);
     let mut rng = Rng(0x5eed_1234_abcd_9876);
     let now = SystemTime::now();
     let old = FileTime::from_system_time(now - Duration::from_secs((TTL_MINUTES + 24 * 60) * 60));
@@ -70,7 +79,7 @@ fn main() {
     };
     while made < files {
         let store = root.join(format!("blockmgr-{}", rng.uuid()));
-        for nn in 0..64 {
+        for nn in 0..nn_per_store {
             std::fs::create_dir_all(store.join(format!("{nn:02x}"))).unwrap();
         }
         stores += 1;
@@ -93,7 +102,7 @@ fn main() {
                 ]
             };
             for (name, len) in names {
-                let nn = java_hash(&name) % 64;
+                let nn = java_hash(&name) % nn_per_store;
                 write(&store.join(format!("{nn:02x}")).join(&name), len, t);
                 made += 1;
                 in_store += 1;

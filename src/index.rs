@@ -27,6 +27,19 @@ use crate::store_dir::Listing;
 /// watch or a walk after its store went never reaches the store that took the slot.
 pub type StoreId = u64;
 
+/// A sub-directory of a store, as the watch and the walks hold it: its slot in the store's table
+/// (low 32 bits) and the slot's generation (high 32 bits), bumped each time the slot is freed. A
+/// removed directory's slot is given to the next new one (a store whose `NN` directories come
+/// and go would otherwise grow its table until no name fits), and a late event for the removed
+/// one's watch, or a walk's handle taken before it went, never reaches the directory that took
+/// the slot.
+pub type SubdirId = u64;
+
+/// The slot of a sub-directory handle.
+pub fn subdir_slot(id: SubdirId) -> u32 {
+    id as u32
+}
+
 /// A store's slot: stores are listed (`Index::stores`) in the order of their slots.
 pub fn slot_of(id: StoreId) -> usize {
     (id & 0xffff_ffff) as usize
@@ -73,6 +86,10 @@ struct Unit {
     kind: Kind,
     /// Some event touched it since its last refresh: its sums are not current.
     dirty: bool,
+    /// It lost files to a directory moved out of its store (they went on elsewhere, with
+    /// their directory): the rest of it is part of a unit, never deleted (see
+    /// [`Index::subdir_moved_away`]).
+    partial: bool,
     files: Files,
 }
 
@@ -81,8 +98,12 @@ struct Unit {
 pub struct Store {
     pub root: u32,
     pub rel: PathBuf,
-    /// `NN` sub-directory names; a removed one stays as `None` so indices stay stable.
+    /// `NN` sub-directory names by slot; a removed one's slot is `None` until a new directory
+    /// takes it (no file of any unit refers to a free slot).
     subdirs: Vec<Option<Box<str>>>,
+    /// Each slot's generation (see [`SubdirId`]), and the free slots.
+    subdir_gens: Vec<u32>,
+    free_subdirs: Vec<u32>,
     stems: Vec<u8>,
     units: Vec<Option<Unit>>,
     free_units: Vec<u32>,
@@ -141,6 +162,8 @@ pub struct UnitView<'a> {
     pub freeable: u64,
     pub alloc: u64,
     pub dirty: bool,
+    /// Files of it went with a directory moved out of its store: kept.
+    pub partial: bool,
     pub nfiles: usize,
 }
 
@@ -157,13 +180,14 @@ pub enum FileEvent {
     Opened,
 }
 
-/// A file of a dirty unit to stat again: (store, unit slot, sub-directory index, name).
+/// A dirty unit's files to stat again: (store, unit slot, stem, each file's sub-directory and
+/// name).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToStat {
     pub store: StoreId,
     pub slot: u32,
     pub stem: Box<[u8]>,
-    pub files: Vec<(u32, Box<[u8]>)>,
+    pub files: Vec<(SubdirId, Box<[u8]>)>,
 }
 
 /// The fresh stats of one unit's files, in the order of [`ToStat::files`] (`None`: gone or not
@@ -276,7 +300,7 @@ impl Store {
         let mut s = Store::new(0, PathBuf::new());
         // Before the files: adding them may find the store cannot be held whole.
         s.complete = listing.complete();
-        let map: Vec<u32> = listing.subdirs.iter().map(|name| s.subdir(name)).collect();
+        let map: Vec<u32> = listing.subdirs.iter().map(|name| s.subdir_slot_for(name)).collect();
         let mut grouping = crate::policy::Grouping::default();
         grouping.group(
             &listing.files,
@@ -338,6 +362,7 @@ impl Store {
             .collect()
     }
 
+    /// The slot of sub-directory `name`.
     pub fn subdir_index(&self, name: &str) -> Option<u32> {
         self.subdirs
             .iter()
@@ -345,14 +370,57 @@ impl Store {
             .map(|i| i as u32)
     }
 
-    /// The index of sub-directory `name`, added if new.
-    pub fn subdir(&mut self, name: &str) -> u32 {
+    /// The handle of sub-directory `name`, if the store has it.
+    pub fn subdir_id(&self, name: &str) -> Option<SubdirId> {
+        self.subdir_index(name).map(|slot| self.handle(slot))
+    }
+
+    /// The handle of sub-directory `name`, added if new.
+    pub fn subdir(&mut self, name: &str) -> SubdirId {
+        let slot = self.subdir_slot_for(name);
+        self.handle(slot)
+    }
+
+    fn handle(&self, slot: u32) -> SubdirId {
+        (u64::from(self.subdir_gens[slot as usize]) << 32) | u64::from(slot)
+    }
+
+    /// The slot of sub-directory handle `id`, if it is still that directory's (not freed since,
+    /// nor taken by another).
+    pub fn subdir_of(&self, id: SubdirId) -> Option<u32> {
+        let slot = subdir_slot(id);
+        (self
+            .subdir_gens
+            .get(slot as usize)
+            .is_some_and(|g| u64::from(*g) == id >> 32)
+            && self.subdirs[slot as usize].is_some())
+        .then_some(slot)
+    }
+
+    /// The slot of sub-directory `name`, added if new: a free slot when there is one.
+    fn subdir_slot_for(&mut self, name: &str) -> u32 {
         if let Some(i) = self.subdir_index(name) {
             return i;
         }
-        // Never a removed one's index: the watch may still know that index by the old name.
+        if let Some(slot) = self.free_subdirs.pop() {
+            self.subdirs[slot as usize] = Some(name.into());
+            return slot;
+        }
         self.subdirs.push(Some(name.into()));
+        self.subdir_gens.push(0);
         (self.subdirs.len() - 1) as u32
+    }
+
+    /// Frees slot `slot` (its directory went, and its files with it): the handles of it that
+    /// the watch and the walks hold no longer reach it.
+    fn free_subdir(&mut self, slot: u32) {
+        if let Some(name) = self.subdirs.get_mut(slot as usize)
+            && name.take().is_some()
+        {
+            let g = &mut self.subdir_gens[slot as usize];
+            *g = g.wrapping_add(1);
+            self.free_subdirs.push(slot);
+        }
     }
 
     fn stem(&self, u: &Unit) -> &[u8] {
@@ -417,6 +485,7 @@ impl Store {
             stem_len: stem.len() as u16,
             kind,
             dirty: true,
+            partial: false,
             files: Files::new(),
         };
         let slot = match self.free_units.pop() {
@@ -591,8 +660,9 @@ impl Store {
     }
 
     /// Drops every file of sub-directory `subdir` from its units; a unit left without a file
-    /// goes, the others are marked dirty when `refresh` (their sums are to be read again).
-    fn drop_subdir_files(&mut self, subdir: u32, refresh: bool) {
+    /// goes, the others are marked dirty when `refresh` (their sums are to be read again), and
+    /// partial when `moved` (the files went on elsewhere).
+    fn drop_subdir_files(&mut self, subdir: u32, refresh: bool, moved: bool) {
         let slots: Vec<u32> = self
             .units
             .iter()
@@ -610,7 +680,9 @@ impl Store {
                 self.release_name(f.name);
             }
             let empty = kept.is_empty();
-            self.unit_mut(slot).files = kept;
+            let u = self.unit_mut(slot);
+            u.files = kept;
+            u.partial |= moved && !empty;
             if empty {
                 self.remove_unit(slot);
             } else if refresh {
@@ -701,6 +773,7 @@ impl Store {
             freeable: u64::from(u.freeable_blocks) * 512,
             alloc: u64::from(u.alloc_blocks) * 512,
             dirty: u.dirty,
+            partial: u.partial,
             nfiles: u.files.len(),
         })
     }
@@ -757,16 +830,22 @@ impl Drift {
     }
 }
 
+/// Opens of units not known yet, by stem.
+type PendingOpens = HashMap<Box<[u8]>, Nanos>;
+
 /// Every store below the roots.
 #[derive(Debug, Default)]
 pub struct Index {
     /// Slots of stores, with each slot's generation.
     stores: Vec<(u32, Option<Store>)>,
     free: Vec<usize>,
-    by_path: HashMap<(u32, PathBuf), StoreId>,
+    /// Ordered: the stores below a directory are one range (see [`Index::stores_below`]).
+    by_path: std::collections::BTreeMap<(u32, PathBuf), StoreId>,
     /// Opens recorded for units before the index knew them (restored from the state file, or
-    /// seen before a store was loaded), by (root, store rel, stem).
-    pending_opens: HashMap<(u32, PathBuf, Box<[u8]>), Nanos>,
+    /// seen before a store was loaded), by (root, store rel), then stem: a store's install
+    /// looks up its own, not every pending open (500,000 restored ones over 12,000 stores made
+    /// each walk quadratic).
+    pending_opens: HashMap<(u32, PathBuf), PendingOpens>,
     /// How often the watch lost events (queue overflows): like a store's `marks`, for all.
     epoch: u64,
     /// Losses so far: overflows, and stores whose directories lost their watch (a store's
@@ -833,7 +912,9 @@ impl Index {
     }
 
     /// An `NN` directory of store `id` moved away with its files: nothing of the store goes
-    /// until a full walk finds it whole again.
+    /// until a walk finds it whole again (the next sweep reads it: see
+    /// `walk::reread_unwatched`), and the units that lost files with it never (they are partial:
+    /// see [`Index::subdir_moved_away`]).
     pub fn mark_incomplete(&mut self, id: StoreId) {
         if let Some(s) = self.store_mut(id) {
             s.complete = false;
@@ -902,6 +983,16 @@ impl Index {
         self.by_path.get(&(root, rel.to_owned())).copied()
     }
 
+    /// The stores at or below `rel` of root `root`, found by range (a subtree removed, a root
+    /// forgotten), not by looking at every store.
+    pub fn stores_below(&self, root: u32, rel: &Path) -> Vec<StoreId> {
+        self.by_path
+            .range((root, rel.to_owned())..)
+            .take_while(|((r, p), _)| *r == root && p.starts_with(rel))
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
     pub fn stores(&self) -> impl Iterator<Item = (StoreId, &Store)> {
         self.stores
             .iter()
@@ -966,10 +1057,8 @@ impl Index {
 
     /// Forgets every store below `root` (a root removed, re-created or remounted).
     pub fn remove_root(&mut self, root: u32) {
-        for id in self.store_ids() {
-            if self.store(id).is_some_and(|s| s.root == root) {
-                self.remove_store(id);
-            }
+        for id in self.stores_below(root, Path::new("")) {
+            self.remove_store(id);
         }
     }
 
@@ -1006,6 +1095,7 @@ impl Index {
             let mut subdirs = std::mem::take(&mut s.subdirs);
             if new.subdirs.len() > subdirs.len() {
                 subdirs.extend(new.subdirs[subdirs.len()..].iter().cloned());
+                s.subdir_gens.resize(subdirs.len(), 0);
             }
             s.subdirs = subdirs;
             s.stems = std::mem::take(&mut new.stems);
@@ -1029,7 +1119,7 @@ impl Index {
         let map: Vec<u32> = new
             .subdirs
             .iter()
-            .map(|n| n.as_deref().map_or(u32::MAX, |n| s.subdir(n)))
+            .map(|n| n.as_deref().map_or(u32::MAX, |n| s.subdir_slot_for(n)))
             .collect();
         let old_units: Vec<Unit> = s.units.drain(..).flatten().collect();
         s.dirty_units = 0;
@@ -1079,6 +1169,8 @@ impl Index {
             let Some(slot) = slot else { continue };
             let nu = s.unit_mut(slot);
             nu.last_open = nu.last_open.max(u.last_open);
+            // What the walk cannot see: files of it went elsewhere with their directory.
+            nu.partial |= u.partial;
             let grew = nu.files.len() != before;
             if u.dirty || grew || listed.is_none() {
                 s.mark_dirty(slot);
@@ -1094,20 +1186,14 @@ impl Index {
         if self.pending_opens.is_empty() {
             return;
         }
-        let Some((key_root, rel)) = self.store(id).map(|s| (s.root, s.rel.clone())) else {
+        let Some(key) = self.store(id).map(|s| (s.root, s.rel.clone())) else {
             return;
         };
-        let stems: Vec<Box<[u8]>> = self
-            .pending_opens
-            .keys()
-            .filter(|(r, p, _)| *r == key_root && *p == rel)
-            .map(|(_, _, stem)| stem.clone())
-            .collect();
-        for stem in stems {
-            let Some(at) = self.pending_opens.remove(&(key_root, rel.clone(), stem.clone())) else {
-                continue;
-            };
-            let Some(s) = self.store_mut(id) else { return };
+        let Some(opens) = self.pending_opens.remove(&key) else {
+            return;
+        };
+        let Some(s) = self.store_mut(id) else { return };
+        for (stem, at) in opens {
             if let Some(slot) = s.find(&stem) {
                 let u = s.unit_mut(slot);
                 u.last_open = u.last_open.max(at);
@@ -1159,14 +1245,19 @@ impl Index {
         }
         let e = self
             .pending_opens
-            .entry((root, rel.to_owned(), stem.into()))
+            .entry((root, rel.to_owned()))
+            .or_default()
+            .entry(stem.into())
             .or_insert(at);
         *e = (*e).max(at);
     }
 
     /// Drops remembered opens older than `before` (they can no longer keep anything).
     pub fn prune_pending(&mut self, before: Nanos) {
-        self.pending_opens.retain(|_, at| *at >= before);
+        self.pending_opens.retain(|_, opens| {
+            opens.retain(|_, at| *at >= before);
+            !opens.is_empty()
+        });
     }
 
     /// A walk starts reading a store (see `reading`); [`Index::end_read`] when it is done.
@@ -1180,9 +1271,11 @@ impl Index {
 
     /// Applies one event on file `name` in sub-directory `subdir` of store `id`, at `at`.
     /// Names that are not Spark's are ignored.
-    pub fn file_event(&mut self, id: StoreId, subdir: u32, name: &[u8], ev: FileEvent, at: Nanos) {
+    /// Ignored when `subdir` is no longer the directory it was (see [`SubdirId`]).
+    pub fn file_event(&mut self, id: StoreId, subdir: SubdirId, name: &[u8], ev: FileEvent, at: Nanos) {
         let reading = self.reading > 0;
         let Some(s) = self.store_mut(id) else { return };
+        let Some(subdir) = s.subdir_of(subdir) else { return };
         s.last_activity = s.last_activity.max(at);
         match ev {
             FileEvent::Added => {
@@ -1220,18 +1313,31 @@ impl Index {
         }
     }
 
-    /// A sub-directory of store `id` went away: its files with it.
-    pub fn subdir_removed(&mut self, id: StoreId, subdir: u32, at: Nanos) {
+    /// A sub-directory of store `id` went away: its files with it, and its slot is free.
+    /// Ignored when `subdir` is no longer the directory it was (its slot freed already, or
+    /// another's now).
+    pub fn subdir_removed(&mut self, id: StoreId, subdir: SubdirId, at: Nanos) {
+        self.subdir_gone(id, subdir, at, false);
+    }
+
+    /// A sub-directory of store `id` was moved out of it (renamed away) with its files: as
+    /// [`Index::subdir_removed`], and the units that kept files here are partial from now on:
+    /// never deleted, as any unit known only in part (its other files went on elsewhere). The
+    /// rest of the store is decided again once a walk reads it whole.
+    pub fn subdir_moved_away(&mut self, id: StoreId, subdir: SubdirId, at: Nanos) {
+        self.subdir_gone(id, subdir, at, true);
+    }
+
+    fn subdir_gone(&mut self, id: StoreId, subdir: SubdirId, at: Nanos, moved: bool) {
         let reading = self.reading > 0;
         let Some(s) = self.store_mut(id) else { return };
+        let Some(subdir) = s.subdir_of(subdir) else { return };
         s.last_activity = s.last_activity.max(at);
         if reading {
             s.note_removed(subdir, b"", at);
         }
-        s.drop_subdir_files(subdir, true);
-        if let Some(name) = s.subdirs.get_mut(subdir as usize) {
-            *name = None;
-        }
+        s.drop_subdir_files(subdir, true, moved);
+        s.free_subdir(subdir);
     }
 
     /// Removes unit `stem` at `slot` (deleted by the sweep), if it is still that unit.
@@ -1266,7 +1372,7 @@ impl Index {
                     files: u
                         .files
                         .iter()
-                        .map(|f| (u32::from(f.subdir), s.file_name(stem, *f).into_boxed_slice()))
+                        .map(|f| (s.handle(u32::from(f.subdir)), s.file_name(stem, *f).into_boxed_slice()))
                         .collect(),
                 });
                 if out.len() >= limit {
@@ -1286,13 +1392,14 @@ impl Index {
             let stem = s.stem(u);
             (stem == &*t.stem, u.files.len())
         });
-        // Only if it is still the unit that was listed, with the same files.
-        if current != Some((true, t.files.len())) {
+        // Only if it is still the unit that was listed, with the same files, each in the
+        // directory it was in (a slot freed and taken since holds another directory's files).
+        if current != Some((true, t.files.len())) || t.files.iter().any(|(sub, _)| s.subdir_of(*sub).is_none()) {
             return;
         }
         for ((sub, name), st) in t.files.iter().zip(fresh) {
             if st.is_none() {
-                s.remove_file(*sub, name);
+                s.remove_file(subdir_slot(*sub), name);
             }
         }
         if s.units[t.slot as usize].as_ref().is_some_and(|u| u.files.is_empty()) {
@@ -1328,7 +1435,7 @@ impl Index {
                 continue;
             };
             if name.is_empty() {
-                new.drop_subdir_files(new_sub, false);
+                new.drop_subdir_files(new_sub, false, false);
             } else if let Some(slot) = new.remove_file(new_sub, name)
                 && new.units[slot as usize].as_ref().is_some_and(|u| u.files.is_empty())
             {
@@ -1362,9 +1469,11 @@ impl Index {
                 out.push((s.root, s.rel.clone(), s.stem(u).to_vec(), u.last_open));
             }
         }
-        for ((root, rel, stem), at) in &self.pending_opens {
-            if *at >= since {
-                out.push((*root, rel.clone(), stem.to_vec(), *at));
+        for ((root, rel), opens) in &self.pending_opens {
+            for (stem, at) in opens {
+                if *at >= since {
+                    out.push((*root, rel.clone(), stem.to_vec(), *at));
+                }
             }
         }
         out.sort_by_key(|o| std::cmp::Reverse(o.3));
@@ -1397,7 +1506,7 @@ mod tests {
         // Against a plain map of what was added and removed: the table keeps finding each live
         // unit by its stem, and no removed one, as it grows, shrinks and slots are reused.
         let mut s = Store::default();
-        let sub = s.subdir("0a");
+        let sub = s.subdir_slot_for("0a");
         let mut model: std::collections::BTreeMap<u32, u32> = Default::default();
         for round in 0..3u32 {
             for m in 0..5000u32 {
@@ -1462,7 +1571,7 @@ mod tests {
             ..Store::default()
         };
         for (sub, name) in &names {
-            let sub = evented.subdir(sub);
+            let sub = evented.subdir_slot_for(sub);
             evented.add_file(sub, name.as_bytes());
         }
         assert!(
@@ -1557,8 +1666,8 @@ mod tests {
         assert_eq!(
             files,
             [
-                (a, b"shuffle_0_1_0.data".to_vec()),
-                (b, b"shuffle_0_1_0.index".to_vec())
+                (subdir_slot(a), b"shuffle_0_1_0.data".to_vec()),
+                (subdir_slot(b), b"shuffle_0_1_0.index".to_vec())
             ]
         );
         assert!(units[0].dirty);
@@ -1801,6 +1910,100 @@ mod tests {
         assert!(opens.contains(&(b"shuffle_1_1_0".to_vec(), 40)), "{opens:?}");
         assert!(opens.contains(&(b"shuffle_1_2_0".to_vec(), 50)), "{opens:?}");
         assert_eq!(ix.recent_opens(45, 10).len(), 1);
+    }
+
+    #[test]
+    fn nn_directories_created_and_removed_reuse_their_slots_and_stale_handles_reach_nothing() {
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        let keep = ix.store_mut(id).unwrap().subdir("1b");
+        ix.file_event(id, keep, b"shuffle_0_1_0.index", FileEvent::Added, 1);
+        // 70,000 cycles of one NN created, written and removed: the table stays small, and a
+        // file in the NN created last fits (the store stays whole).
+        let mut last = 0;
+        for n in 0..70_000u64 {
+            let a = ix.store_mut(id).unwrap().subdir("0a");
+            ix.file_event(id, a, format!("shuffle_1_{n}_0.data").as_bytes(), FileEvent::Added, 2);
+            ix.file_event(id, a, format!("shuffle_1_{n}_0.data").as_bytes(), FileEvent::Removed, 3);
+            ix.subdir_removed(id, a, 4);
+            last = a;
+        }
+        let s = ix.store(id).unwrap();
+        assert!(s.subdir_names().len() <= 2, "{} slots", s.subdir_names().len());
+        assert_eq!(s.marks_whole, 0, "a name did not fit");
+        // The slot of the last 0a, taken by a new directory: the old handle reaches nothing.
+        let b = ix.store_mut(id).unwrap().subdir("2c");
+        assert_eq!(subdir_slot(b), subdir_slot(last), "the free slot is reused");
+        assert_ne!(b, last, "with another generation");
+        ix.file_event(id, b, b"shuffle_0_1_0.data", FileEvent::Added, 5);
+        ix.file_event(id, last, b"shuffle_0_1_0.data", FileEvent::Removed, 6);
+        ix.subdir_removed(id, last, 7);
+        let s = ix.store(id).unwrap();
+        assert_eq!(
+            s.subdir_index("2c"),
+            Some(subdir_slot(b)),
+            "a late removal of the old one"
+        );
+        let u = s.find_unit(b"shuffle_0_1_0").unwrap();
+        assert_eq!(u.nfiles, 2, "its files stay");
+        // A refresh listed before the slot changed hands applies nothing.
+        let todo = ix.dirty(10);
+        let t = todo.iter().find(|t| &*t.stem == b"shuffle_0_1_0").unwrap().clone();
+        let s = ix.store_mut(id).unwrap();
+        let slot = s.subdir_index("2c").unwrap();
+        ix.subdir_removed(id, b, 8);
+        let c = ix.store_mut(id).unwrap().subdir("3d");
+        assert_eq!(subdir_slot(c), slot);
+        ix.file_event(id, c, b"shuffle_0_1_0.data", FileEvent::Added, 9);
+        ix.refresh(&t, &vec![None, None], BASIS, AtimeMode::Strict, 10);
+        let u = ix.store(id).unwrap().find_unit(b"shuffle_0_1_0").unwrap();
+        assert!(u.dirty && u.nfiles == 2, "{u:?}");
+        assert!(ix.counts_agree());
+    }
+
+    #[test]
+    fn units_that_lost_files_to_a_directory_moved_away_stay_partial_through_a_read() {
+        let mut ix = Index::default();
+        let id = ix.add_store(0, Path::new("blockmgr-9"));
+        let (a, b) = {
+            let s = ix.store_mut(id).unwrap();
+            (s.subdir("0a"), s.subdir("1b"))
+        };
+        for (sub, name) in [
+            (a, &b"shuffle_1_1_0.data"[..]),
+            (b, b"shuffle_1_1_0.index"),
+            (a, b"shuffle_1_2_0.data"),
+            (a, b"shuffle_1_2_0.index"),
+            (b, b"shuffle_1_3_0.data"),
+        ] {
+            ix.file_event(id, sub, name, FileEvent::Added, 1);
+        }
+        ix.subdir_moved_away(id, a, 2);
+        ix.mark_incomplete(id);
+        let s = ix.store(id).unwrap();
+        let partial = |s: &Store, stem: &[u8]| s.find_unit(stem).map(|u| u.partial);
+        assert_eq!(partial(s, b"shuffle_1_1_0"), Some(true), "its .data went");
+        assert_eq!(partial(s, b"shuffle_1_2_0"), None, "all of it went: nothing here");
+        assert_eq!(partial(s, b"shuffle_1_3_0"), Some(false));
+        assert!(!s.complete);
+        // The next read finds the store whole without 0a: whole again, the unit still partial.
+        let listing = listing_of(&["1b/shuffle_1_1_0.index", "1b/shuffle_1_3_0.data"]);
+        let marks = ix.marks(id);
+        ix.install_store(
+            id,
+            Store::from_listing(&listing, BASIS, AtimeMode::Strict, 60, Some(1), 0),
+            marks,
+        );
+        let s = ix.store(id).unwrap();
+        assert!(s.complete);
+        assert_eq!(partial(s, b"shuffle_1_1_0"), Some(true));
+        assert_eq!(partial(s, b"shuffle_1_3_0"), Some(false));
+        // Removed (not moved): the units that kept files are not partial.
+        let c = ix.store_mut(id).unwrap().subdir("2c");
+        ix.file_event(id, c, b"shuffle_1_3_0.index", FileEvent::Added, 3);
+        ix.subdir_removed(id, c, 4);
+        assert_eq!(partial(ix.store(id).unwrap(), b"shuffle_1_3_0"), Some(false));
+        assert!(ix.counts_agree());
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn is_uuid(b: &[u8]) -> bool {
 /// | standalone worker | `spark-*/executor-*/blockmgr-*/NN/` |
 /// | Kubernetes | `spark-*/blockmgr-*/NN/` |
 /// | YARN (root = an NM local dir) | `usercache/<user>/appcache/application_*/{blockmgr-*,merge_manager*}/NN/` |
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DirRole {
     /// A configured root.
     Root,

@@ -126,7 +126,7 @@ impl Job {
 }
 
 /// What a walk is for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum WalkJob {
     /// Every present root (start, lost events, the reconciliation, a changed config).
     All { reconcile: bool },
@@ -134,6 +134,44 @@ enum WalkJob {
     Root(u32),
     /// A directory that appeared below a root.
     Dir { root: u32, rel: PathBuf, role: DirRole },
+}
+
+/// The walks to run, in order, each once: a walk already queued, or covered by one queued (every
+/// root, or the directory's root), is not queued again. Constant time a request: 12,000 stores
+/// appearing at once queue 12,000 walks, and a search of the queue for each was quadratic on the
+/// daemon's loop.
+#[derive(Default)]
+struct WalkQueue {
+    jobs: std::collections::VecDeque<WalkJob>,
+    queued: std::collections::HashSet<WalkJob>,
+}
+
+impl WalkQueue {
+    fn push(&mut self, job: WalkJob) {
+        let all = [WalkJob::All { reconcile: false }, WalkJob::All { reconcile: true }];
+        let covered = self.queued.contains(&job)
+            || all.iter().any(|a| self.queued.contains(a))
+            || matches!(&job, WalkJob::Dir { root, .. } if self.queued.contains(&WalkJob::Root(*root)));
+        if covered {
+            return;
+        }
+        if matches!(job, WalkJob::All { .. }) {
+            self.clear();
+        }
+        self.queued.insert(job.clone());
+        self.jobs.push_back(job);
+    }
+
+    fn pop(&mut self) -> Option<WalkJob> {
+        let job = self.jobs.pop_front()?;
+        self.queued.remove(&job);
+        Some(job)
+    }
+
+    fn clear(&mut self) {
+        self.jobs.clear();
+        self.queued.clear();
+    }
 }
 
 enum Work {
@@ -215,7 +253,7 @@ struct Daemon {
     watch_rx: mpsc::UnboundedReceiver<WatchMsg>,
     cancel: Arc<AtomicBool>,
     running: Option<Running>,
-    walks: Vec<WalkJob>,
+    walks: WalkQueue,
     pending: Option<Job>,
     /// When to look at disk usage early (new data appeared).
     check_at: Option<Instant>,
@@ -318,7 +356,7 @@ impl Daemon {
             watch_rx,
             cancel: Arc::new(AtomicBool::new(false)),
             running: None,
-            walks: Vec::new(),
+            walks: WalkQueue::default(),
             pending: None,
             check_at: None,
             last_check: None,
@@ -476,17 +514,7 @@ impl Daemon {
     }
 
     fn walk(&mut self, job: WalkJob) {
-        let covered = self.walks.iter().any(|w| {
-            *w == job
-                || matches!(w, WalkJob::All { .. })
-                || matches!((w, &job), (WalkJob::Root(a), WalkJob::Dir { root, .. }) if a == root)
-        });
-        if !covered {
-            if matches!(job, WalkJob::All { .. }) {
-                self.walks.clear();
-            }
-            self.walks.push(job);
-        }
+        self.walks.push(job);
         self.next_job();
     }
 
@@ -496,8 +524,7 @@ impl Daemon {
         if self.running.is_some() {
             return;
         }
-        if !self.walks.is_empty() {
-            let job = self.walks.remove(0);
+        if let Some(job) = self.walks.pop() {
             return self.launch(Work::Walk(job));
         }
         if let Some(job) = self.pending.take() {
@@ -528,7 +555,15 @@ impl Daemon {
                         basis: &cfg.age_basis,
                         reconcile: matches!(job, WalkJob::All { reconcile: true }),
                     };
-                    let walked = run_walk(&ctx, &job, &numbers);
+                    let mut walked = run_walk(&ctx, &job, &numbers);
+                    if let Some(w) = &watch {
+                        for id in &walked.gone {
+                            w.forget_store(*id);
+                        }
+                    }
+                    if matches!(job, WalkJob::All { .. }) {
+                        walk::drop_unseen(&ctx, &mut walked);
+                    }
                     give_back_memory();
                     Done::Walked(job, walked)
                 });
@@ -674,49 +709,18 @@ impl Daemon {
         }
     }
 
+    /// Takes what a walk job found, on the loop: counts and gauges only (the job applied the
+    /// walk to the index and the watch itself, on its thread: see `walk::drop_unseen`).
     fn walked(&mut self, job: WalkJob, walked: Walked) {
-        for id in &walked.gone {
-            if let Some(w) = &self.watch {
-                w.forget_store(*id);
-            }
-        }
-        let full = matches!(job, WalkJob::All { .. });
-        if full {
+        let started = std::time::Instant::now();
+        if matches!(job, WalkJob::All { .. }) {
             self.walked = true;
-            // Stores the walk did not find are gone (removed while events were lost), when
-            // their directory is indeed no longer there: one the walk failed to read stays.
-            let root_path = |n: u32| self.numbers.iter().find(|(_, m)| **m == n).map(|(p, _)| p.clone());
-            let gone: Vec<crate::index::StoreId> = {
-                let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-                index
-                    .stores()
-                    .filter(|(_, s)| !walked.seen.iter().any(|(r, p)| *r == s.root && *p == s.rel))
-                    .filter(|(_, s)| {
-                        root_path(s.root).is_none_or(|p| {
-                            std::fs::symlink_metadata(p.join(&s.rel))
-                                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-                        })
-                    })
-                    .map(|(id, _)| id)
-                    .collect()
-            };
-            let mut drift = walked.drift;
-            for id in gone {
-                if let Some(w) = &self.watch {
-                    w.forget_store(id);
-                }
-                let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-                if let WalkJob::All { reconcile: true } = job {
-                    drift.extra += index.store(id).map_or(0, |s| s.unit_count() as u64);
-                }
-                index.remove_store(id);
-            }
-            self.metrics.drift(&drift);
-            if drift.total() > 0 {
+            self.metrics.drift(&walked.drift);
+            if walked.drift.total() > 0 {
                 warn!(
-                    missing = drift.missing,
-                    extra = drift.extra,
-                    stale = drift.stale,
+                    missing = walked.drift.missing,
+                    extra = walked.drift.extra,
+                    stale = walked.drift.stale,
                     "the index differed from the disk (events were lost); it now follows the disk"
                 );
             }
@@ -750,7 +754,14 @@ impl Daemon {
             }
         }
         self.watch_gauges();
-        debug!(?job, stores = walked.stores, files = walked.files, "walk done");
+        debug!(
+            ?job,
+            stores = walked.stores,
+            files = walked.files,
+            // What applying the walk took on the daemon's loop (nothing else runs meanwhile).
+            applied_ms = started.elapsed().as_secs_f64() * 1e3,
+            "walk done"
+        );
     }
 
     fn watch_gauges(&self) {

@@ -518,6 +518,12 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
             .collect();
         let unseen_cap = s.watched_since.unwrap_or(Nanos::MAX);
         for u in s.units() {
+            if u.partial {
+                // Files of it went on elsewhere with their directory: part of a unit.
+                report.skip(Skip::Incomplete, u.nfiles as u64);
+                kept(report, root, u.last_use.max(u.last_open));
+                continue;
+            }
             let mut protected = store_protected;
             if protect_on && !store_protected {
                 for (sub, name) in s.unit_files(u.slot) {
@@ -735,7 +741,7 @@ fn delete(
         // Not known whole any more (an NN directory moved away or replaced, or unreadable,
         // since the unit was chosen): nothing of it goes until a walk reads it whole.
         // Or the watch lost events of it since the sweep began.
-        if !s.complete || lost == Lost::Store {
+        if !s.complete || lost == Lost::Store || u.partial {
             report.skip(Skip::Incomplete, u.nfiles as u64);
             return None;
         }
