@@ -623,7 +623,8 @@ def pressure_tmpfs(work, files, per_store=10000, nn=64):
         return None
     info = generate(os.path.join(mnt, "root"), files, per_store=per_store, nn=nn)
     used, _ = used_bytes(mnt)
-    size = int(used / 0.80) // 4096 * 4096
+    # At least 128 MiB: the write that crosses `high` (8 MiB past it) must fit in a small tree's.
+    size = max(int(used / 0.80), 128 << 20) // 4096 * 4096
     subprocess.run(["mount", "-o", f"remount,size={size}", mnt], check=True)
     return mnt, info
 
@@ -852,7 +853,7 @@ def main():
     ap.add_argument("--opens", type=int, default=4000,
                     help="with --daemon: opens a second during the many-stores case")
     ap.add_argument("--stores-only", action="store_true", help="measure the many-stores case alone (no tree of "
-                    "--files, no comparison with find)")
+                    "--files, no comparison with find), for --old-janitor too when given")
     ap.add_argument("--old-janitor", help="with --daemon: the binary of a daemon that walks at every interval "
                     "(e.g. built from an earlier commit), measured side by side")
     ap.add_argument("--static", metavar="BINARY", help="also measure this static build (scripts/build-static.sh) "
@@ -866,6 +867,10 @@ def main():
     work = tempfile.mkdtemp(dir=args.dir)
     if args.stores_only:
         try:
+            if args.old_janitor:
+                print(f"# {args.old_janitor}")
+                bench_many_stores(work, args.stores, args.opens, args.old_janitor)
+                print(f"# {JANITOR}")
             bench_many_stores(work, args.stores, args.opens)
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -373,10 +373,12 @@ fn enospc(sc: &mut Sc) {
     write_unit(&young, 1 << 20, Duration::ZERO);
     oracle.unit(young, true);
     let state = fs.join("state");
-    let body = format!(
-        "{}state_dir = {:?}\n[watermark]\nhigh = 0.9\nlow = 0.5\npoll = \"1s\"",
-        config_text(&[&root], "max_age = \"6h\"\nmin_age = \"1m\"\ninterval = \"2s\""),
-        state.display().to_string()
+    let body = config_text(
+        &[&root],
+        &format!(
+            "max_age = \"6h\"\nmin_age = \"1m\"\ninterval = \"2s\"\nstate_dir = {:?}\n[watermark]\nhigh = 0.9\nlow = 0.5\npoll = \"1s\"",
+            state.display().to_string()
+        ),
     );
     let mut d = Daemon::start(s.path(), &body);
     d.wait_metric(

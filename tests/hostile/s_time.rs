@@ -154,10 +154,12 @@ fn restart_while_read(sc: &mut Sc, noatime: bool) {
     write_unit(&unread, 4096, 2 * HOUR);
     oracle.unit(unread.clone(), false);
     let state = s.join("state");
-    let body = format!(
-        "{}state_dir = {:?}",
-        config_text(&[&root], "max_age = \"20s\"\nmin_age = \"1s\"\ninterval = \"1s\""),
-        state.display().to_string()
+    let body = config_text(
+        &[&root],
+        &format!(
+            "max_age = \"20s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nstate_dir = {:?}",
+            state.display().to_string()
+        ),
     );
     let reader = {
         let read = read.clone();
