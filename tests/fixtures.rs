@@ -88,6 +88,7 @@ fn a_sweep_over_a_real_listing_removes_old_shuffle_files_and_keeps_the_rest() {
             env.file(line, 64, 7 * HOUR);
         }
         let text = format!("roots = [{:?}]", env.root().display().to_string());
+        let text = own_state(&env.dir.path().join("state"), &text) + &text;
         let cfg = Config::from_toml(&text, None).unwrap();
         let opts = sweep::Options {
             mode: Mode::Sweep,

@@ -214,6 +214,7 @@ proptest! {
              [watermark]\nhigh = 1.0\nlow = 0.000001\n",
             root.display().to_string()
         );
+        let text = own_state(&env.dir.path().join("state"), &text) + &text;
         let cfg = Config::from_toml(&text, None).unwrap();
         let opts = sweep::Options { mode: if purge { Mode::Purge } else { Mode::Sweep }, dry_run: false, list_files: true, listing: None, opens: None, now: None };
         let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));

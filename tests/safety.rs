@@ -27,16 +27,13 @@ fn whole(unit: &[PathBuf]) -> bool {
 }
 
 fn config_at(env: &TestEnv, name: &str, root: &Path, extra: &str) -> PathBuf {
-    let p = env.dir.path().join(name);
-    std::fs::write(
-        &p,
-        format!(
+    env.write_config(
+        name,
+        &format!(
             "roots = [{:?}]\nmax_age = \"1h\"\nmin_age = \"1m\"\n{extra}\n",
             root.display().to_string()
         ),
     )
-    .unwrap();
-    p
 }
 
 /// Runs `sweep --format json` as uid/gid 65534 (nobody), as the review did with setpriv.
@@ -261,16 +258,14 @@ fn defect_7_a_root_naming_a_store_or_nested_in_another_is_swept_and_globstar_ref
     );
 
     let nested = map_output(&env.root(), &format!("spark-1/executor-2/{BM}"), 2);
-    let cfg = env.dir.path().join("nested.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = env.write_config(
+        "nested.toml",
+        &format!(
             "roots = [{:?}, {:?}]\nmax_age = \"1h\"\nmin_age = \"1m\"\n",
             env.root().join("spark-1").display().to_string(),
             env.root().display().to_string()
         ),
-    )
-    .unwrap();
+    );
     let (code, report) = env.sweep_json(&cfg, &[]);
     assert_eq!(code, 0, "{report}");
     assert!(
@@ -385,15 +380,13 @@ fn smaller_a_glob_matching_a_file_is_said_once_and_is_not_an_error() {
     let env = TestEnv::new();
     let unit = map_output(&env.root(), BM, 1);
     std::fs::write(env.dir.path().join("local-file"), b"x").unwrap();
-    let cfg = env.dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = env.write_config(
+        "c.toml",
+        &format!(
             "roots = [{:?}]\nmax_age = \"1h\"\nmin_age = \"1m\"\n",
             env.dir.path().join("local*").display().to_string()
         ),
-    )
-    .unwrap();
+    );
     let (code, report) = env.sweep_json(&cfg, &[]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["errors"], 0, "{report}");

@@ -282,16 +282,14 @@ fn a_root_that_does_not_exist_yet_is_reported_not_fatal() {
     let env = TestEnv::new();
     let old = env.file(&format!("{BM}/00/shuffle_0_0_0.data"), 10, 9 * HOUR);
     let missing = env.dir.path().join("not-mounted-yet");
-    let cfg = env.dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = env.write_config(
+        "c.toml",
+        &format!(
             "roots = [{:?}, {:?}]",
             missing.display().to_string(),
             env.root().display().to_string()
         ),
-    )
-    .unwrap();
+    );
     let (code, report) = env.sweep_json(&cfg, &[]);
     assert_eq!(code, 0, "{report}");
     assert!(!old.exists());
@@ -369,13 +367,11 @@ fn protect_holds_through_a_symlinked_root_and_above_the_root() {
     // The operator names the root through a symlink and writes protect globs against that name.
     let link = env.dir.path().join("link");
     symlink(env.root(), &link).unwrap();
-    let cfg = env.dir.path().join("link.toml");
     let link_s = link.display().to_string();
-    std::fs::write(
-        &cfg,
-        format!("roots = [\"{link_s}\"]\nprotect = [\"{link_s}/*/*/shuffle_1_*\"]\n"),
-    )
-    .unwrap();
+    let cfg = env.write_config(
+        "link.toml",
+        &format!("roots = [\"{link_s}\"]\nprotect = [\"{link_s}/*/*/shuffle_1_*\"]\n"),
+    );
     let (code, report) = env.sweep_json(&cfg, &["--dry-run"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["skipped"]["protected"], 1, "{report}");

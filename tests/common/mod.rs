@@ -50,6 +50,15 @@ impl TestEnv {
         p
     }
 
+    /// Writes a hand-written config `name` beside the root, with the keys that give the binary
+    /// a state of its own ([`own_state`]) first, before any table the text opens.
+    pub fn write_config(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        let own = own_state(&self.dir.path().join("state"), text);
+        std::fs::write(&p, format!("{own}{text}\n")).unwrap();
+        p
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
             .args(args)
