@@ -394,7 +394,7 @@ fn steps_seen(
     // since the boot is unknown, which is what a step now means.
     let mut unknown_past = false;
     if held.as_ref().is_none_or(|s| s.boot_id != boot_id) {
-        *held = match state_dir.map(|d| (d.join(STEPS_FILE), std::fs::read(d.join(STEPS_FILE)))) {
+        *held = match state_dir.map(|d| (d.join(STEPS_FILE), read_steps(&d.join(STEPS_FILE)))) {
             None => None,
             Some((_, Err(e))) if e.kind() == io::ErrorKind::NotFound => None,
             Some((path, Err(e))) => {
@@ -448,9 +448,8 @@ fn steps_seen(
     let changed = before.as_ref() != Some(steps);
     if changed && let Some(dir) = state_dir {
         // Written atomically.
-        let tmp = dir.join(format!(".{STEPS_FILE}.tmp"));
         let text = serde_json::to_vec(steps).expect("a record always serialises");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, dir.join(STEPS_FILE))) {
+        if let Err(e) = crate::state::write_atomically(dir, STEPS_FILE, &text, false) {
             // Kept in memory for this process; but a later run would not know of it.
             return Err(format!(
                 "cannot keep the record of clock steps in {} ({e}): create the directory writable for this user, or set state_dir = \"\" (then a one-shot sweep cannot know of steps before it)",
@@ -459,6 +458,17 @@ fn steps_seen(
         }
     }
     Ok(steps.suspect_before)
+}
+
+/// The record of clock steps, read as every file of `state_dir` is (never through a symlink,
+/// never hanging on a FIFO) and bounded: it is a few hundred bytes.
+fn read_steps(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    crate::state::open_to_read(path)?
+        .take(64 << 10)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Looks at the boot time now, so that a step is judged against a baseline taken early (at the
@@ -1039,6 +1049,39 @@ mod tests {
                          30 22 0:40 / /proc rw,relatime - proc proc rw,hidepid=invisible\n\
                          31 1 0:41 / /sys rw - sysfs sysfs rw\n";
         assert_eq!(proc_mount_options(mountinfo), "rw,hidepid=invisible");
+    }
+
+    #[test]
+    fn the_record_of_steps_is_never_read_through_a_link_nor_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STEPS_FILE);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let cell = Mutex::new(None);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // A FIFO: an error at once (the stores are then not judged), never a hang.
+        let err = steps_seen(&cell, Path::new("/proc"), Some(dir.path()), 1, 1).unwrap_err();
+        assert!(
+            err.contains("clock-steps.json") && err.contains("not a regular file"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = steps_seen(&cell, Path::new("/proc"), Some(dir.path()), 1, 1).unwrap_err();
+        assert!(err.contains("clock-steps.json"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        // Written anew, never through a link planted under the temporary name.
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{STEPS_FILE}.tmp"))).unwrap();
+        steps_seen(&cell, Path::new("/proc"), Some(dir.path()), 1, 1).unwrap();
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -111,8 +112,10 @@ impl State {
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(SAFE_OPEN)
             .open(&path)
             .map_err(fail)?;
+        regular(&f, &path).map_err(fail)?;
         match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -140,7 +143,7 @@ impl State {
             path: path.clone(),
             why,
         };
-        let file = match std::fs::File::open(&path) {
+        let file = match open_to_read(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Read { path, source }),
@@ -173,17 +176,70 @@ impl State {
     /// Writes `dir/opens.json` atomically: a crash leaves the old file or the new one, whole.
     pub fn save(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(FILE_NAME);
-        let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer(&mut f, self).map_err(io::Error::other)?;
-            f.write_all(b"\n")?;
+        let mut text = serde_json::to_vec(self).map_err(io::Error::other)?;
+        text.push(b'\n');
+        write_atomically(dir, FILE_NAME, &text, true)
+    }
+}
+
+/// How every file of `state_dir` is opened: never through a symlink, never blocking on a FIFO.
+/// Whoever can write `state_dir` (the daemon's user) must not make the daemon or a `sweep` run
+/// by root read, truncate or write another file through a link, nor hang it at start on a FIFO.
+const SAFE_OPEN: i32 = (rustix::fs::OFlags::NOFOLLOW.bits()
+    | rustix::fs::OFlags::NONBLOCK.bits()
+    | rustix::fs::OFlags::CLOEXEC.bits()) as i32;
+
+/// Refuses anything but a regular file (a FIFO, a device, a directory), naming it.
+fn regular(f: &std::fs::File, path: &Path) -> io::Result<()> {
+    if f.metadata()?.file_type().is_file() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{}: not a regular file (a FIFO, a device, a directory?): remove it",
+            path.display()
+        )))
+    }
+}
+
+/// Opens a file of `state_dir` to read it (see [`SAFE_OPEN`]). A symlink fails with `ELOOP`.
+pub fn open_to_read(path: &Path) -> io::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(SAFE_OPEN)
+        .open(path)?;
+    regular(&f, path)?;
+    Ok(f)
+}
+
+/// Writes `dir/name` atomically: a crash leaves the old file or the new one, whole. The
+/// temporary file is created anew (`O_EXCL`: never through a link planted under its name, never
+/// onto a file another holds open), and `sync` fsyncs it and the directory.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            // Readable as before (umask permitting): a record a `sweep` run by root writes must
+            // stay readable to the daemon's user; `state_dir` itself is 0700.
+            .mode(0o644)
+            .custom_flags(SAFE_OPEN)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        if sync {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
     }
+    std::fs::rename(&tmp, dir.join(name))?;
+    if sync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -219,5 +275,54 @@ mod tests {
         .unwrap();
         let err = State::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("version 2, this build reads 1"), "{err}");
+    }
+
+    #[test]
+    fn the_files_of_state_dir_are_never_read_or_written_through_a_link_nor_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"{\"version\":1,\"written_at\":0,\"opens\":{}}").unwrap();
+        let path = dir.path().join(FILE_NAME);
+
+        // A symlink in place of the file: refused, naming it (not read through).
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = State::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("opens.json: cannot read"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+
+        // A FIFO: refused at once (a plain open would wait for a writer for ever).
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let err = State::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let lock = dir.path().join(LOCK_NAME);
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        assert!(
+            State::lock(dir.path()).is_err(),
+            "the lock is never taken through a link"
+        );
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().len(),
+            39,
+            "nor truncates what it names"
+        );
+        std::fs::remove_file(&path).unwrap();
+
+        // A link planted under the temporary name: replaced, never written through.
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{FILE_NAME}.tmp"))).unwrap();
+        let s = State::new(7, vec![(PathBuf::from("/d/blockmgr-1"), b"shuffle_0_1_0".to_vec(), 5)]);
+        s.save(dir.path()).unwrap();
+        assert_eq!(State::load(dir.path()).unwrap().unwrap(), s);
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"{\"version\":1,\"written_at\":0,\"opens\":{}}"
+        );
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file());
     }
 }

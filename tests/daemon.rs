@@ -432,6 +432,56 @@ fn sigterm_stops_the_daemon_with_exit_0_within_5s() {
 }
 
 #[test]
+fn a_fifo_or_a_symlink_in_place_of_a_state_file_is_refused_and_never_hangs_the_start() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let old = [
+        env.file(&format!("{BM}/0c/shuffle_0_0_0.data"), 50, 8 * HOUR),
+        env.file(&format!("{BM}/30/shuffle_0_0_0.index"), 16, 8 * HOUR),
+    ];
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // What whoever can write state_dir could leave: FIFOs (a plain open waits for a writer for
+    // ever), and a link under the temporary name the record of clock steps is written through.
+    for name in ["opens.json", "clock-steps.json"] {
+        let fifo = std::ffi::CString::new(state.join(name).into_os_string().into_encoded_bytes()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.as_c_str(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+    let victim = env.outside().join("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    std::os::unix::fs::symlink(&victim, state.join(".opens.json.tmp")).unwrap();
+    let cfg = config(&env, &format!("state_dir = {:?}", state.display().to_string()));
+    let mut d = Daemon::start(&env, &cfg);
+    d.wait_for("the refusal said", Duration::from_secs(10), || {
+        d.log_text().contains("opens.json: cannot read") && d.log_text().contains("not a regular file")
+    });
+    d.wait_for("the first sweep", Duration::from_secs(10), || {
+        old.iter().all(|p| !p.exists())
+    });
+    // The state is written anew at shutdown, in place of the FIFO, never through the link.
+    d.signal(Signal::TERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(5)).is_some_and(|s| s.success()),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        std::fs::symlink_metadata(state.join("opens.json"))
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+}
+
+#[test]
 fn a_nearly_full_filesystem_is_brought_under_low_fast_and_nothing_young_goes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();
