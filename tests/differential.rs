@@ -306,6 +306,7 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
         roots: &roots,
         basis: &cfg.age_basis,
         reconcile: false,
+        before_store: None,
     };
     walk::walk(&ctx, 0, None);
     let indexed_roots = vec![(0u32, r.clone())];
