@@ -166,10 +166,15 @@ pub fn forget_root(roots: &Roots, watch: Option<&Watch>, index: &Mutex<Index>, n
     if let Some(slot) = roots.write().unwrap_or_else(|e| e.into_inner()).get_mut(n as usize) {
         *slot = None;
     }
+    // Then the stores, before their watches: a read in flight adds a sub-directory's watch
+    // only while its store is in the index, and checks the store is still there after its
+    // last add, so every watch it adds is dropped below or by that check. Watches dropped
+    // first, a read that added some between the two steps and installed its store before the
+    // second left them for a store no longer in the index (the differential test's reloads).
+    index.lock().unwrap_or_else(|e| e.into_inner()).remove_root(n);
     if let Some(w) = watch {
         w.forget_root(n);
     }
-    index.lock().unwrap_or_else(|e| e.into_inner()).remove_root(n);
 }
 
 /// After a full walk (`walked`, of every present root): the stores of the index it did not find
