@@ -554,6 +554,7 @@ impl Daemon {
                         roots: &roots,
                         basis: &cfg.age_basis,
                         reconcile: matches!(job, WalkJob::All { reconcile: true }),
+                        before_store: None,
                     };
                     let mut walked = run_walk(&ctx, &job, &numbers);
                     if let Some(w) = &watch {
@@ -600,6 +601,7 @@ impl Daemon {
                         roots: &roots,
                         basis: &cfg.age_basis,
                         reconcile: false,
+                        before_store: None,
                     };
                     let reread = walk::reread_unwatched(&ctx);
                     if let Some(w) = &watch {
@@ -1028,20 +1030,7 @@ impl Daemon {
     /// Forgets root `n`: its watches and its stores in the index.
     fn forget_root(&mut self, n: u32) {
         self.layout_unwatched.remove(&n);
-        // First: a walk of the root in flight checks it before it adds a store (under the
-        // index's lock), so none is added after the removal below.
-        if let Some(slot) = self
-            .roots
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(n as usize)
-        {
-            *slot = None;
-        }
-        if let Some(w) = &self.watch {
-            w.forget_root(n);
-        }
-        self.index.lock().unwrap_or_else(|e| e.into_inner()).remove_root(n);
+        walk::forget_root(&self.roots, self.watch.as_deref(), &self.index, n);
     }
 
     /// Starts a pressure sweep when a filesystem holding a root is at or above the high

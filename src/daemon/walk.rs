@@ -62,7 +62,15 @@ pub struct WalkCtx<'a> {
     /// Count how the index differed from what the walk finds (after lost events, and in the
     /// slow reconciliation).
     pub reconcile: bool,
+    /// Called with (root, rel) as a reader starts on each store, before anything of it is
+    /// looked at: a test pauses the walk there to reload the roots under it. `None` but in tests.
+    #[doc(hidden)]
+    pub before_store: Option<&'a BeforeStore>,
 }
+
+/// See [`WalkCtx::before_store`].
+#[doc(hidden)]
+pub type BeforeStore = dyn Fn(u32, &Path) + Sync;
 
 /// A root's facts, copied out of the shared list.
 struct RootInfo {
@@ -147,6 +155,26 @@ pub fn walk(ctx: &WalkCtx, root: u32, sub: Option<(&Path, DirRole)>) -> Walked {
         out.merge(w);
     }
     out
+}
+
+/// Forgets root `n` (a reload removed it, or it is about to be walked afresh): its watches and
+/// its stores in the index. The daemon's `forget_root`, here for the tests that reload under a
+/// walk to drive.
+pub fn forget_root(roots: &Roots, watch: Option<&Watch>, index: &Mutex<Index>, n: u32) {
+    // First: a walk of the root in flight checks it before it adds a store (under the
+    // index's lock), so none is added after the removal below.
+    if let Some(slot) = roots.write().unwrap_or_else(|e| e.into_inner()).get_mut(n as usize) {
+        *slot = None;
+    }
+    // Then the stores, before their watches: a read in flight adds a sub-directory's watch
+    // only while its store is in the index, and checks the store is still there after its
+    // last add, so every watch it adds is dropped below or by that check. Watches dropped
+    // first, a read that added some between the two steps and installed its store before the
+    // second left them for a store no longer in the index (the differential test's reloads).
+    index.lock().unwrap_or_else(|e| e.into_inner()).remove_root(n);
+    if let Some(w) = watch {
+        w.forget_root(n);
+    }
 }
 
 /// After a full walk (`walked`, of every present root): the stores of the index it did not find
@@ -310,6 +338,9 @@ impl<'a> Reader<'a> {
 
     fn store(&mut self, rel: &Path, out: &mut Walked) {
         let ctx = self.ctx;
+        if let Some(hook) = ctx.before_store {
+            hook(self.root, rel);
+        }
         // Removals are noted while this read is in flight (dropped by the guard when it ends,
         // whichever way it returns).
         ctx.index.lock().unwrap_or_else(|e| e.into_inner()).begin_read();
