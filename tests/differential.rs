@@ -424,6 +424,53 @@ fn full_walk(ctx: &WalkCtx, watch: &Watch, numbers: &[u32]) {
     walk::drop_unseen(ctx, &mut walked);
 }
 
+/// A store the sweep reads again (its watch lost events, or never had it) but cannot open now
+/// (an I/O error, or its directory replaced by a symlink or a mount): the listing the index
+/// holds is from before, perhaps from before events were lost, and must decide nothing until a
+/// read succeeds. Before, it stayed "whole" and a stale unit of it was judged by that listing.
+#[test]
+fn a_store_that_cannot_be_read_again_is_not_known_whole() {
+    let env = TestEnv::new();
+    let root = env.dir.path().join("local0");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.canonicalize().unwrap();
+    let store = root.join(store_name(0));
+    for ext in ["data", "index"] {
+        write_aged(&store.join(format!("0c/shuffle_0_1_0.{ext}")), 10, 10 * 60 * MIN);
+    }
+    let cfg = config(std::slice::from_ref(&root));
+    let mut scratch = Report::new(false, false, 0);
+    let present = sweep::roots::present_roots(&cfg, &Mounts::read().unwrap(), &mut scratch);
+    let index = Arc::new(Mutex::new(Index::default()));
+    let roots: Roots = Arc::new(RwLock::new(present.iter().map(|r| Some(watched_root(r))).collect()));
+    let ctx = WalkCtx {
+        watch: None,
+        index: &index,
+        roots: &roots,
+        basis: &cfg.age_basis,
+        reconcile: false,
+        before_store: None,
+    };
+    let mut walked = walk::walk(&ctx, 0, None);
+    walk::drop_unseen(&ctx, &mut walked);
+    let rel = PathBuf::from(store_name(0));
+    let id = index.lock().unwrap().find(0, &rel).expect("the store is indexed");
+    assert!(index.lock().unwrap().store(id).unwrap().complete);
+    // Unwatched (no watch here), so a sweep reads it again: it is now a symlink to itself moved.
+    let moved = root.join("moved");
+    std::fs::rename(&store, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &store).unwrap();
+    walk::reread_unwatched(&ctx);
+    let index = index.lock().unwrap();
+    let s = index
+        .store(id)
+        .expect("still indexed: only a walk of its root drops it");
+    assert!(
+        !s.complete,
+        "a store that could not be read again must not be known whole"
+    );
+}
+
 fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
     let env = TestEnv::new();
     let paths: Vec<PathBuf> = (0..ROOTS)

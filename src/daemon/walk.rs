@@ -346,9 +346,22 @@ impl<'a> Reader<'a> {
         ctx.index.lock().unwrap_or_else(|e| e.into_inner()).begin_read();
         let _reading = ReadGuard(ctx.index);
         let path = self.info.path.join(rel);
+        // A store the index has but that cannot be read now (an I/O error, or its directory
+        // replaced by a symlink or a mount): what the index holds of it is the listing before,
+        // perhaps from before lost events. Not known whole: it decides nothing until a read
+        // succeeds (a later sweep reads it again).
+        let unreadable = || {
+            let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(id) = index.find(self.root, rel) {
+                index.mark_incomplete(id);
+            }
+        };
         let mut dir = match StoreDir::open_in(&self.info.path, Some(self.info.ino), rel, self.info.mount) {
             Ok(d) => d,
-            Err(DirError::Io(e)) => return out.errors.push((Op::Walk, path, e.to_string())),
+            Err(DirError::Io(e)) => {
+                unreadable();
+                return out.errors.push((Op::Walk, path, e.to_string()));
+            }
             Err(DirError::Gone) => {
                 // Removed while nothing watched it: forget it now, not at the next full walk.
                 let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
@@ -358,7 +371,10 @@ impl<'a> Reader<'a> {
                 }
                 return debug!(path = %path.display(), "store not read: it no longer exists");
             }
-            Err(why) => return debug!(path = %path.display(), "store not read: it {why}"),
+            Err(why) => {
+                unreadable();
+                return debug!(path = %path.display(), "store not read: it {why}");
+            }
         };
         let (id, marks) = {
             let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
