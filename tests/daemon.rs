@@ -242,8 +242,9 @@ fn metrics_after_a_sweep_match_what_was_deleted() {
     assert!((now - 60.0..=now).contains(&last), "{last} vs {now}");
     let used = sample(&text, "shuffle_janitor_filesystem_used_ratio", &[]).expect("a filesystem");
     assert!((0.0..=1.0).contains(&used));
-    assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "high")]), 0.85);
-    assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "low")]), 0.75);
+    // The configured ones: the tests' configs set them out of a host disk's reach (own_state).
+    assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "high")]), 1.0);
+    assert_eq!(m("shuffle_janitor_watermark_ratio", &[("level", "low")]), 0.99);
     for (setting, secs) in [
         ("interval", 600.0),
         ("max_age", 21600.0),
@@ -301,15 +302,16 @@ fn metrics_after_a_sweep_match_what_was_deleted() {
 fn sighup_with_a_broken_config_keeps_the_old_one_running() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();
-    let cfg = config(&env, "max_age = \"6h\"");
+    // Watermarks no host disk reaches (see common::own_state); the reload breaks them.
+    let cfg = config(&env, "max_age = \"6h\"\nwatermark.high = 1.0\nwatermark.low = 0.99");
     let d = Daemon::start(&env, &cfg);
     let good = std::fs::read_to_string(&cfg).unwrap();
 
     std::fs::write(
         &cfg,
         good.replace(
-            "max_age = \"6h\"",
-            "max_age = \"6h\"\n[watermark]\nlow = 0.9\nhigh = 0.8",
+            "watermark.high = 1.0\nwatermark.low = 0.99",
+            "watermark.low = 0.9\nwatermark.high = 0.8",
         ),
     )
     .unwrap();
@@ -324,16 +326,12 @@ fn sighup_with_a_broken_config_keeps_the_old_one_running() {
     );
     assert_eq!(
         d.metric("shuffle_janitor_watermark_ratio", &[("level", "low")]),
-        Some(0.75),
+        Some(0.99),
         "old config in force"
     );
 
     // Fixed: the new values are in force and the gauge is back to 1.
-    std::fs::write(
-        &cfg,
-        good.replace("max_age = \"6h\"", "max_age = \"6h\"\n[watermark]\nlow = 0.5"),
-    )
-    .unwrap();
+    std::fs::write(&cfg, good.replace("watermark.low = 0.99", "watermark.low = 0.5")).unwrap();
     d.signal(Signal::HUP);
     d.wait_metric("shuffle_janitor_config_last_reload_successful", &[], |v| v == 1.0);
     assert_eq!(
@@ -508,8 +506,9 @@ fn a_nearly_full_filesystem_is_brought_under_low_fast_and_nothing_young_goes() {
     let mut young: Vec<PathBuf> = (0..4)
         .map(|i| env.file(&format!("{BM}/3f/shuffle_1_{i}_0.data"), MB, MIN))
         .collect();
-    // Default settings (poll every 5 s, high 0.85, low 0.75) but for the roots and the port.
-    let d = Daemon::start(&env, &config(&env, ""));
+    // Default settings (poll every 5 s, high 0.85, low 0.75) but for the roots and the port;
+    // the watermarks named, as the tests' configs otherwise set them out of a host disk's reach.
+    let d = Daemon::start(&env, &config(&env, "watermark.high = 0.85\nwatermark.low = 0.75"));
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
     assert!(aged.iter().all(|p| p.exists()), "below high, nothing but TTL goes");
     let usage = || shuffle_janitor::disk::usage(&env.root()).unwrap().ratio();

@@ -483,11 +483,19 @@ pub mod jvm {
     }
 }
 
-/// The keys that give a test's binary a state of its own, for a config whose `extra` does not
+/// The keys that give a test's binary a world of its own, for a config whose `extra` does not
 /// set them: without them it would use the machine's `/var/lib/shuffle-janitor` (its lock, its
-/// journal) and `/run/shuffle-janitor`, which another checkout's tests or a real daemon may hold.
+/// journal) and `/run/shuffle-janitor`, which another checkout's tests or a real daemon may hold;
+/// and the default watermarks (0.85) would judge the host's disk, where the test's tempdir
+/// lives: on a host more than 85% full, the daemon under test evicted for pressure what the test
+/// expected it to keep. A test of pressure sets its watermarks (on a filesystem of its own).
+/// Top-level dotted keys, so that they stand before any table the text opens and a key the
+/// test appends after the text is still top-level.
 pub fn own_state(dir: &Path, extra: &str) -> String {
     let mut keys = String::new();
+    if !extra.contains("watermark") {
+        keys += "watermark.high = 1.0\nwatermark.low = 0.99\n";
+    }
     if !extra.contains("state_dir") {
         std::fs::create_dir_all(dir).unwrap();
         keys += &format!("state_dir = {:?}\n", dir.display().to_string());

@@ -429,7 +429,7 @@ fn root_cycle(sc: &mut Sc) {
     let late = s.join("late");
     let body = config_text(
         &[&root, &late],
-        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"1s\"\n[watermark]\npoll = \"1s\"",
+        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"1s\"\n[watermark]\nhigh = 0.99\nlow = 0.98\npoll = \"1s\"",
     );
     // `late` does not exist at start; `disk` is a tmpfs that goes and comes back.
     let m1 = Mounted::tmpfs(&root, "size=8m").unwrap();

@@ -54,7 +54,7 @@ fn watch_limit(sc: &mut Sc) {
     let guard = Sysctl::set("fs.inotify.max_user_watches", &(in_use + 20).to_string()).unwrap();
     let body = config_text(
         &[&root],
-        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"2s\"\n[watermark]\npoll = \"1s\"",
+        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"2s\"\n[watermark]\nhigh = 0.99\nlow = 0.98\npoll = \"1s\"",
     );
     let mut d = Daemon::start(s.path(), &body);
     d.wait_sweeps(2.0, Duration::from_secs(15));

@@ -254,7 +254,7 @@ fn root_recreated(sc: &mut Sc) {
     std::fs::create_dir_all(&root).unwrap();
     let body = config_text(
         &[&root],
-        "max_age = \"12s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\n[watermark]\npoll = \"5s\"",
+        "max_age = \"12s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\n[watermark]\nhigh = 0.99\nlow = 0.98\npoll = \"5s\"",
     );
     let d = Daemon::start(s.path(), &body);
     d.wait_sweeps(1.0, Duration::from_secs(10));

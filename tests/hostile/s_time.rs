@@ -56,7 +56,7 @@ fn clock_steps(sc: &mut Sc) {
     ];
     let body = config_text(
         &[&root],
-        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"1s\"\n[watermark]\npoll = \"1s\"",
+        "max_age = \"1h\"\nmin_age = \"1m\"\ninterval = \"1s\"\n[watermark]\nhigh = 0.99\nlow = 0.98\npoll = \"1s\"",
     );
     let mut d = Daemon::start_with(s.path(), &body, &env, "");
     d.wait_sweeps(2.0, Duration::from_secs(10));
