@@ -322,7 +322,7 @@ fn explain_text(a: &Value) -> String {
         out.push_str(&format!("  error: {}\n", s(e)));
         return out;
     }
-    if a["verdict"] == "deleted" {
+    if a["verdict"] == "deleted" || a["verdict"] == "deletion_started" {
         for l in a["journal"].as_array().into_iter().flatten() {
             match l["event"].as_str() {
                 Some("deleted") => {
@@ -353,6 +353,17 @@ fn explain_text(a: &Value) -> String {
                     s(&l["by"]),
                     serde_json::from_value::<crate::journal::Rule>(l["rule"].clone())
                         .map_or_else(|_| s(&l["rule"]), |r| r.text())
+                )),
+                Some("intent") => out.push_str(&format!(
+                    "  its deletion was started at {} (unit files: {}) and never recorded as finished: {}; it may \
+                     be partial\n",
+                    s(&l["time"]),
+                    s(&l["files"]),
+                    if l["writer_running"] == true {
+                        "the process doing it still runs"
+                    } else {
+                        "the process was killed between its unlinks (the daemon's next start marks it interrupted)"
+                    }
                 )),
                 Some("interrupted") => out.push_str(&format!(
                     "  deleted at {} by a deletion a crash interrupted (its unit's files left: {})\n",

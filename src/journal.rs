@@ -393,7 +393,41 @@ pub struct Found {
 /// The journal's entries about `path` (a file of a deleted unit, or a removed store or a path
 /// inside one), oldest first; and when the journal begins (its first line's time).
 pub fn lookup(dir: &Path, path: &Path) -> (Vec<Found>, Option<Nanos>) {
-    let mut found = Vec::new();
+    let mut l = lookup_many(dir, &[path]);
+    (l.found.pop().unwrap_or_default(), l.start)
+}
+
+/// What the journal says of several paths, read in one pass.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// For each path asked, in order: its entries, oldest first. An `intent` is among them only
+    /// while no `deleted`, `kept` or `interrupted` line closes it: a deletion started and never
+    /// finished (the process was killed, or is still at it), so the file may be gone by it.
+    pub found: Vec<Vec<Found>>,
+    /// When the journal begins (its first readable line's time).
+    pub start: Option<Nanos>,
+}
+
+/// Whether `v`, a journal line, is about `path`.
+fn line_hits(v: &Value, store: &Path, path: &Path) -> bool {
+    let named = |key: &Value| {
+        key.as_array()
+            .is_some_and(|fs| fs.iter().filter_map(Value::as_str).any(|f| store.join(f) == path))
+    };
+    match v.get("event").and_then(Value::as_str) {
+        Some("store_removed") => true,
+        Some("deleted") => named(&v["unit"]["files"]),
+        Some("interrupted") => named(&v["files_gone"]),
+        Some("intent") => named(&v["files"]),
+        _ => false,
+    }
+}
+
+/// The journal's entries about each of `paths` (see [`Lookup`]).
+pub fn lookup_many(dir: &Path, paths: &[&Path]) -> Lookup {
+    // Entries in journal order: (path asked, the line); an intent closed later is taken out.
+    let mut entries: Vec<(usize, Option<Value>)> = Vec::new();
+    let mut open: HashMap<String, Vec<usize>> = HashMap::new();
     let mut start = None;
     for line in read_lines(dir) {
         let Ok(v) = serde_json::from_str::<Value>(&line) else {
@@ -402,27 +436,41 @@ pub fn lookup(dir: &Path, path: &Path) -> (Vec<Found>, Option<Nanos>) {
         if start.is_none() {
             start = v.get("time_ns").and_then(Value::as_i64);
         }
-        let Some(store) = v.get("store").and_then(Value::as_str).map(Path::new) else {
-            continue;
-        };
-        if !path.starts_with(store) {
-            continue;
+        let event = v.get("event").and_then(Value::as_str).unwrap_or_default();
+        let id = v.get("id").and_then(Value::as_str).map(str::to_owned);
+        if let ("deleted" | "kept" | "interrupted", Some(id)) = (event, id.as_deref())
+            && let Some(slots) = open.remove(id)
+        {
+            for e in slots {
+                entries[e].1 = None;
+            }
         }
-        let hit = match v.get("event").and_then(Value::as_str) {
-            Some("store_removed") => true,
-            Some("deleted") => v["unit"]["files"]
-                .as_array()
-                .is_some_and(|fs| fs.iter().filter_map(Value::as_str).any(|f| store.join(f) == path)),
-            Some("interrupted") => v["files_gone"]
-                .as_array()
-                .is_some_and(|fs| fs.iter().filter_map(Value::as_str).any(|f| store.join(f) == path)),
-            _ => false,
+        let Some(store) = v.get("store").and_then(Value::as_str).map(PathBuf::from) else {
+            continue;
         };
-        if hit {
-            found.push(Found { line: v });
+        let hits: Vec<usize> = (0..paths.len())
+            .filter(|&i| paths[i].starts_with(&store) && line_hits(&v, &store, paths[i]))
+            .collect();
+        for i in hits {
+            if let ("intent", Some(id)) = (event, id.as_deref()) {
+                open.entry(id.to_owned()).or_default().push(entries.len());
+            }
+            entries.push((i, Some(v.clone())));
         }
     }
-    (found, start)
+    let mut found: Vec<Vec<Found>> = vec![Vec::new(); paths.len()];
+    for (i, line) in entries {
+        if let Some(line) = line {
+            found[i].push(Found { line });
+        }
+    }
+    Lookup { found, start }
+}
+
+/// Whether the process that wrote intent `id` still runs (a `sweep` at it now): else it was
+/// killed before it finished the unit.
+pub fn intent_writer_alive(id: &str) -> bool {
+    writer_alive(id) || id.split('.').next() == Some(&std::process::id().to_string())
 }
 
 struct Inner {

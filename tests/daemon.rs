@@ -711,6 +711,63 @@ fn a_deletion_cut_by_a_crash_is_marked_interrupted_at_the_next_start() {
     );
 }
 
+#[test]
+fn explain_reports_a_deletion_started_and_cut_and_then_its_recovery() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    // No daemon yet (a config without a metrics port to fill in): the journal alone answers.
+    let cfg = env.config("");
+    let state = env.dir.path().join("state");
+    let store = env.root().canonicalize().unwrap().join(BM);
+    // What a sweep killed between the unlinks of a unit leaves: its intent, the data file gone,
+    // the index left (young: no sweep takes it, so only the journal speaks of the unit).
+    let left = env.file(&format!("{BM}/30/shuffle_5_0_0.index"), 16, Duration::ZERO);
+    let gone = store.join("0c/shuffle_5_0_0.data");
+    let intent = serde_json::json!({
+        "event": "intent", "id": "0.a.1", "time_ns": 1_700_000_000_000_000_000i64,
+        "time": "2023-11-14T22:13:20.000000000Z",
+        "store": store, "files": ["0c/shuffle_5_0_0.data", "30/shuffle_5_0_0.index"],
+    });
+    std::fs::write(state.join("deletions.jsonl"), format!("{intent}\n")).unwrap();
+    let (_, v) = ask_json(&env, &cfg, &["explain", gone.to_str().unwrap()]);
+    let a = &v["answers"][0];
+    assert_eq!(a["verdict"], "deletion_started", "{v}");
+    assert_eq!(a["journal"][0]["event"], "intent", "{v}");
+    assert_eq!(a["journal"][0]["writer_running"], false, "{v}");
+    assert!(a["why"].as_str().unwrap().contains("2023-11-14T22:13:20"), "{v}");
+    let out = env.run(&["explain", "--config", cfg.to_str().unwrap(), gone.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("its deletion was started at 2023-11-14T22:13:20") && text.contains("may be partial"),
+        "{text}"
+    );
+    assert!(!text.contains("not deleted by shuffle-janitor"), "{text}");
+    // The daemon's start marks it interrupted; explain then says what the recovery found.
+    let (cfg, _) = config_with_socket(&env, "");
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    let (ok, v) = ask_json(&env, &cfg, &["explain", gone.to_str().unwrap()]);
+    assert!(ok, "{v}");
+    let a = &v["answers"][0];
+    assert_eq!(a["verdict"], "deleted", "{v}");
+    let events: Vec<&str> = a["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["interrupted"],
+        "the intent is closed by the recovery's line: {v}"
+    );
+    assert_eq!(
+        a["journal"][0]["files_left"],
+        serde_json::json!(["30/shuffle_5_0_0.index"])
+    );
+    assert!(left.exists());
+}
+
 /// `shuffle-janitor ARGS --config CONFIG --format json`, parsed; and whether it exited 0.
 fn ask_json(env: &TestEnv, config: &Path, args: &[&str]) -> (bool, serde_json::Value) {
     let mut all: Vec<&str> = args.to_vec();

@@ -325,8 +325,25 @@ pub fn gone(cfg: &Config, path: &Path) -> Value {
                       "why": format!("not deleted by shuffle-janitor since {since}"),
                       "journal_start": start.map(rfc3339)});
     }
-    let entries: Vec<Value> = found.into_iter().map(|f| f.line).collect();
-    json!({"path": lossy(path), "exists": false, "verdict": "deleted", "journal": entries})
+    gone_answer(path, found.into_iter().map(|f| f.line).collect())
+}
+
+/// The answer for a gone path the journal names: `deleted` when a line says it was, else
+/// `deletion_started` (only an intent, never closed: the deletion was cut, or still runs).
+fn gone_answer(path: &Path, mut entries: Vec<Value>) -> Value {
+    let finished = entries.iter().any(|l| l["event"] != "intent");
+    for l in entries.iter_mut().filter(|l| l["event"] == "intent") {
+        let alive = l["id"].as_str().is_some_and(crate::journal::intent_writer_alive);
+        l["writer_running"] = json!(alive);
+    }
+    if finished {
+        return json!({"path": lossy(path), "exists": false, "verdict": "deleted", "journal": entries});
+    }
+    let t = entries.last().map(|l| l["time"].clone()).unwrap_or_default();
+    json!({"path": lossy(path), "exists": false, "verdict": "deletion_started", "journal": entries,
+           "why": format!("shuffle-janitor started deleting its unit at {} and did not record the end (killed \
+                           between its unlinks, or still at it): it may be gone by it, in part; the daemon's next \
+                           start marks it interrupted", t.as_str().unwrap_or("-"))})
 }
 
 /// The time of the next interval sweep, for `status`.
