@@ -368,9 +368,10 @@ fn writer_alive(id: &str) -> bool {
 }
 
 /// Both files' lines, oldest first, as a stream (a journal is tens of MiB). A line that is not
-/// UTF-8 (cut inside a character by a full disk) is skipped, not the end of the file: what
-/// follows it is still read.
-fn read_lines(dir: &Path) -> impl Iterator<Item = String> + use<> {
+/// UTF-8 (cut inside a character by a full disk) is given as `Err`, not the end of the file:
+/// what follows it is still read. Empty lines (a writer starting afresh after a cut line that
+/// happened to end whole) are left out.
+fn read_lines(dir: &Path) -> impl Iterator<Item = Result<String, ()>> + use<> {
     let dir = dir.to_owned();
     [OLD_NAME, FILE_NAME]
         .into_iter()
@@ -379,7 +380,8 @@ fn read_lines(dir: &Path) -> impl Iterator<Item = String> + use<> {
             io::BufReader::new(f)
                 .split(b'\n')
                 .map_while(Result::ok)
-                .filter_map(|l| String::from_utf8(l).ok())
+                .filter(|l| !l.is_empty())
+                .map(|l| String::from_utf8(l).map_err(drop))
         })
 }
 
@@ -406,6 +408,9 @@ pub struct Lookup {
     pub found: Vec<Vec<Found>>,
     /// When the journal begins (its first readable line's time).
     pub start: Option<Nanos>,
+    /// Lines that could not be read (cut by a full disk or a crash, then glued to nothing):
+    /// skipped, never half-read.
+    pub broken: u64,
 }
 
 /// Whether `v`, a journal line, is about `path`.
@@ -429,8 +434,10 @@ pub fn lookup_many(dir: &Path, paths: &[&Path]) -> Lookup {
     let mut entries: Vec<(usize, Option<Value>)> = Vec::new();
     let mut open: HashMap<String, Vec<usize>> = HashMap::new();
     let mut start = None;
+    let mut broken = 0;
     for line in read_lines(dir) {
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        let Some(v) = line.ok().and_then(|l| serde_json::from_str::<Value>(&l).ok()) else {
+            broken += 1;
             continue;
         };
         if start.is_none() {
@@ -464,7 +471,7 @@ pub fn lookup_many(dir: &Path, paths: &[&Path]) -> Lookup {
             found[i].push(Found { line });
         }
     }
-    Lookup { found, start }
+    Lookup { found, start, broken }
 }
 
 /// Whether the process that wrote intent `id` still runs (a `sweep` at it now): else it was
@@ -481,6 +488,10 @@ struct Inner {
     /// Lines in `buf`.
     buf_lines: u64,
     next: u64,
+    /// The file may end inside a line (a write cut short by a full disk, here or by another
+    /// process): the next write starts with a newline, so that its first line is not glued to
+    /// the cut one and lost with it.
+    torn: bool,
 }
 
 /// The journal of one `state_dir`, shared by a process's sweep threads.
@@ -529,7 +540,9 @@ pub fn current() -> Option<Arc<Journal>> {
 fn open_file(path: &Path) -> io::Result<File> {
     let flags =
         (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    // Readable too: its last byte says whether it ends inside a line ([`ends_torn`]).
     let (f, created) = match OpenOptions::new()
+        .read(true)
         .append(true)
         .create_new(true)
         .mode(0o640)
@@ -537,9 +550,14 @@ fn open_file(path: &Path) -> io::Result<File> {
         .open(path)
     {
         Ok(f) => (f, true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            (OpenOptions::new().append(true).custom_flags(flags).open(path)?, false)
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .custom_flags(flags)
+                .open(path)?,
+            false,
+        ),
         Err(e) => return Err(e),
     };
     let meta = f.metadata()?;
@@ -559,11 +577,34 @@ fn open_file(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// Whether `f`, `size` bytes long, ends inside a line (its last byte is not a newline).
+fn ends_torn(f: &File, size: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut last = [b'\n'];
+    size > 0 && f.read_exact_at(&mut last, size - 1).is_ok() && last[0] != b'\n'
+}
+
+/// Writes `buf` to `f` with as few `write(2)`s as it takes; on an error, also how many bytes
+/// went out before it (a full disk cuts a write short, then refuses the rest).
+fn write_counted(f: &mut File, buf: &[u8]) -> Result<(), (usize, io::Error)> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.write(&buf[done..]) {
+            Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Opens (creates) the journal in `dir`, bounded to `max_bytes` over its two files.
     pub fn open(dir: &Path, max_bytes: u64, by: By) -> io::Result<Journal> {
         let file = open_file(&dir.join(FILE_NAME))?;
         let size = file.metadata()?.len();
+        let torn = ends_torn(&file, size);
         Ok(Journal {
             dir: dir.to_owned(),
             max_bytes,
@@ -575,6 +616,7 @@ impl Journal {
                 buf: Vec::with_capacity(FLUSH_AT),
                 buf_lines: 0,
                 next: 0,
+                torn,
             }),
             lost: AtomicU64::new(0),
         })
@@ -658,16 +700,35 @@ impl Journal {
         if inner.size.saturating_add(inner.buf.len() as u64) > self.max_bytes / 2 {
             self.rotate(inner);
         }
+        // After a cut line, start on a fresh one (the reader skips the cut line alone).
+        let fresh = usize::from(inner.torn);
+        if inner.torn {
+            inner.buf.insert(0, b'\n');
+        }
         let result = match inner.file.as_mut() {
-            Some(f) => f.write_all(&inner.buf),
-            None => Err(io::Error::other(
-                "the journal file could not be opened again after a rotation",
+            Some(f) => write_counted(f, &inner.buf),
+            None => Err((
+                0,
+                io::Error::other("the journal file could not be opened again after a rotation"),
             )),
         };
+        let written = match &result {
+            Ok(()) => inner.buf.len(),
+            Err((n, _)) => *n,
+        };
+        inner.size = inner.size.saturating_add(written as u64);
+        if written > 0 {
+            inner.torn = inner.buf[written - 1] != b'\n';
+        }
         match result {
-            Ok(()) => inner.size = inner.size.saturating_add(inner.buf.len() as u64),
-            Err(e) => {
-                let n = inner.buf_lines;
+            Ok(()) => {}
+            Err((_, e)) => {
+                // The lines that went out whole are in the file; the rest (the cut one too) are lost.
+                let whole = inner.buf[fresh.min(written)..written]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count() as u64;
+                let n = inner.buf_lines.saturating_sub(whole);
                 LOST.fetch_add(n, Ordering::Relaxed);
                 if self.lost.fetch_add(n, Ordering::Relaxed) == 0 {
                     warn!(path = %self.path().display(), error = %e, lines = n,
@@ -699,15 +760,25 @@ impl Journal {
         {
             debug!(path = %path.display(), error = %e, "cannot rotate the deletion journal");
         }
-        match open_file(&path) {
+        if let Err(e) = Self::reopen(inner, &path) {
+            debug!(path = %path.display(), error = %e, "cannot open the deletion journal after rotating it");
+        }
+    }
+
+    /// Opens the file at `path` in place of the one held (with [`open_file`]'s hardening).
+    fn reopen(inner: &mut Inner, path: &Path) -> io::Result<()> {
+        match open_file(path) {
             Ok(f) => {
                 inner.size = f.metadata().map_or(0, |m| m.len());
+                inner.torn = ends_torn(&f, inner.size);
                 inner.file = Some(f);
+                Ok(())
             }
             Err(e) => {
-                debug!(path = %path.display(), error = %e, "cannot open the deletion journal after rotating it");
                 inner.file = None;
                 inner.size = 0;
+                inner.torn = false;
+                Err(e)
             }
         }
     }
@@ -717,7 +788,7 @@ impl Journal {
     /// gone and which are left, and returns them.
     pub fn recover(&self) -> Vec<Interrupted> {
         let mut out = Vec::new();
-        for intent in unmatched_intents(read_lines(&self.dir)) {
+        for intent in unmatched_intents(read_lines(&self.dir).filter_map(Result::ok)) {
             if writer_alive(&intent.id) {
                 continue;
             }
@@ -942,7 +1013,7 @@ mod tests {
             size(OLD_NAME)
         );
         assert!(size(OLD_NAME) > 0, "rotated");
-        let lines: Vec<String> = read_lines(dir.path()).collect();
+        let lines: Vec<String> = read_lines(dir.path()).filter_map(Result::ok).collect();
         assert!(lines.last().unwrap().contains(".200\""), "{:?}", lines.last());
         assert!(unmatched_intents(lines.iter().map(String::as_str)).is_empty());
         assert_eq!(j.lost(), 0);
@@ -1007,7 +1078,7 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
         assert_eq!(
             read_lines(dir.path()).collect::<Vec<_>>(),
-            vec!["{\"event\":\"deleted\"}".to_string()]
+            vec![Err(()), Ok("{\"event\":\"deleted\"}".to_string())]
         );
     }
 

@@ -621,3 +621,73 @@ fn sweep_writes_what_it_deletes_to_the_journal_in_state_dir_and_a_dry_run_writes
     );
     assert_eq!(lines.iter().filter(|l| l["event"] == "intent").count(), 2);
 }
+
+#[test]
+fn a_journal_line_cut_by_a_full_disk_hides_no_line_written_after_it() {
+    let env = TestEnv::new();
+    // state_dir on a small filesystem of its own, filled up below.
+    let state = env.dir.path().join("state");
+    let Some(_mount) = Mounted::tmpfs(&state, "size=256k") else {
+        eprintln!("SKIPPED a_journal_line_cut_by_a_full_disk: root needed to mount a tmpfs");
+        return;
+    };
+    let config = env.config("");
+    let journal = state.join("deletions.jsonl");
+    // A journal whose last page has 60 bytes left: the next line fits in part only.
+    let head = r#"{"event":"kept","id":"0.0.0","time_ns":1,"pad":""#;
+    let line = format!("{head}{}\"}}\n", "x".repeat(4096 - 60 - head.len() - 3));
+    std::fs::write(&journal, &line).unwrap();
+    let filler = state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let first = [
+        env.file(&format!("{BM}/04/shuffle_3_0_0.data"), 3000, 8 * HOUR),
+        env.file(&format!("{BM}/08/shuffle_3_0_0.index"), 72, 8 * HOUR),
+    ];
+    env.run(&["sweep", "--config", config.to_str().unwrap()]);
+    assert!(
+        first.iter().all(|p| !p.exists()),
+        "a full disk never holds a deletion back"
+    );
+    let bytes = std::fs::read(&journal).unwrap();
+    assert_eq!(bytes.len(), 4096, "the intent was cut at the end of the page");
+    assert_ne!(bytes.last(), Some(&b'\n'));
+    // Space again; a later sweep's lines must all be readable.
+    std::fs::remove_file(&filler).unwrap();
+    let second = env.file(&format!("{BM}/05/shuffle_3_1_0.data"), 3000, 8 * HOUR);
+    let out = env.run(&["sweep", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!second.exists());
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let read: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let of_second: Vec<&str> = read
+        .iter()
+        .filter(|l| l.to_string().contains("shuffle_3_1_0"))
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        of_second,
+        ["intent", "deleted"],
+        "{}",
+        &text[text.len().saturating_sub(1200)..]
+    );
+    // explain reads past the cut line, and says it skipped one.
+    let canon = |p: &PathBuf| p.parent().unwrap().canonicalize().unwrap().join(p.file_name().unwrap());
+    let out = env.run(&[
+        "explain",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        canon(&second).to_str().unwrap(),
+        first[0].to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["answers"][0]["verdict"], "deleted", "{v}");
+    // The first unit's lines were lost to the full disk: not claimed, and the cut line counted.
+    assert_eq!(v["answers"][1]["verdict"], "not_deleted", "{v}");
+    assert_eq!(v["answers"][1]["journal_broken_lines"], 1, "{v}");
+}

@@ -318,14 +318,29 @@ pub fn gone(cfg: &Config, path: &Path) -> Value {
         return json!({"path": lossy(path), "exists": false, "verdict": "unknown",
                       "why": "not there, and no deletion journal is kept (state_dir or journal_max_mib): cannot say who deleted it"});
     };
-    let (found, start) = crate::journal::lookup(dir, path);
-    if found.is_empty() {
-        let since = start.map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
-        return json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
-                      "why": format!("not deleted by shuffle-janitor since {since}"),
-                      "journal_start": start.map(rfc3339)});
+    let mut l = crate::journal::lookup_many(dir, &[path]);
+    let found = l.found.pop().unwrap_or_default();
+    let mut answer = if found.is_empty() {
+        let since = l
+            .start
+            .map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
+        json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
+               "why": format!("not deleted by shuffle-janitor since {since}"),
+               "journal_start": l.start.map(rfc3339)})
+    } else {
+        gone_answer(path, found.into_iter().map(|f| f.line).collect())
+    };
+    if l.broken > 0 {
+        // A line cut by a full disk or a crash is skipped, never half-read: say that it was.
+        answer["journal_broken_lines"] = json!(l.broken);
+        if let Some(why) = answer["why"].as_str() {
+            answer["why"] = json!(format!(
+                "{why} ({} line(s) of the journal were cut, by a full disk or a crash, and could not be read)",
+                l.broken
+            ));
+        }
     }
-    gone_answer(path, found.into_iter().map(|f| f.line).collect())
+    answer
 }
 
 /// The answer for a gone path the journal names: `deleted` when a line says it was, else
