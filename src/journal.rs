@@ -29,7 +29,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -492,6 +492,8 @@ struct Inner {
     /// process): the next write starts with a newline, so that its first line is not glued to
     /// the cut one and lost with it.
     torn: bool,
+    /// When the file held was last checked to be still the one at the path ([`Journal::follow`]).
+    followed: Option<Instant>,
 }
 
 /// The journal of one `state_dir`, shared by a process's sweep threads.
@@ -515,6 +517,18 @@ impl std::fmt::Debug for Journal {
 static CURRENT: RwLock<Option<Arc<Journal>>> = RwLock::new(None);
 /// Lines lost by every journal of the process (one reopened after a reload starts from 0).
 static LOST: AtomicU64 = AtomicU64::new(0);
+/// Times the file was found moved, removed or replaced by another process and opened again.
+static REOPENED: AtomicU64 = AtomicU64::new(0);
+
+/// Times this process found its journal file moved away (logrotate, an operator) and opened
+/// the one at the path again.
+pub fn reopened() -> u64 {
+    REOPENED.load(Ordering::Relaxed)
+}
+
+/// How often a write checks that the file held is still the one at the path (two stats): a
+/// unit's intent is written alone, and thousands of units a second need not pay for them each.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Lines that could not be written by this process, for the metric.
 pub fn lines_lost() -> u64 {
@@ -617,6 +631,7 @@ impl Journal {
                 buf_lines: 0,
                 next: 0,
                 torn,
+                followed: Some(Instant::now()),
             }),
             lost: AtomicU64::new(0),
         })
@@ -687,7 +702,45 @@ impl Journal {
     /// Writes out what is buffered (at the end of a sweep).
     pub fn flush(&self) {
         let mut inner = self.lock();
+        inner.followed = None;
         self.write_out(&mut inner);
+    }
+
+    /// Opens the file at the path again when the one held is no longer there: moved away
+    /// (logrotate, an operator: twice, and the daemon would append to a file nobody finds),
+    /// removed, or replaced. The same hardening as at the start ([`open_file`]): no symlink,
+    /// FIFO or hard link. A file cut short in place (logrotate's `copytruncate`) is measured
+    /// again. At most once a [`FOLLOW_EVERY`], but at every [`Journal::flush`].
+    fn follow(&self, inner: &mut Inner) {
+        if inner.followed.is_some_and(|t| t.elapsed() < FOLLOW_EVERY) {
+            return;
+        }
+        inner.followed = Some(Instant::now());
+        let path = self.path();
+        let ours = inner.file.as_ref().and_then(|f| f.metadata().ok());
+        let there = std::fs::symlink_metadata(&path).ok();
+        if let (Some(o), Some(t)) = (&ours, &there)
+            && (o.dev(), o.ino()) == (t.dev(), t.ino())
+        {
+            if o.len() < inner.size {
+                inner.size = o.len();
+                inner.torn = inner.file.as_ref().is_some_and(|f| ends_torn(f, o.len()));
+            }
+            return;
+        }
+        let had = ours.is_some();
+        match Self::reopen(inner, &path) {
+            Ok(()) => {
+                let n = REOPENED.fetch_add(1, Ordering::Relaxed) + 1;
+                warn!(path = %path.display(), times = n,
+                      "the deletion journal was moved away, removed or replaced by another process (logrotate?): \
+                       writing to the file at its path again (rotation is built in: see journal_max_mib)");
+            }
+            Err(e) if had => warn!(path = %path.display(), error = %e,
+                "the deletion journal was moved away, removed or replaced, and cannot be opened again: lines are \
+                 counted lost until it can"),
+            Err(e) => debug!(path = %path.display(), error = %e, "the deletion journal still cannot be opened"),
+        }
     }
 
     /// Writes the buffer with one `write(2)` (rotating first when the file is past its half of
@@ -697,6 +750,7 @@ impl Journal {
         if inner.buf.is_empty() {
             return;
         }
+        self.follow(inner);
         if inner.size.saturating_add(inner.buf.len() as u64) > self.max_bytes / 2 {
             self.rotate(inner);
         }
@@ -1091,6 +1145,9 @@ mod tests {
         let j = Journal::open(dir.path(), 1 << 20, By::Daemon).unwrap();
         // The disk is full: every write fails with ENOSPC.
         j.lock().file = Some(OpenOptions::new().append(true).open("/dev/full").unwrap());
+        // (And what is at the path cannot be opened in its place.)
+        std::fs::remove_file(j.path()).unwrap();
+        std::os::unix::fs::symlink("/dev/full", j.path()).unwrap();
         let files = vec!["0c/x.data".to_string()];
         let id = j.intent(Path::new("/s"), &files);
         j.deleted(&id, &unit(files.clone()), 1, &files);

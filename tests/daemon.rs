@@ -768,6 +768,39 @@ fn explain_reports_a_deletion_started_and_cut_and_then_its_recovery() {
     assert!(left.exists());
 }
 
+#[test]
+fn the_journal_moved_away_by_another_process_is_written_at_its_path_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let (cfg, state) = config_with_socket(&env, "max_age = \"2s\"\nmin_age = \"1s\"\ninterval = \"1s\"");
+    let first = env.file(&format!("{BM}/0c/shuffle_9_0_0.data"), 100, 8 * HOUR);
+    let d = Daemon::start(&env, &cfg);
+    d.wait_for("the first unit's deletion", Duration::from_secs(10), || !first.exists());
+    let journal = state.join("deletions.jsonl");
+    let deleted_in = |p: &Path, stem: &str| {
+        std::fs::read_to_string(p).unwrap_or_default().lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["event"] == "deleted" && v["unit"]["stem"] == stem)
+        })
+    };
+    d.wait_for("the first unit in the journal", Duration::from_secs(5), || {
+        deleted_in(&journal, "shuffle_9_0_0")
+    });
+    // Moved away twice (as logrotate without copytruncate does, or an operator): each time the
+    // next deletions go to a file at the journal's path, not to the one moved.
+    for (n, stem) in [(1, "shuffle_9_1_0"), (2, "shuffle_9_2_0")] {
+        let moved = state.join(format!("deletions.jsonl.moved{n}"));
+        std::fs::rename(&journal, &moved).unwrap();
+        let p = env.file(&format!("{BM}/0d/{stem}.data"), 100, 8 * HOUR);
+        d.wait_for("the unit's deletion", Duration::from_secs(15), || !p.exists());
+        d.wait_for("its line at the journal's path", Duration::from_secs(5), || {
+            deleted_in(&journal, stem)
+        });
+        assert!(!deleted_in(&moved, stem), "not in the file moved away");
+    }
+    assert!(d.log_text().contains("moved away"), "{}", d.log_text());
+}
+
 /// `shuffle-janitor ARGS --config CONFIG --format json`, parsed; and whether it exited 0.
 fn ask_json(env: &TestEnv, config: &Path, args: &[&str]) -> (bool, serde_json::Value) {
     let mut all: Vec<&str> = args.to_vec();
