@@ -405,6 +405,7 @@ fn explain_text(a: &Value) -> String {
     if let Some(t) = a.get("eligible_at") {
         out.push_str(&format!("  eligible for the TTL from {}\n", s(t)));
     }
+    out.push_str(&crate::daemon::explain::details_text(a));
     out
 }
 

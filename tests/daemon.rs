@@ -801,6 +801,82 @@ fn the_journal_moved_away_by_another_process_is_written_at_its_path_again() {
     assert!(d.log_text().contains("moved away"), "{}", d.log_text());
 }
 
+#[test]
+fn explain_names_the_process_holding_a_unit_the_pattern_protecting_it_and_its_rank_under_pressure() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let held = env.file(&format!("{BM}/0f/shuffle_8_3_0.data"), 3000, 8 * HOUR);
+    let protected = env.file(&format!("{BM}/10/shuffle_8_4_0.data"), 3000, 8 * HOUR);
+    // Pressure's pool: used within max_age, past min_age; the least recently used goes first.
+    let pool = [
+        env.file(&format!("{BM}/20/shuffle_8_5_0.data"), 3000, 3 * HOUR),
+        env.file(&format!("{BM}/21/shuffle_8_6_0.data"), 3000, HOUR),
+        env.file(&format!("{BM}/22/shuffle_8_7_0.data"), 3000, 2 * HOUR),
+    ];
+    // And in another store, used last: in the pool too (a sweep without pressure passes over a
+    // store with nothing past max_age; the ranks must not).
+    env.file(
+        "blockmgr-0d7f0b8e-5a4e-4f4e-9d55-8c2f7c6b1a90/23/shuffle_8_8_0.data",
+        3000,
+        30 * MIN,
+    );
+    let _open = std::fs::File::open(&held).unwrap();
+    let pattern = format!("{}/*/10/**", env.root().canonicalize().unwrap().display());
+    // Watermarks out of reach: the machine's own disk use must not make pressure here.
+    let (cfg, _) = config_with_socket(
+        &env,
+        &format!("protect = [{pattern:?}]\n[watermark]\nhigh = 0.9999\nlow = 0.9998"),
+    );
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    let mut args = vec!["explain"];
+    let strs: Vec<String> = [&held, &protected, &pool[0], &pool[1], &pool[2]]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    args.extend(strs.iter().map(String::as_str));
+    let (ok, v) = ask_json(&env, &cfg, &args);
+    assert!(ok, "{v}");
+    let a = |i: usize| &v["answers"][i];
+    assert_eq!(a(0)["reason"], "open", "{v}");
+    let me = std::process::id();
+    let by = a(0)["open_by"].as_array().unwrap_or_else(|| panic!("{v}"));
+    let mine = by
+        .iter()
+        .find(|p| p["pid"] == me)
+        .unwrap_or_else(|| panic!("PID {me} in {v}"));
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert_eq!(mine["command"], comm.trim_end());
+    assert_eq!(a(1)["reason"], "protected", "{v}");
+    assert_eq!(a(1)["protect_pattern"], pattern.as_str(), "{v}");
+    let ranks: Vec<(u64, u64)> = (2..5)
+        .map(|i| {
+            let r = &a(i)["pressure_rank"];
+            (
+                r["rank"].as_u64().unwrap_or_else(|| panic!("{v}")),
+                r["of"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ranks, [(1, 4), (3, 4), (2, 4)], "{v}");
+    // The text says the same.
+    let out = env.run(&[
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        &strs[0],
+        &strs[1],
+        &strs[2],
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("open by: PID {me} (")), "{text}");
+    assert!(
+        text.contains(&format!("protected by the pattern {pattern:?}")),
+        "{text}"
+    );
+    assert!(text.contains("under pressure: taken 1 of 4"), "{text}");
+}
+
 /// `shuffle-janitor ARGS --config CONFIG --format json`, parsed; and whether it exited 0.
 fn ask_json(env: &TestEnv, config: &Path, args: &[&str]) -> (bool, serde_json::Value) {
     let mut all: Vec<&str> = args.to_vec();
@@ -953,7 +1029,15 @@ fn explain_answers_from_the_journal_for_a_deleted_file_and_with_the_daemons_reas
     // Held open by this test for as long as it runs: the daemon's /proc scan finds it.
     let _open = std::fs::File::open(&held).unwrap();
     let protect = env.root().canonicalize().unwrap().join(format!("{BM}/10"));
-    let (cfg, _) = config_with_socket(&env, &format!("protect = [{:?}]", protect.display().to_string()));
+    // Watermarks out of reach: the machine's own disk use (this test's /tmp) must not make
+    // pressure take the recent unit.
+    let (cfg, _) = config_with_socket(
+        &env,
+        &format!(
+            "protect = [{:?}]\n[watermark]\nhigh = 0.9999\nlow = 0.9998",
+            protect.display().to_string()
+        ),
+    );
     let d = Daemon::start(&env, &cfg);
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
     assert!(!old.exists(), "{}", d.log_text());

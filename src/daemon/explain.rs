@@ -168,9 +168,81 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             let probed = found.iter().find(|p| p.root == n && p.rel == store && p.stem == stem);
             let goes = report.candidates.iter().find(|c| c.path == path);
             verdict(cfg, report.now, probed, goes.map(|c| c.reason), last_open, answer);
+            if let Some(root) = present.iter().find(|(m, _)| *m == n).map(|(_, r)| r) {
+                let files: Vec<PathBuf> = probed
+                    .map(|p| p.files.iter().map(|f| store.join(f)).collect())
+                    .unwrap_or_default();
+                details(cfg, root, &files, probed.and_then(|p| p.pressure_rank), answer);
+            }
         }
     }
     json!({ "answers": answers })
+}
+
+/// Adds to a kept unit's answer what its reason rests on: who holds it open (`open`), which
+/// pattern protects it (`protected`), and its place in pressure's order when it is in the pool.
+/// `files`: the unit's files, relative to the root.
+fn details(cfg: &Config, root: &crate::sweep::Root, files: &[PathBuf], rank: Option<(u64, u64)>, answer: &mut Value) {
+    if let Some((rank, of)) = rank {
+        answer["pressure_rank"] = json!({"rank": rank, "of": of});
+    }
+    match answer["reason"].as_str() {
+        Some("open") => {
+            // The sweep's scan keeps (device, inode) pairs only: /proc is read again, now.
+            let keys: Vec<(u64, u64)> = files
+                .iter()
+                .filter_map(|f| std::fs::symlink_metadata(root.path.join(f)).ok())
+                .map(|m| (m.dev(), m.ino()))
+                .collect();
+            let by = crate::open_files::holders(Path::new("/proc"), &keys);
+            answer["open_by"] = json!(
+                by.iter()
+                    .map(|(pid, comm)| json!({"pid": pid, "command": comm}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Some("protected") => {
+            // As the sweep matches: the file and every directory above it, under each of the
+            // root's names (its canonical path, and the path as configured).
+            let pattern = root.names().find_map(|name| {
+                files
+                    .iter()
+                    .find_map(|f| name.join(f).ancestors().find_map(|a| cfg.protect.matching(a)))
+            });
+            answer["protect_pattern"] = json!(pattern);
+        }
+        _ => {}
+    }
+}
+
+/// The lines of [`details`], for people.
+pub fn details_text(a: &Value) -> String {
+    let mut out = String::new();
+    if let Some(by) = a["open_by"].as_array() {
+        let named: Vec<String> = by
+            .iter()
+            .map(|p| format!("PID {} ({})", p["pid"], p["command"].as_str().unwrap_or("?")))
+            .collect();
+        out.push_str(&if named.is_empty() {
+            "  open by: no process now (closed since the sweep looked, or one /proc does not let us read)\n".to_owned()
+        } else {
+            format!("  open by: {}\n", named.join(", "))
+        });
+    }
+    if let Some(p) = a.get("protect_pattern") {
+        out.push_str(&format!(
+            "  protected by the pattern {}\n",
+            p.as_str()
+                .map_or_else(|| "(none found now)".to_owned(), |p| format!("{p:?}"))
+        ));
+    }
+    if let Some(r) = a.get("pressure_rank") {
+        out.push_str(&format!(
+            "  under pressure: taken {} of {} on its filesystem (least recently used first)\n",
+            r["rank"], r["of"]
+        ));
+    }
+    out
 }
 
 /// Fills `answer` with the verdict the sweep gave the unit.
