@@ -414,12 +414,22 @@ fn offline(cfg: &crate::config::Config, paths: &[String]) -> Value {
     use crate::policy::{Nanos, nanos};
     use std::os::unix::fs::MetadataExt;
     let now = crate::sweep::now();
+    // The journal is read once for all the paths that are gone (it is tens of MiB).
+    let metas: Vec<Option<std::fs::Metadata>> = paths.iter().map(|p| std::fs::symlink_metadata(p).ok()).collect();
+    let gone: Vec<std::path::PathBuf> = paths
+        .iter()
+        .zip(&metas)
+        .filter(|(_, m)| m.is_none())
+        .map(|(p, _)| p.into())
+        .collect();
+    let mut gone = crate::daemon::explain::gone_many(cfg, &gone).into_iter();
     let answers: Vec<Value> = paths
         .iter()
-        .map(|p| {
+        .zip(metas)
+        .map(|(p, m)| {
             let path = Path::new(p);
-            let Ok(m) = std::fs::symlink_metadata(path) else {
-                return crate::daemon::explain::gone(cfg, path);
+            let Some(m) = m else {
+                return gone.next().unwrap_or_default();
             };
             let ns = |s: i64, n: i64| -> Nanos { s * 1_000_000_000 + n };
             let stat = crate::disk::FileStat {

@@ -413,53 +413,109 @@ pub struct Lookup {
     pub broken: u64,
 }
 
-/// Whether `v`, a journal line, is about `path`.
-fn line_hits(v: &Value, store: &Path, path: &Path) -> bool {
-    let named = |key: &Value| {
-        key.as_array()
-            .is_some_and(|fs| fs.iter().filter_map(Value::as_str).any(|f| store.join(f) == path))
-    };
-    match v.get("event").and_then(Value::as_str) {
-        Some("store_removed") => true,
-        Some("deleted") => named(&v["unit"]["files"]),
-        Some("interrupted") => named(&v["files_gone"]),
-        Some("intent") => named(&v["files"]),
-        _ => false,
+/// The fields of a line a lookup needs to decide whether to read the rest.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    store: Option<String>,
+    #[serde(default)]
+    time_ns: Option<Nanos>,
+    /// An intent's files.
+    #[serde(default)]
+    files: Vec<String>,
+    /// A deleted unit's.
+    #[serde(default)]
+    unit: Option<HeadUnit>,
+    /// An interrupted unit's, gone.
+    #[serde(default)]
+    files_gone: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct HeadUnit {
+    #[serde(default)]
+    files: Vec<String>,
+}
+
+impl Head {
+    /// The paths asked about (their numbers, from `asked`) that this line, whose store is
+    /// `store` with `under` below it, is about.
+    fn hits(&self, store: &Path, under: &[usize], asked: &HashMap<&Path, Vec<usize>>) -> Vec<usize> {
+        let named = |files: &[String]| -> Vec<usize> {
+            files
+                .iter()
+                .filter_map(|f| asked.get(store.join(f).as_path()))
+                .flatten()
+                .copied()
+                .collect()
+        };
+        match self.event.as_str() {
+            "store_removed" => under.to_vec(),
+            "deleted" => self.unit.as_ref().map_or_else(Vec::new, |u| named(&u.files)),
+            "interrupted" => named(&self.files_gone),
+            "intent" => named(&self.files),
+            _ => Vec::new(),
+        }
     }
 }
 
-/// The journal's entries about each of `paths` (see [`Lookup`]).
+/// The journal's entries about each of `paths` (see [`Lookup`]), in one pass over the journal
+/// (a journal is tens of MiB, and `explain` may be asked about many paths): a line is read in
+/// full only when its store is one of the paths' directories, and only the lines about them
+/// are kept.
 pub fn lookup_many(dir: &Path, paths: &[&Path]) -> Lookup {
+    // Every directory above an asked path, to the paths below it: a line's store is one of them.
+    let mut below: HashMap<&Path, Vec<usize>> = HashMap::new();
+    let mut asked: HashMap<&Path, Vec<usize>> = HashMap::new();
+    for (i, p) in paths.iter().enumerate() {
+        asked.entry(p).or_default().push(i);
+        for a in p.ancestors().skip(1) {
+            below.entry(a).or_default().push(i);
+        }
+    }
     // Entries in journal order: (path asked, the line); an intent closed later is taken out.
     let mut entries: Vec<(usize, Option<Value>)> = Vec::new();
     let mut open: HashMap<String, Vec<usize>> = HashMap::new();
     let mut start = None;
     let mut broken = 0;
     for line in read_lines(dir) {
-        let Some(v) = line.ok().and_then(|l| serde_json::from_str::<Value>(&l).ok()) else {
+        let Some((line, head)) = line
+            .ok()
+            .and_then(|l| serde_json::from_str::<Head>(&l).ok().map(|h| (l, h)))
+        else {
             broken += 1;
             continue;
         };
         if start.is_none() {
-            start = v.get("time_ns").and_then(Value::as_i64);
+            start = head.time_ns;
         }
-        let event = v.get("event").and_then(Value::as_str).unwrap_or_default();
-        let id = v.get("id").and_then(Value::as_str).map(str::to_owned);
-        if let ("deleted" | "kept" | "interrupted", Some(id)) = (event, id.as_deref())
+        if let ("deleted" | "kept" | "interrupted", Some(id)) = (head.event.as_str(), head.id.as_deref())
             && let Some(slots) = open.remove(id)
         {
             for e in slots {
                 entries[e].1 = None;
             }
         }
-        let Some(store) = v.get("store").and_then(Value::as_str).map(PathBuf::from) else {
+        let Some(store) = head.store.as_deref().map(Path::new) else {
             continue;
         };
-        let hits: Vec<usize> = (0..paths.len())
-            .filter(|&i| paths[i].starts_with(&store) && line_hits(&v, &store, paths[i]))
-            .collect();
+        let Some(under) = below.get(store) else {
+            continue;
+        };
+        let hits = head.hits(store, under, &asked);
+        if hits.is_empty() {
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            broken += 1;
+            continue;
+        };
         for i in hits {
-            if let ("intent", Some(id)) = (event, id.as_deref()) {
+            if let ("intent", Some(id)) = (head.event.as_str(), head.id.as_deref()) {
                 open.entry(id.to_owned()).or_default().push(entries.len());
             }
             entries.push((i, Some(v.clone())));

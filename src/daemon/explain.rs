@@ -105,6 +105,8 @@ fn locate(present: &[IndexedRoot], path: &Path) -> Result<(u32, PathBuf, Vec<u8>
 /// verdict on its unit now.
 pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, paths: &[String]) -> Value {
     let mut answers: Vec<Value> = Vec::new();
+    // (answer slot, path) of the paths that are gone: the journal is read once for them all.
+    let mut gone_at: Vec<(usize, PathBuf)> = Vec::new();
     let mut wanted = Vec::new();
     // (answer slot, root number, store, stem)
     let mut asked: Vec<(usize, u32, PathBuf, Vec<u8>)> = Vec::new();
@@ -115,7 +117,8 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             continue;
         }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            answers.push(gone(cfg, &path));
+            gone_at.push((answers.len(), path));
+            answers.push(Value::Null);
             continue;
         };
         // The directory resolved (roots are canonical), the name itself not: a symlink is
@@ -151,6 +154,12 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             }
         }
         answers.push(answer);
+    }
+    if !gone_at.is_empty() {
+        let paths: Vec<PathBuf> = gone_at.iter().map(|(_, p)| p.clone()).collect();
+        for ((slot, _), a) in gone_at.iter().zip(gone_many(cfg, &paths)) {
+            answers[*slot] = a;
+        }
     }
     if !asked.is_empty() {
         let probe = Probe::new(wanted);
@@ -382,37 +391,48 @@ fn verdict(
     }
 }
 
-/// A path that is not there: what the journal says of it.
-pub fn gone(cfg: &Config, path: &Path) -> Value {
-    // The journal names canonical paths: resolve what is left of this one (a symlinked root).
-    let path = &canonical_prefix(path);
+/// Paths that are not there: what the journal says of each, read once for all of them.
+pub fn gone_many(cfg: &Config, paths: &[PathBuf]) -> Vec<Value> {
+    // The journal names canonical paths: resolve what is left of each (a symlinked root).
+    let paths: Vec<PathBuf> = paths.iter().map(|p| canonical_prefix(p)).collect();
     let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.journal_max_bytes > 0) else {
-        return json!({"path": lossy(path), "exists": false, "verdict": "unknown",
-                      "why": "not there, and no deletion journal is kept (state_dir or journal_max_mib): cannot say who deleted it"});
+        return paths
+            .iter()
+            .map(|path| {
+                json!({"path": lossy(path), "exists": false, "verdict": "unknown",
+                       "why": "not there, and no deletion journal is kept (state_dir or journal_max_mib): cannot say who deleted it"})
+            })
+            .collect();
     };
-    let mut l = crate::journal::lookup_many(dir, &[path]);
-    let found = l.found.pop().unwrap_or_default();
-    let mut answer = if found.is_empty() {
-        let since = l
-            .start
-            .map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
-        json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
-               "why": format!("not deleted by shuffle-janitor since {since}"),
-               "journal_start": l.start.map(rfc3339)})
-    } else {
-        gone_answer(path, found.into_iter().map(|f| f.line).collect())
-    };
-    if l.broken > 0 {
-        // A line cut by a full disk or a crash is skipped, never half-read: say that it was.
-        answer["journal_broken_lines"] = json!(l.broken);
-        if let Some(why) = answer["why"].as_str() {
-            answer["why"] = json!(format!(
-                "{why} ({} line(s) of the journal were cut, by a full disk or a crash, and could not be read)",
-                l.broken
-            ));
-        }
-    }
-    answer
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let l = crate::journal::lookup_many(dir, &refs);
+    paths
+        .iter()
+        .zip(l.found)
+        .map(|(path, found)| {
+            let mut answer = if found.is_empty() {
+                let since = l
+                    .start
+                    .map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
+                json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
+                       "why": format!("not deleted by shuffle-janitor since {since}"),
+                       "journal_start": l.start.map(rfc3339)})
+            } else {
+                gone_answer(path, found.into_iter().map(|f| f.line).collect())
+            };
+            if l.broken > 0 {
+                // A line cut by a full disk or a crash is skipped, never half-read: say that it was.
+                answer["journal_broken_lines"] = json!(l.broken);
+                if let Some(why) = answer["why"].as_str() {
+                    answer["why"] = json!(format!(
+                        "{why} ({} line(s) of the journal were cut, by a full disk or a crash, and could not be read)",
+                        l.broken
+                    ));
+                }
+            }
+            answer
+        })
+        .collect()
 }
 
 /// The answer for a gone path the journal names: `deleted` when a line says it was, else
