@@ -785,7 +785,15 @@ impl Journal {
             return;
         }
         let had = ours.is_some();
+        // A `sweep` next to the daemon rotates the same journal: the file held is then the
+        // previous one, as it should be. Only a move by something else is worth a warning.
+        let rotated_by_us = ours.as_ref().is_some_and(|o| {
+            std::fs::symlink_metadata(self.dir.join(OLD_NAME)).is_ok_and(|m| (m.dev(), m.ino()) == (o.dev(), o.ino()))
+        });
         match Self::reopen(inner, &path) {
+            Ok(()) if rotated_by_us => {
+                debug!(path = %path.display(), "the deletion journal was rotated by another shuffle-janitor: following it");
+            }
             Ok(()) => {
                 let n = REOPENED.fetch_add(1, Ordering::Relaxed) + 1;
                 warn!(path = %path.display(), times = n,

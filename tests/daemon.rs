@@ -609,7 +609,9 @@ fn every_unit_the_daemon_deletes_is_in_the_journal_with_the_evidence_of_its_last
         &config(
             &env,
             &format!(
-                "max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\nstate_dir = {:?}",
+                // Watermarks out of reach: the machine's own disk use must not make pressure here.
+                "max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\nstate_dir = {:?}\n\
+                 [watermark]\nhigh = 0.9999\nlow = 0.9998",
                 state.display().to_string()
             ),
         ),
