@@ -1114,6 +1114,48 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_keeps_an_intent_only_while_nothing_closes_it_and_skips_broken_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Path::new("/data/blockmgr-x");
+        let a = vec!["0c/a.data".to_string(), "0d/a.index".to_string()];
+        let b = vec!["0e/b.data".to_string()];
+        let lines = [
+            intent_line("1.a.1", 1, s, &a),
+            deleted_line("1.a.1", 2, By::Daemon, &unit(a.clone()), 1, &a[..1]),
+            "{\"event\":\"intent\",\"id\":\"1.a.".to_string(), // cut by a full disk
+            intent_line("1.a.2", 3, s, &b),
+            store_line(
+                4,
+                By::Daemon,
+                &StoreRecord {
+                    root: Path::new("/data"),
+                    store: Path::new("/data/blockmgr-y"),
+                    dirs: 1,
+                    last_activity: 0,
+                    min_idle: Duration::ZERO,
+                },
+            ),
+        ];
+        std::fs::write(dir.path().join(FILE_NAME), lines.join("\n") + "\n").unwrap();
+        let asked = [
+            s.join(&a[0]),
+            s.join(&a[1]),
+            s.join(&b[0]),
+            PathBuf::from("/data/blockmgr-y/11/c.data"),
+            PathBuf::from("/data/blockmgr-x/0f/d.data"),
+        ];
+        let refs: Vec<&Path> = asked.iter().map(PathBuf::as_path).collect();
+        let l = lookup_many(dir.path(), &refs);
+        let events = |i: usize| -> Vec<&str> { l.found[i].iter().map(|f| f.line["event"].as_str().unwrap()).collect() };
+        assert_eq!(events(0), ["deleted"], "its intent closed");
+        assert!(events(1).is_empty(), "not removed (the unlink failed): not claimed");
+        assert_eq!(events(2), ["intent"], "started, never finished");
+        assert_eq!(events(3), ["store_removed"]);
+        assert!(events(4).is_empty());
+        assert_eq!((l.start, l.broken), (Some(1), 1));
+    }
+
+    #[test]
     fn the_two_files_stay_under_the_bound_and_the_newest_lines_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), 8192, By::Daemon).unwrap();
