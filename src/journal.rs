@@ -15,8 +15,11 @@
 //! Writing never holds a deletion back: lines are buffered (flushed with the next intent, at
 //! 64 KiB, and at the end of each sweep), never fsync'ed, and a line that cannot be written (a
 //! full disk) is dropped and counted ([`Journal::lost`], the metric
-//! `shuffle_janitor_journal_lines_lost_total`). The two files together stay under
-//! `journal_max_mib`: the current one is rotated when it passes half of it.
+//! `shuffle_janitor_journal_lines_lost_total`); a line a full disk cut short is followed by a
+//! fresh line, never glued to the next, and readers skip it and count it. The two files together
+//! stay under `journal_max_mib`: the current one is rotated when it passes half of it (so right
+//! after a rotation only half of it is history). A file moved away by something else (logrotate)
+//! is noticed before the next write and the path opened again.
 //!
 //! One journal per process, like the log: [`install`] sets it, the deletion paths ask
 //! [`current`] (the daemon and `sweep` install it; library users and tests that do not, write
