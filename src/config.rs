@@ -260,6 +260,16 @@ impl Protect {
     pub fn matches(&self, path: &Path) -> bool {
         !self.patterns.is_empty() && self.set.is_match(path)
     }
+
+    /// The first pattern (as the config gives it, cleaned) that matches `path` itself, for
+    /// `explain`.
+    pub fn matching(&self, path: &Path) -> Option<&str> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        let first = self.set.matches(path).into_iter().min()?;
+        self.patterns.get(first).map(String::as_str)
+    }
 }
 
 /// The kinds a configuration may name: every [`Kind`] but `other` (Spark names that are never

@@ -322,7 +322,7 @@ fn explain_text(a: &Value) -> String {
         out.push_str(&format!("  error: {}\n", s(e)));
         return out;
     }
-    if a["verdict"] == "deleted" {
+    if a["verdict"] == "deleted" || a["verdict"] == "deletion_started" {
         for l in a["journal"].as_array().into_iter().flatten() {
             match l["event"].as_str() {
                 Some("deleted") => {
@@ -353,6 +353,17 @@ fn explain_text(a: &Value) -> String {
                     s(&l["by"]),
                     serde_json::from_value::<crate::journal::Rule>(l["rule"].clone())
                         .map_or_else(|_| s(&l["rule"]), |r| r.text())
+                )),
+                Some("intent") => out.push_str(&format!(
+                    "  its deletion was started at {} (unit files: {}) and never recorded as finished: {}; it may \
+                     be partial\n",
+                    s(&l["time"]),
+                    s(&l["files"]),
+                    if l["writer_running"] == true {
+                        "the process doing it still runs"
+                    } else {
+                        "the process was killed between its unlinks (the daemon's next start marks it interrupted)"
+                    }
                 )),
                 Some("interrupted") => out.push_str(&format!(
                     "  deleted at {} by a deletion a crash interrupted (its unit's files left: {})\n",
@@ -394,6 +405,7 @@ fn explain_text(a: &Value) -> String {
     if let Some(t) = a.get("eligible_at") {
         out.push_str(&format!("  eligible for the TTL from {}\n", s(t)));
     }
+    out.push_str(&crate::daemon::explain::details_text(a));
     out
 }
 
@@ -402,12 +414,22 @@ fn offline(cfg: &crate::config::Config, paths: &[String]) -> Value {
     use crate::policy::{Nanos, nanos};
     use std::os::unix::fs::MetadataExt;
     let now = crate::sweep::now();
+    // The journal is read once for all the paths that are gone (it is tens of MiB).
+    let metas: Vec<Option<std::fs::Metadata>> = paths.iter().map(|p| std::fs::symlink_metadata(p).ok()).collect();
+    let gone: Vec<std::path::PathBuf> = paths
+        .iter()
+        .zip(&metas)
+        .filter(|(_, m)| m.is_none())
+        .map(|(p, _)| p.into())
+        .collect();
+    let mut gone = crate::daemon::explain::gone_many(cfg, &gone).into_iter();
     let answers: Vec<Value> = paths
         .iter()
-        .map(|p| {
+        .zip(metas)
+        .map(|(p, m)| {
             let path = Path::new(p);
-            let Ok(m) = std::fs::symlink_metadata(path) else {
-                return crate::daemon::explain::gone(cfg, path);
+            let Some(m) = m else {
+                return gone.next().unwrap_or_default();
             };
             let ns = |s: i64, n: i64| -> Nanos { s * 1_000_000_000 + n };
             let stat = crate::disk::FileStat {

@@ -15,8 +15,11 @@
 //! Writing never holds a deletion back: lines are buffered (flushed with the next intent, at
 //! 64 KiB, and at the end of each sweep), never fsync'ed, and a line that cannot be written (a
 //! full disk) is dropped and counted ([`Journal::lost`], the metric
-//! `shuffle_janitor_journal_lines_lost_total`). The two files together stay under
-//! `journal_max_mib`: the current one is rotated when it passes half of it.
+//! `shuffle_janitor_journal_lines_lost_total`); a line a full disk cut short is followed by a
+//! fresh line, never glued to the next, and readers skip it and count it. The two files together
+//! stay under `journal_max_mib`: the current one is rotated when it passes half of it (so right
+//! after a rotation only half of it is history). A file moved away by something else (logrotate)
+//! is noticed before the next write and the path opened again.
 //!
 //! One journal per process, like the log: [`install`] sets it, the deletion paths ask
 //! [`current`] (the daemon and `sweep` install it; library users and tests that do not, write
@@ -29,7 +32,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -368,9 +371,10 @@ fn writer_alive(id: &str) -> bool {
 }
 
 /// Both files' lines, oldest first, as a stream (a journal is tens of MiB). A line that is not
-/// UTF-8 (cut inside a character by a full disk) is skipped, not the end of the file: what
-/// follows it is still read.
-fn read_lines(dir: &Path) -> impl Iterator<Item = String> + use<> {
+/// UTF-8 (cut inside a character by a full disk) is given as `Err`, not the end of the file:
+/// what follows it is still read. Empty lines (a writer starting afresh after a cut line that
+/// happened to end whole) are left out.
+fn read_lines(dir: &Path) -> impl Iterator<Item = Result<String, ()>> + use<> {
     let dir = dir.to_owned();
     [OLD_NAME, FILE_NAME]
         .into_iter()
@@ -379,7 +383,8 @@ fn read_lines(dir: &Path) -> impl Iterator<Item = String> + use<> {
             io::BufReader::new(f)
                 .split(b'\n')
                 .map_while(Result::ok)
-                .filter_map(|l| String::from_utf8(l).ok())
+                .filter(|l| !l.is_empty())
+                .map(|l| String::from_utf8(l).map_err(drop))
         })
 }
 
@@ -393,36 +398,145 @@ pub struct Found {
 /// The journal's entries about `path` (a file of a deleted unit, or a removed store or a path
 /// inside one), oldest first; and when the journal begins (its first line's time).
 pub fn lookup(dir: &Path, path: &Path) -> (Vec<Found>, Option<Nanos>) {
-    let mut found = Vec::new();
+    let mut l = lookup_many(dir, &[path]);
+    (l.found.pop().unwrap_or_default(), l.start)
+}
+
+/// What the journal says of several paths, read in one pass.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// For each path asked, in order: its entries, oldest first. An `intent` is among them only
+    /// while no `deleted`, `kept` or `interrupted` line closes it: a deletion started and never
+    /// finished (the process was killed, or is still at it), so the file may be gone by it.
+    pub found: Vec<Vec<Found>>,
+    /// When the journal begins (its first readable line's time).
+    pub start: Option<Nanos>,
+    /// Lines that could not be read (cut by a full disk or a crash, then glued to nothing):
+    /// skipped, never half-read.
+    pub broken: u64,
+}
+
+/// The fields of a line a lookup needs to decide whether to read the rest.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    store: Option<String>,
+    #[serde(default)]
+    time_ns: Option<Nanos>,
+    /// An intent's files.
+    #[serde(default)]
+    files: Vec<String>,
+    /// A deleted unit's.
+    #[serde(default)]
+    unit: Option<HeadUnit>,
+    /// An interrupted unit's, gone.
+    #[serde(default)]
+    files_gone: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct HeadUnit {
+    #[serde(default)]
+    files: Vec<String>,
+}
+
+impl Head {
+    /// The paths asked about (their numbers, from `asked`) that this line, whose store is
+    /// `store` with `under` below it, is about.
+    fn hits(&self, store: &Path, under: &[usize], asked: &HashMap<&Path, Vec<usize>>) -> Vec<usize> {
+        let named = |files: &[String]| -> Vec<usize> {
+            files
+                .iter()
+                .filter_map(|f| asked.get(store.join(f).as_path()))
+                .flatten()
+                .copied()
+                .collect()
+        };
+        match self.event.as_str() {
+            "store_removed" => under.to_vec(),
+            "deleted" => self.unit.as_ref().map_or_else(Vec::new, |u| named(&u.files)),
+            "interrupted" => named(&self.files_gone),
+            "intent" => named(&self.files),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The journal's entries about each of `paths` (see [`Lookup`]), in one pass over the journal
+/// (a journal is tens of MiB, and `explain` may be asked about many paths): a line is read in
+/// full only when its store is one of the paths' directories, and only the lines about them
+/// are kept.
+pub fn lookup_many(dir: &Path, paths: &[&Path]) -> Lookup {
+    // Every directory above an asked path, to the paths below it: a line's store is one of them.
+    let mut below: HashMap<&Path, Vec<usize>> = HashMap::new();
+    let mut asked: HashMap<&Path, Vec<usize>> = HashMap::new();
+    for (i, p) in paths.iter().enumerate() {
+        asked.entry(p).or_default().push(i);
+        for a in p.ancestors().skip(1) {
+            below.entry(a).or_default().push(i);
+        }
+    }
+    // Entries in journal order: (path asked, the line); an intent closed later is taken out.
+    let mut entries: Vec<(usize, Option<Value>)> = Vec::new();
+    let mut open: HashMap<String, Vec<usize>> = HashMap::new();
     let mut start = None;
+    let mut broken = 0;
     for line in read_lines(dir) {
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        let Some((line, head)) = line
+            .ok()
+            .and_then(|l| serde_json::from_str::<Head>(&l).ok().map(|h| (l, h)))
+        else {
+            broken += 1;
             continue;
         };
         if start.is_none() {
-            start = v.get("time_ns").and_then(Value::as_i64);
+            start = head.time_ns;
         }
-        let Some(store) = v.get("store").and_then(Value::as_str).map(Path::new) else {
+        if let ("deleted" | "kept" | "interrupted", Some(id)) = (head.event.as_str(), head.id.as_deref())
+            && let Some(slots) = open.remove(id)
+        {
+            for e in slots {
+                entries[e].1 = None;
+            }
+        }
+        let Some(store) = head.store.as_deref().map(Path::new) else {
             continue;
         };
-        if !path.starts_with(store) {
+        let Some(under) = below.get(store) else {
+            continue;
+        };
+        let hits = head.hits(store, under, &asked);
+        if hits.is_empty() {
             continue;
         }
-        let hit = match v.get("event").and_then(Value::as_str) {
-            Some("store_removed") => true,
-            Some("deleted") => v["unit"]["files"]
-                .as_array()
-                .is_some_and(|fs| fs.iter().filter_map(Value::as_str).any(|f| store.join(f) == path)),
-            Some("interrupted") => v["files_gone"]
-                .as_array()
-                .is_some_and(|fs| fs.iter().filter_map(Value::as_str).any(|f| store.join(f) == path)),
-            _ => false,
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            broken += 1;
+            continue;
         };
-        if hit {
-            found.push(Found { line: v });
+        for i in hits {
+            if let ("intent", Some(id)) = (head.event.as_str(), head.id.as_deref()) {
+                open.entry(id.to_owned()).or_default().push(entries.len());
+            }
+            entries.push((i, Some(v.clone())));
         }
     }
-    (found, start)
+    let mut found: Vec<Vec<Found>> = vec![Vec::new(); paths.len()];
+    for (i, line) in entries {
+        if let Some(line) = line {
+            found[i].push(Found { line });
+        }
+    }
+    Lookup { found, start, broken }
+}
+
+/// Whether the process that wrote intent `id` still runs (a `sweep` at it now): else it was
+/// killed before it finished the unit.
+pub fn intent_writer_alive(id: &str) -> bool {
+    writer_alive(id) || id.split('.').next() == Some(&std::process::id().to_string())
 }
 
 struct Inner {
@@ -433,6 +547,12 @@ struct Inner {
     /// Lines in `buf`.
     buf_lines: u64,
     next: u64,
+    /// The file may end inside a line (a write cut short by a full disk, here or by another
+    /// process): the next write starts with a newline, so that its first line is not glued to
+    /// the cut one and lost with it.
+    torn: bool,
+    /// When the file held was last checked to be still the one at the path ([`Journal::follow`]).
+    followed: Option<Instant>,
 }
 
 /// The journal of one `state_dir`, shared by a process's sweep threads.
@@ -456,6 +576,18 @@ impl std::fmt::Debug for Journal {
 static CURRENT: RwLock<Option<Arc<Journal>>> = RwLock::new(None);
 /// Lines lost by every journal of the process (one reopened after a reload starts from 0).
 static LOST: AtomicU64 = AtomicU64::new(0);
+/// Times the file was found moved, removed or replaced by another process and opened again.
+static REOPENED: AtomicU64 = AtomicU64::new(0);
+
+/// Times this process found its journal file moved away (logrotate, an operator) and opened
+/// the one at the path again.
+pub fn reopened() -> u64 {
+    REOPENED.load(Ordering::Relaxed)
+}
+
+/// How often a write checks that the file held is still the one at the path (two stats): a
+/// unit's intent is written alone, and thousands of units a second need not pay for them each.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Lines that could not be written by this process, for the metric.
 pub fn lines_lost() -> u64 {
@@ -481,7 +613,9 @@ pub fn current() -> Option<Arc<Journal>> {
 fn open_file(path: &Path) -> io::Result<File> {
     let flags =
         (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC).bits() as i32;
+    // Readable too: its last byte says whether it ends inside a line ([`ends_torn`]).
     let (f, created) = match OpenOptions::new()
+        .read(true)
         .append(true)
         .create_new(true)
         .mode(0o640)
@@ -489,9 +623,14 @@ fn open_file(path: &Path) -> io::Result<File> {
         .open(path)
     {
         Ok(f) => (f, true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            (OpenOptions::new().append(true).custom_flags(flags).open(path)?, false)
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .custom_flags(flags)
+                .open(path)?,
+            false,
+        ),
         Err(e) => return Err(e),
     };
     let meta = f.metadata()?;
@@ -511,11 +650,34 @@ fn open_file(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// Whether `f`, `size` bytes long, ends inside a line (its last byte is not a newline).
+fn ends_torn(f: &File, size: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut last = [b'\n'];
+    size > 0 && f.read_exact_at(&mut last, size - 1).is_ok() && last[0] != b'\n'
+}
+
+/// Writes `buf` to `f` with as few `write(2)`s as it takes; on an error, also how many bytes
+/// went out before it (a full disk cuts a write short, then refuses the rest).
+fn write_counted(f: &mut File, buf: &[u8]) -> Result<(), (usize, io::Error)> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.write(&buf[done..]) {
+            Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Opens (creates) the journal in `dir`, bounded to `max_bytes` over its two files.
     pub fn open(dir: &Path, max_bytes: u64, by: By) -> io::Result<Journal> {
         let file = open_file(&dir.join(FILE_NAME))?;
         let size = file.metadata()?.len();
+        let torn = ends_torn(&file, size);
         Ok(Journal {
             dir: dir.to_owned(),
             max_bytes,
@@ -527,6 +689,8 @@ impl Journal {
                 buf: Vec::with_capacity(FLUSH_AT),
                 buf_lines: 0,
                 next: 0,
+                torn,
+                followed: Some(Instant::now()),
             }),
             lost: AtomicU64::new(0),
         })
@@ -597,7 +761,53 @@ impl Journal {
     /// Writes out what is buffered (at the end of a sweep).
     pub fn flush(&self) {
         let mut inner = self.lock();
+        inner.followed = None;
         self.write_out(&mut inner);
+    }
+
+    /// Opens the file at the path again when the one held is no longer there: moved away
+    /// (logrotate, an operator: twice, and the daemon would append to a file nobody finds),
+    /// removed, or replaced. The same hardening as at the start ([`open_file`]): no symlink,
+    /// FIFO or hard link. A file cut short in place (logrotate's `copytruncate`) is measured
+    /// again. At most once a [`FOLLOW_EVERY`], but at every [`Journal::flush`].
+    fn follow(&self, inner: &mut Inner) {
+        if inner.followed.is_some_and(|t| t.elapsed() < FOLLOW_EVERY) {
+            return;
+        }
+        inner.followed = Some(Instant::now());
+        let path = self.path();
+        let ours = inner.file.as_ref().and_then(|f| f.metadata().ok());
+        let there = std::fs::symlink_metadata(&path).ok();
+        if let (Some(o), Some(t)) = (&ours, &there)
+            && (o.dev(), o.ino()) == (t.dev(), t.ino())
+        {
+            if o.len() < inner.size {
+                inner.size = o.len();
+                inner.torn = inner.file.as_ref().is_some_and(|f| ends_torn(f, o.len()));
+            }
+            return;
+        }
+        let had = ours.is_some();
+        // A `sweep` next to the daemon rotates the same journal: the file held is then the
+        // previous one, as it should be. Only a move by something else is worth a warning.
+        let rotated_by_us = ours.as_ref().is_some_and(|o| {
+            std::fs::symlink_metadata(self.dir.join(OLD_NAME)).is_ok_and(|m| (m.dev(), m.ino()) == (o.dev(), o.ino()))
+        });
+        match Self::reopen(inner, &path) {
+            Ok(()) if rotated_by_us => {
+                debug!(path = %path.display(), "the deletion journal was rotated by another shuffle-janitor: following it");
+            }
+            Ok(()) => {
+                let n = REOPENED.fetch_add(1, Ordering::Relaxed) + 1;
+                warn!(path = %path.display(), times = n,
+                      "the deletion journal was moved away, removed or replaced by another process (logrotate?): \
+                       writing to the file at its path again (rotation is built in: see journal_max_mib)");
+            }
+            Err(e) if had => warn!(path = %path.display(), error = %e,
+                "the deletion journal was moved away, removed or replaced, and cannot be opened again: lines are \
+                 counted lost until it can"),
+            Err(e) => debug!(path = %path.display(), error = %e, "the deletion journal still cannot be opened"),
+        }
     }
 
     /// Writes the buffer with one `write(2)` (rotating first when the file is past its half of
@@ -607,19 +817,39 @@ impl Journal {
         if inner.buf.is_empty() {
             return;
         }
+        self.follow(inner);
         if inner.size.saturating_add(inner.buf.len() as u64) > self.max_bytes / 2 {
             self.rotate(inner);
         }
+        // After a cut line, start on a fresh one (the reader skips the cut line alone).
+        let fresh = usize::from(inner.torn);
+        if inner.torn {
+            inner.buf.insert(0, b'\n');
+        }
         let result = match inner.file.as_mut() {
-            Some(f) => f.write_all(&inner.buf),
-            None => Err(io::Error::other(
-                "the journal file could not be opened again after a rotation",
+            Some(f) => write_counted(f, &inner.buf),
+            None => Err((
+                0,
+                io::Error::other("the journal file could not be opened again after a rotation"),
             )),
         };
+        let written = match &result {
+            Ok(()) => inner.buf.len(),
+            Err((n, _)) => *n,
+        };
+        inner.size = inner.size.saturating_add(written as u64);
+        if written > 0 {
+            inner.torn = inner.buf[written - 1] != b'\n';
+        }
         match result {
-            Ok(()) => inner.size = inner.size.saturating_add(inner.buf.len() as u64),
-            Err(e) => {
-                let n = inner.buf_lines;
+            Ok(()) => {}
+            Err((_, e)) => {
+                // The lines that went out whole are in the file; the rest (the cut one too) are lost.
+                let whole = inner.buf[fresh.min(written)..written]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count() as u64;
+                let n = inner.buf_lines.saturating_sub(whole);
                 LOST.fetch_add(n, Ordering::Relaxed);
                 if self.lost.fetch_add(n, Ordering::Relaxed) == 0 {
                     warn!(path = %self.path().display(), error = %e, lines = n,
@@ -651,15 +881,25 @@ impl Journal {
         {
             debug!(path = %path.display(), error = %e, "cannot rotate the deletion journal");
         }
-        match open_file(&path) {
+        if let Err(e) = Self::reopen(inner, &path) {
+            debug!(path = %path.display(), error = %e, "cannot open the deletion journal after rotating it");
+        }
+    }
+
+    /// Opens the file at `path` in place of the one held (with [`open_file`]'s hardening).
+    fn reopen(inner: &mut Inner, path: &Path) -> io::Result<()> {
+        match open_file(path) {
             Ok(f) => {
                 inner.size = f.metadata().map_or(0, |m| m.len());
+                inner.torn = ends_torn(&f, inner.size);
                 inner.file = Some(f);
+                Ok(())
             }
             Err(e) => {
-                debug!(path = %path.display(), error = %e, "cannot open the deletion journal after rotating it");
                 inner.file = None;
                 inner.size = 0;
+                inner.torn = false;
+                Err(e)
             }
         }
     }
@@ -669,7 +909,7 @@ impl Journal {
     /// gone and which are left, and returns them.
     pub fn recover(&self) -> Vec<Interrupted> {
         let mut out = Vec::new();
-        for intent in unmatched_intents(read_lines(&self.dir)) {
+        for intent in unmatched_intents(read_lines(&self.dir).filter_map(Result::ok)) {
             if writer_alive(&intent.id) {
                 continue;
             }
@@ -877,6 +1117,48 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_keeps_an_intent_only_while_nothing_closes_it_and_skips_broken_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Path::new("/data/blockmgr-x");
+        let a = vec!["0c/a.data".to_string(), "0d/a.index".to_string()];
+        let b = vec!["0e/b.data".to_string()];
+        let lines = [
+            intent_line("1.a.1", 1, s, &a),
+            deleted_line("1.a.1", 2, By::Daemon, &unit(a.clone()), 1, &a[..1]),
+            "{\"event\":\"intent\",\"id\":\"1.a.".to_string(), // cut by a full disk
+            intent_line("1.a.2", 3, s, &b),
+            store_line(
+                4,
+                By::Daemon,
+                &StoreRecord {
+                    root: Path::new("/data"),
+                    store: Path::new("/data/blockmgr-y"),
+                    dirs: 1,
+                    last_activity: 0,
+                    min_idle: Duration::ZERO,
+                },
+            ),
+        ];
+        std::fs::write(dir.path().join(FILE_NAME), lines.join("\n") + "\n").unwrap();
+        let asked = [
+            s.join(&a[0]),
+            s.join(&a[1]),
+            s.join(&b[0]),
+            PathBuf::from("/data/blockmgr-y/11/c.data"),
+            PathBuf::from("/data/blockmgr-x/0f/d.data"),
+        ];
+        let refs: Vec<&Path> = asked.iter().map(PathBuf::as_path).collect();
+        let l = lookup_many(dir.path(), &refs);
+        let events = |i: usize| -> Vec<&str> { l.found[i].iter().map(|f| f.line["event"].as_str().unwrap()).collect() };
+        assert_eq!(events(0), ["deleted"], "its intent closed");
+        assert!(events(1).is_empty(), "not removed (the unlink failed): not claimed");
+        assert_eq!(events(2), ["intent"], "started, never finished");
+        assert_eq!(events(3), ["store_removed"]);
+        assert!(events(4).is_empty());
+        assert_eq!((l.start, l.broken), (Some(1), 1));
+    }
+
+    #[test]
     fn the_two_files_stay_under_the_bound_and_the_newest_lines_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), 8192, By::Daemon).unwrap();
@@ -894,7 +1176,7 @@ mod tests {
             size(OLD_NAME)
         );
         assert!(size(OLD_NAME) > 0, "rotated");
-        let lines: Vec<String> = read_lines(dir.path()).collect();
+        let lines: Vec<String> = read_lines(dir.path()).filter_map(Result::ok).collect();
         assert!(lines.last().unwrap().contains(".200\""), "{:?}", lines.last());
         assert!(unmatched_intents(lines.iter().map(String::as_str)).is_empty());
         assert_eq!(j.lost(), 0);
@@ -959,7 +1241,7 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
         assert_eq!(
             read_lines(dir.path()).collect::<Vec<_>>(),
-            vec!["{\"event\":\"deleted\"}".to_string()]
+            vec![Err(()), Ok("{\"event\":\"deleted\"}".to_string())]
         );
     }
 
@@ -972,6 +1254,9 @@ mod tests {
         let j = Journal::open(dir.path(), 1 << 20, By::Daemon).unwrap();
         // The disk is full: every write fails with ENOSPC.
         j.lock().file = Some(OpenOptions::new().append(true).open("/dev/full").unwrap());
+        // (And what is at the path cannot be opened in its place.)
+        std::fs::remove_file(j.path()).unwrap();
+        std::os::unix::fs::symlink("/dev/full", j.path()).unwrap();
         let files = vec!["0c/x.data".to_string()];
         let id = j.intent(Path::new("/s"), &files);
         j.deleted(&id, &unit(files.clone()), 1, &files);

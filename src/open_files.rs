@@ -155,6 +155,37 @@ impl OpenFiles {
     }
 }
 
+/// The processes (PID and command, `/proc/PID/comm`) that hold one of `files` (device, inode)
+/// open or mapped, read from `proc` now; for `explain` (a sweep's scan keeps no PIDs). A process
+/// that cannot be read is left out, as the sweep's scan counts it.
+pub fn holders(proc: &Path, files: &[(u64, u64)]) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(pids) = pids(proc) else { return out };
+    for pid in pids {
+        let fd_hit = std::fs::read_dir(pid.join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                matches!(crate::fsx::stat_proc_link(&fd.path()),
+                     Ok((rustix::fs::FileType::RegularFile, dev, ino)) if files.contains(&(dev, ino)))
+            });
+        let hit = fd_hit
+            || std::fs::read_to_string(pid.join("maps")).is_ok_and(|maps| {
+                maps.lines()
+                    .filter_map(parse_mapping)
+                    .any(|m| files.contains(&(m.dev, m.ino)))
+            });
+        if hit {
+            let number = pid.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok());
+            let comm = std::fs::read_to_string(pid.join("comm")).unwrap_or_default();
+            out.push((number.unwrap_or(0), comm.trim_end().to_owned()));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Whether `path` (as `/proc` shows a deleted file: `PATH (deleted)`) is a deleted Spark block
 /// file below one of `roots`.
 fn deleted_spark_file<'a>(target: &'a str, roots: &[std::path::PathBuf]) -> Option<&'a Path> {

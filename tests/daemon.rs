@@ -658,7 +658,9 @@ fn every_unit_the_daemon_deletes_is_in_the_journal_with_the_evidence_of_its_last
         &config(
             &env,
             &format!(
-                "max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\nstate_dir = {:?}",
+                // Watermarks out of reach: the machine's own disk use must not make pressure here.
+                "max_age = \"6s\"\nmin_age = \"1s\"\ninterval = \"1s\"\nage_basis = [\"mtime\"]\nstate_dir = {:?}\n\
+                 [watermark]\nhigh = 0.9999\nlow = 0.9998",
                 state.display().to_string()
             ),
         ),
@@ -758,6 +760,172 @@ fn a_deletion_cut_by_a_crash_is_marked_interrupted_at_the_next_start() {
         left.exists(),
         "what is left is judged by the rules, not removed for being left"
     );
+}
+
+#[test]
+fn explain_reports_a_deletion_started_and_cut_and_then_its_recovery() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    // No daemon yet (a config without a metrics port to fill in): the journal alone answers.
+    let cfg = env.config("");
+    let state = env.dir.path().join("state");
+    let store = env.root().canonicalize().unwrap().join(BM);
+    // What a sweep killed between the unlinks of a unit leaves: its intent, the data file gone,
+    // the index left (young: no sweep takes it, so only the journal speaks of the unit).
+    let left = env.file(&format!("{BM}/30/shuffle_5_0_0.index"), 16, Duration::ZERO);
+    let gone = store.join("0c/shuffle_5_0_0.data");
+    let intent = serde_json::json!({
+        "event": "intent", "id": "0.a.1", "time_ns": 1_700_000_000_000_000_000i64,
+        "time": "2023-11-14T22:13:20.000000000Z",
+        "store": store, "files": ["0c/shuffle_5_0_0.data", "30/shuffle_5_0_0.index"],
+    });
+    std::fs::write(state.join("deletions.jsonl"), format!("{intent}\n")).unwrap();
+    let (_, v) = ask_json(&env, &cfg, &["explain", gone.to_str().unwrap()]);
+    let a = &v["answers"][0];
+    assert_eq!(a["verdict"], "deletion_started", "{v}");
+    assert_eq!(a["journal"][0]["event"], "intent", "{v}");
+    assert_eq!(a["journal"][0]["writer_running"], false, "{v}");
+    assert!(a["why"].as_str().unwrap().contains("2023-11-14T22:13:20"), "{v}");
+    let out = env.run(&["explain", "--config", cfg.to_str().unwrap(), gone.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("its deletion was started at 2023-11-14T22:13:20") && text.contains("may be partial"),
+        "{text}"
+    );
+    assert!(!text.contains("not deleted by shuffle-janitor"), "{text}");
+    // The daemon's start marks it interrupted; explain then says what the recovery found.
+    let (cfg, _) = config_with_socket(&env, "");
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    let (ok, v) = ask_json(&env, &cfg, &["explain", gone.to_str().unwrap()]);
+    assert!(ok, "{v}");
+    let a = &v["answers"][0];
+    assert_eq!(a["verdict"], "deleted", "{v}");
+    let events: Vec<&str> = a["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["interrupted"],
+        "the intent is closed by the recovery's line: {v}"
+    );
+    assert_eq!(
+        a["journal"][0]["files_left"],
+        serde_json::json!(["30/shuffle_5_0_0.index"])
+    );
+    assert!(left.exists());
+}
+
+#[test]
+fn the_journal_moved_away_by_another_process_is_written_at_its_path_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let (cfg, state) = config_with_socket(&env, "max_age = \"2s\"\nmin_age = \"1s\"\ninterval = \"1s\"");
+    let first = env.file(&format!("{BM}/0c/shuffle_9_0_0.data"), 100, 8 * HOUR);
+    let d = Daemon::start(&env, &cfg);
+    d.wait_for("the first unit's deletion", Duration::from_secs(10), || !first.exists());
+    let journal = state.join("deletions.jsonl");
+    let deleted_in = |p: &Path, stem: &str| {
+        std::fs::read_to_string(p).unwrap_or_default().lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["event"] == "deleted" && v["unit"]["stem"] == stem)
+        })
+    };
+    d.wait_for("the first unit in the journal", Duration::from_secs(5), || {
+        deleted_in(&journal, "shuffle_9_0_0")
+    });
+    // Moved away twice (as logrotate without copytruncate does, or an operator): each time the
+    // next deletions go to a file at the journal's path, not to the one moved.
+    for (n, stem) in [(1, "shuffle_9_1_0"), (2, "shuffle_9_2_0")] {
+        let moved = state.join(format!("deletions.jsonl.moved{n}"));
+        std::fs::rename(&journal, &moved).unwrap();
+        let p = env.file(&format!("{BM}/0d/{stem}.data"), 100, 8 * HOUR);
+        d.wait_for("the unit's deletion", Duration::from_secs(15), || !p.exists());
+        d.wait_for("its line at the journal's path", Duration::from_secs(5), || {
+            deleted_in(&journal, stem)
+        });
+        assert!(!deleted_in(&moved, stem), "not in the file moved away");
+    }
+    assert!(d.log_text().contains("moved away"), "{}", d.log_text());
+}
+
+#[test]
+fn explain_names_the_process_holding_a_unit_the_pattern_protecting_it_and_its_rank_under_pressure() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let held = env.file(&format!("{BM}/0f/shuffle_8_3_0.data"), 3000, 8 * HOUR);
+    let protected = env.file(&format!("{BM}/10/shuffle_8_4_0.data"), 3000, 8 * HOUR);
+    // Pressure's pool: used within max_age, past min_age; the least recently used goes first.
+    let pool = [
+        env.file(&format!("{BM}/20/shuffle_8_5_0.data"), 3000, 3 * HOUR),
+        env.file(&format!("{BM}/21/shuffle_8_6_0.data"), 3000, HOUR),
+        env.file(&format!("{BM}/22/shuffle_8_7_0.data"), 3000, 2 * HOUR),
+    ];
+    // And in another store, used last: in the pool too (a sweep without pressure passes over a
+    // store with nothing past max_age; the ranks must not).
+    env.file(
+        "blockmgr-0d7f0b8e-5a4e-4f4e-9d55-8c2f7c6b1a90/23/shuffle_8_8_0.data",
+        3000,
+        30 * MIN,
+    );
+    let _open = std::fs::File::open(&held).unwrap();
+    let pattern = format!("{}/*/10/**", env.root().canonicalize().unwrap().display());
+    // Watermarks out of reach: the machine's own disk use must not make pressure here.
+    let (cfg, _) = config_with_socket(
+        &env,
+        &format!("protect = [{pattern:?}]\n[watermark]\nhigh = 0.9999\nlow = 0.9998"),
+    );
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    let mut args = vec!["explain"];
+    let strs: Vec<String> = [&held, &protected, &pool[0], &pool[1], &pool[2]]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    args.extend(strs.iter().map(String::as_str));
+    let (ok, v) = ask_json(&env, &cfg, &args);
+    assert!(ok, "{v}");
+    let a = |i: usize| &v["answers"][i];
+    assert_eq!(a(0)["reason"], "open", "{v}");
+    let me = std::process::id();
+    let by = a(0)["open_by"].as_array().unwrap_or_else(|| panic!("{v}"));
+    let mine = by
+        .iter()
+        .find(|p| p["pid"] == me)
+        .unwrap_or_else(|| panic!("PID {me} in {v}"));
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert_eq!(mine["command"], comm.trim_end());
+    assert_eq!(a(1)["reason"], "protected", "{v}");
+    assert_eq!(a(1)["protect_pattern"], pattern.as_str(), "{v}");
+    let ranks: Vec<(u64, u64)> = (2..5)
+        .map(|i| {
+            let r = &a(i)["pressure_rank"];
+            (
+                r["rank"].as_u64().unwrap_or_else(|| panic!("{v}")),
+                r["of"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ranks, [(1, 4), (3, 4), (2, 4)], "{v}");
+    // The text says the same.
+    let out = env.run(&[
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        &strs[0],
+        &strs[1],
+        &strs[2],
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("open by: PID {me} (")), "{text}");
+    assert!(
+        text.contains(&format!("protected by the pattern {pattern:?}")),
+        "{text}"
+    );
+    assert!(text.contains("under pressure: taken 1 of 4"), "{text}");
 }
 
 /// `shuffle-janitor ARGS --config CONFIG --format json`, parsed; and whether it exited 0.
@@ -912,7 +1080,15 @@ fn explain_answers_from_the_journal_for_a_deleted_file_and_with_the_daemons_reas
     // Held open by this test for as long as it runs: the daemon's /proc scan finds it.
     let _open = std::fs::File::open(&held).unwrap();
     let protect = env.root().canonicalize().unwrap().join(format!("{BM}/10"));
-    let (cfg, _) = config_with_socket(&env, &format!("protect = [{:?}]", protect.display().to_string()));
+    // Watermarks out of reach: the machine's own disk use (this test's /tmp) must not make
+    // pressure take the recent unit.
+    let (cfg, _) = config_with_socket(
+        &env,
+        &format!(
+            "protect = [{:?}]\n[watermark]\nhigh = 0.9999\nlow = 0.9998",
+            protect.display().to_string()
+        ),
+    );
     let d = Daemon::start(&env, &cfg);
     d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
     assert!(!old.exists(), "{}", d.log_text());

@@ -579,7 +579,11 @@ fn sweep_writes_what_it_deletes_to_the_journal_in_state_dir_and_a_dry_run_writes
     let t = tree(&env);
     let state = env.dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let config = env.config(&format!("state_dir = {:?}", state.display().to_string()));
+    // Watermarks out of reach: the machine's own disk use must not make pressure here.
+    let config = env.config(&format!(
+        "state_dir = {:?}\n[watermark]\nhigh = 0.9999\nlow = 0.9998",
+        state.display().to_string()
+    ));
     let journal = state.join("deletions.jsonl");
     let out = env.run(&["sweep", "--dry-run", "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -618,4 +622,140 @@ fn sweep_writes_what_it_deletes_to_the_journal_in_state_dir_and_a_dry_run_writes
         "the in-progress file's mtime, 8 h ago, is the newest"
     );
     assert_eq!(lines.iter().filter(|l| l["event"] == "intent").count(), 2);
+}
+
+#[test]
+fn a_journal_line_cut_by_a_full_disk_hides_no_line_written_after_it() {
+    let env = TestEnv::new();
+    // state_dir on a small filesystem of its own, filled up below.
+    let state = env.dir.path().join("state");
+    let Some(_mount) = Mounted::tmpfs(&state, "size=256k") else {
+        eprintln!("SKIPPED a_journal_line_cut_by_a_full_disk: root needed to mount a tmpfs");
+        return;
+    };
+    let config = env.config("");
+    let journal = state.join("deletions.jsonl");
+    // A journal whose last page has 60 bytes left: the next line fits in part only.
+    let head = r#"{"event":"kept","id":"0.0.0","time_ns":1,"pad":""#;
+    let line = format!("{head}{}\"}}\n", "x".repeat(4096 - 60 - head.len() - 3));
+    std::fs::write(&journal, &line).unwrap();
+    let filler = state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let first = [
+        env.file(&format!("{BM}/04/shuffle_3_0_0.data"), 3000, 8 * HOUR),
+        env.file(&format!("{BM}/08/shuffle_3_0_0.index"), 72, 8 * HOUR),
+    ];
+    env.run(&["sweep", "--config", config.to_str().unwrap()]);
+    assert!(
+        first.iter().all(|p| !p.exists()),
+        "a full disk never holds a deletion back"
+    );
+    let bytes = std::fs::read(&journal).unwrap();
+    assert_eq!(bytes.len(), 4096, "the intent was cut at the end of the page");
+    assert_ne!(bytes.last(), Some(&b'\n'));
+    // Space again; a later sweep's lines must all be readable.
+    std::fs::remove_file(&filler).unwrap();
+    let second = env.file(&format!("{BM}/05/shuffle_3_1_0.data"), 3000, 8 * HOUR);
+    let out = env.run(&["sweep", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!second.exists());
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let read: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let of_second: Vec<&str> = read
+        .iter()
+        .filter(|l| l.to_string().contains("shuffle_3_1_0"))
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        of_second,
+        ["intent", "deleted"],
+        "{}",
+        &text[text.len().saturating_sub(1200)..]
+    );
+    // explain reads past the cut line, and says it skipped one.
+    let canon = |p: &PathBuf| p.parent().unwrap().canonicalize().unwrap().join(p.file_name().unwrap());
+    let out = env.run(&[
+        "explain",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        canon(&second).to_str().unwrap(),
+        first[0].to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["answers"][0]["verdict"], "deleted", "{v}");
+    // The first unit's lines were lost to the full disk: not claimed, and the cut line counted.
+    assert_eq!(v["answers"][1]["verdict"], "not_deleted", "{v}");
+    assert_eq!(v["answers"][1]["journal_broken_lines"], 1, "{v}");
+}
+
+#[test]
+fn explain_reads_a_big_journal_once_for_many_paths() {
+    let env = TestEnv::new();
+    let config = env.config("");
+    let state = env.dir.path().join("state");
+    let store = env.root().canonicalize().unwrap().join(BM);
+    // A journal of 64,000 units (128,000 lines, about 50 MB), none of them the paths asked
+    // about but the last.
+    let mut text = String::with_capacity(44 << 20);
+    for n in 0..64_000u32 {
+        let files = format!(
+            r#"["{:02x}/shuffle_1_{n}_0.data","{:02x}/shuffle_1_{n}_0.index"]"#,
+            n % 64,
+            (n + 7) % 64
+        );
+        text += &format!(
+            r#"{{"event":"intent","id":"1.a.{n}","time_ns":{n},"time":"1970-01-01T00:00:00Z","store":"{}","files":{files}}}"#,
+            store.display()
+        );
+        text.push('\n');
+        text += &format!(
+            r#"{{"event":"deleted","id":"1.a.{n}","time_ns":{n},"time":"1970-01-01T00:00:00Z","by":"daemon","trigger":"ttl","root":"{}","store":"{}","unit":{{"stem":"shuffle_1_{n}_0","kind":"shuffle","files":{files}}},"partial":false,"files_kept":[],"bytes_freed":8192,"last_use_ns":0,"last_use":"1970-01-01T00:00:00Z","evidence":"mtime","age_seconds":86400,"rule":{{"name":"ttl","max_age_seconds":21600}}}}"#,
+            env.root().canonicalize().unwrap().display(),
+            store.display()
+        );
+        text.push('\n');
+    }
+    std::fs::write(state.join("deletions.jsonl"), &text).unwrap();
+    drop(text);
+    // 200 paths: read once per path, that is 10 GB of JSON (minutes); once for all, seconds.
+    let mut args: Vec<String> = ["explain", "--format", "json", "--config", config.to_str().unwrap()]
+        .map(String::from)
+        .to_vec();
+    args.extend((0..199).map(|n| store.join(format!("3f/shuffle_2_{n}_0.data")).display().to_string()));
+    args.push(store.join("3f/shuffle_1_63999_0.data").display().to_string());
+    let t = std::time::Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("explain of 200 paths over a 50 MB journal still ran after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answers = v["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 200);
+    assert!(
+        answers[..199].iter().all(|a| a["verdict"] == "not_deleted"),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(answers[199]["verdict"], "deleted", "{}", answers[199]);
+    assert_eq!(
+        answers[199]["journal"].as_array().unwrap().len(),
+        1,
+        "its intent is closed by its deleted line"
+    );
 }

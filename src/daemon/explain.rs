@@ -105,6 +105,8 @@ fn locate(present: &[IndexedRoot], path: &Path) -> Result<(u32, PathBuf, Vec<u8>
 /// verdict on its unit now.
 pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, paths: &[String]) -> Value {
     let mut answers: Vec<Value> = Vec::new();
+    // (answer slot, path) of the paths that are gone: the journal is read once for them all.
+    let mut gone_at: Vec<(usize, PathBuf)> = Vec::new();
     let mut wanted = Vec::new();
     // (answer slot, root number, store, stem)
     let mut asked: Vec<(usize, u32, PathBuf, Vec<u8>)> = Vec::new();
@@ -115,7 +117,8 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             continue;
         }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            answers.push(gone(cfg, &path));
+            gone_at.push((answers.len(), path));
+            answers.push(Value::Null);
             continue;
         };
         // The directory resolved (roots are canonical), the name itself not: a symlink is
@@ -152,6 +155,12 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
         }
         answers.push(answer);
     }
+    if !gone_at.is_empty() {
+        let paths: Vec<PathBuf> = gone_at.iter().map(|(_, p)| p.clone()).collect();
+        for ((slot, _), a) in gone_at.iter().zip(gone_many(cfg, &paths)) {
+            answers[*slot] = a;
+        }
+    }
     if !asked.is_empty() {
         let probe = Probe::new(wanted);
         let report = dry_sweep(cfg, present, index, Some(&probe));
@@ -168,9 +177,81 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             let probed = found.iter().find(|p| p.root == n && p.rel == store && p.stem == stem);
             let goes = report.candidates.iter().find(|c| c.path == path);
             verdict(cfg, report.now, probed, goes.map(|c| c.reason), last_open, answer);
+            if let Some(root) = present.iter().find(|(m, _)| *m == n).map(|(_, r)| r) {
+                let files: Vec<PathBuf> = probed
+                    .map(|p| p.files.iter().map(|f| store.join(f)).collect())
+                    .unwrap_or_default();
+                details(cfg, root, &files, probed.and_then(|p| p.pressure_rank), answer);
+            }
         }
     }
     json!({ "answers": answers })
+}
+
+/// Adds to a kept unit's answer what its reason rests on: who holds it open (`open`), which
+/// pattern protects it (`protected`), and its place in pressure's order when it is in the pool.
+/// `files`: the unit's files, relative to the root.
+fn details(cfg: &Config, root: &crate::sweep::Root, files: &[PathBuf], rank: Option<(u64, u64)>, answer: &mut Value) {
+    if let Some((rank, of)) = rank {
+        answer["pressure_rank"] = json!({"rank": rank, "of": of});
+    }
+    match answer["reason"].as_str() {
+        Some("open") => {
+            // The sweep's scan keeps (device, inode) pairs only: /proc is read again, now.
+            let keys: Vec<(u64, u64)> = files
+                .iter()
+                .filter_map(|f| std::fs::symlink_metadata(root.path.join(f)).ok())
+                .map(|m| (m.dev(), m.ino()))
+                .collect();
+            let by = crate::open_files::holders(Path::new("/proc"), &keys);
+            answer["open_by"] = json!(
+                by.iter()
+                    .map(|(pid, comm)| json!({"pid": pid, "command": comm}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Some("protected") => {
+            // As the sweep matches: the file and every directory above it, under each of the
+            // root's names (its canonical path, and the path as configured).
+            let pattern = root.names().find_map(|name| {
+                files
+                    .iter()
+                    .find_map(|f| name.join(f).ancestors().find_map(|a| cfg.protect.matching(a)))
+            });
+            answer["protect_pattern"] = json!(pattern);
+        }
+        _ => {}
+    }
+}
+
+/// The lines of [`details`], for people.
+pub fn details_text(a: &Value) -> String {
+    let mut out = String::new();
+    if let Some(by) = a["open_by"].as_array() {
+        let named: Vec<String> = by
+            .iter()
+            .map(|p| format!("PID {} ({})", p["pid"], p["command"].as_str().unwrap_or("?")))
+            .collect();
+        out.push_str(&if named.is_empty() {
+            "  open by: no process now (closed since the sweep looked, or one /proc does not let us read)\n".to_owned()
+        } else {
+            format!("  open by: {}\n", named.join(", "))
+        });
+    }
+    if let Some(p) = a.get("protect_pattern") {
+        out.push_str(&format!(
+            "  protected by the pattern {}\n",
+            p.as_str()
+                .map_or_else(|| "(none found now)".to_owned(), |p| format!("{p:?}"))
+        ));
+    }
+    if let Some(r) = a.get("pressure_rank") {
+        out.push_str(&format!(
+            "  under pressure: taken {} of {} on its filesystem (least recently used first)\n",
+            r["rank"], r["of"]
+        ));
+    }
+    out
 }
 
 /// Fills `answer` with the verdict the sweep gave the unit.
@@ -310,23 +391,66 @@ fn verdict(
     }
 }
 
-/// A path that is not there: what the journal says of it.
-pub fn gone(cfg: &Config, path: &Path) -> Value {
-    // The journal names canonical paths: resolve what is left of this one (a symlinked root).
-    let path = &canonical_prefix(path);
+/// Paths that are not there: what the journal says of each, read once for all of them.
+pub fn gone_many(cfg: &Config, paths: &[PathBuf]) -> Vec<Value> {
+    // The journal names canonical paths: resolve what is left of each (a symlinked root).
+    let paths: Vec<PathBuf> = paths.iter().map(|p| canonical_prefix(p)).collect();
     let Some(dir) = cfg.state_dir.as_deref().filter(|_| cfg.journal_max_bytes > 0) else {
-        return json!({"path": lossy(path), "exists": false, "verdict": "unknown",
-                      "why": "not there, and no deletion journal is kept (state_dir or journal_max_mib): cannot say who deleted it"});
+        return paths
+            .iter()
+            .map(|path| {
+                json!({"path": lossy(path), "exists": false, "verdict": "unknown",
+                       "why": "not there, and no deletion journal is kept (state_dir or journal_max_mib): cannot say who deleted it"})
+            })
+            .collect();
     };
-    let (found, start) = crate::journal::lookup(dir, path);
-    if found.is_empty() {
-        let since = start.map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
-        return json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
-                      "why": format!("not deleted by shuffle-janitor since {since}"),
-                      "journal_start": start.map(rfc3339)});
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let l = crate::journal::lookup_many(dir, &refs);
+    paths
+        .iter()
+        .zip(l.found)
+        .map(|(path, found)| {
+            let mut answer = if found.is_empty() {
+                let since = l
+                    .start
+                    .map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
+                json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
+                       "why": format!("not deleted by shuffle-janitor since {since}"),
+                       "journal_start": l.start.map(rfc3339)})
+            } else {
+                gone_answer(path, found.into_iter().map(|f| f.line).collect())
+            };
+            if l.broken > 0 {
+                // A line cut by a full disk or a crash is skipped, never half-read: say that it was.
+                answer["journal_broken_lines"] = json!(l.broken);
+                if let Some(why) = answer["why"].as_str() {
+                    answer["why"] = json!(format!(
+                        "{why} ({} line(s) of the journal were cut, by a full disk or a crash, and could not be read)",
+                        l.broken
+                    ));
+                }
+            }
+            answer
+        })
+        .collect()
+}
+
+/// The answer for a gone path the journal names: `deleted` when a line says it was, else
+/// `deletion_started` (only an intent, never closed: the deletion was cut, or still runs).
+fn gone_answer(path: &Path, mut entries: Vec<Value>) -> Value {
+    let finished = entries.iter().any(|l| l["event"] != "intent");
+    for l in entries.iter_mut().filter(|l| l["event"] == "intent") {
+        let alive = l["id"].as_str().is_some_and(crate::journal::intent_writer_alive);
+        l["writer_running"] = json!(alive);
     }
-    let entries: Vec<Value> = found.into_iter().map(|f| f.line).collect();
-    json!({"path": lossy(path), "exists": false, "verdict": "deleted", "journal": entries})
+    if finished {
+        return json!({"path": lossy(path), "exists": false, "verdict": "deleted", "journal": entries});
+    }
+    let t = entries.last().map(|l| l["time"].clone()).unwrap_or_default();
+    json!({"path": lossy(path), "exists": false, "verdict": "deletion_started", "journal": entries,
+           "why": format!("shuffle-janitor started deleting its unit at {} and did not record the end (killed \
+                           between its unlinks, or still at it): it may be gone by it, in part; the daemon's next \
+                           start marks it interrupted", t.as_str().unwrap_or("-"))})
 }
 
 /// The time of the next interval sweep, for `status`.

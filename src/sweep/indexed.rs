@@ -465,6 +465,9 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         ids
     };
     let deletable: Vec<Kind> = ctx.cfg.kinds.clone();
+    // For `explain`: the last uses of pressure's pool on this filesystem, to rank its units in.
+    let probed_from = ctx.probe.map(Probe::found_len);
+    let mut probe_pool: Vec<Nanos> = Vec::new();
     for id in ids {
         let mut index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
         let lost = ctx.lost(&index, id);
@@ -502,7 +505,8 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         }
         // Nothing past max_age and no pressure: nothing here can go (the common case, and
         // what keeps a steady-state sweep from touching every unit).
-        if !pressure && oldest >= max_age_ago && !ctx.probe.is_some_and(|p| p.wants_store(s.root, &rel)) {
+        // (`explain` judges every unit: a unit's rank under pressure is among all of them.)
+        if !pressure && oldest >= max_age_ago && ctx.probe.is_none() {
             if oldest != Nanos::MAX {
                 kept(report, root, oldest);
             }
@@ -544,6 +548,9 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
             };
             let verdict = policy::judge(&facts, &ctx.rules, ctx.now);
             if let Some(p) = ctx.probe {
+                if matches!(verdict, Verdict::Eligible | Verdict::Unwatched) {
+                    probe_pool.push(facts.last_use);
+                }
                 p.judged(s.root, &rel, u.stem, &facts, verdict, || {
                     s.unit_files(u.slot)
                         .iter()
@@ -581,6 +588,9 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
                 Verdict::Exempt => {}
             }
         }
+    }
+    if let (Some(p), Some(from)) = (ctx.probe, probed_from) {
+        p.rank(from, &probe_pool);
     }
     Selected {
         ttl,
@@ -632,6 +642,9 @@ pub struct Probed {
     /// was found: `verdict_at_check`).
     pub goes_after_check: Option<bool>,
     pub verdict_at_check: Option<Verdict>,
+    /// In pressure's pool (eligible, or unwatched): its place in least-recently-used order on
+    /// its filesystem (1 goes first; units used at the same time share a place) and the pool's size.
+    pub pressure_rank: Option<(u64, u64)>,
 }
 
 impl Probe {
@@ -646,8 +659,19 @@ impl Probe {
         self.found.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wants_store(&self, root: u32, rel: &Path) -> bool {
-        self.wanted.iter().any(|(r, p, _)| *r == root && p == rel)
+    fn found_len(&self) -> usize {
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Ranks the units found since `from` that are in pressure's `pool` (their last uses).
+    fn rank(&self, from: usize, pool: &[Nanos]) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        for p in found.iter_mut().skip(from) {
+            if let (Some(f), Some(Verdict::Eligible | Verdict::Unwatched)) = (p.facts, p.verdict) {
+                let older = pool.iter().filter(|&&t| t < f.last_use).count() as u64;
+                p.pressure_rank = Some((older + 1, pool.len() as u64));
+            }
+        }
     }
 
     fn store_incomplete(&self, root: u32, rel: &Path) {
@@ -662,6 +686,7 @@ impl Probe {
                 verdict: None,
                 goes_after_check: None,
                 verdict_at_check: None,
+                pressure_rank: None,
             });
         }
     }
@@ -687,6 +712,7 @@ impl Probe {
             verdict: Some(verdict),
             goes_after_check: None,
             verdict_at_check: None,
+            pressure_rank: None,
         });
     }
 
