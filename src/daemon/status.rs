@@ -1,0 +1,97 @@
+//! The control socket's requests (`status`, `plan`, `explain`) as the loop answers them.
+
+use super::*;
+
+impl Daemon {
+    /// A request of the control socket. `status` is made here, from the loop's state; `plan`
+    /// and `explain` run the sweep's decision as a dry run on a blocking thread.
+    pub(super) fn on_control(
+        &mut self,
+        req: crate::control::Request,
+        reply: tokio::sync::oneshot::Sender<serde_json::Value>,
+    ) {
+        use crate::control::Request;
+        if matches!(req, Request::Status) {
+            let _ = reply.send(self.status());
+            return;
+        }
+        if !self.walked {
+            let _ = reply.send(
+                serde_json::json!({"error": "the daemon has not finished its first walk: ask again in a moment"}),
+            );
+            return;
+        }
+        let (cfg, present, index) = (self.cfg.clone(), self.present.clone(), self.index.clone());
+        tokio::task::spawn_blocking(move || {
+            let answer = match req {
+                Request::Plan => explain::plan(&cfg, &present, &index),
+                Request::Explain { paths } => explain::explain(&cfg, &present, &index, &paths),
+                Request::Status => unreachable!("answered above"),
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// `status`: the daemon's state at a glance.
+    pub(super) fn status(&self) -> serde_json::Value {
+        use crate::journal::rfc3339;
+        use serde_json::json;
+        let (units, bytes, oldest, unwatched_stores) = {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let mut bytes = 0u64;
+            let mut oldest = Nanos::MAX;
+            let ids: Vec<crate::index::StoreId> = index.stores().map(|(id, _)| id).collect();
+            for id in ids {
+                let Some(s) = index.store_mut(id) else { continue };
+                bytes = s.inventory().iter().map(|(_, b)| *b).fold(bytes, u64::saturating_add);
+                oldest = s.min_last_use().iter().copied().fold(oldest, Nanos::min);
+            }
+            (index.unit_count(), bytes, oldest, index.unwatched_dirs())
+        };
+        let mounts = Mounts::read().unwrap_or_default();
+        let roots: Vec<serde_json::Value> = self
+            .present
+            .iter()
+            .map(|(_, r)| {
+                let usage = disk::usage(&r.path).ok();
+                json!({
+                    "path": crate::journal::lossy(&r.path),
+                    "mountpoint": crate::journal::lossy(&sweep::mount_point(&mounts, &r.path, r.mount.dev)),
+                    "used_ratio": usage.map(|u| u.ratio()),
+                    "high": self.cfg.watermark.high,
+                    "low": self.cfg.watermark.low,
+                    "above_high": usage.map(|u| u.ratio() >= self.cfg.watermark.high),
+                })
+            })
+            .collect();
+        json!({
+            "version": crate::VERSION,
+            "revision": crate::REVISION,
+            "rustc": crate::RUSTVERSION,
+            "pid": std::process::id(),
+            "started": rfc3339(self.started_at),
+            "config": self.config_name(),
+            "config_loaded": rfc3339(self.config_loaded_at),
+            "dry_run": self.cfg.dry_run,
+            "roots": roots,
+            "index": {
+                "walked": self.walked,
+                "units": units,
+                "bytes": bytes,
+                "oldest_last_use": (oldest != Nanos::MAX).then(|| rfc3339(oldest)),
+            },
+            "watch": {
+                "inotify": self.watch.is_some(),
+                "unwatched_dirs": unwatched_stores + self.layout_unwatched.values().sum::<usize>(),
+                "overflows": self.metrics.inotify_overflows.get(),
+            },
+            "journal": {
+                "path": crate::journal::current().map(|j| crate::journal::lossy(&j.path())),
+                "lines_lost": crate::journal::lines_lost(),
+            },
+            "last_sweeps": self.last_sweeps,
+            "sweep_running": self.running.as_ref().is_some_and(|r| r.sweep.is_some()),
+            "next_sweep": explain::next_sweep_wall(self.next_sweep),
+        })
+    }
+}

@@ -1,0 +1,335 @@
+//! The deletion of what a sweep selected: stores opened a few at a time, each unit checked
+//! again on disk and deleted, the index told.
+
+use super::*;
+
+/// Where a deletion's rule applied, for the journal: the filesystem, its use when the sweep
+/// read it, and (under pressure) the unit's place in least-recently-used order, 1 first.
+pub(super) struct Placing {
+    pub(super) mountpoint: PathBuf,
+    pub(super) used_before: f64,
+    pub(super) rank: Option<u64>,
+}
+
+/// Stores kept open while their units are deleted (each holds up to 128 sub-directory fds).
+pub(super) const OPEN_STORES: usize = 4;
+
+/// Checks a chosen unit on disk, judges it again on what the checks read, and deletes it (in a
+/// dry run, lists it). Returns the bytes freed, or `None` when it was kept. `dirs` keeps the
+/// last few stores open: a store's units are mostly deleted one after another.
+pub(super) fn delete(
+    ctx: &Ctx,
+    dirs: &mut Vec<(StoreId, StoreDir)>,
+    c: &Chosen,
+    reason: Reason,
+    placing: &Placing,
+    held: &mut Shortfall,
+    report: &mut Report,
+) -> Option<u64> {
+    let (root_at, kind, rel, names, watched_since, last_open, unit_files, stem) = {
+        let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = ctx.lost(&index, c.store);
+        if lost == Lost::All {
+            return None;
+        }
+        let s = index.store(c.store)?;
+        let root_at = ctx.root_of(s.root)?;
+        // The same unit, or one that took its slot since and hashes alike: that one is judged
+        // below on its own files, kind and protection, as freshly as the chosen one would be.
+        let u = s
+            .unit(c.slot)
+            .filter(|u| crate::store_dir::stem_hash(u.stem) == c.stem)?;
+        // Not known whole any more (an NN directory moved away or replaced, or unreadable,
+        // since the unit was chosen): nothing of it goes until a walk reads it whole.
+        // Or the watch lost events of it since the sweep began.
+        if !s.complete || lost == Lost::Store || u.partial {
+            report.skip(Skip::Incomplete, u.nfiles as u64);
+            return None;
+        }
+        (
+            root_at,
+            u.kind,
+            s.rel.clone(),
+            s.subdir_names(),
+            s.watched_since,
+            u.last_open,
+            s.unit_files(c.slot),
+            u.stem.to_vec(),
+        )
+    };
+    let (_, root) = &ctx.roots[root_at];
+    // Protection as the unit's files are now (one may have come in a protected place since it
+    // was chosen): what `select` judged, judged again.
+    let protected = !ctx.cfg.protect.is_empty()
+        && (root.protected
+            || root.protects_dir(&ctx.cfg.protect, &rel)
+            || unit_files.iter().any(|(sub, name)| {
+                let dir = rel.join(&*names[*sub as usize]);
+                root.protects_path(&ctx.cfg.protect, &dir)
+                    || root.protects_path(&ctx.cfg.protect, &dir.join(OsStr::from_bytes(name)))
+            }));
+    let record = Recorder::new(&ctx.first);
+    let store_path = root.path.join(&rel);
+    let file_path = |sub: u32, name: &[u8]| store_path.join(&*names[sub as usize]).join(OsStr::from_bytes(name));
+    let at = match dirs.iter().position(|(id, _)| *id == c.store) {
+        Some(at) => at,
+        None => {
+            let dir = match StoreDir::open_in(&root.path, Some(root.ino), &rel, root.mount) {
+                Ok(d) => d,
+                Err(DirError::Gone) => return None,
+                Err(DirError::Io(e)) => {
+                    record.error(report, Op::Walk, &store_path, &e);
+                    return None;
+                }
+                Err(why) => {
+                    record.skipped(&store_path, &why);
+                    return None;
+                }
+            };
+            if dirs.len() >= OPEN_STORES {
+                dirs.remove(0);
+            }
+            dirs.push((c.store, dir));
+            dirs.len() - 1
+        }
+    };
+    let dir = &mut dirs[at].1;
+    let files: Vec<UnitFile> = unit_files
+        .iter()
+        .map(|(sub, name)| UnitFile {
+            subdir: *sub,
+            name,
+            judged: None,
+        })
+        .collect();
+    let changed = |report: &mut Report| {
+        debug!(path = %file_path(unit_files[0].0, &unit_files[0].1).display(), "unit changed since it was judged; kept");
+        report.skip(Skip::Changed, unit_files.len() as u64);
+        None
+    };
+    let checked = match dir.check_unit(&names, &files, &ctx.cfg.age_basis, c.last_use) {
+        // Every file already gone (removed while the index listed it): not a unit any more.
+        Ok(checked) if checked.stats().next().is_none() => {
+            ctx.index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_unit(c.store, c.slot, &stem);
+            return None;
+        }
+        Ok(checked) => checked,
+        Err(outcome) => {
+            for (i, failure, e) in &outcome.errors {
+                record.error(
+                    report,
+                    Op::from(*failure),
+                    &file_path(unit_files[*i].0, &unit_files[*i].1),
+                    e,
+                );
+            }
+            if outcome.changed {
+                return changed(report);
+            }
+            return None;
+        }
+    };
+    // Judged again on what is on disk now, and on every open seen until now (the watch may
+    // have seen one since the unit was chosen).
+    let last_open = {
+        let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .store(c.store)
+            .and_then(|s| {
+                s.unit(c.slot)
+                    .filter(|u| u.stem == stem.as_slice())
+                    .map(|u| u.last_open)
+            })
+            .map_or(last_open, |t| t.max(last_open))
+    };
+    let fresh = UnitStats::of(checked.stats(), &ctx.cfg.age_basis, root.atime, ctx.now);
+    let open = ctx.open_unknown
+        || ctx
+            .open
+            .as_ref()
+            .is_some_and(|o| checked.stats().any(|st| o.contains(st.dev, st.ino)));
+    let facts = UnitFacts {
+        kind,
+        last_use: fresh.last_use.max(last_open),
+        bytes: fresh.freeable,
+        protected,
+        open,
+        unseen_until: fresh.read_bound.min(watched_since.unwrap_or(Nanos::MAX)),
+    };
+    let verdict = policy::judge(&facts, &ctx.rules, ctx.now);
+    let still = match reason {
+        Reason::Ttl => verdict == Verdict::Delete(Reason::Ttl),
+        // Pressure may take what the TTL would, too.
+        Reason::Pressure | Reason::Manual => {
+            matches!(verdict, Verdict::Eligible | Verdict::Unwatched | Verdict::Delete(_))
+                && facts.last_use <= c.last_use
+        }
+    };
+    if let Some(p) = ctx.probe {
+        p.checked(
+            root_at_number(ctx, root_at),
+            &rel,
+            &stem,
+            verdict,
+            still && facts.last_use <= c.last_use,
+        );
+    }
+    if verdict == Verdict::Keep(Skip::Open) {
+        report.skip(Skip::Open, unit_files.len() as u64);
+        held.open_bytes += facts.bytes;
+        kept(report, root_at, facts.last_use);
+        return None;
+    }
+    if !still || facts.last_use > c.last_use {
+        kept(report, root_at, facts.last_use);
+        return changed(report);
+    }
+    let age_seconds = policy::age_seconds(ctx.now, facts.last_use);
+    if ctx.dry_run {
+        for (i, st) in checked.files() {
+            let (sub, name) = &unit_files[i];
+            deleted(
+                ctx,
+                report,
+                (root_at, kind),
+                reason,
+                &file_path(*sub, name),
+                st.size,
+                st.freeable(),
+                st.alloc,
+                age_seconds,
+            );
+        }
+        return Some(facts.bytes);
+    }
+    // The journal's intent is written out before the first unlink: a crash in between is seen
+    // at the next start.
+    let journal = crate::journal::current();
+    let rel_name = |i: usize| {
+        let (sub, name) = &unit_files[i];
+        format!("{}/{}", names[*sub as usize], String::from_utf8_lossy(name))
+    };
+    let (last_use, evidence) = crate::journal::evidence(checked.stats(), &ctx.cfg.age_basis, last_open);
+    let intent = journal.as_ref().map(|j| {
+        let present: Vec<String> = checked.files().map(|(i, _)| rel_name(i)).collect();
+        (j.intent(&store_path, &present), present)
+    });
+    let outcome = dir.commit_unit(&files, checked, &ctx.cfg.age_basis);
+    if let (Some(j), Some((id, present))) = (&journal, intent) {
+        if outcome.removed.is_empty() {
+            j.kept(&id);
+        } else {
+            let removed: Vec<String> = outcome.removed.iter().map(|r| rel_name(r.index)).collect();
+            let freed = outcome.removed.iter().map(|r| r.freed).fold(0u64, u64::saturating_add);
+            let record = crate::journal::UnitRecord {
+                reason,
+                root: &root.path,
+                store: &store_path,
+                stem: &stem,
+                kind,
+                // The files it had, less any that vanished by themselves: partial only when an
+                // unlink failed.
+                files: if outcome.errors.is_empty() {
+                    removed.clone()
+                } else {
+                    present
+                },
+                last_use,
+                evidence,
+                age_seconds,
+                rule: crate::journal::Rule::of(reason, ctx.cfg, &placing.mountpoint, placing.used_before, placing.rank),
+            };
+            j.deleted(&id, &record, freed, &removed);
+        }
+    }
+    for (i, failure, e) in &outcome.errors {
+        record.error(
+            report,
+            Op::from(*failure),
+            &file_path(unit_files[*i].0, &unit_files[*i].1),
+            e,
+        );
+    }
+    if outcome.changed {
+        kept(report, root_at, facts.last_use);
+        return changed(report);
+    }
+    if outcome.removed.is_empty() {
+        return None;
+    }
+    if !outcome.errors.is_empty() {
+        record.partial(
+            &file_path(unit_files[0].0, &unit_files[0].1),
+            outcome.removed.len(),
+            unit_files.len(),
+        );
+    } else {
+        ctx.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_unit(c.store, c.slot, &stem);
+    }
+    let mut freed = 0u64;
+    for r in &outcome.removed {
+        let (sub, name) = &unit_files[r.index];
+        freed = freed.saturating_add(r.freed);
+        deleted(
+            ctx,
+            report,
+            (root_at, kind),
+            reason,
+            &file_path(*sub, name),
+            r.size,
+            r.freed,
+            r.alloc,
+            age_seconds,
+        );
+    }
+    Some(freed)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn deleted(
+    ctx: &Ctx,
+    report: &mut Report,
+    (root, kind): (usize, Kind),
+    reason: Reason,
+    path: &Path,
+    size: u64,
+    freed: u64,
+    alloc: u64,
+    age_seconds: u64,
+) {
+    report
+        .deleted
+        .entry(reason)
+        .or_default()
+        .entry(kind)
+        .or_default()
+        .add(Tally { files: 1, bytes: freed });
+    report.roots[root]
+        .deleted
+        .entry(kind)
+        .or_default()
+        .add(Tally { files: 1, bytes: alloc });
+    debug!(path = %path.display(), reason = reason.as_str(), age_seconds, dry_run = ctx.dry_run, "delete");
+    if ctx.list_files || ctx.listing.is_some() {
+        let c = Candidate {
+            path: path.to_owned(),
+            bytes: freed,
+            size,
+            kind,
+            reason,
+            age_seconds,
+        };
+        if let Some(listing) = ctx.listing {
+            listing.file(&c);
+        }
+        if ctx.list_files {
+            report.candidates.push(c);
+        }
+    }
+}
