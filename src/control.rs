@@ -2,8 +2,9 @@
 //! `RuntimeDirectory=`) through which `status`, `plan` and `explain` ask the running daemon for its
 //! own view. Read-only: no request changes anything. One JSON request line per connection, one
 //! JSON response, then the connection is closed; the request is bounded in size
-//! ([`MAX_REQUEST`]) and time ([`REQUEST_TIMEOUT`]). The socket is the owner's only (0600): its
-//! answers name files, which the metrics port never does.
+//! ([`MAX_REQUEST`]) and time ([`REQUEST_TIMEOUT`]), the answer in time ([`ANSWER_STALL`],
+//! [`ANSWER_TIMEOUT`]): a client that stops reading is dropped, never waited on. The socket is
+//! the owner's only (0600): its answers name files, which the metrics port never does.
 //!
 //! This module is the protocol and the client; [`crate::daemon::control`] serves it.
 
@@ -22,6 +23,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a client waits for the answer: `plan` and `explain` judge every unit of the index
 /// and check the chosen ones on disk, as a sweep does.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The daemon drops a client that lets this long pass without taking any of its answer (it
+/// asked and does not read: `plan | less` left on one page), and one that has not taken all of
+/// it within [`ANSWER_TIMEOUT`] (reading a byte at a time): a client never holds the daemon.
+pub const ANSWER_STALL: Duration = Duration::from_secs(10);
 
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +64,7 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Value, AskError> {
         source,
     };
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io_err)?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(io_err)?;
     let mut line = serde_json::to_vec(req).expect("a request serialises");
     line.push(b'\n');
     stream.write_all(&line).map_err(io_err)?;

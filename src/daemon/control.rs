@@ -1,30 +1,35 @@
 //! Serves the control socket ([`crate::control`]): reads one bounded request per connection and
-//! hands it to the daemon's loop, which owns the state the answer is made of.
+//! hands it to the daemon's loop, which owns the state the answer is made of. Every read and
+//! write is bounded in time and the connections served at once in number: a client that asks and
+//! never reads is dropped (counted in `shuffle_janitor_control_clients_dropped_total`, logged)
+//! and holds neither the loop nor a slot for long.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use prometheus::IntCounter;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::control::{ANSWER_TIMEOUT, MAX_REQUEST, REQUEST_TIMEOUT, Request, parse};
+use crate::control::{ANSWER_STALL, ANSWER_TIMEOUT, MAX_REQUEST, REQUEST_TIMEOUT, Request, parse};
 
 /// A request for the loop, with where its answer goes.
 pub type Asked = (Request, oneshot::Sender<Value>);
 
-/// Connections served at once; more wait for their turn (each is read-only and short).
+/// Connections served at once; more wait for their turn (each is read-only, and bounded in time
+/// by [`REQUEST_TIMEOUT`], [`ANSWER_TIMEOUT`] and [`ANSWER_STALL`]).
 const CONNECTIONS: usize = 8;
 
 /// Listens on `path` (0600) and forwards requests to `tx`. Refuses to take over a socket another
 /// daemon answers on; a stale one (a daemon that died) is replaced. The socket is made under a
 /// temporary name, restricted to the owner, then renamed into place: never reachable by others,
-/// even for an instant.
-pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>) -> io::Result<()> {
+/// even for an instant. `dropped` counts the clients dropped for being too slow.
+pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>, dropped: IntCounter) -> io::Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
@@ -64,17 +69,17 @@ pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>) -> io::Result<()> {
                     continue;
                 }
             };
-            let tx = tx.clone();
+            let (tx, dropped) = (tx.clone(), dropped.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                serve(stream, tx).await;
+                serve(stream, tx, dropped).await;
             });
         }
     });
     Ok(())
 }
 
-async fn serve(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>) {
+async fn serve(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>, dropped: IntCounter) {
     let (read, mut write) = stream.split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST));
@@ -95,11 +100,61 @@ async fn serve(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>) {
         },
         Ok(Ok(_)) => json!({"error": "empty request"}),
         Ok(Err(e)) => json!({"error": format!("cannot read the request: {e}")}),
-        Err(_) => json!({"error": format!("no request within {} s", REQUEST_TIMEOUT.as_secs())}),
+        Err(_) => {
+            dropped.inc();
+            warn!(
+                "control socket: dropped a client that sent no request within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            );
+            json!({"error": format!("no request within {} s", REQUEST_TIMEOUT.as_secs())})
+        }
     };
     let mut out = answer.to_string();
     out.push('\n');
-    if let Err(e) = write.write_all(out.as_bytes()).await {
-        warn!(error = %e, "control socket: cannot answer");
+    let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+    match write_bounded(&mut write, out.as_bytes(), deadline).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            dropped.inc();
+            warn!("control socket: dropped a client: {e}");
+        }
+        Err(e) => debug!(error = %e, "control socket: cannot answer (the client went away)"),
     }
+}
+
+/// Writes `bytes` as long as the client takes them: it fails with `TimedOut` when the client
+/// took nothing for [`ANSWER_STALL`], or has not taken all by `deadline`.
+async fn write_bounded(
+    w: &mut (impl AsyncWrite + Unpin),
+    mut bytes: &[u8],
+    deadline: tokio::time::Instant,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let limit = (tokio::time::Instant::now() + ANSWER_STALL).min(deadline);
+        match tokio::time::timeout_at(limit, w.write(bytes)).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(stalled(limit == deadline)),
+        }
+    }
+    Ok(())
+}
+
+/// The error of a client too slow to read its answer.
+pub fn stalled(at_deadline: bool) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        if at_deadline {
+            format!(
+                "it had not read all of its answer within {} s",
+                ANSWER_TIMEOUT.as_secs()
+            )
+        } else {
+            format!(
+                "it read nothing of its answer for {} s (the daemon waits on no client)",
+                ANSWER_STALL.as_secs()
+            )
+        },
+    )
 }

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub index_units: IntGauge,
     pub index_drift: IntCounterVec,
     pub clock_steps: IntCounter,
+    pub control_clients_dropped: IntCounter,
     stores: GaugeVec,
     idle_stores: GaugeVec,
     reaped_stores: IntCounter,
@@ -303,6 +304,12 @@ impl Metrics {
                 "shuffle_janitor_clock_steps_total",
                 "Steps of the wall clock (more than 60 s away from the monotonic clock); after one, \
                  ages are measured on the clock carried on from before it for max_age.",
+            ),
+            control_clients_dropped: int_counter(
+                &r,
+                "shuffle_janitor_control_clients_dropped_total",
+                "Clients of the control socket dropped for being too slow: no request within 2 s, \
+                 nothing of the answer read for 10 s, or not all of it within 120 s.",
             ),
             config_last_reload_successful: int_gauge(
                 &r,

@@ -324,7 +324,7 @@ impl Daemon {
         let (control_tx, control_rx) = mpsc::channel(8);
         let mut control_path = cfg.control_socket.clone();
         if let Some(path) = &cfg.control_socket
-            && let Err(e) = control::spawn(path, control_tx.clone())
+            && let Err(e) = control::spawn(path, control_tx.clone(), metrics.control_clients_dropped.clone())
         {
             control_path = None;
             warn!(path = %path.display(), error = %e, "cannot open the control socket: status, plan and explain \
@@ -948,6 +948,9 @@ impl Daemon {
                 "inotify": self.watch.is_some(),
                 "unwatched_dirs": unwatched_stores + self.layout_unwatched.values().sum::<usize>(),
                 "overflows": self.metrics.inotify_overflows.get(),
+            },
+            "control": {
+                "clients_dropped": self.metrics.control_clients_dropped.get(),
             },
             "journal": {
                 "path": crate::journal::current().map(|j| crate::journal::lossy(&j.path())),

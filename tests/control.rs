@@ -1,0 +1,154 @@
+//! The control socket and the commands that ask through it (`status`, `plan`), end to end: the
+//! real daemon on a temporary tree, asked by the real binary and by raw clients that misbehave.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BM: &str = "blockmgr-646dd966-f4a1-418b-90b6-9ce0ed5d3da5";
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// A dry-running daemon (so its plan stays what the tree holds), answering on its socket.
+    fn start(env: &TestEnv, config: &Path) -> Daemon {
+        let log = env.dir.path().join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+            .args(["run", "--dry-run", "--log-level", "debug", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the daemon");
+        let d = Daemon {
+            child,
+            log,
+            socket: env.dir.path().join("state/control.sock"),
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(v) = d.ask(r#"{"request":"status"}"#, Duration::from_secs(5))
+                && v["index"]["walked"] == true
+                && v["last_sweeps"].as_array().is_some_and(|s| !s.is_empty())
+            {
+                return d;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no first sweep: {}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One request on a raw connection; the answer's first line, parsed.
+    fn ask(&self, req: &str, timeout: Duration) -> std::io::Result<serde_json::Value> {
+        let mut s = UnixStream::connect(&self.socket)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(format!("{req}\n").as_bytes())?;
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line)?;
+        serde_json::from_str(&line).map_err(std::io::Error::other)
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` stale units (one data file each) below the test's root.
+fn stale_units(env: &TestEnv, n: usize) {
+    for i in 0..n {
+        env.file(&format!("{BM}/{:02x}/shuffle_1_{i}_0.data", i % 64), 10, 8 * HOUR);
+    }
+}
+
+/// Issue 23: a client that asks for a plan and never reads it held a task and a connection slot
+/// for ever (nine of them, the socket for everyone). It is dropped once it has read nothing for
+/// 10 s, counted and logged, and meanwhile the daemon sweeps and answers others.
+#[test]
+fn clients_that_ask_and_never_read_are_dropped_and_hold_nothing() {
+    let env = TestEnv::new();
+    stale_units(&env, 6000);
+    let cfg = env.config("");
+    let d = Daemon::start(&env, &cfg);
+    // More stuck clients than the daemon serves at once, each with a plan far larger than what
+    // the socket buffers.
+    let stuck: Vec<UnixStream> = (0..10)
+        .map(|_| {
+            let mut s = UnixStream::connect(&d.socket).unwrap();
+            s.write_all(b"{\"request\":\"plan\"}\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    // Sweeps go on: a SIGUSR1 sweep is done and shows in status, asked by a well-behaved client.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.child.id() as i32).unwrap(),
+        rustix::process::Signal::USR1,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        let v = d
+            .ask(r#"{"request":"status"}"#, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("status not answered while clients hang: {e}\n{}", d.log_text()));
+        if v["last_sweeps"].as_array().unwrap().len() >= 2 {
+            break v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "answered only after {:?}",
+        start.elapsed()
+    );
+    // Every stuck client is dropped, counted and logged.
+    let start = Instant::now();
+    loop {
+        let v = d.ask(r#"{"request":"status"}"#, Duration::from_secs(30)).unwrap();
+        if v["control"]["clients_dropped"] == 10 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{v}\n{status}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = d.log_text();
+    assert!(
+        log.contains("control socket: dropped a client: it read nothing of its answer for 10 s"),
+        "{log}"
+    );
+    drop(stuck);
+    // And the socket still serves a full plan to a client that reads.
+    let out = env.run(&["plan", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["candidates"].as_array().unwrap().len(), 6000);
+}
