@@ -1,12 +1,13 @@
 //! The control socket and the commands that ask through it (`status`, `plan`), end to end: the
-//! real daemon on a temporary tree, asked by the real binary and by raw clients that misbehave.
+//! real daemon on a temporary tree, asked by the real binary and by raw clients that misbehave;
+//! and every command's output when its reader goes away (`| head`).
 
 mod common;
 
 use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -151,4 +152,131 @@ fn clients_that_ask_and_never_read_are_dropped_and_hold_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["candidates"].as_array().unwrap().len(), 6000);
+}
+
+/// The binary with a standard output whose reader is gone, as `| head` leaves it once it has
+/// its lines; errors at `--log-level error`.
+fn run_closed(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["--log-level", "error"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run shuffle-janitor")
+}
+
+/// Issue 23: a command whose output was closed early exited 0, as if it had written all.
+/// Now it exits 141 (as a shell reports a process SIGPIPE killed), with nothing on stderr.
+#[test]
+fn read_only_commands_exit_141_quietly_when_their_output_closes() {
+    let env = TestEnv::new();
+    for s in 0..4 {
+        for i in 0..500 {
+            env.file(
+                &format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.data", i % 64),
+                10,
+                8 * HOUR,
+            );
+        }
+    }
+    let cfg = env.config("");
+    let cfg = cfg.to_str().unwrap();
+    let file = env.root().join("blockmgr-0/00/shuffle_1_0_0.data");
+    for args in [
+        &["sweep", "--dry-run", "--config", cfg][..],
+        &["sweep", "--dry-run", "--format", "json", "--config", cfg],
+        &["report", "--config", cfg],
+        &["report", "--format", "json", "--config", cfg],
+        &["check-config", "--config", cfg],
+        // No daemon: explain answers from the files' own timestamps.
+        &["explain", "--config", cfg, file.to_str().unwrap()],
+        &["status", "--config", cfg],
+    ] {
+        let out = run_closed(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    assert_eq!(files_below(&env.root()).len(), 2000, "a dry run deletes nothing");
+}
+
+/// Issue 23: a deleting sweep whose output closes stops after the unit in hand, every unit
+/// whole (gone, or there with all its files), says so, and exits 141.
+#[test]
+fn a_deleting_sweep_whose_output_closes_stops_at_a_unit_boundary_and_says_so() {
+    let env = TestEnv::new();
+    let (stores, units) = (40, 100);
+    for s in 0..stores {
+        for i in 0..units {
+            env.file(
+                &format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.data", i % 64),
+                10,
+                8 * HOUR,
+            );
+            env.file(
+                &format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.index", (i + 7) % 64),
+                8,
+                8 * HOUR,
+            );
+        }
+    }
+    let cfg = env.config("");
+    let out = run_closed(&["sweep", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(
+        stderr.contains("standard output was closed: stopped after the unit in hand"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let mut left = 0;
+    for s in 0..stores {
+        for i in 0..units {
+            let data = env
+                .root()
+                .join(format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.data", i % 64));
+            let index = env
+                .root()
+                .join(format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.index", (i + 7) % 64));
+            assert_eq!(data.exists(), index.exists(), "a unit in part: {}", data.display());
+            left += usize::from(data.exists());
+        }
+    }
+    assert!(left > 0, "it stopped early, not after deleting everything");
+    let deleted: usize = stderr
+        .split("(")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(deleted, 2 * (stores * units - left), "{stderr}");
+    // Every deleted unit is in the journal.
+    let journal = std::fs::read_to_string(env.dir.path().join("state/deletions.jsonl")).unwrap();
+    let journaled = journal.lines().filter(|l| l.contains("\"event\":\"deleted\"")).count();
+    assert_eq!(journaled, stores * units - left);
+}
+
+/// `status` and `plan` whose output closes: 141, quietly.
+#[test]
+fn status_and_plan_exit_141_quietly_when_their_output_closes() {
+    let env = TestEnv::new();
+    stale_units(&env, 3000);
+    let cfg = env.config("");
+    let _d = Daemon::start(&env, &cfg);
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["status", "--config", cfg][..],
+        &["status", "--format", "json", "--config", cfg],
+        &["plan", "--config", cfg],
+        &["plan", "--format", "json", "--config", cfg],
+    ] {
+        let out = run_closed(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
 }
