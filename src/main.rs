@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sweep_cmd(&args),
         Command::Report(args) => report_cmd(&args),
         Command::Status(args) => ask_cmd(&args, control::status),
-        Command::Plan(args) => ask_cmd(&args, control::plan),
+        Command::Plan(args) => plan_cmd(&args),
         Command::Explain(args) => {
             let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
             ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &paths, json))
@@ -260,6 +260,22 @@ fn ask_cmd(args: &AskArgs, ask: impl FnOnce(&Config, bool) -> control::Output) -
     let out = ask(&cfg, args.format == Format::Json);
     let wrote = print_out(&out.text);
     if out.answered { Exit::Done } else { Exit::Partial }.worst(wrote)
+}
+
+/// `plan`: the daemon's plan, written as it streams in; exit 1 when there is no whole one.
+fn plan_cmd(args: &AskArgs) -> Exit {
+    let cfg = match Config::load(args.config.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let answered = control::plan(&cfg, args.format == Format::Json, &mut out);
+    let wrote = write_outcome(out.flush().err());
+    match answered {
+        Ok(Ok(())) => wrote,
+        Ok(Err(why)) => Exit::Partial.worst(wrote).worst(print_out(&why)),
+        Err(e) => write_outcome(Some(e)),
+    }
 }
 
 fn outcome(report: &Report) -> Exit {

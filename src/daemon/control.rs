@@ -4,7 +4,7 @@
 //! never reads is dropped (counted in `shuffle_janitor_control_clients_dropped_total`, logged)
 //! and holds neither the loop nor a slot for long.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +19,20 @@ use tracing::{debug, info, warn};
 use crate::control::{ANSWER_STALL, ANSWER_TIMEOUT, MAX_REQUEST, REQUEST_TIMEOUT, Request, parse};
 
 /// A request for the loop, with where its answer goes.
-pub type Asked = (Request, oneshot::Sender<Value>);
+pub type Asked = (Request, oneshot::Sender<Answer>);
+
+/// The loop's answer to a request.
+pub enum Answer {
+    /// One JSON line.
+    Value(Value),
+    /// An answer too long to hold (a plan): made and written on a blocking thread, as it goes, to
+    /// the connection given; returns the first error writing met.
+    Stream(Box<dyn FnOnce(Box<dyn Write + Send>) -> Option<io::Error> + Send>),
+}
+
+/// How long a streamed answer may take to be read in all (a plan of a million files); a client
+/// that stops reading is dropped after [`ANSWER_STALL`] all the same.
+pub const STREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Connections served at once; more wait for their turn (each is read-only, and bounded in time
 /// by [`REQUEST_TIMEOUT`], [`ANSWER_TIMEOUT`] and [`ANSWER_STALL`]).
@@ -80,17 +93,47 @@ pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>, dropped: IntCounter) -> io::R
 }
 
 async fn serve(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>, dropped: IntCounter) {
-    let (read, mut write) = stream.split();
+    let answer = answer(&mut stream, tx, &dropped).await;
+    let written = match answer {
+        Answer::Value(v) => {
+            let mut out = v.to_string();
+            out.push('\n');
+            let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+            write_bounded(&mut stream, out.as_bytes(), deadline).await
+        }
+        // Written on a blocking thread as it is made, each write bounded as above.
+        Answer::Stream(make) => {
+            let out = match stream.into_std().and_then(|s| Bounded::new(s, STREAM_TIMEOUT)) {
+                Ok(out) => out,
+                Err(e) => return debug!(error = %e, "control socket: cannot answer"),
+            };
+            tokio::task::spawn_blocking(move || make(Box::new(out)).map_or(Ok(()), Err))
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)))
+        }
+    };
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            dropped.inc();
+            warn!("control socket: dropped a client: {e}");
+        }
+        Err(e) => debug!(error = %e, "control socket: cannot answer (the client went away)"),
+    }
+}
+
+/// Reads the request and has the loop answer it.
+async fn answer(stream: &mut tokio::net::UnixStream, tx: mpsc::Sender<Asked>, dropped: &IntCounter) -> Answer {
     let mut line = Vec::new();
-    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST));
     let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
-    let answer = match read {
+    Answer::Value(match read {
         Ok(Ok(_)) if line.ends_with(b"\n") || !line.is_empty() => match parse(line.trim_ascii()) {
             Ok(req) => {
                 let (otx, orx) = oneshot::channel();
                 match tx.try_send((req, otx)) {
                     Ok(()) => match tokio::time::timeout(ANSWER_TIMEOUT, orx).await {
-                        Ok(Ok(v)) => v,
+                        Ok(Ok(a)) => return a,
                         _ => json!({"error": "the daemon did not answer in time"}),
                     },
                     Err(_) => json!({"error": "the daemon is busy with other requests: try again"}),
@@ -108,17 +151,58 @@ async fn serve(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>, drop
             );
             json!({"error": format!("no request within {} s", REQUEST_TIMEOUT.as_secs())})
         }
-    };
-    let mut out = answer.to_string();
-    out.push('\n');
-    let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
-    match write_bounded(&mut write, out.as_bytes(), deadline).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            dropped.inc();
-            warn!("control socket: dropped a client: {e}");
+    })
+}
+
+/// A connection written from a blocking thread, each write bounded as [`write_bounded`]'s: a
+/// client that leaves no room for [`ANSWER_STALL`], or has not read all by the deadline, fails
+/// the write with `TimedOut` (and a [`crate::report::StreamList`] then cancels the work it
+/// streams). Non-blocking, waiting in `poll`: a blocking write with a timeout would wait its
+/// whole timeout for the rest of a buffer after taking its start, and count that as progress.
+struct Bounded {
+    stream: std::os::unix::net::UnixStream,
+    deadline: std::time::Instant,
+}
+
+impl Bounded {
+    fn new(stream: std::os::unix::net::UnixStream, limit: std::time::Duration) -> io::Result<Bounded> {
+        stream.set_nonblocking(true)?;
+        Ok(Bounded {
+            stream,
+            deadline: std::time::Instant::now() + limit,
+        })
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let stall_end = std::time::Instant::now() + ANSWER_STALL;
+        loop {
+            match self.stream.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            let now = std::time::Instant::now();
+            let until = stall_end.min(self.deadline);
+            if now >= until {
+                return Err(stalled(until == self.deadline));
+            }
+            let left = until - now;
+            let timeout = Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&self.stream, PollFlags::OUT)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        Err(e) => debug!(error = %e, "control socket: cannot answer (the client went away)"),
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

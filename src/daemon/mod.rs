@@ -20,6 +20,7 @@ pub mod explain;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod plan;
 pub mod pressure;
 pub mod signals;
 pub mod walk;
@@ -872,28 +873,34 @@ impl Daemon {
     }
 
     /// A request of the control socket. `status` is made here, from the loop's state; `plan`
-    /// and `explain` run the sweep's decision as a dry run on a blocking thread.
-    fn on_control(&mut self, req: crate::control::Request, reply: tokio::sync::oneshot::Sender<serde_json::Value>) {
+    /// and `explain` run the sweep's decision as a dry run on a blocking thread (`plan` streams).
+    fn on_control(&mut self, req: crate::control::Request, reply: tokio::sync::oneshot::Sender<control::Answer>) {
         use crate::control::Request;
+        use control::Answer;
         if matches!(req, Request::Status) {
-            let _ = reply.send(self.status());
+            let _ = reply.send(Answer::Value(self.status()));
             return;
         }
         if !self.walked {
-            let _ = reply.send(
+            let _ = reply.send(Answer::Value(
                 serde_json::json!({"error": "the daemon has not finished its first walk: ask again in a moment"}),
-            );
+            ));
             return;
         }
         let (cfg, present, index) = (self.cfg.clone(), self.present.clone(), self.index.clone());
-        tokio::task::spawn_blocking(move || {
-            let answer = match req {
-                Request::Plan => explain::plan(&cfg, &present, &index),
-                Request::Explain { paths } => explain::explain(&cfg, &present, &index, &paths),
-                Request::Status => unreachable!("answered above"),
-            };
-            let _ = reply.send(answer);
-        });
+        match req {
+            Request::Plan => {
+                let _ = reply.send(Answer::Stream(Box::new(move |out| {
+                    plan::stream(&cfg, &present, &index, out)
+                })));
+            }
+            Request::Explain { paths } => {
+                tokio::task::spawn_blocking(move || {
+                    let _ = reply.send(Answer::Value(explain::explain(&cfg, &present, &index, &paths)));
+                });
+            }
+            Request::Status => unreachable!("answered above"),
+        }
     }
 
     /// `status`: the daemon's state at a glance.
