@@ -191,11 +191,28 @@ fn status_text(v: &Value) -> String {
         }
     ));
     let w = &v["watch"];
+    let drift = &w["index_drift"];
     out.push_str(&format!(
-        "watch: inotify {}, {} directories unwatched (walked at every interval), {} overflows\n",
+        "watch: inotify {}, {} directories watched{}, {} unwatched (walked at every interval), {} overflows; \
+         index drift found by walks: {} missing, {} extra, {} stale\n",
         if w["inotify"] == true { "on" } else { "OFF" },
+        s(&w["watched_dirs"]),
+        if w["watch_limit_reached"] == true {
+            " (LIMIT REACHED: raise fs.inotify.max_user_watches)"
+        } else {
+            ""
+        },
         s(&w["unwatched_dirs"]),
-        s(&w["overflows"])
+        s(&w["overflows"]),
+        s(&drift["missing"]),
+        s(&drift["extra"]),
+        s(&drift["stale"]),
+    ));
+    out.push_str(&clock_text(&v["clock"]));
+    out.push_str(&stores_text(&v["stores"]));
+    out.push_str(&format!(
+        "control socket: {} clients dropped for not reading their answer\n",
+        s(&v["control"]["clients_dropped"])
     ));
     out.push_str(&format!(
         "journal: {} ({} lines lost)\n",
@@ -245,6 +262,58 @@ fn status_text(v: &Value) -> String {
             ""
         }
     ));
+    out
+}
+
+fn clock_text(c: &Value) -> String {
+    let mut out = format!("clock: {} wall-clock steps seen", s(&c["steps"]));
+    if let Some(l) = c["last_step"].as_object() {
+        out.push_str(&format!(", the last at {} by {} s", s(&l["at"]), s(&l["by_seconds"])));
+    }
+    if c["held_until"].is_string() {
+        out.push_str(&format!(
+            "; ages measured on the clock carried on from before it ({} s behind the wall clock) until {}",
+            s(&c["rules_behind_seconds"]),
+            s(&c["held_until"])
+        ));
+    }
+    out + "\n"
+}
+
+fn stores_text(st: &Value) -> String {
+    if st.is_null() {
+        return "stores: not judged yet (the first interval sweep judges them)\n".into();
+    }
+    let mut out = format!(
+        "stores, as the sweep at {} judged them{}:\n",
+        s(&st["judged"]),
+        match (st["liveness_unknown"].as_str(), st["dry_run"] == true) {
+            (Some(why), _) => format!(" (which are live is unknown: {why})"),
+            (None, true) => format!(" (dry run: {} dead ones would have been removed)", s(&st["removed"])),
+            (None, false) => format!(" ({} dead ones removed)", s(&st["removed"])),
+        }
+    );
+    for r in st["roots"].as_array().into_iter().flatten() {
+        let kept: Vec<String> = r["idle_kept"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, n)| n.as_u64() != Some(0))
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out.push_str(&format!(
+            "  {}: {} live, {} idle{}, {} dead\n",
+            s(&r["root"]),
+            s(&r["live"]),
+            s(&r["idle"]),
+            if kept.is_empty() {
+                String::new()
+            } else {
+                format!(" (kept: {})", kept.join(", "))
+            },
+            s(&r["dead"])
+        ));
+    }
     out
 }
 

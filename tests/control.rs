@@ -362,3 +362,59 @@ fn plan_streams_in_flat_memory() {
         "{text:.200}"
     );
 }
+
+/// Issue 23: `status` showed neither the stores by state (nor why idle ones are kept) nor the
+/// watch's directories, the index's drift and the clock the rules use.
+#[test]
+fn status_shows_stores_by_state_the_watch_and_the_clock() {
+    let env = TestEnv::new();
+    stale_units(&env, 10);
+    // A store with nothing in it for hours: dead, unless a process may own it.
+    let empty = env.root().join("blockmgr-0a5f3c1e-0000-4000-8000-000000000001/0c");
+    std::fs::create_dir_all(&empty).unwrap();
+    set_age(&empty, 8 * HOUR);
+    set_age(empty.parent().unwrap(), 8 * HOUR);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let v = d.ask(r#"{"request":"status"}"#, Duration::from_secs(30)).unwrap();
+    let stores = &v["stores"];
+    assert!(stores["judged"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    let root = &stores["roots"][0];
+    let (live, idle, dead) = (
+        root["live"].as_u64().unwrap(),
+        root["idle"].as_u64().unwrap(),
+        root["dead"].as_u64().unwrap(),
+    );
+    assert_eq!(live + idle + dead, 2, "{v}");
+    assert!(live >= 1, "{v}");
+    let kept: u64 = root["idle_kept"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(kept, idle, "every idle store has its reason: {v}");
+    let w = &v["watch"];
+    assert!(w["watched_dirs"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(w["index_drift"]["missing"], 0, "{v}");
+    let clock = &v["clock"];
+    assert_eq!(
+        (&clock["steps"], &clock["last_step"]),
+        (&0.into(), &serde_json::Value::Null),
+        "{v}"
+    );
+    assert_eq!(clock["rules_behind_seconds"], 0, "{v}");
+    let out = env.run(&["status", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "stores, as the sweep at ",
+        &format!("{live} live, {idle} idle"),
+        "directories watched",
+        "index drift found by walks: 0 missing",
+        "clock: 0 wall-clock steps seen",
+        "control socket: 0 clients dropped",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    eprintln!("{text}");
+}

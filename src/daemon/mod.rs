@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod plan;
 pub mod pressure;
 pub mod signals;
+pub mod status;
 pub mod walk;
 pub mod watch;
 
@@ -953,9 +954,14 @@ impl Daemon {
             },
             "watch": {
                 "inotify": self.watch.is_some(),
+                "watched_dirs": self.watch.as_ref().map(|w| w.watched()),
+                "watch_limit_reached": self.watch.as_ref().is_some_and(|w| w.limited()),
                 "unwatched_dirs": unwatched_stores + self.layout_unwatched.values().sum::<usize>(),
                 "overflows": self.metrics.inotify_overflows.get(),
+                "index_drift": self.metrics.drift_status(),
             },
+            "clock": status::clock(&self.clock, self.metrics.clock_steps.get()),
+            "stores": self.metrics.stores_status(),
             "control": {
                 "clients_dropped": self.metrics.control_clients_dropped.get(),
             },
