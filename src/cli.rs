@@ -21,7 +21,8 @@ defaults apply (root /tmp, max_age 6h, min_age 15m). `check-config` prints the e
 configuration.
 
 Exit codes: 0 done; 1 done, but some files could not be deleted or read (see the log);
-2 bad usage or bad config, and then nothing was deleted.";
+2 bad usage or bad config, and then nothing was deleted; 141 standard output was closed
+before all was written (`| head`; a deleting sweep then stops after the unit in hand).";
 
 #[derive(Debug, Parser)]
 #[command(name = "shuffle-janitor", version = crate::LONG_VERSION, about = ABOUT, long_about = LONG_ABOUT)]

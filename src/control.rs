@@ -2,8 +2,9 @@
 //! `RuntimeDirectory=`) through which `status`, `plan` and `explain` ask the running daemon for its
 //! own view. Read-only: no request changes anything. One JSON request line per connection, one
 //! JSON response, then the connection is closed; the request is bounded in size
-//! ([`MAX_REQUEST`]) and time ([`REQUEST_TIMEOUT`]). The socket is the owner's only (0600): its
-//! answers name files, which the metrics port never does.
+//! ([`MAX_REQUEST`]) and time ([`REQUEST_TIMEOUT`]), the answer in time ([`ANSWER_STALL`],
+//! [`ANSWER_TIMEOUT`]): a client that stops reading is dropped, never waited on. The socket is
+//! the owner's only (0600): its answers name files, which the metrics port never does.
 //!
 //! This module is the protocol and the client; [`crate::daemon::control`] serves it.
 
@@ -22,6 +23,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a client waits for the answer: `plan` and `explain` judge every unit of the index
 /// and check the chosen ones on disk, as a sweep does.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The daemon drops a client that lets this long pass without taking any of its answer (it
+/// asked and does not read: `plan | less` left on one page), and one that has not taken all of
+/// it within [`ANSWER_TIMEOUT`] (reading a byte at a time): a client never holds the daemon.
+pub const ANSWER_STALL: Duration = Duration::from_secs(10);
 
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,8 +52,8 @@ pub enum AskError {
     Refused(String),
 }
 
-/// Sends `req` to the daemon listening on `socket` and returns its answer.
-pub fn ask(socket: &Path, req: &Request) -> Result<Value, AskError> {
+/// Sends `req` to the daemon listening on `socket`; returns the connection to read its answer.
+fn send(socket: &Path, req: &Request) -> Result<UnixStream, AskError> {
     let path = socket.display().to_string();
     let mut stream = UnixStream::connect(socket).map_err(|source| AskError::NoDaemon {
         path: path.clone(),
@@ -59,14 +64,30 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Value, AskError> {
         source,
     };
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io_err)?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(io_err)?;
     let mut line = serde_json::to_vec(req).expect("a request serialises");
     line.push(b'\n');
     stream.write_all(&line).map_err(io_err)?;
+    Ok(stream)
+}
+
+/// Sends `req` to the daemon listening on `socket` and returns its answer.
+pub fn ask(socket: &Path, req: &Request) -> Result<Value, AskError> {
+    let stream = send(socket, req)?;
     let mut answer = String::new();
     io::BufReader::new(stream.take(256 << 20))
         .read_line(&mut answer)
-        .map_err(io_err)?;
-    let v: Value = serde_json::from_str(&answer).map_err(|e| io_err(io::Error::other(e)))?;
+        .map_err(|source| AskError::Io {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    refused(serde_json::from_str(&answer).map_err(|e| AskError::Io {
+        path: socket.display().to_string(),
+        source: io::Error::other(e),
+    })?)
+}
+
+fn refused(v: Value) -> Result<Value, AskError> {
     match v.get("error").and_then(Value::as_str) {
         Some(e) => Err(AskError::Refused(e.to_owned())),
         None => Ok(v),
@@ -170,11 +191,28 @@ fn status_text(v: &Value) -> String {
         }
     ));
     let w = &v["watch"];
+    let drift = &w["index_drift"];
     out.push_str(&format!(
-        "watch: inotify {}, {} directories unwatched (walked at every interval), {} overflows\n",
+        "watch: inotify {}, {} directories watched{}, {} unwatched (walked at every interval), {} overflows; \
+         index drift found by walks: {} missing, {} extra, {} stale\n",
         if w["inotify"] == true { "on" } else { "OFF" },
+        s(&w["watched_dirs"]),
+        if w["watch_limit_reached"] == true {
+            " (LIMIT REACHED: raise fs.inotify.max_user_watches)"
+        } else {
+            ""
+        },
         s(&w["unwatched_dirs"]),
-        s(&w["overflows"])
+        s(&w["overflows"]),
+        s(&drift["missing"]),
+        s(&drift["extra"]),
+        s(&drift["stale"]),
+    ));
+    out.push_str(&clock_text(&v["clock"]));
+    out.push_str(&stores_text(&v["stores"]));
+    out.push_str(&format!(
+        "control socket: {} clients dropped for not reading their answer\n",
+        s(&v["control"]["clients_dropped"])
     ));
     out.push_str(&format!(
         "journal: {} ({} lines lost)\n",
@@ -227,60 +265,171 @@ fn status_text(v: &Value) -> String {
     out
 }
 
-/// `shuffle-janitor plan`.
-pub fn plan(cfg: &crate::config::Config, json: bool) -> Output {
-    match socket_of(cfg).and_then(|p| ask(p, &Request::Plan)) {
-        Ok(v) if json => Output {
-            text: format!("{v}\n"),
-            answered: true,
-        },
-        Ok(v) => {
-            let mut out = String::new();
-            for c in v["candidates"].as_array().into_iter().flatten() {
-                out.push_str(&format!(
-                    "{}\t{}\t{}\t{}s\t{}\n",
-                    s(&c["reason"]),
-                    s(&c["kind"]),
-                    s(&c["bytes"]),
-                    s(&c["age_seconds"]),
-                    s(&c["path"])
-                ));
-            }
-            let kept: Vec<String> = v["kept_files"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, n)| n.as_u64() != Some(0))
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            out.push_str(&format!(
-                "# the next sweep at {} would delete {} files ({} bytes){}; keeps: {}\n",
-                s(&v["now"]),
-                v["candidates"].as_array().map_or(0, Vec::len),
-                s(&v["would_free_bytes"]),
-                if v["daemon_dry_run"] == true {
-                    " (the daemon runs dry: it deletes nothing)"
-                } else {
-                    ""
-                },
-                if kept.is_empty() {
-                    "none".into()
-                } else {
-                    kept.join(", ")
-                }
-            ));
-            Output {
-                text: out,
-                answered: true,
-            }
-        }
-        Err(e) => Output {
-            text: format!(
-                "{e}\nno running daemon to ask; what a one-shot sweep would delete now: shuffle-janitor sweep --dry-run\n"
-            ),
-            answered: false,
-        },
+fn clock_text(c: &Value) -> String {
+    let mut out = format!("clock: {} wall-clock steps seen", s(&c["steps"]));
+    if let Some(l) = c["last_step"].as_object() {
+        out.push_str(&format!(", the last at {} by {} s", s(&l["at"]), s(&l["by_seconds"])));
     }
+    if c["held_until"].is_string() {
+        out.push_str(&format!(
+            "; ages measured on the clock carried on from before it ({} s behind the wall clock) until {}",
+            s(&c["rules_behind_seconds"]),
+            s(&c["held_until"])
+        ));
+    }
+    out + "\n"
+}
+
+fn stores_text(st: &Value) -> String {
+    if st.is_null() {
+        return "stores: not judged yet (the first interval sweep judges them)\n".into();
+    }
+    let mut out = format!(
+        "stores, as the sweep at {} judged them{}:\n",
+        s(&st["judged"]),
+        match (st["liveness_unknown"].as_str(), st["dry_run"] == true) {
+            (Some(why), _) => format!(" (which are live is unknown: {why})"),
+            (None, true) => format!(" (dry run: {} dead ones would have been removed)", s(&st["removed"])),
+            (None, false) => format!(" ({} dead ones removed)", s(&st["removed"])),
+        }
+    );
+    for r in st["roots"].as_array().into_iter().flatten() {
+        let kept: Vec<String> = r["idle_kept"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, n)| n.as_u64() != Some(0))
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out.push_str(&format!(
+            "  {}: {} live, {} idle{}, {} dead\n",
+            s(&r["root"]),
+            s(&r["live"]),
+            s(&r["idle"]),
+            if kept.is_empty() {
+                String::new()
+            } else {
+                format!(" (kept: {})", kept.join(", "))
+            },
+            s(&r["dead"])
+        ));
+    }
+    out
+}
+
+/// `shuffle-janitor plan`, written to `out` as the daemon streams it (a plan of a million files
+/// is never held): in JSON, the daemon's lines as they come (the shape of `sweep --dry-run
+/// --format json`); in text, a line per file and the summary last. `Err` is an error writing
+/// `out`; `Ok(Err(text))` says why there is no plan, or no whole one.
+pub fn plan(cfg: &crate::config::Config, json: bool, out: &mut dyn Write) -> io::Result<Result<(), String>> {
+    let stream = match socket_of(cfg).and_then(|p| send(p, &Request::Plan)) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(Err(format!(
+                "{e}\nno running daemon to ask; what a one-shot sweep would delete now: shuffle-janitor sweep --dry-run\n"
+            )));
+        }
+    };
+    let mut reader = io::BufReader::new(stream);
+    let mut line = String::new();
+    let mut files = 0u64;
+    let mut next = |line: &mut String| -> Result<bool, String> {
+        line.clear();
+        reader
+            .read_line(line)
+            .map(|n| n > 0)
+            .map_err(|e| format!("the daemon's plan could not be read: {e}\n"))
+    };
+    let ended = |files| {
+        Err(format!(
+            "the daemon's plan ended early, after {files} files: ask again\n"
+        ))
+    };
+    match next(&mut line) {
+        Ok(true) => {}
+        Ok(false) => return Ok(ended(0)),
+        Err(e) => return Ok(Err(e)),
+    }
+    // `{"candidates":[` alone opens a list; anything else is the whole answer on one line.
+    if line.trim_end() != r#"{"candidates":["# {
+        let v: Value = match serde_json::from_str(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|v| refused(v).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(format!("{e}\n"))),
+        };
+        if json {
+            out.write_all(line.as_bytes())?;
+        } else {
+            out.write_all(plan_summary(&v, 0).as_bytes())?;
+        }
+        return Ok(Ok(()));
+    }
+    if json {
+        out.write_all(line.as_bytes())?;
+    }
+    loop {
+        match next(&mut line) {
+            Ok(true) => {}
+            Ok(false) => return Ok(ended(files)),
+            Err(e) => return Ok(Err(e)),
+        }
+        let t = line.trim_end();
+        if let Some(rest) = t.strip_prefix(']') {
+            if json {
+                out.write_all(line.as_bytes())?;
+            } else {
+                let summary: Value =
+                    serde_json::from_str(&format!("{{{}", rest.trim_start_matches(','))).unwrap_or_default();
+                out.write_all(plan_summary(&summary, files).as_bytes())?;
+            }
+            return Ok(Ok(()));
+        }
+        files += 1;
+        if json {
+            out.write_all(line.as_bytes())?;
+            continue;
+        }
+        let Ok(c) = serde_json::from_str::<Value>(t.trim_end_matches(',')) else {
+            return Ok(Err(format!("the daemon's plan has a line that is not a file: {t}\n")));
+        };
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}s\t{}",
+            s(&c["reason"]),
+            s(&c["kind"]),
+            s(&c["bytes"]),
+            s(&c["age_seconds"]),
+            s(&c["path"])
+        )?;
+    }
+}
+
+/// The plan's last line, in text.
+fn plan_summary(v: &Value, files: u64) -> String {
+    let kept: Vec<String> = v["kept_files"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64() != Some(0))
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    format!(
+        "# the next sweep at {} would delete {files} files ({} bytes){}; keeps: {}\n",
+        s(&v["now"]),
+        s(&v["would_free_bytes"]),
+        if v["daemon_dry_run"] == true {
+            " (the daemon runs dry: it deletes nothing)"
+        } else {
+            ""
+        },
+        if kept.is_empty() {
+            "none".into()
+        } else {
+            kept.join(", ")
+        }
+    )
 }
 
 /// `shuffle-janitor explain PATH...`: the daemon's answer, or without it, the journal's and the

@@ -26,6 +26,23 @@ enum Exit {
     Partial = 1,
     /// Bad usage or bad configuration: nothing at all was deleted.
     Usage = 2,
+    /// Standard output was closed before all was written (`| head`): what a shell reports for a
+    /// process killed by SIGPIPE (128 + 13), which is what coreutils do. Quietly, and a deleting
+    /// sweep stops at a unit boundary first (and says so).
+    Closed = 141,
+}
+
+impl Exit {
+    /// The one to report of two outcomes: bad usage, then closed output, then partial.
+    fn worst(self, other: Exit) -> Exit {
+        let rank = |e: Exit| match e {
+            Exit::Done => 0,
+            Exit::Partial => 1,
+            Exit::Closed => 2,
+            Exit::Usage => 3,
+        };
+        if rank(other) > rank(self) { other } else { self }
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -43,7 +60,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sweep_cmd(&args),
         Command::Report(args) => report_cmd(&args),
         Command::Status(args) => ask_cmd(&args, control::status),
-        Command::Plan(args) => ask_cmd(&args, control::plan),
+        Command::Plan(args) => plan_cmd(&args),
         Command::Explain(args) => {
             let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
             ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &paths, json))
@@ -84,11 +101,16 @@ fn check_config(args: &RunArgs) -> Exit {
         Ok(cfg) => {
             if let Some(file) = &cfg.web_config_file {
                 match WebConfig::load(file) {
-                    Ok(web) => print_out(&format!(
-                        "# web configuration OK ({}): {}\n",
-                        file.display(),
-                        web.describe()
-                    )),
+                    Ok(web) => {
+                        let wrote = print_out(&format!(
+                            "# web configuration OK ({}): {}\n",
+                            file.display(),
+                            web.describe()
+                        ));
+                        if wrote != Exit::Done {
+                            return wrote;
+                        }
+                    }
                     Err(e) => {
                         eprintln!("shuffle-janitor: bad web configuration: {e}");
                         return Exit::Usage;
@@ -102,8 +124,7 @@ fn check_config(args: &RunArgs) -> Exit {
             print_out(&format!(
                 "# configuration OK ({source}); effective settings:\n{}",
                 cfg.to_toml()
-            ));
-            Exit::Done
+            ))
         }
         Err(e) => config_error(&e),
     }
@@ -117,7 +138,10 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
     // Files are written as they are found (a million would not fit in memory as a list): JSON
     // always lists them, text only in a dry run.
     let json = args.format == Format::Json;
-    let listing = (json || args.dry_run || cfg.dry_run).then(|| Arc::new(StreamList::new(std::io::stdout(), json)));
+    // A reader that goes away stops the sweep at its next unit boundary, as a signal does.
+    let cancel = stop_on_signals();
+    let listing = (json || args.dry_run || cfg.dry_run)
+        .then(|| Arc::new(StreamList::new(std::io::stdout(), json).stop_on_error(cancel.clone())));
     let opts = Options {
         mode: if args.purge { Mode::Purge } else { Mode::Sweep },
         dry_run: args.dry_run,
@@ -130,22 +154,41 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
     if !(opts.dry_run || cfg.dry_run) {
         journal::install(journal::open_for(&cfg, journal::By::Sweep));
     }
-    let cancel = stop_on_signals();
     let report = sweep::run(&cfg, &opts, &cancel);
-    finish(listing.as_deref(), &report, json, Report::to_text);
-    outcome(&report)
+    let stopped_early = listing.as_ref().is_some_and(|l| l.failed()) && report.cancelled;
+    let wrote = finish(listing.as_deref(), &report, json, Report::to_text);
+    if stopped_early && !(opts.dry_run || cfg.dry_run) {
+        // The one thing worth saying on a closed pipe: deletion stopped before the end.
+        let done = report.deleted_total();
+        eprintln!(
+            "shuffle-janitor: standard output was closed: stopped after the unit in hand ({} files deleted, no \
+             unit in part); run it again to finish",
+            done.files
+        );
+    }
+    outcome(&report).worst(wrote)
 }
 
 /// Writes the summary after the files already streamed (or alone, when none were listed).
-fn finish(listing: Option<&StreamList>, report: &Report, json: bool, text: fn(&Report) -> String) {
+fn finish(listing: Option<&StreamList>, report: &Report, json: bool, text: fn(&Report) -> String) -> Exit {
     let error = match (listing, json) {
         (Some(l), true) => l.finish_json(report.to_json()),
         (Some(l), false) => l.finish_text(&text(report)),
         (None, true) => return print_out(&format!("{}\n", report.to_json())),
         (None, false) => return print_out(&text(report)),
     };
-    if let Some(e) = error.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
-        eprintln!("shuffle-janitor: cannot write to standard output: {e}");
+    write_outcome(error)
+}
+
+/// A closed pipe exits [`Exit::Closed`] quietly; another write error says what it was.
+fn write_outcome(error: Option<std::io::Error>) -> Exit {
+    match error {
+        None => Exit::Done,
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Closed,
+        Some(e) => {
+            eprintln!("shuffle-janitor: cannot write to standard output: {e}");
+            Exit::Partial
+        }
     }
 }
 
@@ -192,7 +235,8 @@ fn report_cmd(args: &ReportArgs) -> Exit {
     };
     // JSON lists every file a sweep would take, as found; text gives the inventory only.
     let json = args.format == Format::Json;
-    let listing = json.then(|| Arc::new(StreamList::new(std::io::stdout(), true)));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let listing = json.then(|| Arc::new(StreamList::new(std::io::stdout(), true).stop_on_error(cancel.clone())));
     let opts = Options {
         mode: Mode::Sweep,
         dry_run: true,
@@ -201,9 +245,9 @@ fn report_cmd(args: &ReportArgs) -> Exit {
         opens: None,
         now: None,
     };
-    let report = sweep::run(&cfg, &opts, &AtomicBool::new(false));
-    finish(listing.as_deref(), &report, json, Report::inventory_text);
-    outcome(&report)
+    let report = sweep::run(&cfg, &opts, &cancel);
+    let wrote = finish(listing.as_deref(), &report, json, Report::inventory_text);
+    outcome(&report).worst(wrote)
 }
 
 /// `status`, `plan`, `explain`: exit 1 when no daemon answered (what could be said without it
@@ -214,8 +258,24 @@ fn ask_cmd(args: &AskArgs, ask: impl FnOnce(&Config, bool) -> control::Output) -
         Err(e) => return config_error(&e),
     };
     let out = ask(&cfg, args.format == Format::Json);
-    print_out(&out.text);
-    if out.answered { Exit::Done } else { Exit::Partial }
+    let wrote = print_out(&out.text);
+    if out.answered { Exit::Done } else { Exit::Partial }.worst(wrote)
+}
+
+/// `plan`: the daemon's plan, written as it streams in; exit 1 when there is no whole one.
+fn plan_cmd(args: &AskArgs) -> Exit {
+    let cfg = match Config::load(args.config.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let answered = control::plan(&cfg, args.format == Format::Json, &mut out);
+    let wrote = write_outcome(out.flush().err());
+    match answered {
+        Ok(Ok(())) => wrote,
+        Ok(Err(why)) => Exit::Partial.worst(wrote).worst(print_out(&why)),
+        Err(e) => write_outcome(Some(e)),
+    }
 }
 
 fn outcome(report: &Report) -> Exit {
@@ -226,15 +286,11 @@ fn outcome(report: &Report) -> Exit {
     }
 }
 
-/// Writes to standard output. A reader that went away (`| head`) is not an error worth a
-/// panic or a message: what was done is done, and the exit code says how it went.
-fn print_out(text: &str) {
+/// Writes to standard output. A reader that went away (`| head`) is not worth a panic or a
+/// message: [`Exit::Closed`] says the output is incomplete.
+fn print_out(text: &str) -> Exit {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        eprintln!("shuffle-janitor: cannot write to standard output: {e}");
-    }
+    write_outcome(out.write_all(text.as_bytes()).and_then(|()| out.flush()).err())
 }
 
 fn config_error(e: &ConfigError) -> Exit {

@@ -168,6 +168,9 @@ pub trait Listing: Send + Sync + std::fmt::Debug {
 pub struct StreamList {
     json: bool,
     state: std::sync::Mutex<StreamState>,
+    /// Set at the first write that fails: the reader went away (`| head`), so the sweep stops at
+    /// its next unit boundary instead of working on for nobody.
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct StreamState {
@@ -194,7 +197,14 @@ impl StreamList {
                 files: 0,
                 error: None,
             }),
+            stop: None,
         }
+    }
+
+    /// Sets `flag` (a sweep's cancel flag) when writing fails.
+    pub fn stop_on_error(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     fn with(&self, f: impl FnOnce(&mut StreamState) -> std::io::Result<()>) {
@@ -203,7 +213,15 @@ impl StreamList {
             && let Err(e) = f(&mut st)
         {
             st.error = Some(e);
+            if let Some(stop) = &self.stop {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Whether a write has failed (the rest of the list was not written).
+    pub fn failed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).error.is_some()
     }
 
     /// Ends a text list: a blank line after the files, then `summary`. Returns the first error

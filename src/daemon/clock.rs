@@ -29,6 +29,20 @@ pub struct Clock {
     hold_until: Option<Instant>,
     /// The wall clock carried on monotonically from before the step.
     carried_at_last: Nanos,
+    /// The last step seen: the wall time it was seen at, and by how much.
+    last_step: Option<(Nanos, Step)>,
+}
+
+/// What `status` shows of the clock the rules use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// The last step seen: when (wall clock) and by how much.
+    pub last_step: Option<(Nanos, Step)>,
+    /// How far the rules' clock runs behind the wall clock, at the last reading (0 outside a
+    /// hold, and after a step back, where the wall clock is the earlier one).
+    pub behind: Nanos,
+    /// While a step holds the rules off the wall clock: how much longer.
+    pub hold_left: Option<Duration>,
 }
 
 impl Clock {
@@ -38,6 +52,24 @@ impl Clock {
             last_mono: mono,
             hold_until: None,
             carried_at_last: wall,
+            last_step: None,
+        }
+    }
+
+    /// The drift at monotonic time `mono`, as of the last reading.
+    pub fn drift(&self, mono: Instant) -> Drift {
+        let hold_left = self
+            .hold_until
+            .map(|t| t.saturating_duration_since(mono))
+            .filter(|d| !d.is_zero());
+        Drift {
+            last_step: self.last_step,
+            behind: if hold_left.is_some() {
+                self.last_wall.saturating_sub(self.carried_at_last).max(0)
+            } else {
+                0
+            },
+            hold_left,
         }
     }
 
@@ -49,7 +81,8 @@ impl Clock {
         let carried = self.carried_at_last.saturating_add(elapsed);
         let by = wall.saturating_sub(expected);
         let step = (by.unsigned_abs() > STEP.as_nanos() as u64).then_some(Step { by });
-        if step.is_some() {
+        if let Some(step) = step {
+            self.last_step = Some((wall, step));
             self.hold_until = mono
                 .checked_add(hold)
                 .or(Some(mono + Duration::from_secs(10 * 365 * 86400)));
@@ -91,6 +124,9 @@ mod tests {
         let (now, step) = c.read(wall0 + 3 * DAY + 11 * S, t0 + Duration::from_secs(11), hold);
         assert_eq!(step, Some(Step { by: 3 * DAY }));
         assert_eq!(now, wall0 + 11 * S, "the rules stay on the carried clock");
+        let drift = c.drift(t0 + Duration::from_secs(11));
+        assert_eq!(drift.last_step, Some((wall0 + 3 * DAY + 11 * S, Step { by: 3 * DAY })));
+        assert_eq!((drift.behind, drift.hold_left), (3 * DAY, Some(hold)));
         // An hour later, still held.
         let (now, step) = c.read(wall0 + 3 * DAY + 3611 * S, t0 + Duration::from_secs(3611), hold);
         assert_eq!((now, step), (wall0 + 3611 * S, None));
@@ -98,6 +134,9 @@ mod tests {
         let later = t0 + Duration::from_secs(7 * 3600);
         let (now, _) = c.read(wall0 + 3 * DAY + 7 * 3600 * S, later, hold);
         assert_eq!(now, wall0 + 3 * DAY + 7 * 3600 * S);
+        let drift = c.drift(later);
+        assert_eq!((drift.behind, drift.hold_left), (0, None));
+        assert!(drift.last_step.is_some(), "the last step is still told");
 
         // Back by two days: the wall clock is the earlier one, and files written after the step
         // look young by it.

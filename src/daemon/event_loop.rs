@@ -39,7 +39,7 @@ impl Daemon {
         let (control_tx, control_rx) = mpsc::channel(8);
         let mut control_path = cfg.control_socket.clone();
         if let Some(path) = &cfg.control_socket
-            && let Err(e) = control::spawn(path, control_tx.clone())
+            && let Err(e) = control::spawn(path, control_tx.clone(), metrics.control_clients_dropped.clone())
         {
             control_path = None;
             warn!(path = %path.display(), error = %e, "cannot open the control socket: status, plan and explain \

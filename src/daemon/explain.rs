@@ -32,57 +32,6 @@ fn dry_sweep(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, probe:
     run_probed(cfg, present, index, &opts, &AtomicBool::new(false), None, probe)
 }
 
-/// `plan`: the files the next sweep would delete, and what it keeps by reason.
-pub fn plan(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>) -> Value {
-    let report = dry_sweep(cfg, present, index, None);
-    plan_of(cfg, &report)
-}
-
-fn plan_of(cfg: &Config, report: &Report) -> Value {
-    let candidates: Vec<Value> = report
-        .candidates
-        .iter()
-        .map(|c| {
-            json!({
-                "path": lossy(&c.path),
-                "bytes": c.bytes,
-                "kind": c.kind.as_str(),
-                "reason": c.reason.as_str(),
-                "age_seconds": c.age_seconds,
-            })
-        })
-        .collect();
-    let would_free: u64 = report.candidates.iter().map(|c| c.bytes).fold(0, u64::saturating_add);
-    let kept: serde_json::Map<String, Value> = report
-        .skipped
-        .iter()
-        .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
-        .collect();
-    let filesystems: Vec<Value> = report
-        .filesystems
-        .iter()
-        .map(|f| {
-            json!({
-                "mountpoint": lossy(&f.mountpoint),
-                "used_ratio": f.used_ratio,
-                "need_bytes": f.need_bytes,
-                "need_reason": f.need_reason.map(|r| r.as_str()),
-                "shortfall": f.shortfall,
-            })
-        })
-        .collect();
-    json!({
-        "now_ns": report.now,
-        "now": rfc3339(report.now),
-        "daemon_dry_run": cfg.dry_run,
-        "candidates": candidates,
-        "would_free_bytes": would_free,
-        "kept_files": kept,
-        "filesystems": filesystems,
-        "cancelled": report.cancelled,
-    })
-}
-
 /// Where a file is in the daemon's roots: root number, store, and the unit's stem.
 fn locate(present: &[IndexedRoot], path: &Path) -> Result<(u32, PathBuf, Vec<u8>, PathBuf), &'static str> {
     let (n, root) = present

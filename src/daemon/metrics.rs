@@ -58,6 +58,7 @@ pub struct Metrics {
     pub index_units: IntGauge,
     pub index_drift: IntCounterVec,
     pub clock_steps: IntCounter,
+    pub control_clients_dropped: IntCounter,
     stores: GaugeVec,
     idle_stores: GaugeVec,
     reaped_stores: IntCounter,
@@ -66,6 +67,8 @@ pub struct Metrics {
     proc_unanswered: IntCounterVec,
     /// Serialises [`Metrics::render`]'s catching up of `proc_unanswered`.
     proc_unanswered_sync: std::sync::Mutex<()>,
+    /// The stores by state as the last sweep that judged them found them, for `status`.
+    last_stores: std::sync::Mutex<serde_json::Value>,
     job_running_seconds: Gauge,
     stuck: IntGauge,
     pub health: super::health::Health,
@@ -73,6 +76,53 @@ pub struct Metrics {
     dry_run: IntGauge,
     dry_run_bytes: IntCounterVec,
     journal_lines_lost: IntCounter,
+}
+
+/// The stores by state and root, and why the idle ones are kept, as `report` judged them.
+fn stores_status(report: &Report) -> serde_json::Value {
+    let roots: Vec<serde_json::Value> = report
+        .roots
+        .iter()
+        .filter(|r| r.present)
+        .map(|r| {
+            serde_json::json!({
+                "root": crate::journal::lossy(&r.path),
+                "live": r.stores.live,
+                "idle": r.stores.idle,
+                "dead": r.stores.dead,
+                "idle_kept": r.idle_reasons.iter().map(|(k, n)| (k.as_str().to_owned(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "judged": crate::journal::rfc3339(report.now),
+        "dry_run": report.dry_run,
+        "removed": report.reaped.stores,
+        "liveness_unknown": report.liveness_unknown,
+        "roots": roots,
+    })
+}
+
+impl Metrics {
+    /// For `status`: the stores by state, as the last sweep that judged them found them (null
+    /// before the first).
+    pub fn stores_status(&self) -> serde_json::Value {
+        self.last_stores.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// For `status`: what the walks found the index to differ from the disk in, by kind.
+    pub fn drift_status(&self) -> serde_json::Value {
+        ["missing", "extra", "stale"]
+            .iter()
+            .map(|k| {
+                (
+                    (*k).to_owned(),
+                    serde_json::json!(self.index_drift.with_label_values(&[k]).get()),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
 }
 
 fn int_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -281,6 +331,7 @@ impl Metrics {
                 &["what"],
             ),
             proc_unanswered_sync: std::sync::Mutex::new(()),
+            last_stores: std::sync::Mutex::new(serde_json::Value::Null),
             job_running_seconds: {
                 let g = Gauge::new(
                     "shuffle_janitor_job_running_seconds",
@@ -303,6 +354,12 @@ impl Metrics {
                 "shuffle_janitor_clock_steps_total",
                 "Steps of the wall clock (more than 60 s away from the monotonic clock); after one, \
                  ages are measured on the clock carried on from before it for max_age.",
+            ),
+            control_clients_dropped: int_counter(
+                &r,
+                "shuffle_janitor_control_clients_dropped_total",
+                "Clients of the control socket dropped for being too slow: no request within 2 s, \
+                 nothing of the answer read for 10 s, or not all of it within 120 s.",
             ),
             config_last_reload_successful: int_gauge(
                 &r,
@@ -454,6 +511,7 @@ impl Metrics {
                         .set(n as f64);
                 }
             }
+            *self.last_stores.lock().unwrap_or_else(|e| e.into_inner()) = stores_status(report);
         }
         // Per-root gauges describe the tree now: reset so vanished roots and kinds disappear.
         self.oldest_file_age.reset();

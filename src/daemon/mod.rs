@@ -26,6 +26,7 @@ pub mod explain;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod plan;
 pub mod pressure;
 pub mod signals;
 pub mod walk;

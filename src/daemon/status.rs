@@ -4,32 +4,38 @@ use super::*;
 
 impl Daemon {
     /// A request of the control socket. `status` is made here, from the loop's state; `plan`
-    /// and `explain` run the sweep's decision as a dry run on a blocking thread.
+    /// and `explain` run the sweep's decision as a dry run on a blocking thread (`plan` streams).
     pub(super) fn on_control(
         &mut self,
         req: crate::control::Request,
-        reply: tokio::sync::oneshot::Sender<serde_json::Value>,
+        reply: tokio::sync::oneshot::Sender<control::Answer>,
     ) {
         use crate::control::Request;
+        use control::Answer;
         if matches!(req, Request::Status) {
-            let _ = reply.send(self.status());
+            let _ = reply.send(Answer::Value(self.status()));
             return;
         }
         if !self.walked {
-            let _ = reply.send(
+            let _ = reply.send(Answer::Value(
                 serde_json::json!({"error": "the daemon has not finished its first walk: ask again in a moment"}),
-            );
+            ));
             return;
         }
         let (cfg, present, index) = (self.cfg.clone(), self.present.clone(), self.index.clone());
-        tokio::task::spawn_blocking(move || {
-            let answer = match req {
-                Request::Plan => explain::plan(&cfg, &present, &index),
-                Request::Explain { paths } => explain::explain(&cfg, &present, &index, &paths),
-                Request::Status => unreachable!("answered above"),
-            };
-            let _ = reply.send(answer);
-        });
+        match req {
+            Request::Plan => {
+                let _ = reply.send(Answer::Stream(Box::new(move |out| {
+                    plan::stream(&cfg, &present, &index, out)
+                })));
+            }
+            Request::Explain { paths } => {
+                tokio::task::spawn_blocking(move || {
+                    let _ = reply.send(Answer::Value(explain::explain(&cfg, &present, &index, &paths)));
+                });
+            }
+            Request::Status => unreachable!("answered above"),
+        }
     }
 
     /// `status`: the daemon's state at a glance.
@@ -82,8 +88,16 @@ impl Daemon {
             },
             "watch": {
                 "inotify": self.watch.is_some(),
+                "watched_dirs": self.watch.as_ref().map(|w| w.watched()),
+                "watch_limit_reached": self.watch.as_ref().is_some_and(|w| w.limited()),
                 "unwatched_dirs": unwatched_stores + self.layout_unwatched.values().sum::<usize>(),
                 "overflows": self.metrics.inotify_overflows.get(),
+                "index_drift": self.metrics.drift_status(),
+            },
+            "clock": clock_status(&self.clock, self.metrics.clock_steps.get()),
+            "stores": self.metrics.stores_status(),
+            "control": {
+                "clients_dropped": self.metrics.control_clients_dropped.get(),
             },
             "journal": {
                 "path": crate::journal::current().map(|j| crate::journal::lossy(&j.path())),
@@ -94,4 +108,25 @@ impl Daemon {
             "next_sweep": explain::next_sweep_wall(self.next_sweep),
         })
     }
+}
+
+/// The clock the rules use against the wall clock: steps seen, the last one, and while one
+/// holds the rules on the clock carried on from before it, how far behind and until when.
+fn clock_status(clock: &clock::Clock, steps: u64) -> serde_json::Value {
+    use crate::journal::rfc3339;
+    use serde_json::json;
+    let now = std::time::Instant::now();
+    let drift = clock.drift(now);
+    let wall = crate::sweep::now();
+    json!({
+        "steps": steps,
+        "last_step": drift.last_step.map(|(at, step)| json!({
+            "at": rfc3339(at),
+            "by_seconds": step.by / 1_000_000_000,
+        })),
+        "rules_behind_seconds": drift.behind / 1_000_000_000,
+        "held_until": drift
+            .hold_left
+            .map(|left| rfc3339(wall.saturating_add(crate::policy::nanos(left)))),
+    })
 }

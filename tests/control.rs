@@ -1,0 +1,420 @@
+//! The control socket and the commands that ask through it (`status`, `plan`), end to end: the
+//! real daemon on a temporary tree, asked by the real binary and by raw clients that misbehave;
+//! and every command's output when its reader goes away (`| head`).
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BM: &str = "blockmgr-646dd966-f4a1-418b-90b6-9ce0ed5d3da5";
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// A dry-running daemon (so its plan stays what the tree holds), answering on its socket.
+    fn start(env: &TestEnv, config: &Path) -> Daemon {
+        let log = env.dir.path().join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+            .args(["run", "--dry-run", "--log-level", "debug", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the daemon");
+        let d = Daemon {
+            child,
+            log,
+            socket: env.dir.path().join("state/control.sock"),
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(v) = d.ask(r#"{"request":"status"}"#, Duration::from_secs(5))
+                && v["index"]["walked"] == true
+                && v["last_sweeps"].as_array().is_some_and(|s| !s.is_empty())
+            {
+                return d;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no first sweep: {}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One request on a raw connection; the answer's first line, parsed.
+    fn ask(&self, req: &str, timeout: Duration) -> std::io::Result<serde_json::Value> {
+        let mut s = UnixStream::connect(&self.socket)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(format!("{req}\n").as_bytes())?;
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line)?;
+        serde_json::from_str(&line).map_err(std::io::Error::other)
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config of the test's root for a daemon, with a metrics port of its own (tests run at once).
+fn daemon_config(env: &TestEnv) -> PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"))
+}
+
+/// `n` stale units (one data file each) below the test's root.
+fn stale_units(env: &TestEnv, n: usize) {
+    for i in 0..n {
+        env.file(&format!("{BM}/{:02x}/shuffle_1_{i}_0.data", i % 64), 10, 8 * HOUR);
+    }
+}
+
+/// Issue 23: a client that asks for a plan and never reads it held a task and a connection slot
+/// for ever (nine of them, the socket for everyone). It is dropped once it has read nothing for
+/// 10 s, counted and logged, and meanwhile the daemon sweeps and answers others.
+#[test]
+fn clients_that_ask_and_never_read_are_dropped_and_hold_nothing() {
+    let env = TestEnv::new();
+    stale_units(&env, 6000);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    // More stuck clients than the daemon serves at once, each with a plan far larger than what
+    // the socket buffers.
+    let stuck: Vec<UnixStream> = (0..10)
+        .map(|_| {
+            let mut s = UnixStream::connect(&d.socket).unwrap();
+            s.write_all(b"{\"request\":\"plan\"}\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    // Sweeps go on: a SIGUSR1 sweep is done and shows in status, asked by a well-behaved client.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.child.id() as i32).unwrap(),
+        rustix::process::Signal::USR1,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        let v = d
+            .ask(r#"{"request":"status"}"#, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("status not answered while clients hang: {e}\n{}", d.log_text()));
+        if v["last_sweeps"].as_array().unwrap().len() >= 2 {
+            break v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "answered only after {:?}: {}",
+        start.elapsed(),
+        d.log_text()
+    );
+    // Every stuck client is dropped, counted and logged.
+    let start = Instant::now();
+    loop {
+        let v = d.ask(r#"{"request":"status"}"#, Duration::from_secs(30)).unwrap();
+        if v["control"]["clients_dropped"] == 10 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{v}\n{status}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = d.log_text();
+    assert!(
+        log.contains("control socket: dropped a client: it read nothing of its answer for 10 s"),
+        "{log}"
+    );
+    drop(stuck);
+    // And the socket still serves a full plan to a client that reads.
+    let out = env.run(&["plan", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["candidates"].as_array().unwrap().len(), 6000);
+}
+
+/// The binary with a standard output whose reader is gone, as `| head` leaves it once it has
+/// its lines; errors at `--log-level error`.
+fn run_closed(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["--log-level", "error"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run shuffle-janitor")
+}
+
+/// Issue 23: a command whose output was closed early exited 0, as if it had written all.
+/// Now it exits 141 (as a shell reports a process SIGPIPE killed), with nothing on stderr.
+#[test]
+fn read_only_commands_exit_141_quietly_when_their_output_closes() {
+    let env = TestEnv::new();
+    for s in 0..4 {
+        for i in 0..500 {
+            env.file(
+                &format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.data", i % 64),
+                10,
+                8 * HOUR,
+            );
+        }
+    }
+    let cfg = env.config("");
+    let cfg = cfg.to_str().unwrap();
+    let file = env.root().join("blockmgr-0/00/shuffle_1_0_0.data");
+    for args in [
+        &["sweep", "--dry-run", "--config", cfg][..],
+        &["sweep", "--dry-run", "--format", "json", "--config", cfg],
+        &["report", "--config", cfg],
+        &["report", "--format", "json", "--config", cfg],
+        &["check-config", "--config", cfg],
+        // No daemon: explain answers from the files' own timestamps.
+        &["explain", "--config", cfg, file.to_str().unwrap()],
+        &["status", "--config", cfg],
+    ] {
+        let out = run_closed(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    assert_eq!(files_below(&env.root()).len(), 2000, "a dry run deletes nothing");
+}
+
+/// Issue 23: a deleting sweep whose output closes stops after the unit in hand, every unit
+/// whole (gone, or there with all its files), says so, and exits 141.
+#[test]
+fn a_deleting_sweep_whose_output_closes_stops_at_a_unit_boundary_and_says_so() {
+    let env = TestEnv::new();
+    let (stores, units) = (40, 100);
+    for s in 0..stores {
+        for i in 0..units {
+            env.file(
+                &format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.data", i % 64),
+                10,
+                8 * HOUR,
+            );
+            env.file(
+                &format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.index", (i + 7) % 64),
+                8,
+                8 * HOUR,
+            );
+        }
+    }
+    let cfg = env.config("");
+    let out = run_closed(&["sweep", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(
+        stderr.contains("standard output was closed: stopped after the unit in hand"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let mut left = 0;
+    for s in 0..stores {
+        for i in 0..units {
+            let data = env
+                .root()
+                .join(format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.data", i % 64));
+            let index = env
+                .root()
+                .join(format!("blockmgr-{s}/{:02x}/shuffle_1_{i}_0.index", (i + 7) % 64));
+            assert_eq!(data.exists(), index.exists(), "a unit in part: {}", data.display());
+            left += usize::from(data.exists());
+        }
+    }
+    assert!(left > 0, "it stopped early, not after deleting everything");
+    let deleted: usize = stderr
+        .split("(")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(deleted, 2 * (stores * units - left), "{stderr}");
+    // Every deleted unit is in the journal.
+    let journal = std::fs::read_to_string(env.dir.path().join("state/deletions.jsonl")).unwrap();
+    let journaled = journal.lines().filter(|l| l.contains("\"event\":\"deleted\"")).count();
+    assert_eq!(journaled, stores * units - left);
+}
+
+/// `status` and `plan` whose output closes: 141, quietly.
+#[test]
+fn status_and_plan_exit_141_quietly_when_their_output_closes() {
+    let env = TestEnv::new();
+    stale_units(&env, 3000);
+    let cfg = daemon_config(&env);
+    let _d = Daemon::start(&env, &cfg);
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["status", "--config", cfg][..],
+        &["status", "--format", "json", "--config", cfg],
+        &["plan", "--config", cfg],
+        &["plan", "--format", "json", "--config", cfg],
+    ] {
+        let out = run_closed(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
+
+/// A process's peak resident memory, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 23: `plan` held all its candidates in memory, in the daemon and in the client, before
+/// writing any (about 1 KiB each: 115 MB at 100,000). Both now stream them: neither peak grows
+/// with the plan.
+#[test]
+fn plan_streams_in_flat_memory() {
+    let env = TestEnv::new();
+    let n = 50_000;
+    stale_units(&env, n);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let before = peak_kib(d.child.id());
+    let time = Path::new("/usr/bin/time");
+    let mut client = if time.exists() {
+        let mut c = Command::new(time);
+        c.arg("-v").arg(env!("CARGO_BIN_EXE_shuffle-janitor"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+    };
+    let out = client
+        .args(["plan", "--format", "json", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["candidates"].as_array().unwrap().len(), n);
+    let grew = peak_kib(d.child.id()) - before;
+    assert!(
+        grew < 16 << 10,
+        "the daemon's peak grew by {grew} KiB for a plan of {n} files"
+    );
+    if let Some(kib) = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+    {
+        let kib: u64 = kib.parse().unwrap();
+        assert!(
+            kib < 24 << 10,
+            "the client's peak was {kib} KiB for a plan of {n} files"
+        );
+    }
+    assert_eq!(plan["would_delete_files"], n);
+    // The text, a line per file and the summary last.
+    let out = env.run(&["plan", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), n + 1);
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .contains(&format!("would delete {n} files")),
+        "{}",
+        text.lines().last().unwrap()
+    );
+    assert!(
+        text.lines().next().unwrap().starts_with("ttl\tshuffle\t"),
+        "{text:.200}"
+    );
+}
+
+/// Issue 23: `status` showed neither the stores by state (nor why idle ones are kept) nor the
+/// watch's directories, the index's drift and the clock the rules use.
+#[test]
+fn status_shows_stores_by_state_the_watch_and_the_clock() {
+    let env = TestEnv::new();
+    stale_units(&env, 10);
+    // A store with nothing in it for hours: dead, unless a process may own it.
+    let empty = env.root().join("blockmgr-0a5f3c1e-0000-4000-8000-000000000001/0c");
+    std::fs::create_dir_all(&empty).unwrap();
+    set_age(&empty, 8 * HOUR);
+    set_age(empty.parent().unwrap(), 8 * HOUR);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let v = d.ask(r#"{"request":"status"}"#, Duration::from_secs(30)).unwrap();
+    let stores = &v["stores"];
+    assert!(stores["judged"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    let root = &stores["roots"][0];
+    let (live, idle, dead) = (
+        root["live"].as_u64().unwrap(),
+        root["idle"].as_u64().unwrap(),
+        root["dead"].as_u64().unwrap(),
+    );
+    assert_eq!(live + idle + dead, 2, "{v}");
+    assert!(live >= 1, "{v}");
+    let kept: u64 = root["idle_kept"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(kept, idle, "every idle store has its reason: {v}");
+    let w = &v["watch"];
+    assert!(w["watched_dirs"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(w["index_drift"]["missing"], 0, "{v}");
+    let clock = &v["clock"];
+    assert_eq!(
+        (&clock["steps"], &clock["last_step"]),
+        (&0.into(), &serde_json::Value::Null),
+        "{v}"
+    );
+    assert_eq!(clock["rules_behind_seconds"], 0, "{v}");
+    let out = env.run(&["status", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "stores, as the sweep at ",
+        &format!("{live} live, {idle} idle"),
+        "directories watched",
+        "index drift found by walks: 0 missing",
+        "clock: 0 wall-clock steps seen",
+        "control socket: 0 clients dropped",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    eprintln!("{text}");
+}
