@@ -16,8 +16,9 @@ walk that only lists and stats); a steady-state interval sweep's CPU, system cal
 (`strace -c -f`: getdents64, opens, stats) and, with the page cache dropped, the bytes it reads
 from the disk; its memory (peak RSS, bytes per unit of the index, and with --churn MINUTES, RSS
 over a churn of map outputs created and removed); and, as root, disk pressure on a tmpfs of
---files files: the time from crossing watermark.high to the first deletion and down to
-watermark.low, for the daemon and for the walking sweep.
+--files files (--pressure-fs ext4: ext4 on a loop image in --dir, filled to 80 % by a ballast
+file; --pressure-only runs that case alone): the time from crossing watermark.high to the first
+deletion and down to watermark.low, for the daemon and for the walking sweep.
 
 --dead-stores N: a sweep and find over the tree plus N empty stores of dead executors, before
 and after the janitor reaps them.
@@ -629,6 +630,31 @@ def pressure_tmpfs(work, files, per_store=10000, nn=64):
     return mnt, info
 
 
+def pressure_ext4(work, files, per_store=10000, nn=64):
+    """An ext4 filesystem on a loop image holding a --files tree, filled to 80 % by a ballast
+    file outside the root (ext4 cannot be shrunk to the tree as the tmpfs is). Returns
+    (mountpoint, info) or None. The image lives in `work` (on the disk of --dir): about 6.4 KB a
+    file."""
+    mnt, img = os.path.join(work, "ext4"), os.path.join(work, "ext4.img")
+    os.makedirs(mnt, exist_ok=True)
+    with open(img, "wb") as f:
+        f.truncate(max(files * 6400, 256 << 20))
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-N", str(files * 13 // 10 + 10000), img]).returncode == 0
+    if not made or subprocess.run(["mount", "-o", "loop", img, mnt]).returncode:
+        return None
+    info = generate(os.path.join(mnt, "root"), files, per_store=per_store, nn=nn)
+    used, size = used_bytes(mnt)
+    ballast = int(0.80 * size) - used
+    if ballast < 0:
+        subprocess.run(["umount", mnt])
+        sys.exit(f"the tree takes {100 * used / size:.0f}% of the ext4 image, more than 80%: make the image larger")
+    with open(os.path.join(mnt, "ballast"), "wb") as f:
+        if ballast:
+            os.posix_fallocate(f.fileno(), 0, ballast)
+    subprocess.run(["sync"], check=True)
+    return mnt, info
+
+
 class UsagePoller(threading.Thread):
     """Reads statvfs every 0.5 ms once started: when use first reached `high` (the crossing),
     the first moment after that it fell (a deletion), and the last (deletions over: no fall for
@@ -659,9 +685,11 @@ class UsagePoller(threading.Thread):
             time.sleep(0.0005)
 
 
-def cross_high(root, high):
+def cross_high(root, high, poller=None):
     """Writes a young spill file into a store (as an executor would) that takes the tmpfs past
-    `high` by 8 MiB."""
+    `high` by 8 MiB. With `poller`, gives it the moment the write passed `high` if it did not see
+    it itself: on ext4 the daemon may delete while the write goes on, and the use may never be
+    at `high` when the poller looks."""
     used, size = used_bytes(root)
     need = int(high * size) - used + 8 * 1024 * 1024
     store = sorted(s for s in os.listdir(root) if s.startswith("blockmgr-"))[0]
@@ -670,17 +698,20 @@ def cross_high(root, high):
         while need > 0:
             f.write(chunk[: min(need, len(chunk))])
             need -= len(chunk)
+            if poller is not None and poller.crossed is None and need <= 8 * 1024 * 1024:
+                poller.crossed = time.time()
 
 
-def bench_pressure(work, files):
-    """First deletion and time to `low` after a tmpfs of `files` files crosses `high`: the daemon
-    (index) against the walking sweep (`shuffle-janitor sweep`, as the daemon ran before)."""
-    print(f"\n## Disk pressure on a tmpfs of {files:,} files", flush=True)
+def bench_pressure(work, files, fs="tmpfs"):
+    """First deletion and time to `low` after a tmpfs (or an ext4 image) of `files` files
+    crosses `high`: the daemon (index) against the walking sweep (`shuffle-janitor sweep`, as
+    the daemon ran before)."""
+    print(f"\n## Disk pressure on {fs} holding {files:,} files", flush=True)
     out = {}
     for mode in ("daemon", "walk"):
-        made = pressure_tmpfs(work, files)
+        made = pressure_ext4(work, files) if fs == "ext4" else pressure_tmpfs(work, files)
         if made is None:
-            print("  SKIPPED: cannot mount a tmpfs here (needs root)")
+            print(f"  SKIPPED: cannot mount a {fs} here (needs root)")
             return None
         mnt, info = made
         root = os.path.join(mnt, "root")
@@ -693,7 +724,7 @@ def bench_pressure(work, files):
                 d.wait_sweeps(1)
                 time.sleep(2)
                 poller.start()
-                cross_high(root, 0.85)
+                cross_high(root, 0.85, poller)
                 deadline = time.time() + 600
                 while poller.final is None and time.time() < deadline:
                     time.sleep(0.05)
@@ -703,7 +734,7 @@ def bench_pressure(work, files):
             else:
                 cfg = config(os.path.join(work, "pressure.toml"), root, "3650d", "15m", extra=extra)
                 poller.start()
-                cross_high(root, 0.85)
+                cross_high(root, 0.85, poller)
                 # The walking daemon began a sweep like this one when it saw the crossing.
                 r = subprocess.run(janitor(cfg) + ["--format", "json"], capture_output=True, text=True)
                 deleted = json.loads(r.stdout)["deleted_files"]
@@ -718,6 +749,8 @@ def bench_pressure(work, files):
                   f"({deleted / done if done == done and done > 0 else float('nan'):,.0f} per second)", flush=True)
         finally:
             subprocess.run(["umount", mnt])
+            if fs == "ext4":
+                os.unlink(os.path.join(work, "ext4.img"))
     return out
 
 
@@ -848,6 +881,11 @@ def main():
     ap.add_argument("--dead-stores", type=int, default=0, help="also measure a sweep over N empty dead stores")
     ap.add_argument("--no-delete", action="store_true", help="skip the deleting rounds (the longest part)")
     ap.add_argument("--no-pressure", action="store_true", help="with --daemon: skip the tmpfs pressure case")
+    ap.add_argument("--pressure-fs", choices=["tmpfs", "ext4"], default="tmpfs",
+                    help="with --daemon: the pressure case on a tmpfs, or on ext4 on a loop image in --dir "
+                    "(about 6.4 KB a file)")
+    ap.add_argument("--pressure-only", action="store_true", help="measure the pressure case alone (no no-op, "
+                    "deleting or daemon rows)")
     ap.add_argument("--stores", type=int, default=12000,
                     help="with --daemon: the many-stores case's stores (30 files each; 0 skips it)")
     ap.add_argument("--opens", type=int, default=4000,
@@ -865,6 +903,12 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     work = tempfile.mkdtemp(dir=args.dir)
+    if args.pressure_only:
+        try:
+            bench_pressure(work, args.files, args.pressure_fs)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.stores_only:
         try:
             if args.old_janitor:
@@ -901,7 +945,7 @@ def main():
             bench_daemon(work, master, info, walk, args.churn, args.old_janitor)
         shutil.rmtree(master, ignore_errors=True)
         if args.daemon and not args.no_pressure:
-            bench_pressure(work, args.files)
+            bench_pressure(work, args.files, args.pressure_fs)
         if args.daemon and args.stores:
             bench_many_stores(work, args.stores, args.opens)
         if args.dead_stores:
