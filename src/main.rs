@@ -142,6 +142,7 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
     let cancel = stop_on_signals();
     let listing = (json || args.dry_run || cfg.dry_run)
         .then(|| Arc::new(StreamList::new(std::io::stdout(), json).stop_on_error(cancel.clone())));
+    let closed = listing.is_some().then(|| stop_when_stdout_closes(cancel.clone()));
     let opts = Options {
         mode: if args.purge { Mode::Purge } else { Mode::Sweep },
         dry_run: args.dry_run,
@@ -155,14 +156,23 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
         journal::install(journal::open_for(&cfg, journal::By::Sweep));
     }
     let report = sweep::run(&cfg, &opts, &cancel);
-    let stopped_early = listing.as_ref().is_some_and(|l| l.failed()) && report.cancelled;
+    let stopped_early = report.cancelled
+        && (listing.as_ref().is_some_and(|l| l.failed())
+            || closed
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)));
     let wrote = finish(listing.as_deref(), &report, json, Report::to_text);
     if stopped_early && !(opts.dry_run || cfg.dry_run) {
-        // The one thing worth saying on a closed pipe: deletion stopped before the end.
+        // The one thing worth saying when the output went: deletion stopped before the end.
         let done = report.deleted_total();
         eprintln!(
-            "shuffle-janitor: standard output was closed: stopped after the unit in hand ({} files deleted, no \
-             unit in part); run it again to finish",
+            "shuffle-janitor: {}: stopped after the unit in hand ({} files deleted, no unit in part); run it again \
+             to finish",
+            if wrote == Exit::Closed {
+                "standard output was closed"
+            } else {
+                "standard output could not be written"
+            },
             done.files
         );
     }
@@ -226,6 +236,36 @@ fn stop_on_signals() -> Arc<AtomicBool> {
         })
     });
     cancel
+}
+
+/// Sets `cancel` (and the flag returned) as soon as standard output's reader is gone (a pipe
+/// whose reader closed, a socket shut down): the list a sweep writes is buffered, and written
+/// only once a store is let go, so the failing write alone would stop a deleting sweep only
+/// after the whole store in hand (every unit of a store of a million files after `| head`).
+/// A file, `/dev/null` or a terminal never wakes it: poll with no events asked reports only
+/// POLLERR and POLLHUP.
+fn stop_when_stdout_closes(cancel: Arc<AtomicBool>) -> Arc<AtomicBool> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use std::sync::atomic::Ordering;
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    let _ = std::thread::Builder::new().name("stdout-watch".into()).spawn(move || {
+        let out = std::io::stdout();
+        let mut fds = [PollFd::new(&out, PollFlags::empty())];
+        loop {
+            match poll(&mut fds, None) {
+                Ok(_) if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) => {
+                    flag.store(true, Ordering::Relaxed);
+                    cancel.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Ok(_) if fds[0].revents().contains(PollFlags::NVAL) => return,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    closed
 }
 
 fn report_cmd(args: &ReportArgs) -> Exit {

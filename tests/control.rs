@@ -271,6 +271,77 @@ fn a_deleting_sweep_whose_output_closes_stops_at_a_unit_boundary_and_says_so() {
     assert_eq!(journaled, stores * units - left);
 }
 
+/// One store of `units` stale units of two files each, in different sub-directories.
+fn one_big_store(env: &TestEnv, units: usize) -> Vec<(PathBuf, PathBuf)> {
+    (0..units)
+        .map(|i| {
+            (
+                env.file(&format!("{BM}/{:02x}/shuffle_1_{i}_0.data", i % 64), 10, 8 * HOUR),
+                env.file(&format!("{BM}/{:02x}/shuffle_1_{i}_0.index", (i + 7) % 64), 8, 8 * HOUR),
+            )
+        })
+        .collect()
+}
+
+/// The units of `units` left whole (both files there); panics on a unit in part.
+fn whole_units_left(units: &[(PathBuf, PathBuf)]) -> usize {
+    units
+        .iter()
+        .filter(|(data, index)| {
+            assert_eq!(data.exists(), index.exists(), "a unit in part: {}", data.display());
+            data.exists()
+        })
+        .count()
+}
+
+/// Review of issue 23: a deleting `sweep --format json` wrote its list only once a store was
+/// let go, so with `| head` (or a full disk under its output) it deleted every unit of the
+/// store in hand before it saw the output gone, then said "stopped after the unit in hand ...
+/// run it again to finish" when it had finished: with one store, all of it. It now stops
+/// within the store: a reader gone is seen at once (poll), and the list is written every few
+/// hundred units, the store's write guard let go.
+#[test]
+fn a_deleting_sweep_stops_inside_a_big_store_when_its_output_goes() {
+    let env = TestEnv::new();
+    let n = 3000;
+    let units = one_big_store(&env, n);
+    let cfg = env.config("");
+    let cfg = cfg.to_str().unwrap();
+    // The reader gone before the first unit: nothing is deleted.
+    let out = run_closed(&["sweep", "--format", "json", "--config", cfg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(
+        stderr.contains("standard output was closed: stopped after the unit in hand (0 files deleted"),
+        "{stderr}"
+    );
+    assert_eq!(whole_units_left(&units), n, "{stderr}");
+    // An output that fails to be written (a full disk): stopped within the store, exit 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["--log-level", "error", "sweep", "--format", "json", "--config", cfg])
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::options().write(true).open("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains("standard output could not be written: stopped after the unit in hand"),
+        "{stderr}"
+    );
+    let left = whole_units_left(&units);
+    assert!(left > n / 2, "{left} of {n} units left: {stderr}");
+    let deleted: usize = stderr
+        .split("hand (")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(deleted, 2 * (n - left), "{stderr}");
+}
+
 /// `status` and `plan` whose output closes: 141, quietly.
 #[test]
 fn status_and_plan_exit_141_quietly_when_their_output_closes() {
