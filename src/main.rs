@@ -290,14 +290,21 @@ fn report_cmd(args: &ReportArgs) -> Exit {
     outcome(&report).worst(wrote)
 }
 
-/// `status`, `plan`, `explain`: exit 1 when no daemon answered (what could be said without it
-/// is printed all the same).
+/// `status`, `explain`: exit 1 when no daemon answered (what could be said without it is
+/// printed all the same).
 fn ask_cmd(args: &AskArgs, ask: impl FnOnce(&Config, bool) -> control::Output) -> Exit {
     let cfg = match Config::load(args.config.config.as_deref()) {
         Ok(cfg) => cfg,
         Err(e) => return config_error(&e),
     };
-    let out = ask(&cfg, args.format == Format::Json);
+    let json = args.format == Format::Json;
+    let out = ask(&cfg, json);
+    // In JSON, standard output holds JSON or nothing (`| jq`): `status` without a daemon has
+    // only a text saying so, which goes to standard error.
+    if json && !out.answered && !out.text.starts_with('{') {
+        eprint!("{}", out.text);
+        return Exit::Partial;
+    }
     let wrote = print_out(&out.text);
     if out.answered { Exit::Done } else { Exit::Partial }.worst(wrote)
 }
@@ -313,7 +320,12 @@ fn plan_cmd(args: &AskArgs) -> Exit {
     let wrote = write_outcome(out.flush().err());
     match answered {
         Ok(Ok(())) => wrote,
-        Ok(Err(why)) => Exit::Partial.worst(wrote).worst(print_out(&why)),
+        // Not part of the plan: on standard error, after what was listed (a plan in part is
+        // not finished by a line of text, nor its JSON by something that is not).
+        Ok(Err(why)) => {
+            eprint!("shuffle-janitor: {why}");
+            Exit::Partial.worst(wrote)
+        }
         Err(e) => write_outcome(Some(e)),
     }
 }

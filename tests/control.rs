@@ -342,6 +342,36 @@ fn a_deleting_sweep_stops_inside_a_big_store_when_its_output_goes() {
     assert_eq!(deleted, 2 * (n - left), "{stderr}");
 }
 
+/// Review of issue 23: without a daemon, `status --format json` and `plan --format json`
+/// printed a text ("no daemon answers on ...") on standard output, where a script reads JSON
+/// (`| jq`), and `plan` in text too, where it reads like one more line of the plan. It goes to
+/// standard error; standard output is empty; exit 1 as before.
+#[test]
+fn without_a_daemon_status_and_plan_keep_standard_output_clean() {
+    let env = TestEnv::new();
+    let cfg = env.config("");
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["status", "--format", "json", "--config", cfg][..],
+        &["plan", "--format", "json", "--config", cfg],
+        &["plan", "--config", cfg],
+    ] {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+        assert!(stderr.contains("no daemon answers on"), "{args:?}: {stderr}");
+    }
+    // In text, `status` says so where it is read, and `explain` in JSON answers in JSON.
+    let out = env.run(&["status", "--config", cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no daemon answers on"));
+    let out = env.run(&["explain", "--format", "json", "--config", cfg, "/nonexistent/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["daemon"], false);
+}
+
 /// `status` and `plan` whose output closes: 141, quietly.
 #[test]
 fn status_and_plan_exit_141_quietly_when_their_output_closes() {
