@@ -372,6 +372,60 @@ fn without_a_daemon_status_and_plan_keep_standard_output_clean() {
     assert_eq!(v["daemon"], false);
 }
 
+/// Review of issue 23: `explain` looked each unit of the index up in the paths asked by a scan
+/// of them, under the index's lock: with a few hundred paths (a 64 KiB request holds about
+/// 600) over a store of 40,000 units the daemon's lock was held for a second (a million units:
+/// minutes), and `status`, the watch and the sweeps waited. Each unit is now a hash lookup.
+#[test]
+fn explain_of_many_paths_holds_the_index_briefly() {
+    let env = TestEnv::new();
+    let n = 40_000;
+    stale_units(&env, n);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let paths: Vec<String> = (0..600)
+        .map(|i| {
+            env.root()
+                .join(format!("{BM}/{:02x}/shuffle_1_{i}_0.data", i % 64))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let req = serde_json::json!({"request": "explain", "paths": paths}).to_string();
+    assert!(req.len() < 64 << 10);
+    let socket = d.socket.clone();
+    let explain = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(format!("{req}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    // `status` takes the index's lock: while the explain runs, it must not wait on it.
+    let mut worst = Duration::ZERO;
+    while !explain.is_finished() {
+        let t = Instant::now();
+        d.ask(r#"{"request":"status"}"#, Duration::from_secs(60)).unwrap();
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answer: serde_json::Value = serde_json::from_str(explain.join().unwrap().trim()).unwrap();
+    assert_eq!(answer["answers"].as_array().unwrap().len(), 600);
+    assert!(
+        answer["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["verdict"] != "unknown"),
+        "{:.600}",
+        answer.to_string()
+    );
+    assert!(
+        worst < Duration::from_millis(1200),
+        "status waited {worst:?} on an explain of 600 paths"
+    );
+}
+
 /// `status` and `plan` whose output closes: 141, quietly.
 #[test]
 fn status_and_plan_exit_141_quietly_when_their_output_closes() {
