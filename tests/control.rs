@@ -426,6 +426,39 @@ fn explain_of_many_paths_holds_the_index_briefly() {
     );
 }
 
+/// Review of issue 23: a client that connects and asks nothing (one byte a second) is dropped
+/// after 2 s and counted, but `status` said the clients it counts were dropped "for not reading
+/// their answer", which this one never asked for.
+#[test]
+fn a_client_that_asks_nothing_is_dropped_counted_and_named_so() {
+    let env = TestEnv::new();
+    stale_units(&env, 10);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    let start = Instant::now();
+    // One byte a second: the request is never whole within 2 s.
+    let mut answer = String::new();
+    for b in br#"{"request":"status"}"# {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.contains("no request within 2 s"), "{answer}");
+    let out = env.run(&["status", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("control socket: 1 clients dropped for being too slow (to ask, or to read the answer)"),
+        "{text}"
+    );
+}
+
 /// `status` and `plan` whose output closes: 141, quietly.
 #[test]
 fn status_and_plan_exit_141_quietly_when_their_output_closes() {
