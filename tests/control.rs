@@ -459,6 +459,37 @@ fn a_client_that_asks_nothing_is_dropped_counted_and_named_so() {
     );
 }
 
+/// Review of issue 23: `explain` on a file whose name is not UTF-8 asked about the name with
+/// U+FFFD in its place, which does not exist, and answered "not deleted by shuffle-janitor"
+/// (exit 0 with a daemon), as if the file were gone. It refuses, exit 2.
+#[test]
+fn explain_refuses_a_name_it_cannot_ask_about() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    stale_units(&env, 3);
+    let cfg = daemon_config(&env);
+    let _d = Daemon::start(&env, &cfg);
+    let dir = env.root().join(format!("{BM}/00"));
+    let file = dir.join(std::ffi::OsStr::from_bytes(b"shuffle_1_\xff_0.data"));
+    std::fs::write(&file, b"x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["explain", "--config", cfg.to_str().unwrap()])
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("is not UTF-8 and cannot be asked about"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("not deleted"));
+    assert!(file.exists());
+}
+
 /// `status` and `plan` whose output closes: 141, quietly.
 #[test]
 fn status_and_plan_exit_141_quietly_when_their_output_closes() {
