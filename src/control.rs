@@ -211,7 +211,7 @@ fn status_text(v: &Value) -> String {
     out.push_str(&clock_text(&v["clock"]));
     out.push_str(&stores_text(&v["stores"]));
     out.push_str(&format!(
-        "control socket: {} clients dropped for not reading their answer\n",
+        "control socket: {} clients dropped for being too slow (to ask, or to read the answer)\n",
         s(&v["control"]["clients_dropped"])
     ));
     out.push_str(&format!(

@@ -62,6 +62,17 @@ fn main() -> ExitCode {
         Command::Status(args) => ask_cmd(&args, control::status),
         Command::Plan(args) => plan_cmd(&args),
         Command::Explain(args) => {
+            // A request is JSON, whose strings are UTF-8: a name that is not would be asked
+            // about as another one (U+FFFD in its place), which does not exist, and answered
+            // "not deleted", as if gone.
+            if let Some(p) = args.paths.iter().find(|p| p.to_str().is_none()) {
+                eprintln!(
+                    "shuffle-janitor: explain: {} is not UTF-8 and cannot be asked about (the control socket and the \
+                     journal speak JSON); nothing was explained",
+                    p.display()
+                );
+                return Exit::Usage.into();
+            }
             let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
             ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &paths, json))
         }
@@ -142,6 +153,7 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
     let cancel = stop_on_signals();
     let listing = (json || args.dry_run || cfg.dry_run)
         .then(|| Arc::new(StreamList::new(std::io::stdout(), json).stop_on_error(cancel.clone())));
+    let closed = listing.is_some().then(|| stop_when_stdout_closes(cancel.clone()));
     let opts = Options {
         mode: if args.purge { Mode::Purge } else { Mode::Sweep },
         dry_run: args.dry_run,
@@ -155,14 +167,23 @@ fn sweep_cmd(args: &SweepArgs) -> Exit {
         journal::install(journal::open_for(&cfg, journal::By::Sweep));
     }
     let report = sweep::run(&cfg, &opts, &cancel);
-    let stopped_early = listing.as_ref().is_some_and(|l| l.failed()) && report.cancelled;
+    let stopped_early = report.cancelled
+        && (listing.as_ref().is_some_and(|l| l.failed())
+            || closed
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)));
     let wrote = finish(listing.as_deref(), &report, json, Report::to_text);
     if stopped_early && !(opts.dry_run || cfg.dry_run) {
-        // The one thing worth saying on a closed pipe: deletion stopped before the end.
+        // The one thing worth saying when the output went: deletion stopped before the end.
         let done = report.deleted_total();
         eprintln!(
-            "shuffle-janitor: standard output was closed: stopped after the unit in hand ({} files deleted, no \
-             unit in part); run it again to finish",
+            "shuffle-janitor: {}: stopped after the unit in hand ({} files deleted, no unit in part); run it again \
+             to finish",
+            if wrote == Exit::Closed {
+                "standard output was closed"
+            } else {
+                "standard output could not be written"
+            },
             done.files
         );
     }
@@ -228,6 +249,36 @@ fn stop_on_signals() -> Arc<AtomicBool> {
     cancel
 }
 
+/// Sets `cancel` (and the flag returned) as soon as standard output's reader is gone (a pipe
+/// whose reader closed, a socket shut down): the list a sweep writes is buffered, and written
+/// only once a store is let go, so the failing write alone would stop a deleting sweep only
+/// after the whole store in hand (every unit of a store of a million files after `| head`).
+/// A file, `/dev/null` or a terminal never wakes it: poll with no events asked reports only
+/// POLLERR and POLLHUP.
+fn stop_when_stdout_closes(cancel: Arc<AtomicBool>) -> Arc<AtomicBool> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use std::sync::atomic::Ordering;
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    let _ = std::thread::Builder::new().name("stdout-watch".into()).spawn(move || {
+        let out = std::io::stdout();
+        let mut fds = [PollFd::new(&out, PollFlags::empty())];
+        loop {
+            match poll(&mut fds, None) {
+                Ok(_) if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) => {
+                    flag.store(true, Ordering::Relaxed);
+                    cancel.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Ok(_) if fds[0].revents().contains(PollFlags::NVAL) => return,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    closed
+}
+
 fn report_cmd(args: &ReportArgs) -> Exit {
     let cfg = match Config::load(args.config.config.as_deref()) {
         Ok(cfg) => cfg,
@@ -250,14 +301,21 @@ fn report_cmd(args: &ReportArgs) -> Exit {
     outcome(&report).worst(wrote)
 }
 
-/// `status`, `plan`, `explain`: exit 1 when no daemon answered (what could be said without it
-/// is printed all the same).
+/// `status`, `explain`: exit 1 when no daemon answered (what could be said without it is
+/// printed all the same).
 fn ask_cmd(args: &AskArgs, ask: impl FnOnce(&Config, bool) -> control::Output) -> Exit {
     let cfg = match Config::load(args.config.config.as_deref()) {
         Ok(cfg) => cfg,
         Err(e) => return config_error(&e),
     };
-    let out = ask(&cfg, args.format == Format::Json);
+    let json = args.format == Format::Json;
+    let out = ask(&cfg, json);
+    // In JSON, standard output holds JSON or nothing (`| jq`): `status` without a daemon has
+    // only a text saying so, which goes to standard error.
+    if json && !out.answered && !out.text.starts_with('{') {
+        eprint!("{}", out.text);
+        return Exit::Partial;
+    }
     let wrote = print_out(&out.text);
     if out.answered { Exit::Done } else { Exit::Partial }.worst(wrote)
 }
@@ -273,7 +331,12 @@ fn plan_cmd(args: &AskArgs) -> Exit {
     let wrote = write_outcome(out.flush().err());
     match answered {
         Ok(Ok(())) => wrote,
-        Ok(Err(why)) => Exit::Partial.worst(wrote).worst(print_out(&why)),
+        // Not part of the plan: on standard error, after what was listed (a plan in part is
+        // not finished by a line of text, nor its JSON by something that is not).
+        Ok(Err(why)) => {
+            eprint!("shuffle-janitor: {why}");
+            Exit::Partial.worst(wrote)
+        }
         Err(e) => write_outcome(Some(e)),
     }
 }

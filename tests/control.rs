@@ -271,6 +271,225 @@ fn a_deleting_sweep_whose_output_closes_stops_at_a_unit_boundary_and_says_so() {
     assert_eq!(journaled, stores * units - left);
 }
 
+/// One store of `units` stale units of two files each, in different sub-directories.
+fn one_big_store(env: &TestEnv, units: usize) -> Vec<(PathBuf, PathBuf)> {
+    (0..units)
+        .map(|i| {
+            (
+                env.file(&format!("{BM}/{:02x}/shuffle_1_{i}_0.data", i % 64), 10, 8 * HOUR),
+                env.file(&format!("{BM}/{:02x}/shuffle_1_{i}_0.index", (i + 7) % 64), 8, 8 * HOUR),
+            )
+        })
+        .collect()
+}
+
+/// The units of `units` left whole (both files there); panics on a unit in part.
+fn whole_units_left(units: &[(PathBuf, PathBuf)]) -> usize {
+    units
+        .iter()
+        .filter(|(data, index)| {
+            assert_eq!(data.exists(), index.exists(), "a unit in part: {}", data.display());
+            data.exists()
+        })
+        .count()
+}
+
+/// Review of issue 23: a deleting `sweep --format json` wrote its list only once a store was
+/// let go, so with `| head` (or a full disk under its output) it deleted every unit of the
+/// store in hand before it saw the output gone, then said "stopped after the unit in hand ...
+/// run it again to finish" when it had finished: with one store, all of it. It now stops
+/// within the store: a reader gone is seen at once (poll), and the list is written every few
+/// hundred units, the store's write guard let go.
+#[test]
+fn a_deleting_sweep_stops_inside_a_big_store_when_its_output_goes() {
+    let env = TestEnv::new();
+    let n = 3000;
+    let units = one_big_store(&env, n);
+    let cfg = env.config("");
+    let cfg = cfg.to_str().unwrap();
+    // The reader gone before the first unit: nothing is deleted.
+    let out = run_closed(&["sweep", "--format", "json", "--config", cfg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(
+        stderr.contains("standard output was closed: stopped after the unit in hand (0 files deleted"),
+        "{stderr}"
+    );
+    assert_eq!(whole_units_left(&units), n, "{stderr}");
+    // An output that fails to be written (a full disk): stopped within the store, exit 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["--log-level", "error", "sweep", "--format", "json", "--config", cfg])
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::options().write(true).open("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains("standard output could not be written: stopped after the unit in hand"),
+        "{stderr}"
+    );
+    let left = whole_units_left(&units);
+    assert!(left > n / 2, "{left} of {n} units left: {stderr}");
+    let deleted: usize = stderr
+        .split("hand (")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(deleted, 2 * (n - left), "{stderr}");
+}
+
+/// Review of issue 23: without a daemon, `status --format json` and `plan --format json`
+/// printed a text ("no daemon answers on ...") on standard output, where a script reads JSON
+/// (`| jq`), and `plan` in text too, where it reads like one more line of the plan. It goes to
+/// standard error; standard output is empty; exit 1 as before.
+#[test]
+fn without_a_daemon_status_and_plan_keep_standard_output_clean() {
+    let env = TestEnv::new();
+    let cfg = env.config("");
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["status", "--format", "json", "--config", cfg][..],
+        &["plan", "--format", "json", "--config", cfg],
+        &["plan", "--config", cfg],
+    ] {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+        assert!(stderr.contains("no daemon answers on"), "{args:?}: {stderr}");
+    }
+    // In text, `status` says so where it is read, and `explain` in JSON answers in JSON.
+    let out = env.run(&["status", "--config", cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no daemon answers on"));
+    let out = env.run(&["explain", "--format", "json", "--config", cfg, "/nonexistent/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["daemon"], false);
+}
+
+/// Review of issue 23: `explain` looked each unit of the index up in the paths asked by a scan
+/// of them, under the index's lock: with a few hundred paths (a 64 KiB request holds about
+/// 600) over a store of 40,000 units the daemon's lock was held for a second (a million units:
+/// minutes), and `status`, the watch and the sweeps waited. Each unit is now a hash lookup.
+#[test]
+fn explain_of_many_paths_holds_the_index_briefly() {
+    let env = TestEnv::new();
+    let n = 40_000;
+    stale_units(&env, n);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let paths: Vec<String> = (0..600)
+        .map(|i| {
+            env.root()
+                .join(format!("{BM}/{:02x}/shuffle_1_{i}_0.data", i % 64))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let req = serde_json::json!({"request": "explain", "paths": paths}).to_string();
+    assert!(req.len() < 64 << 10);
+    let socket = d.socket.clone();
+    let explain = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.write_all(format!("{req}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    // `status` takes the index's lock: while the explain runs, it must not wait on it.
+    let mut worst = Duration::ZERO;
+    while !explain.is_finished() {
+        let t = Instant::now();
+        d.ask(r#"{"request":"status"}"#, Duration::from_secs(60)).unwrap();
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answer: serde_json::Value = serde_json::from_str(explain.join().unwrap().trim()).unwrap();
+    assert_eq!(answer["answers"].as_array().unwrap().len(), 600);
+    assert!(
+        answer["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["verdict"] != "unknown"),
+        "{:.600}",
+        answer.to_string()
+    );
+    assert!(
+        worst < Duration::from_millis(1200),
+        "status waited {worst:?} on an explain of 600 paths"
+    );
+}
+
+/// Review of issue 23: a client that connects and asks nothing (one byte a second) is dropped
+/// after 2 s and counted, but `status` said the clients it counts were dropped "for not reading
+/// their answer", which this one never asked for.
+#[test]
+fn a_client_that_asks_nothing_is_dropped_counted_and_named_so() {
+    let env = TestEnv::new();
+    stale_units(&env, 10);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    let start = Instant::now();
+    // One byte a second: the request is never whole within 2 s.
+    let mut answer = String::new();
+    for b in br#"{"request":"status"}"# {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.contains("no request within 2 s"), "{answer}");
+    let out = env.run(&["status", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("control socket: 1 clients dropped for being too slow (to ask, or to read the answer)"),
+        "{text}"
+    );
+}
+
+/// Review of issue 23: `explain` on a file whose name is not UTF-8 asked about the name with
+/// U+FFFD in its place, which does not exist, and answered "not deleted by shuffle-janitor"
+/// (exit 0 with a daemon), as if the file were gone. It refuses, exit 2.
+#[test]
+fn explain_refuses_a_name_it_cannot_ask_about() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    stale_units(&env, 3);
+    let cfg = daemon_config(&env);
+    let _d = Daemon::start(&env, &cfg);
+    let dir = env.root().join(format!("{BM}/00"));
+    let file = dir.join(std::ffi::OsStr::from_bytes(b"shuffle_1_\xff_0.data"));
+    std::fs::write(&file, b"x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["explain", "--config", cfg.to_str().unwrap()])
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("is not UTF-8 and cannot be asked about"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("not deleted"));
+    assert!(file.exists());
+}
+
 /// `status` and `plan` whose output closes: 141, quietly.
 #[test]
 fn status_and_plan_exit_141_quietly_when_their_output_closes() {

@@ -20,16 +20,49 @@ use crate::sweep::indexed::{IndexedRoot, Probe, Probed, run_probed};
 use crate::sweep::{self, Options};
 
 /// A dry run of the daemon's next sweep at this moment.
-fn dry_sweep(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, probe: Option<&Probe>) -> Report {
+/// Returns, of the files in `asked`, those it would delete and why.
+fn dry_sweep(
+    cfg: &Config,
+    present: &[IndexedRoot],
+    index: &Mutex<Index>,
+    probe: Option<&Probe>,
+    asked: &[&str],
+) -> (Report, rustc_hash::FxHashMap<PathBuf, policy::Reason>) {
+    let goes = std::sync::Arc::new(Goes {
+        asked: asked.iter().map(PathBuf::from).collect(),
+        found: Mutex::default(),
+    });
     let opts = Options {
         mode: Mode::Sweep,
         dry_run: true,
-        list_files: true,
-        listing: None,
+        list_files: false,
+        listing: Some(goes.clone() as std::sync::Arc<dyn crate::report::Listing>),
         opens: None,
         now: None,
     };
-    run_probed(cfg, present, index, &opts, &AtomicBool::new(false), None, probe)
+    let report = run_probed(cfg, present, index, &opts, &AtomicBool::new(false), None, probe);
+    let found = std::mem::take(&mut *goes.found.lock().unwrap_or_else(|e| e.into_inner()));
+    (report, found)
+}
+
+/// The dry sweep's candidates that were asked about, with their reasons: only those are kept
+/// (all of them, a million files, were held for a few answers, and each answer looked for its
+/// path among them, under the index's lock).
+#[derive(Debug)]
+struct Goes {
+    asked: rustc_hash::FxHashSet<PathBuf>,
+    found: Mutex<rustc_hash::FxHashMap<PathBuf, policy::Reason>>,
+}
+
+impl crate::report::Listing for Goes {
+    fn file(&self, c: &crate::report::Candidate) {
+        if self.asked.contains(&c.path) {
+            self.found
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(c.path.clone(), c.reason);
+        }
+    }
 }
 
 /// Where a file is in the daemon's roots: root number, store, and the unit's stem.
@@ -112,20 +145,31 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
     }
     if !asked.is_empty() {
         let probe = Probe::new(wanted);
-        let report = dry_sweep(cfg, present, index, Some(&probe));
+        let asked_paths: Vec<&str> = asked
+            .iter()
+            .map(|(slot, ..)| answers[*slot]["path"].as_str().unwrap_or_default())
+            .collect();
+        let (report, goes) = dry_sweep(cfg, present, index, Some(&probe), &asked_paths);
         let found = probe.found();
-        let index = index.lock().unwrap_or_else(|e| e.into_inner());
-        for (slot, n, store, stem) in asked {
+        // Under the index's lock only what is read from it (the rest reads /proc and the disk).
+        let last_opens: Vec<Option<Nanos>> = {
+            let index = index.lock().unwrap_or_else(|e| e.into_inner());
+            asked
+                .iter()
+                .map(|(_, n, store, stem)| {
+                    index
+                        .find(*n, store)
+                        .and_then(|id| index.store(id))
+                        .and_then(|s| s.find_unit(stem).map(|u| u.last_open))
+                        .filter(|t| *t > Nanos::MIN)
+                })
+                .collect()
+        };
+        for ((slot, n, store, stem), last_open) in asked.into_iter().zip(last_opens) {
             let answer = &mut answers[slot];
             let path = PathBuf::from(answer["path"].as_str().unwrap_or_default());
-            let last_open = index
-                .find(n, &store)
-                .and_then(|id| index.store(id))
-                .and_then(|s| s.find_unit(&stem).map(|u| u.last_open))
-                .filter(|t| *t > Nanos::MIN);
             let probed = found.iter().find(|p| p.root == n && p.rel == store && p.stem == stem);
-            let goes = report.candidates.iter().find(|c| c.path == path);
-            verdict(cfg, report.now, probed, goes.map(|c| c.reason), last_open, answer);
+            verdict(cfg, report.now, probed, goes.get(&path).copied(), last_open, answer);
             if let Some(root) = present.iter().find(|(m, _)| *m == n).map(|(_, r)| r) {
                 let files: Vec<PathBuf> = probed
                     .map(|p| p.files.iter().map(|f| store.join(f)).collect())

@@ -33,6 +33,12 @@ impl StoreDir {
         Ok(())
     }
 
+    /// Lets go of the write guard between two units (a remount may land there, never inside a
+    /// unit); the next deletion takes it again, or finds the filesystem read-only.
+    pub fn release_writes(&mut self) {
+        self.write_guard = None;
+    }
+
     /// Deletes one unit whole, or nothing of it (see the module docs): each file must still be
     /// the one judged (`judged`), with no use newer than `judged_last_use` by `basis`, a
     /// regular file on the store's mount, and deletable. A file already gone counts as

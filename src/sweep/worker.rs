@@ -102,6 +102,10 @@ pub struct Worker<'a> {
     pending: Vec<Candidate>,
 }
 
+/// The files of the streamed list held at most before they are written, the store's write
+/// guard let go ([`Worker::write_pending`]).
+const PENDING_MAX: usize = 512;
+
 impl<'a> Worker<'a> {
     pub fn new(ctx: &'a Ctx<'a>, need: Option<(u64, Reason)>, evict: Option<&'a Evict>) -> Self {
         Worker {
@@ -221,6 +225,19 @@ impl<'a> Worker<'a> {
         self.grouping = grouping;
     }
 
+    /// Writes the files listed so far in this store, its write guard let go first: a reader
+    /// that does not keep up stalls the sweep between two units, holding off no remount, and
+    /// one that went away (`| head`) stops it after the unit in hand, not after every unit of a
+    /// store of a million files (which the list would also have held in memory).
+    fn write_pending(&mut self, dir: &mut StoreDir) {
+        if let Some(out) = self.ctx.listing {
+            dir.release_writes();
+            for c in self.pending.drain(..) {
+                out.file(&c);
+            }
+        }
+    }
+
     /// Counts the units of a store not listed whole as kept (`incomplete`) and says why.
     fn incomplete(&mut self, root: usize, store_path: &Path, listing: &Listing, grouping: &Grouping<StoreFile>) {
         self.report.skip(Skip::Incomplete, listing.files.len() as u64);
@@ -279,6 +296,9 @@ impl<'a> Worker<'a> {
         let basis = &ctx.cfg.age_basis;
         let rules = super::rules(ctx.cfg);
         for range in grouping.units.iter().cloned() {
+            if self.pending.len() >= PENDING_MAX {
+                self.write_pending(dir);
+            }
             if ctx.cancelled() {
                 return;
             }

@@ -597,7 +597,7 @@ fn select(ctx: &Ctx, idx: &[usize], pressure: bool, report: &mut Report) -> Sele
         }
     }
     if let (Some(p), Some(from)) = (ctx.probe, probed_from) {
-        p.rank(from, &probe_pool);
+        p.rank(from, &mut probe_pool);
     }
     Selected {
         ttl,
@@ -631,6 +631,10 @@ fn root_at_number(ctx: &Ctx, root_at: usize) -> u32 {
 #[derive(Debug, Default)]
 pub struct Probe {
     wanted: Vec<(u32, PathBuf, Vec<u8>)>,
+    /// `wanted` by root number, store and stem: every unit of the index is looked up, under
+    /// the index's lock (a scan of `wanted` per unit held it for minutes: a million units times
+    /// the few hundred paths a 64 KiB request names).
+    lookup: FxHashMap<u32, FxHashMap<PathBuf, rustc_hash::FxHashSet<Vec<u8>>>>,
     found: Mutex<Vec<Probed>>,
 }
 
@@ -656,10 +660,27 @@ pub struct Probed {
 
 impl Probe {
     pub fn new(wanted: Vec<(u32, PathBuf, Vec<u8>)>) -> Probe {
+        let mut lookup: FxHashMap<u32, FxHashMap<PathBuf, rustc_hash::FxHashSet<Vec<u8>>>> = FxHashMap::default();
+        for (root, rel, stem) in &wanted {
+            lookup
+                .entry(*root)
+                .or_default()
+                .entry(rel.clone())
+                .or_default()
+                .insert(stem.clone());
+        }
         Probe {
             wanted,
+            lookup,
             found: Mutex::default(),
         }
+    }
+
+    fn wants(&self, root: u32, rel: &Path, stem: &[u8]) -> bool {
+        self.lookup
+            .get(&root)
+            .and_then(|stores| stores.get(rel))
+            .is_some_and(|stems| stems.contains(stem))
     }
 
     pub fn found(self) -> Vec<Probed> {
@@ -671,11 +692,13 @@ impl Probe {
     }
 
     /// Ranks the units found since `from` that are in pressure's `pool` (their last uses).
-    fn rank(&self, from: usize, pool: &[Nanos]) {
+    fn rank(&self, from: usize, pool: &mut [Nanos]) {
         let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        // Sorted once, each unit's place found by bisection (not the pool counted per unit).
+        pool.sort_unstable();
         for p in found.iter_mut().skip(from) {
             if let (Some(f), Some(Verdict::Eligible | Verdict::Unwatched)) = (p.facts, p.verdict) {
-                let older = pool.iter().filter(|&&t| t < f.last_use).count() as u64;
+                let older = pool.partition_point(|&t| t < f.last_use) as u64;
                 p.pressure_rank = Some((older + 1, pool.len() as u64));
             }
         }
@@ -707,7 +730,7 @@ impl Probe {
         verdict: Verdict,
         files: impl FnOnce() -> Vec<String>,
     ) {
-        if !self.wanted.iter().any(|(r, p, s)| *r == root && p == rel && s == stem) {
+        if !self.wants(root, rel, stem) {
             return;
         }
         self.found.lock().unwrap_or_else(|e| e.into_inner()).push(Probed {
@@ -724,6 +747,9 @@ impl Probe {
     }
 
     fn checked(&self, root: u32, rel: &Path, stem: &[u8], verdict: Verdict, goes: bool) {
+        if !self.wants(root, rel, stem) {
+            return;
+        }
         let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = found
             .iter_mut()
