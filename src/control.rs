@@ -439,7 +439,7 @@ pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Out
         .iter()
         .map(|p| std::path::absolute(p).map_or_else(|_| p.clone(), |a| a.display().to_string()))
         .collect();
-    let (v, answered, note) = match socket_of(cfg).and_then(|p| ask(p, &Request::Explain { paths: paths.clone() })) {
+    let (v, answered, note) = match socket_of(cfg).and_then(|p| ask_explain(p, &paths)) {
         Ok(v) => (v, true, None),
         Err(e) => (
             offline(cfg, &paths),
@@ -463,6 +463,47 @@ pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Out
         out.push_str(&explain_text(a));
     }
     Output { text: out, answered }
+}
+
+/// Asks the daemon to explain `paths`, in as many requests as it takes for each to stay under
+/// [`MAX_REQUEST`] (about 600 paths a request): one request of them all was refused past it, and
+/// `explain` of a few thousand paths then answered without the daemon's view.
+fn ask_explain(socket: &Path, paths: &[String]) -> Result<Value, AskError> {
+    let mut answers: Vec<Value> = Vec::with_capacity(paths.len());
+    for batch in request_batches(paths, MAX_REQUEST as usize - 1) {
+        let v = ask(socket, &Request::Explain { paths: batch.to_vec() })?;
+        match v["answers"].as_array() {
+            Some(a) if a.len() == batch.len() => answers.extend(a.iter().cloned()),
+            _ => {
+                return Err(AskError::Io {
+                    path: socket.display().to_string(),
+                    source: io::Error::other(format!("an answer without one entry per path asked: {v}")),
+                });
+            }
+        }
+    }
+    Ok(json!({ "answers": answers }))
+}
+
+/// `paths` cut into runs whose explain request is at most `max` bytes (a path too long alone is
+/// a run alone: the daemon refuses it, saying so).
+fn request_batches(paths: &[String], max: usize) -> Vec<&[String]> {
+    let empty = serde_json::to_vec(&Request::Explain { paths: Vec::new() }).map_or(0, |v| v.len());
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, empty);
+    for (i, p) in paths.iter().enumerate() {
+        // The path as a JSON string, and its comma.
+        let n = serde_json::to_string(p).map_or(0, |s| s.len()) + 1;
+        if i > start && size + n > max {
+            out.push(&paths[start..i]);
+            (start, size) = (i, empty);
+        }
+        size += n;
+    }
+    if start < paths.len() {
+        out.push(&paths[start..]);
+    }
+    out
 }
 
 fn explain_text(a: &Value) -> String {
@@ -635,6 +676,27 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::Explain { paths: vec![] }).unwrap(),
             r#"{"request":"explain","paths":[]}"#
+        );
+    }
+
+    #[test]
+    fn an_explain_of_many_paths_is_asked_in_requests_under_the_bound() {
+        let paths: Vec<String> = (0..5000)
+            .map(|i| format!("/data/blockmgr-x/0c/shuffle_{i}_\"0_0.data"))
+            .collect();
+        let batches = request_batches(&paths, MAX_REQUEST as usize - 1);
+        assert!(batches.len() > 1);
+        assert_eq!(batches.concat(), paths, "every path, once, in order");
+        for b in &batches {
+            let req = serde_json::to_vec(&Request::Explain { paths: b.to_vec() }).unwrap();
+            assert!(req.len() < MAX_REQUEST as usize, "{}", req.len());
+        }
+        assert!(request_batches(&[], 100).is_empty());
+        let long = vec!["x".repeat(200)];
+        assert_eq!(
+            request_batches(&long, 100),
+            vec![&long[..]],
+            "alone, and refused by the daemon"
         );
     }
 }

@@ -928,6 +928,40 @@ fn explain_names_the_process_holding_a_unit_the_pattern_protecting_it_and_its_ra
     assert!(text.contains("under pressure: taken 1 of 4"), "{text}");
 }
 
+#[test]
+fn explain_of_thousands_of_paths_is_answered_by_the_daemon() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let young = env.file(&format!("{BM}/0c/shuffle_7_0_0.data"), 100, Duration::ZERO);
+    let (cfg, _) = config_with_socket(&env, "");
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    // 3,000 paths, about 250 KiB of request: one request was refused past 64 KiB (its JSON cut
+    // there, "not a request"), and every path was answered without the daemon's view.
+    let store = young.parent().unwrap().parent().unwrap().to_owned();
+    let mut strs = vec![young.display().to_string()];
+    strs.extend((1..3000).map(|i| store.join(format!("1d/shuffle_7_{i}_0.data")).display().to_string()));
+    let mut args = vec!["explain"];
+    args.extend(strs.iter().map(String::as_str));
+    let (ok, v) = ask_json(&env, &cfg, &args);
+    assert!(
+        ok && v["daemon"] == true,
+        "{}",
+        &v.to_string()[..2000.min(v.to_string().len())]
+    );
+    let answers = v["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 3000);
+    assert_eq!(answers[0]["reason"], "young", "{}", answers[0]);
+    for (a, p) in answers.iter().zip(&strs).skip(1) {
+        assert_eq!(a["verdict"], "not_deleted", "{a}");
+        assert!(
+            a["path"].as_str().unwrap().ends_with(&p[p.len() - 20..]),
+            "in order: {a} for {p}"
+        );
+    }
+    drop(d);
+}
+
 /// `shuffle-janitor ARGS --config CONFIG --format json`, parsed; and whether it exited 0.
 fn ask_json(env: &TestEnv, config: &Path, args: &[&str]) -> (bool, serde_json::Value) {
     let mut all: Vec<&str> = args.to_vec();
