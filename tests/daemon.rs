@@ -853,6 +853,49 @@ fn the_journal_moved_away_by_another_process_is_written_at_its_path_again() {
 }
 
 #[test]
+fn a_line_another_writer_left_cut_does_not_swallow_the_daemons_next_line() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let (cfg, state) = config_with_socket(&env, "max_age = \"2s\"\nmin_age = \"1s\"\ninterval = \"1s\"");
+    let first = env.file(&format!("{BM}/0c/shuffle_9_0_0.data"), 100, 8 * HOUR);
+    let d = Daemon::start(&env, &cfg);
+    d.wait_for("the first unit's deletion", Duration::from_secs(10), || !first.exists());
+    let journal = state.join("deletions.jsonl");
+    let events_of = |stem: &str| -> Vec<String> {
+        std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.to_string().contains(stem))
+            .map(|v| v["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    d.wait_for("the first unit in the journal", Duration::from_secs(5), || {
+        events_of("shuffle_9_0_0").contains(&"deleted".to_owned())
+    });
+    // A `sweep` next to the daemon whose write a full disk cut short: its line ends mid-way.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+        f.write_all(br#"{"event":"deleted","id":"1.a.1","trigger":"tt"#)
+            .unwrap();
+    }
+    let second = env.file(&format!("{BM}/0d/shuffle_9_1_0.data"), 100, 8 * HOUR);
+    d.wait_for("the second unit's deletion", Duration::from_secs(15), || {
+        !second.exists()
+    });
+    d.wait_for("its deleted line", Duration::from_secs(5), || {
+        events_of("shuffle_9_1_0").contains(&"deleted".to_owned())
+    });
+    assert_eq!(
+        events_of("shuffle_9_1_0"),
+        ["intent", "deleted"],
+        "the daemon's next line starts on a line of its own:\n{}",
+        std::fs::read_to_string(&journal).unwrap()
+    );
+}
+
+#[test]
 fn explain_names_the_process_holding_a_unit_the_pattern_protecting_it_and_its_rank_under_pressure() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();
