@@ -896,6 +896,80 @@ fn a_line_another_writer_left_cut_does_not_swallow_the_daemons_next_line() {
 }
 
 #[test]
+fn explain_never_says_not_deleted_when_the_daemon_could_not_keep_its_journal() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let (cfg, state) = config_with_socket(&env, "");
+    // Something not a file in the journal's place: the daemon deletes on, unjournaled.
+    std::fs::create_dir(state.join("deletions.jsonl")).unwrap();
+    let stale = env.file(&format!("{BM}/0c/shuffle_9_4_0.data"), 100, 8 * HOUR);
+    let d = Daemon::start(&env, &cfg);
+    d.wait_for("the unit's deletion", Duration::from_secs(10), || !stale.exists());
+    assert!(
+        d.log_text().contains("cannot open the deletion journal"),
+        "{}",
+        d.log_text()
+    );
+    let path = stale
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap()
+        .join("shuffle_9_4_0.data");
+    // Asked of the daemon, and without one (the journal alone).
+    let offline = env.write_config(
+        "offline.toml",
+        &format!(
+            "roots = [{:?}]\nstate_dir = {:?}\ncontrol_socket = {:?}",
+            env.root().display().to_string(),
+            state.display().to_string(),
+            env.dir.path().join("none.sock").display().to_string()
+        ),
+    );
+    for (cfg, daemon) in [(&cfg, true), (&offline, false)] {
+        let (_, v) = ask_json(&env, cfg, &["explain", path.to_str().unwrap()]);
+        assert_eq!(v["daemon"], daemon, "{v}");
+        let a = &v["answers"][0];
+        assert_eq!(a["verdict"], "unknown", "the janitor did delete it: {v}");
+        assert!(a["why"].as_str().unwrap().contains("no deletion journal"), "{v}");
+    }
+}
+
+#[test]
+fn explain_never_says_not_deleted_when_the_daemon_lost_journal_lines_to_a_full_disk() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let (cfg, state) = config_with_socket(&env, "max_age = \"2s\"\nmin_age = \"1s\"\ninterval = \"1s\"");
+    let Some(_fs) = Mounted::tmpfs(&state, "size=256k") else {
+        eprintln!("SKIPPED explain_never_says_not_deleted_when_the_daemon_lost_journal_lines: root needed");
+        return;
+    };
+    let d = Daemon::start(&env, &cfg);
+    // state_dir's filesystem fills up after the start: the journal is open, and cannot grow.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(state.join("filler")).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let stale = env.file(&format!("{BM}/0c/shuffle_9_5_0.data"), 100, 8 * HOUR);
+    d.wait_for("the unit's deletion", Duration::from_secs(10), || !stale.exists());
+    d.wait_for("its lines counted lost", Duration::from_secs(5), || {
+        d.metric("shuffle_janitor_journal_lines_lost_total", &[])
+            .is_some_and(|n| n > 0.0)
+    });
+    let path = stale
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap()
+        .join("shuffle_9_5_0.data");
+    let (_, v) = ask_json(&env, &cfg, &["explain", path.to_str().unwrap()]);
+    let a = &v["answers"][0];
+    assert_eq!(a["verdict"], "unknown", "the daemon did delete it: {v}");
+    assert!(a["journal_lines_lost"].as_u64().unwrap_or(0) > 0, "{v}");
+}
+
+#[test]
 fn explain_names_the_process_holding_a_unit_the_pattern_protecting_it_and_its_rank_under_pressure() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();

@@ -353,13 +353,34 @@ pub fn gone_many(cfg: &Config, paths: &[PathBuf]) -> Vec<Value> {
             })
             .collect();
     };
+    // "Not deleted" holds only if every deletion made it into the journal: not when there is
+    // no journal file (the daemon could not open it: a FIFO or a directory in its place, a
+    // read-only state_dir) nor when this process could not write some of its lines (a full
+    // disk). Then the journal's silence proves nothing.
+    let file = dir.join(crate::journal::FILE_NAME);
+    let missing = match std::fs::symlink_metadata(&file) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some(format!("{} is not a regular file", file.display())),
+        Err(e) => Some(format!("{}: {e}", file.display())),
+    };
+    let lost = crate::journal::lines_lost();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let l = crate::journal::lookup_many(dir, &refs);
     paths
         .iter()
         .zip(l.found)
         .map(|(path, found)| {
-            let mut answer = if found.is_empty() {
+            let mut answer = if found.is_empty()
+                && let Some(why) = &missing
+            {
+                json!({"path": lossy(path), "exists": false, "verdict": "unknown",
+                       "why": format!("not there, and no deletion journal to read ({why}): shuffle-janitor may have \
+                                       deleted it without journaling it (see its log: cannot open the deletion journal)")})
+            } else if found.is_empty() && lost > 0 {
+                json!({"path": lossy(path), "exists": false, "verdict": "unknown", "journal_lines_lost": lost,
+                       "why": format!("not in the journal, but the daemon could not write {lost} of its lines (a full \
+                                       disk?): it may have deleted it unjournaled")})
+            } else if found.is_empty() {
                 let since = l
                     .start
                     .map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
