@@ -695,6 +695,55 @@ fn a_journal_line_cut_by_a_full_disk_hides_no_line_written_after_it() {
 }
 
 #[test]
+fn explain_during_a_rotation_of_the_journal_reads_the_lines_rotated() {
+    let env = TestEnv::new();
+    let config = env.config("");
+    let state = env.dir.path().join("state");
+    let store = env.root().canonicalize().unwrap().join(BM);
+    // The old file: about 40 MB of lines about nothing asked (a second or more to read).
+    let pad = "x".repeat(400);
+    let mut old = String::with_capacity(41 << 20);
+    for n in 0..100_000u32 {
+        old +=
+            &format!(r#"{{"event":"kept","id":"1.a.{n}","time_ns":{n},"time":"1970-01-01T00:00:00Z","pad":"{pad}"}}"#);
+        old.push('\n');
+    }
+    std::fs::write(state.join("deletions.jsonl.1"), &old).unwrap();
+    drop(old);
+    // The current file: the deletion asked about.
+    let files = r#"["3f/shuffle_1_7_0.data"]"#;
+    let current = format!(
+        "{}\n{}\n",
+        format_args!(
+            r#"{{"event":"intent","id":"1.b.1","time_ns":5,"time":"1970-01-01T00:00:00Z","store":"{}","files":{files}}}"#,
+            store.display()
+        ),
+        format_args!(
+            r#"{{"event":"deleted","id":"1.b.1","time_ns":6,"time":"1970-01-01T00:00:00Z","by":"daemon","trigger":"ttl","root":"{}","store":"{}","unit":{{"stem":"shuffle_1_7_0","kind":"shuffle","files":{files}}},"partial":false,"files_kept":[],"bytes_freed":8192,"last_use_ns":0,"last_use":"1970-01-01T00:00:00Z","evidence":"mtime","age_seconds":86400,"rule":{{"name":"ttl","max_age_seconds":21600}}}}"#,
+            env.root().canonicalize().unwrap().display(),
+            store.display()
+        )
+    );
+    let journal = state.join("deletions.jsonl");
+    std::fs::write(&journal, current).unwrap();
+    let path = store.join("3f/shuffle_1_7_0.data");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["explain", "--format", "json", "--config", config.to_str().unwrap()])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it reads the old file, the writer rotates: the current file becomes the old one,
+    // and a new, empty one starts.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    std::fs::rename(&journal, state.join("deletions.jsonl.1")).unwrap();
+    std::fs::write(&journal, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["answers"][0]["verdict"], "deleted", "{v}");
+}
+
+#[test]
 fn explain_reads_a_big_journal_once_for_many_paths() {
     let env = TestEnv::new();
     let config = env.config("");
