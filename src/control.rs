@@ -434,15 +434,18 @@ fn plan_summary(v: &Value, files: u64) -> String {
 
 /// `shuffle-janitor explain PATH...`: the daemon's answer, or without it, the journal's and the
 /// files' own timestamps.
-pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Output {
-    let paths: Vec<String> = paths
+pub fn explain(cfg: &crate::config::Config, paths: &[std::path::PathBuf], json: bool) -> Output {
+    let paths: Vec<std::path::PathBuf> = paths
         .iter()
-        .map(|p| std::path::absolute(p).map_or_else(|_| p.clone(), |a| a.display().to_string()))
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
         .collect();
-    let (v, answered, note) = match socket_of(cfg).and_then(|p| ask_explain(p, &paths)) {
+    // A name that is not UTF-8 cannot be sent to the daemon (JSON), and made lossy it names
+    // another path: one that is not there, "not deleted" said of a file that is.
+    let asked: Vec<String> = paths.iter().filter_map(|p| p.to_str().map(str::to_owned)).collect();
+    let (mut v, answered, note) = match socket_of(cfg).and_then(|p| ask_explain(p, &asked)) {
         Ok(v) => (v, true, None),
         Err(e) => (
-            offline(cfg, &paths),
+            offline(cfg, &asked),
             false,
             Some(format!(
                 "{e}: answering from the journal and the files' own timestamps (the daemon's view, the opens its \
@@ -450,6 +453,23 @@ pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Out
             )),
         ),
     };
+    if asked.len() < paths.len() {
+        let mut got = std::mem::take(&mut v["answers"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter();
+        let all: Vec<Value> = paths
+            .iter()
+            .map(|p| match p.to_str() {
+                Some(_) => got.next().unwrap_or_default(),
+                None => json!({"path": crate::journal::lossy(p), "error":
+                    "its name is not UTF-8: explain cannot ask about it (Spark's names always are; the journal \
+                     writes such names with U+FFFD: grep it there)"}),
+            })
+            .collect();
+        v["answers"] = json!(all);
+    }
     if json {
         let mut v = v;
         v["daemon"] = json!(answered);

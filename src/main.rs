@@ -61,10 +61,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report_cmd(&args),
         Command::Status(args) => ask_cmd(&args, control::status),
         Command::Plan(args) => plan_cmd(&args),
-        Command::Explain(args) => {
-            let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
-            ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &paths, json))
-        }
+        Command::Explain(args) => ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &args.paths, json)),
     };
     exit.into()
 }

@@ -695,6 +695,35 @@ fn a_journal_line_cut_by_a_full_disk_hides_no_line_written_after_it() {
 }
 
 #[test]
+fn explain_of_a_name_that_is_not_utf8_never_says_it_is_gone() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    let config = env.config("");
+    // A root's directory named in Latin-1 (`café`), a Spark file below it: it is there.
+    let dir = env
+        .root()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .join(BM)
+        .join("0c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shuffle_1_2_0.data");
+    std::fs::write(&file, b"x").unwrap();
+    let young = env.file(&format!("{BM}/0d/shuffle_1_3_0.data"), 10, std::time::Duration::ZERO);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["explain", "--format", "json", "--config", config.to_str().unwrap()])
+        .arg(&file)
+        .arg(&young)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &v["answers"][0];
+    assert_ne!(a["exists"], false, "it is there: {v}");
+    assert_ne!(a["verdict"], "not_deleted", "{v}");
+    assert!(a["error"].as_str().unwrap_or_default().contains("not UTF-8"), "{v}");
+    assert_eq!(v["answers"][1]["exists"], true, "the others answered, in order: {v}");
+}
+
+#[test]
 fn explain_during_a_rotation_of_the_journal_reads_the_lines_rotated() {
     let env = TestEnv::new();
     let config = env.config("");
