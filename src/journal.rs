@@ -478,11 +478,12 @@ impl Head {
 /// are kept.
 pub fn lookup_many(dir: &Path, paths: &[&Path]) -> Lookup {
     // Every directory above an asked path, to the paths below it: a line's store is one of them.
+    // The path itself too: a removed store asked about by its own path is in the journal.
     let mut below: HashMap<&Path, Vec<usize>> = HashMap::new();
     let mut asked: HashMap<&Path, Vec<usize>> = HashMap::new();
     for (i, p) in paths.iter().enumerate() {
         asked.entry(p).or_default().push(i);
-        for a in p.ancestors().skip(1) {
+        for a in p.ancestors() {
             below.entry(a).or_default().push(i);
         }
     }

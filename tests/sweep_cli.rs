@@ -724,6 +724,37 @@ fn explain_of_a_name_that_is_not_utf8_never_says_it_is_gone() {
 }
 
 #[test]
+fn explain_of_a_removed_store_by_its_own_path_finds_its_removal() {
+    let env = TestEnv::new();
+    let config = env.config("");
+    let state = env.dir.path().join("state");
+    let root = env.root().canonicalize().unwrap();
+    let store = root.join(BM);
+    let line = format!(
+        r#"{{"event":"store_removed","time_ns":5,"time":"1970-01-01T00:00:00.000000005Z","by":"daemon","trigger":"reap","root":"{}","store":"{}","dirs":3,"last_activity_ns":1,"last_activity":"1970-01-01T00:00:00.000000001Z","rule":{{"name":"dead","min_idle_seconds":600}}}}"#,
+        root.display(),
+        store.display()
+    );
+    std::fs::write(state.join("deletions.jsonl"), line + "\n").unwrap();
+    // The store itself (an executor's directory an operator misses), and a file that was in it.
+    let out = env.run(&[
+        "explain",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        store.to_str().unwrap(),
+        store.join("0c/shuffle_1_1_0.data").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for i in 0..2 {
+        let a = &v["answers"][i];
+        assert_eq!(a["verdict"], "deleted", "{v}");
+        assert_eq!(a["journal"][0]["event"], "store_removed", "{v}");
+    }
+}
+
+#[test]
 fn explain_during_a_rotation_of_the_journal_reads_the_lines_rotated() {
     let env = TestEnv::new();
     let config = env.config("");
