@@ -970,6 +970,36 @@ fn explain_never_says_not_deleted_when_the_daemon_lost_journal_lines_to_a_full_d
 }
 
 #[test]
+fn explain_of_many_units_held_open_reads_proc_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    // 1,500 stale units, each held open by this process since before the daemon started.
+    let mut held = Vec::new();
+    let mut strs = Vec::new();
+    for i in 0..1500 {
+        let p = env.file(&format!("{BM}/{:02x}/shuffle_8_{i}_0.data", i % 64), 10, 8 * HOUR);
+        held.push(std::fs::File::open(&p).unwrap());
+        strs.push(p.display().to_string());
+    }
+    let (cfg, _) = config_with_socket(&env, "[watermark]\nhigh = 0.9999\nlow = 0.9998");
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    let mut args = vec!["explain"];
+    args.extend(strs.iter().map(String::as_str));
+    let t = Instant::now();
+    let (ok, v) = ask_json(&env, &cfg, &args);
+    let took = t.elapsed();
+    assert!(ok, "{}", &v.to_string()[..500.min(v.to_string().len())]);
+    let me = std::process::id();
+    for a in v["answers"].as_array().unwrap() {
+        assert_eq!(a["reason"], "open", "{a}");
+        assert!(a["open_by"].as_array().unwrap().iter().any(|p| p["pid"] == me), "{a}");
+    }
+    // Each unit read every process's fds and maps again: 1,500 passes over /proc.
+    assert!(took < Duration::from_secs(8), "explain took {took:?}");
+}
+
+#[test]
 fn explain_names_the_process_holding_a_unit_the_pattern_protecting_it_and_its_rank_under_pressure() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();

@@ -115,6 +115,8 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
         let report = dry_sweep(cfg, present, index, Some(&probe));
         let found = probe.found();
         let index = index.lock().unwrap_or_else(|e| e.into_inner());
+        // (answer slot, its files' (device, inode)) of the units kept open.
+        let mut open: Vec<(usize, Vec<(u64, u64)>)> = Vec::new();
         for (slot, n, store, stem) in asked {
             let answer = &mut answers[slot];
             let path = PathBuf::from(answer["path"].as_str().unwrap_or_default());
@@ -130,33 +132,52 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
                 let files: Vec<PathBuf> = probed
                     .map(|p| p.files.iter().map(|f| store.join(f)).collect())
                     .unwrap_or_default();
-                details(cfg, root, &files, probed.and_then(|p| p.pressure_rank), answer);
+                if let Some(keys) = details(cfg, root, &files, probed.and_then(|p| p.pressure_rank), answer) {
+                    open.push((slot, keys));
+                }
             }
+        }
+        drop(index);
+        // Who holds each open unit: /proc read once for them all, now (the sweep's scan keeps
+        // (device, inode) pairs only), the index's lock let go.
+        let all: Vec<(u64, u64)> = open.iter().flat_map(|(_, k)| k.iter().copied()).collect();
+        let by_file = crate::open_files::holders_by_file(Path::new("/proc"), &all);
+        for (slot, keys) in open {
+            let mut by: Vec<&(u32, String)> = keys.iter().filter_map(|k| by_file.get(k)).flatten().collect();
+            by.sort();
+            by.dedup();
+            answers[slot]["open_by"] = json!(
+                by.iter()
+                    .map(|(pid, comm)| json!({"pid": pid, "command": comm}))
+                    .collect::<Vec<_>>()
+            );
         }
     }
     json!({ "answers": answers })
 }
 
-/// Adds to a kept unit's answer what its reason rests on: who holds it open (`open`), which
-/// pattern protects it (`protected`), and its place in pressure's order when it is in the pool.
+/// Adds to a kept unit's answer what its reason rests on: which pattern protects it
+/// (`protected`), and its place in pressure's order when it is in the pool; for a unit kept
+/// `open`, returns its files' (device, inode), whose holders the caller finds for all at once.
 /// `files`: the unit's files, relative to the root.
-fn details(cfg: &Config, root: &crate::sweep::Root, files: &[PathBuf], rank: Option<(u64, u64)>, answer: &mut Value) {
+fn details(
+    cfg: &Config,
+    root: &crate::sweep::Root,
+    files: &[PathBuf],
+    rank: Option<(u64, u64)>,
+    answer: &mut Value,
+) -> Option<Vec<(u64, u64)>> {
     if let Some((rank, of)) = rank {
         answer["pressure_rank"] = json!({"rank": rank, "of": of});
     }
     match answer["reason"].as_str() {
         Some("open") => {
-            // The sweep's scan keeps (device, inode) pairs only: /proc is read again, now.
-            let keys: Vec<(u64, u64)> = files
-                .iter()
-                .filter_map(|f| std::fs::symlink_metadata(root.path.join(f)).ok())
-                .map(|m| (m.dev(), m.ino()))
-                .collect();
-            let by = crate::open_files::holders(Path::new("/proc"), &keys);
-            answer["open_by"] = json!(
-                by.iter()
-                    .map(|(pid, comm)| json!({"pid": pid, "command": comm}))
-                    .collect::<Vec<_>>()
+            return Some(
+                files
+                    .iter()
+                    .filter_map(|f| std::fs::symlink_metadata(root.path.join(f)).ok())
+                    .map(|m| (m.dev(), m.ino()))
+                    .collect(),
             );
         }
         Some("protected") => {
@@ -171,6 +192,7 @@ fn details(cfg: &Config, root: &crate::sweep::Root, files: &[PathBuf], rank: Opt
         }
         _ => {}
     }
+    None
 }
 
 /// The lines of [`details`], for people.
