@@ -406,8 +406,14 @@ pub fn gone_many(cfg: &Config, paths: &[PathBuf]) -> Vec<Value> {
                 let since = l
                     .start
                     .map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
-                json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
-                       "why": format!("not deleted by shuffle-janitor since {since}"),
+                // A line that could not be read may have been this path's deletion: the journal's
+                // silence then proves nothing, and "not deleted" would be a guess.
+                let (verdict, why) = if l.broken > 0 {
+                    ("unknown", format!("not found in what can be read of the journal since {since}"))
+                } else {
+                    ("not_deleted", format!("not deleted by shuffle-janitor since {since}"))
+                };
+                json!({"path": lossy(path), "exists": false, "verdict": verdict, "why": why,
                        "journal_start": l.start.map(rfc3339)})
             } else {
                 gone_answer(path, found.into_iter().map(|f| f.line).collect())
