@@ -114,6 +114,10 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
         let probe = Probe::new(wanted);
         let report = dry_sweep(cfg, present, index, Some(&probe));
         let found = probe.found();
+        // Looked up by path, not searched per path asked: a dry-running daemon's plan holds every
+        // stale unit (100,000 candidates, 600 paths a request: seconds of comparisons).
+        let goes_by_path: std::collections::HashMap<&Path, policy::Reason> =
+            report.candidates.iter().map(|c| (c.path.as_path(), c.reason)).collect();
         let index = index.lock().unwrap_or_else(|e| e.into_inner());
         // (answer slot, its files' (device, inode)) of the units kept open.
         let mut open: Vec<(usize, Vec<(u64, u64)>)> = Vec::new();
@@ -126,8 +130,8 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
                 .and_then(|s| s.find_unit(&stem).map(|u| u.last_open))
                 .filter(|t| *t > Nanos::MIN);
             let probed = found.iter().find(|p| p.root == n && p.rel == store && p.stem == stem);
-            let goes = report.candidates.iter().find(|c| c.path == path);
-            verdict(cfg, report.now, probed, goes.map(|c| c.reason), last_open, answer);
+            let goes = goes_by_path.get(path.as_path()).copied();
+            verdict(cfg, report.now, probed, goes, last_open, answer);
             if let Some(root) = present.iter().find(|(m, _)| *m == n).map(|(_, r)| r) {
                 let files: Vec<PathBuf> = probed
                     .map(|p| p.files.iter().map(|f| store.join(f)).collect())

@@ -631,6 +631,8 @@ fn root_at_number(ctx: &Ctx, root_at: usize) -> u32 {
 #[derive(Debug, Default)]
 pub struct Probe {
     wanted: Vec<(u32, PathBuf, Vec<u8>)>,
+    /// The stems of `wanted`: every unit of the index is asked about, and most are not wanted.
+    stems: std::collections::HashSet<Vec<u8>>,
     found: Mutex<Vec<Probed>>,
 }
 
@@ -657,6 +659,7 @@ pub struct Probed {
 impl Probe {
     pub fn new(wanted: Vec<(u32, PathBuf, Vec<u8>)>) -> Probe {
         Probe {
+            stems: wanted.iter().map(|(_, _, s)| s.clone()).collect(),
             wanted,
             found: Mutex::default(),
         }
@@ -707,7 +710,7 @@ impl Probe {
         verdict: Verdict,
         files: impl FnOnce() -> Vec<String>,
     ) {
-        if !self.wanted.iter().any(|(r, p, s)| *r == root && p == rel && s == stem) {
+        if !self.stems.contains(stem) || !self.wanted.iter().any(|(r, p, s)| *r == root && p == rel && s == stem) {
             return;
         }
         self.found.lock().unwrap_or_else(|e| e.into_inner()).push(Probed {
@@ -724,6 +727,9 @@ impl Probe {
     }
 
     fn checked(&self, root: u32, rel: &Path, stem: &[u8], verdict: Verdict, goes: bool) {
+        if !self.stems.contains(stem) {
+            return;
+        }
         let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = found
             .iter_mut()
