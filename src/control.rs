@@ -434,15 +434,18 @@ fn plan_summary(v: &Value, files: u64) -> String {
 
 /// `shuffle-janitor explain PATH...`: the daemon's answer, or without it, the journal's and the
 /// files' own timestamps.
-pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Output {
-    let paths: Vec<String> = paths
+pub fn explain(cfg: &crate::config::Config, paths: &[std::path::PathBuf], json: bool) -> Output {
+    let paths: Vec<std::path::PathBuf> = paths
         .iter()
-        .map(|p| std::path::absolute(p).map_or_else(|_| p.clone(), |a| a.display().to_string()))
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
         .collect();
-    let (v, answered, note) = match socket_of(cfg).and_then(|p| ask(p, &Request::Explain { paths: paths.clone() })) {
+    // A name that is not UTF-8 cannot be sent to the daemon (JSON), and made lossy it names
+    // another path: one that is not there, "not deleted" said of a file that is.
+    let asked: Vec<String> = paths.iter().filter_map(|p| p.to_str().map(str::to_owned)).collect();
+    let (mut v, answered, note) = match socket_of(cfg).and_then(|p| ask_explain(p, &asked)) {
         Ok(v) => (v, true, None),
         Err(e) => (
-            offline(cfg, &paths),
+            offline(cfg, &asked),
             false,
             Some(format!(
                 "{e}: answering from the journal and the files' own timestamps (the daemon's view, the opens its \
@@ -450,6 +453,23 @@ pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Out
             )),
         ),
     };
+    if asked.len() < paths.len() {
+        let mut got = std::mem::take(&mut v["answers"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter();
+        let all: Vec<Value> = paths
+            .iter()
+            .map(|p| match p.to_str() {
+                Some(_) => got.next().unwrap_or_default(),
+                None => json!({"path": crate::journal::lossy(p), "error":
+                    "its name is not UTF-8: explain cannot ask about it (Spark's names always are; the journal \
+                     writes such names with U+FFFD: grep it there)"}),
+            })
+            .collect();
+        v["answers"] = json!(all);
+    }
     if json {
         let mut v = v;
         v["daemon"] = json!(answered);
@@ -463,6 +483,47 @@ pub fn explain(cfg: &crate::config::Config, paths: &[String], json: bool) -> Out
         out.push_str(&explain_text(a));
     }
     Output { text: out, answered }
+}
+
+/// Asks the daemon to explain `paths`, in as many requests as it takes for each to stay under
+/// [`MAX_REQUEST`] (about 600 paths a request): one request of them all was refused past it, and
+/// `explain` of a few thousand paths then answered without the daemon's view.
+fn ask_explain(socket: &Path, paths: &[String]) -> Result<Value, AskError> {
+    let mut answers: Vec<Value> = Vec::with_capacity(paths.len());
+    for batch in request_batches(paths, MAX_REQUEST as usize - 1) {
+        let v = ask(socket, &Request::Explain { paths: batch.to_vec() })?;
+        match v["answers"].as_array() {
+            Some(a) if a.len() == batch.len() => answers.extend(a.iter().cloned()),
+            _ => {
+                return Err(AskError::Io {
+                    path: socket.display().to_string(),
+                    source: io::Error::other(format!("an answer without one entry per path asked: {v}")),
+                });
+            }
+        }
+    }
+    Ok(json!({ "answers": answers }))
+}
+
+/// `paths` cut into runs whose explain request is at most `max` bytes (a path too long alone is
+/// a run alone: the daemon refuses it, saying so).
+fn request_batches(paths: &[String], max: usize) -> Vec<&[String]> {
+    let empty = serde_json::to_vec(&Request::Explain { paths: Vec::new() }).map_or(0, |v| v.len());
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, empty);
+    for (i, p) in paths.iter().enumerate() {
+        // The path as a JSON string, and its comma.
+        let n = serde_json::to_string(p).map_or(0, |s| s.len()) + 1;
+        if i > start && size + n > max {
+            out.push(&paths[start..i]);
+            (start, size) = (i, empty);
+        }
+        size += n;
+    }
+    if start < paths.len() {
+        out.push(&paths[start..]);
+    }
+    out
 }
 
 fn explain_text(a: &Value) -> String {
@@ -635,6 +696,27 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::Explain { paths: vec![] }).unwrap(),
             r#"{"request":"explain","paths":[]}"#
+        );
+    }
+
+    #[test]
+    fn an_explain_of_many_paths_is_asked_in_requests_under_the_bound() {
+        let paths: Vec<String> = (0..5000)
+            .map(|i| format!("/data/blockmgr-x/0c/shuffle_{i}_\"0_0.data"))
+            .collect();
+        let batches = request_batches(&paths, MAX_REQUEST as usize - 1);
+        assert!(batches.len() > 1);
+        assert_eq!(batches.concat(), paths, "every path, once, in order");
+        for b in &batches {
+            let req = serde_json::to_vec(&Request::Explain { paths: b.to_vec() }).unwrap();
+            assert!(req.len() < MAX_REQUEST as usize, "{}", req.len());
+        }
+        assert!(request_batches(&[], 100).is_empty());
+        let long = vec!["x".repeat(200)];
+        assert_eq!(
+            request_batches(&long, 100),
+            vec![&long[..]],
+            "alone, and refused by the daemon"
         );
     }
 }

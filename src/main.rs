@@ -61,21 +61,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report_cmd(&args),
         Command::Status(args) => ask_cmd(&args, control::status),
         Command::Plan(args) => plan_cmd(&args),
-        Command::Explain(args) => {
-            // A request is JSON, whose strings are UTF-8: a name that is not would be asked
-            // about as another one (U+FFFD in its place), which does not exist, and answered
-            // "not deleted", as if gone.
-            if let Some(p) = args.paths.iter().find(|p| p.to_str().is_none()) {
-                eprintln!(
-                    "shuffle-janitor: explain: {} is not UTF-8 and cannot be asked about (the control socket and the \
-                     journal speak JSON); nothing was explained",
-                    p.display()
-                );
-                return Exit::Usage.into();
-            }
-            let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
-            ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &paths, json))
-        }
+        Command::Explain(args) => ask_cmd(&args.ask, |cfg, json| control::explain(cfg, &args.paths, json)),
     };
     exit.into()
 }

@@ -159,30 +159,50 @@ impl OpenFiles {
 /// open or mapped, read from `proc` now; for `explain` (a sweep's scan keeps no PIDs). A process
 /// that cannot be read is left out, as the sweep's scan counts it.
 pub fn holders(proc: &Path, files: &[(u64, u64)]) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(u32, String)> = holders_by_file(proc, files).into_values().flatten().collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// [`holders`] of each of `files`, in one pass over `/proc` for them all: `explain` of many
+/// open units read every process's fds and maps once per unit (a node's executors hold
+/// thousands of fds each: minutes, past the control socket's deadline).
+pub fn holders_by_file(proc: &Path, files: &[(u64, u64)]) -> std::collections::HashMap<(u64, u64), Vec<(u32, String)>> {
+    let wanted: std::collections::HashSet<(u64, u64)> = files.iter().copied().collect();
+    let mut out: std::collections::HashMap<(u64, u64), Vec<(u32, String)>> = std::collections::HashMap::new();
+    if wanted.is_empty() {
+        return out;
+    }
     let Ok(pids) = pids(proc) else { return out };
     for pid in pids {
-        let fd_hit = std::fs::read_dir(pid.join("fd"))
+        let mut hit: std::collections::HashSet<(u64, u64)> = std::fs::read_dir(pid.join("fd"))
             .into_iter()
             .flatten()
             .flatten()
-            .any(|fd| {
-                matches!(crate::fsx::stat_proc_link(&fd.path()),
-                     Ok((rustix::fs::FileType::RegularFile, dev, ino)) if files.contains(&(dev, ino)))
-            });
-        let hit = fd_hit
-            || std::fs::read_to_string(pid.join("maps")).is_ok_and(|maps| {
+            .filter_map(|fd| match crate::fsx::stat_proc_link(&fd.path()) {
+                Ok((rustix::fs::FileType::RegularFile, dev, ino)) if wanted.contains(&(dev, ino)) => Some((dev, ino)),
+                _ => None,
+            })
+            .collect();
+        if let Ok(maps) = std::fs::read_to_string(pid.join("maps")) {
+            hit.extend(
                 maps.lines()
                     .filter_map(parse_mapping)
-                    .any(|m| files.contains(&(m.dev, m.ino)))
-            });
-        if hit {
-            let number = pid.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok());
-            let comm = std::fs::read_to_string(pid.join("comm")).unwrap_or_default();
-            out.push((number.unwrap_or(0), comm.trim_end().to_owned()));
+                    .map(|m| (m.dev, m.ino))
+                    .filter(|k| wanted.contains(k)),
+            );
+        }
+        if hit.is_empty() {
+            continue;
+        }
+        let number = pid.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok());
+        let comm = std::fs::read_to_string(pid.join("comm")).unwrap_or_default();
+        let who = (number.unwrap_or(0), comm.trim_end().to_owned());
+        for k in hit {
+            out.entry(k).or_default().push(who.clone());
         }
     }
-    out.sort();
     out
 }
 

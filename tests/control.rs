@@ -463,7 +463,7 @@ fn a_client_that_asks_nothing_is_dropped_counted_and_named_so() {
 /// U+FFFD in its place, which does not exist, and answered "not deleted by shuffle-janitor"
 /// (exit 0 with a daemon), as if the file were gone. It refuses, exit 2.
 #[test]
-fn explain_refuses_a_name_it_cannot_ask_about() {
+fn explain_of_a_name_it_cannot_ask_the_daemon_about_says_so_and_never_not_deleted() {
     use std::os::unix::ffi::OsStrExt;
     let env = TestEnv::new();
     stale_units(&env, 3);
@@ -473,20 +473,22 @@ fn explain_refuses_a_name_it_cannot_ask_about() {
     let file = dir.join(std::ffi::OsStr::from_bytes(b"shuffle_1_\xff_0.data"));
     std::fs::write(&file, b"x").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
-        .args(["explain", "--config", cfg.to_str().unwrap()])
+        .args(["explain", "--format", "json", "--config", cfg.to_str().unwrap()])
         .arg(&file)
+        .arg(&dir)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(stderr.contains("is not UTF-8 and cannot be asked about"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("not deleted"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    // An error of its own (a JSON request cannot name it), never "gone" nor "not deleted"; the
+    // other path asked is answered, in order.
+    let a = &v["answers"][0];
+    assert!(a["error"].as_str().unwrap_or_default().contains("not UTF-8"), "{v}");
+    assert_ne!(a["verdict"], "not_deleted", "{v}");
+    assert_ne!(a["exists"], false, "{v}");
+    assert_eq!(v["answers"][1]["exists"], true, "{v}");
     assert!(file.exists());
 }
 

@@ -689,9 +689,119 @@ fn a_journal_line_cut_by_a_full_disk_hides_no_line_written_after_it() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["answers"][0]["verdict"], "deleted", "{v}");
-    // The first unit's lines were lost to the full disk: not claimed, and the cut line counted.
-    assert_eq!(v["answers"][1]["verdict"], "not_deleted", "{v}");
+    // The first unit's lines were lost to the full disk: not claimed, the cut line counted, and
+    // never "not deleted" (the sweep did delete it; the cut line may have said so).
+    assert_eq!(v["answers"][1]["verdict"], "unknown", "{v}");
     assert_eq!(v["answers"][1]["journal_broken_lines"], 1, "{v}");
+}
+
+#[test]
+fn explain_of_a_name_that_is_not_utf8_never_says_it_is_gone() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    let config = env.config("");
+    // A root's directory named in Latin-1 (`café`), a Spark file below it: it is there.
+    let dir = env
+        .root()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .join(BM)
+        .join("0c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shuffle_1_2_0.data");
+    std::fs::write(&file, b"x").unwrap();
+    let young = env.file(&format!("{BM}/0d/shuffle_1_3_0.data"), 10, std::time::Duration::ZERO);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["explain", "--format", "json", "--config", config.to_str().unwrap()])
+        .arg(&file)
+        .arg(&young)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &v["answers"][0];
+    assert_ne!(a["exists"], false, "it is there: {v}");
+    assert_ne!(a["verdict"], "not_deleted", "{v}");
+    assert!(a["error"].as_str().unwrap_or_default().contains("not UTF-8"), "{v}");
+    assert_eq!(v["answers"][1]["exists"], true, "the others answered, in order: {v}");
+}
+
+#[test]
+fn explain_of_a_removed_store_by_its_own_path_finds_its_removal() {
+    let env = TestEnv::new();
+    let config = env.config("");
+    let state = env.dir.path().join("state");
+    let root = env.root().canonicalize().unwrap();
+    let store = root.join(BM);
+    let line = format!(
+        r#"{{"event":"store_removed","time_ns":5,"time":"1970-01-01T00:00:00.000000005Z","by":"daemon","trigger":"reap","root":"{}","store":"{}","dirs":3,"last_activity_ns":1,"last_activity":"1970-01-01T00:00:00.000000001Z","rule":{{"name":"dead","min_idle_seconds":600}}}}"#,
+        root.display(),
+        store.display()
+    );
+    std::fs::write(state.join("deletions.jsonl"), line + "\n").unwrap();
+    // The store itself (an executor's directory an operator misses), and a file that was in it.
+    let out = env.run(&[
+        "explain",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        store.to_str().unwrap(),
+        store.join("0c/shuffle_1_1_0.data").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for i in 0..2 {
+        let a = &v["answers"][i];
+        assert_eq!(a["verdict"], "deleted", "{v}");
+        assert_eq!(a["journal"][0]["event"], "store_removed", "{v}");
+    }
+}
+
+#[test]
+fn explain_during_a_rotation_of_the_journal_reads_the_lines_rotated() {
+    let env = TestEnv::new();
+    let config = env.config("");
+    let state = env.dir.path().join("state");
+    let store = env.root().canonicalize().unwrap().join(BM);
+    // The old file: about 40 MB of lines about nothing asked (a second or more to read).
+    let pad = "x".repeat(400);
+    let mut old = String::with_capacity(41 << 20);
+    for n in 0..100_000u32 {
+        old +=
+            &format!(r#"{{"event":"kept","id":"1.a.{n}","time_ns":{n},"time":"1970-01-01T00:00:00Z","pad":"{pad}"}}"#);
+        old.push('\n');
+    }
+    std::fs::write(state.join("deletions.jsonl.1"), &old).unwrap();
+    drop(old);
+    // The current file: the deletion asked about.
+    let files = r#"["3f/shuffle_1_7_0.data"]"#;
+    let current = format!(
+        "{}\n{}\n",
+        format_args!(
+            r#"{{"event":"intent","id":"1.b.1","time_ns":5,"time":"1970-01-01T00:00:00Z","store":"{}","files":{files}}}"#,
+            store.display()
+        ),
+        format_args!(
+            r#"{{"event":"deleted","id":"1.b.1","time_ns":6,"time":"1970-01-01T00:00:00Z","by":"daemon","trigger":"ttl","root":"{}","store":"{}","unit":{{"stem":"shuffle_1_7_0","kind":"shuffle","files":{files}}},"partial":false,"files_kept":[],"bytes_freed":8192,"last_use_ns":0,"last_use":"1970-01-01T00:00:00Z","evidence":"mtime","age_seconds":86400,"rule":{{"name":"ttl","max_age_seconds":21600}}}}"#,
+            env.root().canonicalize().unwrap().display(),
+            store.display()
+        )
+    );
+    let journal = state.join("deletions.jsonl");
+    std::fs::write(&journal, current).unwrap();
+    let path = store.join("3f/shuffle_1_7_0.data");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["explain", "--format", "json", "--config", config.to_str().unwrap()])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it reads the old file, the writer rotates: the current file becomes the old one,
+    // and a new, empty one starts.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    std::fs::rename(&journal, state.join("deletions.jsonl.1")).unwrap();
+    std::fs::write(&journal, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["answers"][0]["verdict"], "deleted", "{v}");
 }
 
 #[test]

@@ -128,6 +128,9 @@ async fn answer(stream: &mut tokio::net::UnixStream, tx: mpsc::Sender<Asked>, dr
     let mut reader = BufReader::new(stream.take(MAX_REQUEST));
     let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
     Answer::Value(match read {
+        Ok(Ok(_)) if !line.ends_with(b"\n") && line.len() as u64 >= MAX_REQUEST => json!({"error": format!(
+            "the request is longer than {MAX_REQUEST} bytes: ask about fewer paths at a time"
+        )}),
         Ok(Ok(_)) if line.ends_with(b"\n") || !line.is_empty() => match parse(line.trim_ascii()) {
             Ok(req) => {
                 let (otx, orx) = oneshot::channel();

@@ -165,6 +165,8 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
                 })
                 .collect()
         };
+        // (answer slot, its files' (device, inode)) of the units kept open.
+        let mut open: Vec<(usize, Vec<(u64, u64)>)> = Vec::new();
         for ((slot, n, store, stem), last_open) in asked.into_iter().zip(last_opens) {
             let answer = &mut answers[slot];
             let path = PathBuf::from(answer["path"].as_str().unwrap_or_default());
@@ -174,33 +176,51 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
                 let files: Vec<PathBuf> = probed
                     .map(|p| p.files.iter().map(|f| store.join(f)).collect())
                     .unwrap_or_default();
-                details(cfg, root, &files, probed.and_then(|p| p.pressure_rank), answer);
+                if let Some(keys) = details(cfg, root, &files, probed.and_then(|p| p.pressure_rank), answer) {
+                    open.push((slot, keys));
+                }
             }
+        }
+        // Who holds each open unit: /proc read once for them all, now (the sweep's scan keeps
+        // (device, inode) pairs only), the index's lock let go.
+        let all: Vec<(u64, u64)> = open.iter().flat_map(|(_, k)| k.iter().copied()).collect();
+        let by_file = crate::open_files::holders_by_file(Path::new("/proc"), &all);
+        for (slot, keys) in open {
+            let mut by: Vec<&(u32, String)> = keys.iter().filter_map(|k| by_file.get(k)).flatten().collect();
+            by.sort();
+            by.dedup();
+            answers[slot]["open_by"] = json!(
+                by.iter()
+                    .map(|(pid, comm)| json!({"pid": pid, "command": comm}))
+                    .collect::<Vec<_>>()
+            );
         }
     }
     json!({ "answers": answers })
 }
 
-/// Adds to a kept unit's answer what its reason rests on: who holds it open (`open`), which
-/// pattern protects it (`protected`), and its place in pressure's order when it is in the pool.
+/// Adds to a kept unit's answer what its reason rests on: which pattern protects it
+/// (`protected`), and its place in pressure's order when it is in the pool; for a unit kept
+/// `open`, returns its files' (device, inode), whose holders the caller finds for all at once.
 /// `files`: the unit's files, relative to the root.
-fn details(cfg: &Config, root: &crate::sweep::Root, files: &[PathBuf], rank: Option<(u64, u64)>, answer: &mut Value) {
+fn details(
+    cfg: &Config,
+    root: &crate::sweep::Root,
+    files: &[PathBuf],
+    rank: Option<(u64, u64)>,
+    answer: &mut Value,
+) -> Option<Vec<(u64, u64)>> {
     if let Some((rank, of)) = rank {
         answer["pressure_rank"] = json!({"rank": rank, "of": of});
     }
     match answer["reason"].as_str() {
         Some("open") => {
-            // The sweep's scan keeps (device, inode) pairs only: /proc is read again, now.
-            let keys: Vec<(u64, u64)> = files
-                .iter()
-                .filter_map(|f| std::fs::symlink_metadata(root.path.join(f)).ok())
-                .map(|m| (m.dev(), m.ino()))
-                .collect();
-            let by = crate::open_files::holders(Path::new("/proc"), &keys);
-            answer["open_by"] = json!(
-                by.iter()
-                    .map(|(pid, comm)| json!({"pid": pid, "command": comm}))
-                    .collect::<Vec<_>>()
+            return Some(
+                files
+                    .iter()
+                    .filter_map(|f| std::fs::symlink_metadata(root.path.join(f)).ok())
+                    .map(|m| (m.dev(), m.ino()))
+                    .collect(),
             );
         }
         Some("protected") => {
@@ -215,6 +235,7 @@ fn details(cfg: &Config, root: &crate::sweep::Root, files: &[PathBuf], rank: Opt
         }
         _ => {}
     }
+    None
 }
 
 /// The lines of [`details`], for people.
@@ -397,18 +418,45 @@ pub fn gone_many(cfg: &Config, paths: &[PathBuf]) -> Vec<Value> {
             })
             .collect();
     };
+    // "Not deleted" holds only if every deletion made it into the journal: not when there is
+    // no journal file (the daemon could not open it: a FIFO or a directory in its place, a
+    // read-only state_dir) nor when this process could not write some of its lines (a full
+    // disk). Then the journal's silence proves nothing.
+    let file = dir.join(crate::journal::FILE_NAME);
+    let missing = match std::fs::symlink_metadata(&file) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some(format!("{} is not a regular file", file.display())),
+        Err(e) => Some(format!("{}: {e}", file.display())),
+    };
+    let lost = crate::journal::lines_lost();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let l = crate::journal::lookup_many(dir, &refs);
     paths
         .iter()
         .zip(l.found)
         .map(|(path, found)| {
-            let mut answer = if found.is_empty() {
+            let mut answer = if found.is_empty()
+                && let Some(why) = &missing
+            {
+                json!({"path": lossy(path), "exists": false, "verdict": "unknown",
+                       "why": format!("not there, and no deletion journal to read ({why}): shuffle-janitor may have \
+                                       deleted it without journaling it (see its log: cannot open the deletion journal)")})
+            } else if found.is_empty() && lost > 0 {
+                json!({"path": lossy(path), "exists": false, "verdict": "unknown", "journal_lines_lost": lost,
+                       "why": format!("not in the journal, but the daemon could not write {lost} of its lines (a full \
+                                       disk?): it may have deleted it unjournaled")})
+            } else if found.is_empty() {
                 let since = l
                     .start
                     .map_or_else(|| "its journal began (it is empty)".to_owned(), rfc3339);
-                json!({"path": lossy(path), "exists": false, "verdict": "not_deleted",
-                       "why": format!("not deleted by shuffle-janitor since {since}"),
+                // A line that could not be read may have been this path's deletion: the journal's
+                // silence then proves nothing, and "not deleted" would be a guess.
+                let (verdict, why) = if l.broken > 0 {
+                    ("unknown", format!("not found in what can be read of the journal since {since}"))
+                } else {
+                    ("not_deleted", format!("not deleted by shuffle-janitor since {since}"))
+                };
+                json!({"path": lossy(path), "exists": false, "verdict": verdict, "why": why,
                        "journal_start": l.start.map(rfc3339)})
             } else {
                 gone_answer(path, found.into_iter().map(|f| f.line).collect())

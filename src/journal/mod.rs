@@ -15,8 +15,9 @@
 //! Writing never holds a deletion back: lines are buffered (flushed with the next intent, at
 //! 64 KiB, and at the end of each sweep), never fsync'ed, and a line that cannot be written (a
 //! full disk) is dropped and counted ([`Journal::lost`], the metric
-//! `shuffle_janitor_journal_lines_lost_total`); a line a full disk cut short is followed by a
-//! fresh line, never glued to the next, and readers skip it and count it. The two files together
+//! `shuffle_janitor_journal_lines_lost_total`); a line a full disk cut short (this process's, or
+//! another writer's: a `sweep` next to the daemon) is followed by a fresh line, never glued to the
+//! next, and readers skip it and count it. The two files together
 //! stay under `journal_max_mib`: the current one is rotated when it passes half of it (so right
 //! after a rotation only half of it is history). A file moved away by something else (logrotate)
 //! is noticed before the next write and the path opened again.
@@ -336,6 +337,16 @@ impl Journal {
             return;
         }
         self.follow(inner);
+        // Another writer of the same file (a `sweep` next to the daemon) may have written since,
+        // and a full disk may have cut its last line: our first line must not be glued to it
+        // (and lost with it, uncounted). One `fstat` a write; a byte read only when it grew.
+        if let Some(f) = inner.file.as_ref()
+            && let Ok(len) = f.metadata().map(|m| m.len())
+            && len != inner.size
+        {
+            inner.torn = ends_torn(f, len);
+            inner.size = len;
+        }
         if inner.size.saturating_add(inner.buf.len() as u64) > self.max_bytes / 2 {
             self.rotate(inner);
         }

@@ -65,17 +65,22 @@ pub(super) fn writer_alive(id: &str) -> bool {
 /// what follows it is still read. Empty lines (a writer starting afresh after a cut line that
 /// happened to end whole) are left out.
 pub(super) fn read_lines(dir: &Path) -> impl Iterator<Item = Result<String, ()>> + use<> {
-    let dir = dir.to_owned();
-    [OLD_NAME, FILE_NAME]
-        .into_iter()
-        .filter_map(move |name| File::open(dir.join(name)).ok())
-        .flat_map(|f| {
-            io::BufReader::new(f)
-                .split(b'\n')
-                .map_while(Result::ok)
-                .filter(|l| !l.is_empty())
-                .map(|l| String::from_utf8(l).map_err(drop))
-        })
+    // Both files are opened before either is read, the current one first: a rotation while the
+    // old one is read (tens of MiB) would otherwise hand over a fresh current file, and the
+    // lines that just became the old one were never read (explain said "not deleted" of a file
+    // they named). A rotation between the two opens gives the same file twice: read once.
+    let current = File::open(dir.join(FILE_NAME)).ok();
+    let id = |f: &File| f.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let old = File::open(dir.join(OLD_NAME))
+        .ok()
+        .filter(|o| current.as_ref().is_none_or(|c| id(c) != id(o)));
+    [old, current].into_iter().flatten().flat_map(|f| {
+        io::BufReader::new(f)
+            .split(b'\n')
+            .map_while(Result::ok)
+            .filter(|l| !l.is_empty())
+            .map(|l| String::from_utf8(l).map_err(drop))
+    })
 }
 
 /// What a reader of the journal finds about one path.
@@ -162,11 +167,12 @@ impl Head {
 /// are kept.
 pub fn lookup_many(dir: &Path, paths: &[&Path]) -> Lookup {
     // Every directory above an asked path, to the paths below it: a line's store is one of them.
+    // The path itself too: a removed store asked about by its own path is in the journal.
     let mut below: HashMap<&Path, Vec<usize>> = HashMap::new();
     let mut asked: HashMap<&Path, Vec<usize>> = HashMap::new();
     for (i, p) in paths.iter().enumerate() {
         asked.entry(p).or_default().push(i);
-        for a in p.ancestors().skip(1) {
+        for a in p.ancestors() {
             below.entry(a).or_default().push(i);
         }
     }
