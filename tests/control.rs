@@ -639,3 +639,79 @@ fn status_shows_stores_by_state_the_watch_and_the_clock() {
     }
     eprintln!("{text}");
 }
+
+/// Issue 23's review: `plan` (and `explain`) run the sweep's decisions as a dry run, and that dry
+/// run took the rate-limited "cannot free enough" warning's turn (one per filesystem per 5
+/// minutes): an operator who asked for a plan silenced the next real sweep's warning. A question
+/// warns of nothing; the sweep after it still does.
+#[test]
+fn a_plan_takes_no_turn_from_the_warning_that_pressure_cannot_be_relieved() {
+    let env = TestEnv::new();
+    let fs = env.dir.path().join("fs");
+    let Some(_fs) = Mounted::tmpfs(&fs, "size=16m") else {
+        eprintln!("SKIPPED a_plan_takes_no_turn: mounting a tmpfs needs root");
+        return;
+    };
+    // 4 MiB of map outputs written now: young, never to go.
+    let root = fs.join("local");
+    for i in 0..4 {
+        write_aged(
+            &root.join(format!("{BM}/0{i}/shuffle_2_{i}_0.data")),
+            1 << 20,
+            Duration::ZERO,
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The usage is read only when asked (no poll, no interval sweep in the test's time), and the
+    // ballast goes beside the root, where the watch sees no activity to read it for.
+    let cfg = env.write_config(
+        "config.toml",
+        &format!(
+            "roots = [{:?}]\ninterval = \"1h\"\nwatermark.high = 0.5\nwatermark.low = 0.4\nwatermark.poll = \"1h\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            root.display().to_string()
+        ),
+    );
+    let d = Daemon::start(&env, &cfg);
+    let warning = "cannot free enough: everything left is young";
+    assert!(
+        !d.log_text().contains(warning),
+        "below high at start:\n{}",
+        d.log_text()
+    );
+    write_aged(&fs.join("ballast"), 6 << 20, Duration::ZERO);
+
+    let out = env.run(&["plan", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let short = &plan["filesystems"][0]["shortfall"];
+    assert!(
+        short["missing_bytes"].as_u64().is_some_and(|b| b > 0),
+        "the plan sees the shortfall: {plan}"
+    );
+    assert!(
+        !d.log_text().contains(warning),
+        "a plan warns of nothing:\n{}",
+        d.log_text()
+    );
+
+    // A sweep now: it cannot free enough either, and says so.
+    let sweeps = |v: &serde_json::Value| v["last_sweeps"].as_array().map_or(0, Vec::len);
+    let before = sweeps(&d.ask(r#"{"request":"status"}"#, Duration::from_secs(10)).unwrap());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.child.id() as i32).unwrap(),
+        rustix::process::Signal::USR1,
+    )
+    .unwrap();
+    let start = Instant::now();
+    while sweeps(&d.ask(r#"{"request":"status"}"#, Duration::from_secs(10)).unwrap()) == before {
+        assert!(start.elapsed() < Duration::from_secs(20), "no sweep:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = d.log_text();
+    assert_eq!(log.matches(warning).count(), 1, "the sweep warns, once:\n{log}");
+}

@@ -271,10 +271,19 @@ impl Daemon {
                         opens: None,
                         now: Some(now),
                     };
-                    let mut report = sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel, Some(fence));
-                    let postponed = (report.cancelled
-                        && index.lock().unwrap_or_else(|e| e.into_inner()).lost_since(fence, None) == Lost::All)
-                        .then_some("events_lost");
+                    let mut report = match &watch {
+                        Some(w) => sweep::indexed::run_watched(&cfg, &present, &index, &opts, &cancel, fence, &**w),
+                        None => sweep::indexed::run_indexed(&cfg, &present, &index, &opts, &cancel, Some(fence)),
+                    };
+                    // Stopped by itself, not asked to: the watch lost events, or stayed too far
+                    // behind them to vouch for the index.
+                    let postponed = if !report.cancelled {
+                        None
+                    } else if index.lock().unwrap_or_else(|e| e.into_inner()).lost_since(fence, None) == Lost::All {
+                        Some("events_lost")
+                    } else {
+                        (!cancel.load(Ordering::Relaxed)).then_some("watch_behind")
+                    };
                     // Dead stores go at the interval (and on request), not in the rush of pressure.
                     if job.trigger != Trigger::Pressure && !report.cancelled {
                         for id in sweep::reap::reap_from_index(&cfg, &present, &index, &opts, &mut report) {

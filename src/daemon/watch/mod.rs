@@ -127,6 +127,11 @@ struct Inner {
     /// Incremented each time the instance is replaced: a walk that added watches to an older
     /// one must not take its stores for watched.
     generation: AtomicU64,
+    /// Bytes queued from which the kernel's queue may hold an overflow (see [`Watch::behind`]).
+    full_at: AtomicU64,
+    /// Set before a read that finds the queue that full; cleared once a drain emptied it and
+    /// applied what it read (an overflow among it included).
+    backlog: AtomicBool,
 }
 
 /// The watch: an inotify instance and the thread that reads it.
@@ -141,6 +146,51 @@ pub fn now_nanos() -> Nanos {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default(),
     )
+}
+
+/// The fewest bytes the kernel's queue holds when it overflowed: an overflow is queued once
+/// `fs.inotify.max_queued_events` events are (a limit an instance takes when it is made), and
+/// an event is at least 16 bytes. Unknown, any byte queued may be one.
+fn full_at() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(1, |n| n.saturating_mul(SMALLEST_EVENT).max(1))
+}
+
+/// `struct inotify_event` (descriptor, mask, cookie, name length) with no name.
+const SMALLEST_EVENT: u64 = 16;
+
+/// The events read by one [`read_batch`]: descriptor, mask, name.
+type RawEvent = (i32, ReadFlags, Option<Vec<u8>>);
+
+/// Reads events into `batch` until the queue is empty (returns true), or until at least `limit`
+/// are read and the reader's buffer is used up (false), or a read fails (false). Never stops
+/// inside a buffer: events the kernel handed over and left in it would be lost, unseen and
+/// unaccounted (no overflow tells of them). `before_read` is called before each read.
+fn read_batch<F: AsFd>(
+    reader: &mut inotify::Reader<'_, F>,
+    batch: &mut Vec<RawEvent>,
+    limit: usize,
+    mut before_read: impl FnMut(),
+) -> bool {
+    loop {
+        if reader.is_buffer_empty() {
+            if batch.len() >= limit {
+                return false;
+            }
+            before_read();
+        }
+        match reader.next() {
+            Ok(ev) => batch.push((ev.wd(), ev.events(), ev.file_name().map(|n| n.to_bytes().to_vec()))),
+            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                warn!(error = %e, "cannot read inotify events");
+                return false;
+            }
+        }
+    }
 }
 
 fn new_instance() -> io::Result<OwnedFd> {
@@ -173,6 +223,8 @@ impl Watch {
             new_dirs: Mutex::new(Vec::new()),
             emptied: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            full_at: AtomicU64::new(full_at()),
+            backlog: AtomicBool::new(false),
         });
         let reader = inner.clone();
         let thread = std::thread::Builder::new()
@@ -204,6 +256,31 @@ impl Watch {
             }
             if start.elapsed() >= timeout {
                 return false;
+            }
+            let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether events may have been lost that the index does not know of yet: the kernel's
+    /// queue holds enough to hold an overflow, or held that much when the thread began reading
+    /// it and the thread has not yet applied all it read. A sweep decides nothing while this
+    /// holds: an overflow sits at the end of the queue, behind up to
+    /// `fs.inotify.max_queued_events` events, and the files created meanwhile (a unit's
+    /// checksum, a new `.index`) are in no event at all. Waits up to `timeout` for the thread
+    /// to catch up; returns true when it did not.
+    pub fn behind(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            let fd = self.inner.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+            // The queue first, then the flag the thread sets before it reads a queue that full:
+            // an overflow queued is either still there, or read under the flag.
+            let queued = rustix::io::ioctl_fionread(&*fd).unwrap_or(u64::MAX);
+            if queued < self.inner.full_at.load(Ordering::SeqCst) && !self.inner.backlog.load(Ordering::SeqCst) {
+                return false;
+            }
+            if start.elapsed() >= timeout {
+                return true;
             }
             let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
             std::thread::sleep(Duration::from_millis(1));
@@ -366,6 +443,7 @@ impl Inner {
 
     fn reset(&self) -> io::Result<()> {
         let fresh = Arc::new(new_instance()?);
+        self.full_at.store(full_at(), Ordering::SeqCst);
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         *self.fd.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -426,35 +504,29 @@ impl Inner {
     /// emptied.
     fn drain(&self, ino: &Arc<OwnedFd>, buf: &mut [MaybeUninit<u8>]) -> bool {
         let mut reader = inotify::Reader::new(&**ino, buf);
-        let mut batch: Vec<(i32, ReadFlags, Option<Vec<u8>>)> = Vec::new();
-        let mut emptied = false;
-        loop {
-            match reader.next() {
-                Ok(ev) => batch.push((ev.wd(), ev.events(), ev.file_name().map(|n| n.to_bytes().to_vec()))),
-                Err(rustix::io::Errno::AGAIN) => {
-                    emptied = true;
-                    break;
-                }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    warn!(error = %e, "cannot read inotify events");
-                    break;
-                }
+        let mut batch: Vec<RawEvent> = Vec::new();
+        let full_at = self.full_at.load(Ordering::SeqCst);
+        let emptied = read_batch(&mut reader, &mut batch, 4096, || {
+            if rustix::io::ioctl_fionread(&**ino).unwrap_or(u64::MAX) >= full_at {
+                self.backlog.store(true, Ordering::SeqCst);
             }
-            if batch.len() >= 4096 {
-                break;
-            }
-        }
+        });
         let at = now_nanos();
+        let mut overflowed = false;
         for (wd, mask, name) in batch {
             tracing::trace!(wd, ?mask, name = ?name.as_deref().map(String::from_utf8_lossy), "inotify event");
             if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
                 self.overflow(at);
-                return true;
+                overflowed = true;
+                break;
             }
             self.apply(wd, mask, name.as_deref(), at);
         }
-        emptied
+        // All read is applied, the overflow marked in the index: a sweep may decide again.
+        if emptied || overflowed {
+            self.backlog.store(false, Ordering::SeqCst);
+        }
+        emptied || overflowed
     }
 
     fn overflow(&self, at: Nanos) {
@@ -513,5 +585,42 @@ fn stat_file(dir: &OwnedFd, name: &[u8]) -> Result<Option<FileStat>, ()> {
             .then(|| FileStat::from_statx(&st))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(_) => Err(()),
+    }
+}
+
+impl crate::sweep::indexed::Backlog for Watch {
+    fn behind(&self, timeout: Duration) -> bool {
+        Watch::behind(self, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_never_ends_inside_what_the_kernel_handed_over() {
+        // A batch stopped at its limit in the middle of a read's buffer: the events left in it
+        // were dropped with the reader, silently (no overflow tells of them), a file created in
+        // a unit among them.
+        let dir = tempfile::tempdir().unwrap();
+        let fd = new_instance().unwrap();
+        inotify::add_watch(&fd, dir.path(), WatchFlags::CREATE).unwrap();
+        let n = 1000;
+        for i in 0..n {
+            std::fs::File::create(dir.path().join(format!("shuffle_0_{i}_0.data"))).unwrap();
+        }
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let (mut seen, mut reads) = (0, 0);
+        loop {
+            let mut reader = inotify::Reader::new(&fd, &mut buf);
+            let mut batch = Vec::new();
+            let emptied = read_batch(&mut reader, &mut batch, 100, || reads += 1);
+            seen += batch.len();
+            if emptied {
+                break;
+            }
+        }
+        assert_eq!(seen, n, "every event read ({reads} reads)");
     }
 }

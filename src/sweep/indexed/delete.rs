@@ -132,18 +132,46 @@ pub(super) fn delete(
             return None;
         }
     };
+    // Everything that happened before the check on disk is in the index, or nothing is
+    // decided: a watch far behind may hold an overflow the index does not show yet, and the
+    // files created since are in no event at all (a unit's new checksum: its `.data` and
+    // `.index` would go without it).
+    if !ctx.dry_run
+        && let Some(b) = ctx.backlog
+        && b.behind(BEHIND_WAIT)
+    {
+        if !ctx.behind.swap(true, Ordering::Relaxed) {
+            info!(
+                "sweep stopped: the watch is far behind its events and may have lost some; it runs again once \
+                 the watch has caught up"
+            );
+        }
+        return None;
+    }
     // Judged again on what is on disk now, and on every open seen until now (the watch may
-    // have seen one since the unit was chosen).
+    // have seen one since the unit was chosen); kept when the index lost events of its store
+    // or changed its files since they were checked.
     let last_open = {
         let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
-        index
-            .store(c.store)
-            .and_then(|s| {
-                s.unit(c.slot)
-                    .filter(|u| u.stem == stem.as_slice())
-                    .map(|u| u.last_open)
-            })
-            .map_or(last_open, |t| t.max(last_open))
+        let lost = ctx.lost(&index, c.store);
+        if lost == Lost::All {
+            return None;
+        }
+        let now = index.store(c.store).and_then(|s| {
+            let u = s.unit(c.slot).filter(|u| u.stem == stem.as_slice())?;
+            (s.complete && !u.partial && s.unit_files(c.slot) == unit_files).then_some(u.last_open)
+        });
+        match now {
+            Some(t) if lost == Lost::Nothing => t.max(last_open),
+            Some(_) => {
+                report.skip(Skip::Incomplete, unit_files.len() as u64);
+                return None;
+            }
+            None => {
+                drop(index);
+                return changed(report);
+            }
+        }
     };
     let fresh = UnitStats::of(checked.stats(), &ctx.cfg.age_basis, root.atime, ctx.now);
     let open = ctx.open_unknown

@@ -95,11 +95,31 @@ struct Ctx<'a> {
     open_unknown: bool,
     first: FirstNotices,
     probe: Option<&'a Probe>,
+    /// An operator's question (`plan`, `explain`), not a sweep: it warns of nothing, so that it
+    /// takes no rate-limited warning's turn from the sweeps it previews.
+    query: bool,
+    /// What keeps the index current, asked before each deletion whether it is far behind.
+    backlog: Option<&'a dyn Backlog>,
+    /// The watch stayed behind its events: nothing more is decided.
+    behind: AtomicBool,
 }
+
+/// What keeps the index current (the daemon's watch). Its events reach the index a little
+/// after they happen; when it is far behind, its queue may end in an overflow that the index
+/// does not show yet, and files created since (a unit's new checksum) are in no event at all.
+pub trait Backlog: Sync {
+    /// Waits up to `timeout` for the index to catch up; true when it may still be behind.
+    fn behind(&self, timeout: std::time::Duration) -> bool;
+}
+
+/// How long a deletion waits for a watch far behind before the sweep stops.
+const BEHIND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Ctx<'_> {
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed) || self.abandoned.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed)
+            || self.abandoned.load(Ordering::Relaxed)
+            || self.behind.load(Ordering::Relaxed)
     }
 
     /// What the index lost of store `id` since the sweep began. Lost events may have been
@@ -131,11 +151,27 @@ pub fn run_indexed(
     cancel: &AtomicBool,
     fence: Option<Fence>,
 ) -> Report {
-    run_probed(cfg, roots, index, opts, cancel, fence, None)
+    run(cfg, roots, index, opts, cancel, fence, None, false, None)
+}
+
+/// [`run_indexed`] with the index kept by `backlog` (the daemon's watch): before a unit is
+/// deleted, the events that happened before its check on disk are in the index, or the sweep
+/// stops (a watch too far behind, [`Backlog::behind`]) and keeps the unit.
+pub fn run_watched(
+    cfg: &Config,
+    roots: &[IndexedRoot],
+    index: &Mutex<Index>,
+    opts: &Options,
+    cancel: &AtomicBool,
+    fence: Fence,
+    backlog: &dyn Backlog,
+) -> Report {
+    run(cfg, roots, index, opts, cancel, Some(fence), None, false, Some(backlog))
 }
 
 /// [`run_indexed`], telling `probe` the verdict on each unit it asks about (`explain`: a dry
-/// run whose answer is the sweep's own decision, not a second copy of the rules).
+/// run whose answer is the sweep's own decision, not a second copy of the rules); `plan` asks with
+/// no probe. A question, not a sweep: it logs no "cannot free enough".
 pub fn run_probed(
     cfg: &Config,
     roots: &[IndexedRoot],
@@ -144,6 +180,22 @@ pub fn run_probed(
     cancel: &AtomicBool,
     fence: Option<Fence>,
     probe: Option<&Probe>,
+) -> Report {
+    run(cfg, roots, index, opts, cancel, fence, probe, true, None)
+}
+
+/// `query`: an operator's question ([`run_probed`]), not a sweep.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    cfg: &Config,
+    roots: &[IndexedRoot],
+    index: &Mutex<Index>,
+    opts: &Options,
+    cancel: &AtomicBool,
+    fence: Option<Fence>,
+    probe: Option<&Probe>,
+    query: bool,
+    backlog: Option<&dyn Backlog>,
 ) -> Report {
     let started = Instant::now();
     super::look_at_the_clock(cfg);
@@ -175,6 +227,9 @@ pub fn run_probed(
         open_unknown: false,
         first: FirstNotices::default(),
         probe,
+        query,
+        backlog,
+        behind: AtomicBool::new(false),
     };
     if !dry_run {
         remove_leftovers(&ctx, &mut report);
@@ -425,7 +480,9 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
                 missing_bytes: need_bytes - freed,
                 ..held
             };
-            Recorder::new(&ctx.first).shortfall(&fs.mountpoint, &sf);
+            if !ctx.query {
+                Recorder::new(&ctx.first).shortfall(&fs.mountpoint, &sf);
+            }
             fs.shortfall = Some(sf);
         }
     } else {
