@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -212,30 +212,24 @@ pub fn open_to_read(path: &Path) -> io::Result<std::fs::File> {
 }
 
 /// Writes `dir/name` atomically: a crash leaves the old file or the new one, whole. The
-/// temporary file is created anew (`O_EXCL`: never through a link planted under its name, never
-/// onto a file another holds open), and `sync` fsyncs it and the directory.
+/// temporary file gets a name of its own (`.NAME.XXXXXX.tmp`, created with `O_EXCL`: never
+/// through a link planted under a name known in advance, never onto a file another holds open),
+/// so that two writers (the daemon and a `sweep` both keep `clock-steps.json`) never remove or
+/// rename each other's half-written file: the last rename wins, whole. `sync` fsyncs it and the
+/// directory. On an error the temporary file is removed.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        // Readable as before (umask permitting): a record a `sweep` run by root writes must
+        // stay readable to the daemon's user; `state_dir` itself is 0700.
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
+    tmp.as_file_mut().write_all(bytes)?;
+    if sync {
+        tmp.as_file().sync_all()?;
     }
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            // Readable as before (umask permitting): a record a `sweep` run by root writes must
-            // stay readable to the daemon's user; `state_dir` itself is 0700.
-            .mode(0o644)
-            .custom_flags(SAFE_OPEN)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if sync {
-            f.sync_all()?;
-        }
-    }
-    std::fs::rename(&tmp, dir.join(name))?;
+    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     if sync {
         std::fs::File::open(dir)?.sync_all()?;
     }
@@ -314,7 +308,8 @@ mod tests {
         );
         std::fs::remove_file(&path).unwrap();
 
-        // A link planted under the temporary name: replaced, never written through.
+        // A link planted under a temporary name (the fixed one of earlier versions): never
+        // written through.
         std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{FILE_NAME}.tmp"))).unwrap();
         let s = State::new(7, vec![(PathBuf::from("/d/blockmgr-1"), b"shuffle_0_1_0".to_vec(), 5)]);
         s.save(dir.path()).unwrap();
@@ -324,5 +319,31 @@ mod tests {
             b"{\"version\":1,\"written_at\":0,\"opens\":{}}"
         );
         assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file());
+    }
+
+    #[test]
+    fn two_writers_of_one_file_never_undo_each_other() {
+        // The daemon and a `sweep` both keep `clock-steps.json`. With one temporary name shared
+        // by both, one removed the other's half-written file and its rename failed, or renamed
+        // the other's half-written file into place.
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<Vec<u8>> = (0..2u8).map(|t| vec![b'a' + t; 256 << 10]).collect();
+        std::thread::scope(|s| {
+            for text in &texts {
+                let dir = dir.path();
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        write_atomically(dir, "steps", text, false).expect("every write lands");
+                    }
+                });
+            }
+        });
+        let last = std::fs::read(dir.path().join("steps")).unwrap();
+        assert!(texts.contains(&last), "the file is one writer's whole text");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["steps"], "no temporary file is left");
     }
 }

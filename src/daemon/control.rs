@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use prometheus::IntCounter;
@@ -40,8 +40,9 @@ const CONNECTIONS: usize = 8;
 
 /// Listens on `path` (0600) and forwards requests to `tx`. Refuses to take over a socket another
 /// daemon answers on; a stale one (a daemon that died) is replaced. The socket is made under a
-/// temporary name, restricted to the owner, then renamed into place: never reachable by others,
-/// even for an instant. `dropped` counts the clients dropped for being too slow.
+/// temporary name in a directory only the owner can enter, restricted to the owner, then renamed
+/// into place: never reachable by others, even for an instant. `dropped` counts the clients
+/// dropped for being too slow.
 pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>, dropped: IntCounter) -> io::Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -58,15 +59,19 @@ pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>, dropped: IntCounter) -> io::R
         }
         std::fs::remove_file(path)?;
     }
-    let tmp = PathBuf::from(format!("{}.{}.new", path.display(), std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
+    // Bound inside a directory of its own (0700): under a name in the socket's own directory,
+    // it was reachable between bind and chmod when the umask let others write to it, and a
+    // connection made then outlives the chmod.
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = tempfile::Builder::new().prefix(".control.").tempdir_in(parent)?;
+    let tmp = private.path().join("socket");
     let listener = UnixListener::bind(&tmp)?;
-    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
+    drop(private);
     info!(path = %path.display(), "control socket listening (status, plan, explain)");
     let slots = Arc::new(Semaphore::new(CONNECTIONS));
     tokio::spawn(async move {

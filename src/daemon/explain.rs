@@ -27,6 +27,7 @@ fn dry_sweep(
     index: &Mutex<Index>,
     probe: Option<&Probe>,
     asked: &[&str],
+    cancel: &AtomicBool,
 ) -> (Report, rustc_hash::FxHashMap<PathBuf, policy::Reason>) {
     let goes = std::sync::Arc::new(Goes {
         asked: asked.iter().map(PathBuf::from).collect(),
@@ -40,7 +41,7 @@ fn dry_sweep(
         opens: None,
         now: None,
     };
-    let report = run_probed(cfg, present, index, &opts, &AtomicBool::new(false), None, probe);
+    let report = run_probed(cfg, present, index, &opts, cancel, None, probe);
     let found = std::mem::take(&mut *goes.found.lock().unwrap_or_else(|e| e.into_inner()));
     (report, found)
 }
@@ -84,8 +85,15 @@ fn locate(present: &[IndexedRoot], path: &Path) -> Result<(u32, PathBuf, Vec<u8>
 }
 
 /// `explain PATH...`: for each path, the journal's entries when it is gone, else the daemon's
-/// verdict on its unit now.
-pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, paths: &[String]) -> Value {
+/// verdict on its unit now. `cancel` stops the dry sweep (the client went away): the answer is
+/// then incomplete, and goes nowhere.
+pub fn explain(
+    cfg: &Config,
+    present: &[IndexedRoot],
+    index: &Mutex<Index>,
+    paths: &[String],
+    cancel: &AtomicBool,
+) -> Value {
     let mut answers: Vec<Value> = Vec::new();
     // (answer slot, path) of the paths that are gone: the journal is read once for them all.
     let mut gone_at: Vec<(usize, PathBuf)> = Vec::new();
@@ -149,7 +157,7 @@ pub fn explain(cfg: &Config, present: &[IndexedRoot], index: &Mutex<Index>, path
             .iter()
             .map(|(slot, ..)| answers[*slot]["path"].as_str().unwrap_or_default())
             .collect();
-        let (report, goes) = dry_sweep(cfg, present, index, Some(&probe), &asked_paths);
+        let (report, goes) = dry_sweep(cfg, present, index, Some(&probe), &asked_paths, cancel);
         let found = probe.found();
         // Under the index's lock only what is read from it (the rest reads /proc and the disk).
         let last_opens: Vec<Option<Nanos>> = {

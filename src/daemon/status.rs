@@ -30,8 +30,26 @@ impl Daemon {
                 })));
             }
             Request::Explain { paths } => {
-                tokio::task::spawn_blocking(move || {
-                    let _ = reply.send(Answer::Value(explain::explain(&cfg, &present, &index, &paths)));
+                // The dry sweep is stopped when the client goes (it waited past the answer's
+                // time limit, or hung up): it would otherwise run on, for no one.
+                let cancel = Arc::new(AtomicBool::new(false));
+                let work = {
+                    let cancel = cancel.clone();
+                    tokio::task::spawn_blocking(move || explain::explain(&cfg, &present, &index, &paths, &cancel))
+                };
+                let mut reply = reply;
+                tokio::spawn(async move {
+                    tokio::select! {
+                        done = work => {
+                            if let Ok(v) = done {
+                                let _ = reply.send(Answer::Value(v));
+                            }
+                        }
+                        () = reply.closed() => {
+                            cancel.store(true, Ordering::Relaxed);
+                            debug!("explain: the client went away; its dry sweep is stopped");
+                        }
+                    }
                 });
             }
             Request::Status => unreachable!("answered above"),

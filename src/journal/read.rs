@@ -68,12 +68,28 @@ pub(super) fn read_lines(dir: &Path) -> impl Iterator<Item = Result<String, ()>>
     // Both files are opened before either is read, the current one first: a rotation while the
     // old one is read (tens of MiB) would otherwise hand over a fresh current file, and the
     // lines that just became the old one were never read (explain said "not deleted" of a file
-    // they named). A rotation between the two opens gives the same file twice: read once.
-    let current = File::open(dir.join(FILE_NAME)).ok();
+    // they named). A rotation between the two opens gives the same file twice, and the old one
+    // before it lost: both are opened again (a rotation takes tens of MiB of deletions; if they
+    // still match, the file is read once). Never through a symlink nor blocking on a FIFO
+    // ([`crate::state::open_to_read`]): the start reads the journal, and whoever can write
+    // `state_dir` must not hang it.
     let id = |f: &File| f.metadata().ok().map(|m| (m.dev(), m.ino()));
-    let old = File::open(dir.join(OLD_NAME))
-        .ok()
-        .filter(|o| current.as_ref().is_none_or(|c| id(c) != id(o)));
+    let open = || {
+        let current = crate::state::open_to_read(&dir.join(FILE_NAME)).ok();
+        let old = crate::state::open_to_read(&dir.join(OLD_NAME)).ok();
+        (current, old)
+    };
+    let same = |c: &Option<File>, o: &Option<File>| matches!((c, o), (Some(c), Some(o)) if id(c) == id(o));
+    let (mut current, mut old) = open();
+    for _ in 0..3 {
+        if !same(&current, &old) {
+            break;
+        }
+        (current, old) = open();
+    }
+    if same(&current, &old) {
+        old = None;
+    }
     [old, current].into_iter().flatten().flat_map(|f| {
         io::BufReader::new(f)
             .split(b'\n')

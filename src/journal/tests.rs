@@ -314,3 +314,26 @@ fn recover_marks_interrupted_units_with_what_is_left() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].line["event"], "interrupted");
 }
+
+#[test]
+fn a_fifo_in_place_of_the_old_journal_never_hangs_a_reader() {
+    // The daemon's start reads the journal (units a crash left in part): a FIFO planted as the
+    // rotated file blocked that open for ever, and every `explain`'s.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE_NAME), "{\"event\":\"deleted\"}\n").unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.path().join(OLD_NAME),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = dir.path().to_owned();
+    std::thread::spawn(move || tx.send(read_lines(&path).collect::<Vec<_>>()).unwrap());
+    let lines = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the reader returns");
+    assert_eq!(lines, vec![Ok("{\"event\":\"deleted\"}".to_string())]);
+}
