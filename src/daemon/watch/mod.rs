@@ -129,9 +129,54 @@ struct Inner {
     generation: AtomicU64,
     /// Bytes queued from which the kernel's queue may hold an overflow (see [`Watch::behind`]).
     full_at: AtomicU64,
-    /// Set before a read that finds the queue that full; cleared once a drain emptied it and
-    /// applied what it read (an overflow among it included).
-    backlog: AtomicBool,
+    /// Whether an overflow may be queued or read and not yet in the index.
+    lag: Lag,
+}
+
+/// Whether the watch may hold an overflow the index does not show yet (see [`Watch::behind`]).
+/// The thread raises `up` before each read, and lowers it after the read when the queue was not
+/// full enough to hold an overflow before any read since it was last emptied and no overflow was
+/// read; else once a drain emptied the queue or met an overflow and applied what it read. A
+/// sweep looks at the queue first, then at `up`: an overflow queued before it looked is still
+/// there behind a queue that full, or was read under `up`, which stays up until it is marked.
+#[derive(Debug, Default)]
+struct Lag {
+    up: AtomicBool,
+    /// The queue was that full before a read since it was last emptied (a read may take part
+    /// of it and leave the overflow, for this drain or the next).
+    was_full: AtomicBool,
+}
+
+impl Lag {
+    fn before_read(&self, fd: &OwnedFd, full_at: u64) {
+        self.up.store(true, Ordering::SeqCst);
+        if rustix::io::ioctl_fionread(fd).unwrap_or(u64::MAX) >= full_at {
+            self.was_full.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// After a batch is read, before it is applied.
+    fn read(&self, batch: &[RawEvent]) {
+        if !self.was_full.load(Ordering::SeqCst)
+            && !batch
+                .iter()
+                .any(|(_, mask, _)| mask.contains(ReadFlags::QUEUE_OVERFLOW))
+        {
+            // No overflow read, none left behind: the events read are not lost, only not
+            // applied yet (as any event is, a moment after it happens).
+            self.up.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A drain emptied the queue or met an overflow, and applied (marked) what it read.
+    fn caught_up(&self) {
+        self.was_full.store(false, Ordering::SeqCst);
+        self.up.store(false, Ordering::SeqCst);
+    }
+
+    fn behind(&self, fd: &OwnedFd, full_at: u64) -> bool {
+        rustix::io::ioctl_fionread(fd).unwrap_or(u64::MAX) >= full_at || self.up.load(Ordering::SeqCst)
+    }
 }
 
 /// The watch: an inotify instance and the thread that reads it.
@@ -224,7 +269,7 @@ impl Watch {
             emptied: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             full_at: AtomicU64::new(full_at()),
-            backlog: AtomicBool::new(false),
+            lag: Lag::default(),
         });
         let reader = inner.clone();
         let thread = std::thread::Builder::new()
@@ -271,19 +316,24 @@ impl Watch {
     /// to catch up; returns true when it did not.
     pub fn behind(&self, timeout: Duration) -> bool {
         let start = Instant::now();
+        let mut spins = 0u32;
         loop {
             let fd = self.inner.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
-            // The queue first, then the flag the thread sets before it reads a queue that full:
-            // an overflow queued is either still there, or read under the flag.
-            let queued = rustix::io::ioctl_fionread(&*fd).unwrap_or(u64::MAX);
-            if queued < self.inner.full_at.load(Ordering::SeqCst) && !self.inner.backlog.load(Ordering::SeqCst) {
+            if !self.inner.lag.behind(&fd, self.inner.full_at.load(Ordering::SeqCst)) {
                 return false;
             }
             if start.elapsed() >= timeout {
                 return true;
             }
-            let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
-            std::thread::sleep(Duration::from_millis(1));
+            // The flag is up for every read (tens of microseconds): yield first, then wake
+            // the thread and sleep while it works through a long queue.
+            spins += 1;
+            if spins < 100 {
+                std::thread::yield_now();
+            } else {
+                let _ = rustix::io::write(&self.inner.wake, &1u64.to_ne_bytes());
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
@@ -506,11 +556,8 @@ impl Inner {
         let mut reader = inotify::Reader::new(&**ino, buf);
         let mut batch: Vec<RawEvent> = Vec::new();
         let full_at = self.full_at.load(Ordering::SeqCst);
-        let emptied = read_batch(&mut reader, &mut batch, 4096, || {
-            if rustix::io::ioctl_fionread(&**ino).unwrap_or(u64::MAX) >= full_at {
-                self.backlog.store(true, Ordering::SeqCst);
-            }
-        });
+        let emptied = read_batch(&mut reader, &mut batch, 4096, || self.lag.before_read(ino, full_at));
+        self.lag.read(&batch);
         let at = now_nanos();
         let mut overflowed = false;
         for (wd, mask, name) in batch {
@@ -524,7 +571,7 @@ impl Inner {
         }
         // All read is applied, the overflow marked in the index: a sweep may decide again.
         if emptied || overflowed {
-            self.backlog.store(false, Ordering::SeqCst);
+            self.lag.caught_up();
         }
         emptied || overflowed
     }
@@ -622,5 +669,60 @@ mod tests {
             }
         }
         assert_eq!(seen, n, "every event read ({reads} reads)");
+    }
+
+    /// A real overflow: `fs.inotify.max_queued_events` events and more.
+    fn overflowed() -> (tempfile::TempDir, OwnedFd, u64) {
+        let max: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fd = new_instance().unwrap();
+        inotify::add_watch(&fd, dir.path(), WatchFlags::CREATE).unwrap();
+        for i in 0..max + 10 {
+            std::fs::File::create(dir.path().join(format!("f{i}"))).unwrap();
+        }
+        (dir, fd, max * SMALLEST_EVENT)
+    }
+
+    /// Reads batches of one buffer until one holds the overflow, asking `lag` after each.
+    fn read_to_the_overflow(fd: &OwnedFd, full_at: u64, lag: &Lag) -> Vec<bool> {
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let mut behind = Vec::new();
+        loop {
+            let mut reader = inotify::Reader::new(fd, &mut buf);
+            let mut batch = Vec::new();
+            let emptied = read_batch(&mut reader, &mut batch, 1, || lag.before_read(fd, full_at));
+            lag.read(&batch);
+            behind.push(lag.behind(fd, full_at));
+            if batch.iter().any(|(_, m, _)| m.contains(ReadFlags::QUEUE_OVERFLOW)) || emptied {
+                return behind;
+            }
+        }
+    }
+
+    #[test]
+    fn an_overflow_is_behind_until_it_is_applied_however_the_queue_is_read() {
+        // Read a buffer at a time: the queue soon holds less than a full one's bytes, the
+        // overflow still at its end.
+        let (_dir, fd, full_at) = overflowed();
+        let lag = Lag::default();
+        let behind = read_to_the_overflow(&fd, full_at, &lag);
+        assert!(behind.len() > 1 && behind.iter().all(|b| *b), "{behind:?}");
+        lag.caught_up();
+        assert!(!lag.behind(&fd, full_at));
+
+        // The queue filled up after the look and before the read (here: the look is told the
+        // queue is never that full): the overflow was read under the flag, which stays up.
+        let (_dir, fd, _) = overflowed();
+        let lag = Lag::default();
+        let behind = read_to_the_overflow(&fd, u64::MAX, &lag);
+        assert_eq!(behind.last(), Some(&true), "{behind:?}");
+        assert!(
+            behind[..behind.len() - 1].iter().all(|b| !b),
+            "no overflow read yet: {behind:?}"
+        );
     }
 }
