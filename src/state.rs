@@ -233,7 +233,34 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io:
     if sync {
         std::fs::File::open(dir)?.sync_all()?;
     }
+    remove_stale_temporaries(dir, name);
     Ok(())
+}
+
+/// A temporary file is left by a writer killed before its rename; with a name of its own, the
+/// next write no longer replaces it, and a copy of the file (the index's state: MiB) would pile
+/// up at each crash. Those older than an hour are removed (a live writer renames its own within
+/// seconds), and the fixed `.NAME.tmp` of earlier versions. Never through a link (unlink).
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+    let (prefix, old) = (format!(".{name}."), format!(".{name}.tmp"));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file_name = e.file_name();
+        let Some(n) = file_name.to_str() else { continue };
+        let ours =
+            n == old || (n.len() == prefix.len() + 6 + ".tmp".len() && n.starts_with(&prefix) && n.ends_with(".tmp"));
+        let stale = || {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > STALE))
+        };
+        if ours && stale() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -345,5 +372,31 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["steps"], "no temporary file is left");
+    }
+
+    #[test]
+    fn temporary_files_a_crash_left_do_not_pile_up() {
+        // A writer killed between its temporary file and its rename leaves `.NAME.XXXXXX.tmp`;
+        // with unique names no later write replaced it, and one more piled up at each crash.
+        let dir = tempfile::tempdir().unwrap();
+        let hour_ago =
+            filetime::FileTime::from_system_time(std::time::SystemTime::now() - std::time::Duration::from_secs(7200));
+        let stale = [".steps.a1B2c3.tmp", ".steps.tmp"];
+        let kept = [".steps.zZ9yY8.tmp", ".other.a1B2c3.tmp", "steps.a1B2c3.tmp"];
+        for n in stale.iter().chain(&kept[1..]) {
+            std::fs::write(dir.path().join(n), b"half").unwrap();
+            filetime::set_file_mtime(dir.path().join(n), hour_ago).unwrap();
+        }
+        // A live writer's (just made).
+        std::fs::write(dir.path().join(kept[0]), b"half").unwrap();
+        write_atomically(dir.path(), "steps", b"whole", false).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut want: Vec<_> = kept.iter().chain(&["steps"]).map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(names, want, "the stale temporary files are removed, nothing else");
     }
 }
