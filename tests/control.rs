@@ -715,3 +715,75 @@ fn a_plan_takes_no_turn_from_the_warning_that_pressure_cannot_be_relieved() {
     let log = d.log_text();
     assert_eq!(log.matches(warning).count(), 1, "the sweep warns, once:\n{log}");
 }
+
+/// The control socket was bound inside a private directory beside it, by a path 16 bytes longer
+/// than its own (more for a short name): a `control_socket` that fits `sun_path` (107 bytes)
+/// failed to bind ("path must be shorter than SUN_LEN"), and status, plan and explain went
+/// without the daemon's view. One that does not fit is refused by its length.
+#[test]
+fn a_control_socket_whose_path_fits_sun_path_is_opened() {
+    let env = TestEnv::new();
+    let base = env.dir.path().join("s");
+    let pad = 107 - base.as_os_str().len() - "/c.sock".len();
+    let parent = base.join("d".repeat(pad - 1));
+    std::fs::create_dir_all(&parent).unwrap();
+    let socket = parent.join("c.sock");
+    assert_eq!(socket.as_os_str().len(), 107);
+    let cfg = env.config(&format!(
+        "control_socket = {:?}\nstate_dir = \"\"",
+        socket.display().to_string()
+    ));
+    let log = env.dir.path().join("daemon.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["run", "--dry-run", "--log-level", "debug", "--config"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start the daemon");
+    let d = Daemon { child, log, socket };
+    let start = Instant::now();
+    while !d.log_text().contains("control socket") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v = d.ask(r#"{"request":"status"}"#, Duration::from_secs(10));
+    assert!(v.is_ok(), "{v:?}\n{}", d.log_text());
+    let left: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["c.sock"], "no private directory is left");
+    drop(d);
+
+    // One byte longer: refused, saying why.
+    let long = base.join("d".repeat(pad)).join("c.sock");
+    std::fs::create_dir_all(long.parent().unwrap()).unwrap();
+    let cfg = env.config(&format!(
+        "control_socket = {:?}\nstate_dir = \"\"",
+        long.display().to_string()
+    ));
+    let log = env.dir.path().join("daemon2.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_shuffle-janitor"))
+        .args(["run", "--dry-run", "--log-level", "debug", "--config"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start the daemon");
+    let d = Daemon {
+        child,
+        log,
+        socket: long,
+    };
+    let start = Instant::now();
+    while !d.log_text().contains("control socket") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.log_text().contains("108 bytes long"), "{}", d.log_text());
+}

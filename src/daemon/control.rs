@@ -44,6 +44,14 @@ const CONNECTIONS: usize = 8;
 /// into place: never reachable by others, even for an instant. `dropped` counts the clients
 /// dropped for being too slow.
 pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>, dropped: IntCounter) -> io::Result<()> {
+    // `sun_path`: 107 bytes and a NUL. A longer path can be neither bound nor connected to.
+    let len = path.as_os_str().len();
+    if len > 107 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("its path is {len} bytes long, and a socket's can be 107 at most: set a shorter control_socket"),
+        ));
+    }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
@@ -68,7 +76,16 @@ pub fn spawn(path: &Path, tx: mpsc::Sender<Asked>, dropped: IntCounter) -> io::R
         .unwrap_or(Path::new("."));
     let private = tempfile::Builder::new().prefix(".control.").tempdir_in(parent)?;
     let tmp = private.path().join("socket");
-    let listener = UnixListener::bind(&tmp)?;
+    // Bound through the directory's fd: its own path is 16 bytes longer than the socket's (more
+    // for a short name), and did not fit `sun_path` when the socket's path did.
+    let dir = rustix::fs::open(
+        private.path(),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let short = format!("/proc/self/fd/{}/socket", std::os::fd::AsRawFd::as_raw_fd(&dir));
+    let listener = UnixListener::bind(&short).or_else(|_| UnixListener::bind(&tmp))?;
+    drop(dir);
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&tmp, path)?;
     drop(private);
