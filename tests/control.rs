@@ -787,3 +787,48 @@ fn a_control_socket_whose_path_fits_sun_path_is_opened() {
     }
     assert!(d.log_text().contains("108 bytes long"), "{}", d.log_text());
 }
+
+/// Review of issue 23's leftovers: an explain whose client went away was to have its dry sweep
+/// stopped, but the daemon noticed a client gone only at the answer's time limit (120 s): it
+/// swept on for no one, holding a connection slot. It now notices a hang-up within a second.
+#[test]
+fn an_explain_whose_client_hung_up_is_stopped_at_once() {
+    let env = TestEnv::new();
+    let n = 40_000;
+    stale_units(&env, n);
+    let cfg = daemon_config(&env);
+    let d = Daemon::start(&env, &cfg);
+    let paths: Vec<String> = (0..600)
+        .map(|i| {
+            env.root()
+                .join(format!("{BM}/{:02x}/shuffle_1_{i}_0.data", i % 64))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let req = serde_json::json!({"request": "explain", "paths": paths}).to_string();
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.write_all(format!("{req}\n").as_bytes()).unwrap();
+    let t = Instant::now();
+    drop(s);
+    let gone = "explain: the client went away";
+    while !d.log_text().contains(gone) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the explain ran on for a client gone:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("stopped after {:?}", t.elapsed());
+
+    // A client that only shuts its writing side (`socat`, `nc -N`) still gets its answer.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.write_all(format!("{req}\n").as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(answer.trim()).unwrap();
+    assert_eq!(answer["answers"].as_array().map(Vec::len), Some(600), "{answer:.300}");
+}

@@ -157,9 +157,14 @@ async fn answer(stream: &mut tokio::net::UnixStream, tx: mpsc::Sender<Asked>, dr
             Ok(req) => {
                 let (otx, orx) = oneshot::channel();
                 match tx.try_send((req, otx)) {
-                    Ok(()) => match tokio::time::timeout(ANSWER_TIMEOUT, orx).await {
-                        Ok(Ok(a)) => return a,
-                        _ => json!({"error": "the daemon did not answer in time"}),
+                    // A client that hung up meanwhile lets its request go (an explain's dry
+                    // sweep is stopped): it held it, and a connection slot, until the time limit.
+                    Ok(()) => tokio::select! {
+                        answered = tokio::time::timeout(ANSWER_TIMEOUT, orx) => match answered {
+                            Ok(Ok(a)) => return a,
+                            _ => json!({"error": "the daemon did not answer in time"}),
+                        },
+                        () = hung_up(reader.get_ref().get_ref()) => json!({"error": "the client went away"}),
                     },
                     Err(_) => json!({"error": "the daemon is busy with other requests: try again"}),
                 }
@@ -177,6 +182,20 @@ async fn answer(stream: &mut tokio::net::UnixStream, tx: mpsc::Sender<Asked>, dr
             json!({"error": format!("no request within {} s", REQUEST_TIMEOUT.as_secs())})
         }
     })
+}
+
+/// Returns once the client closed its end of `stream` (`POLLHUP`: both directions shut; a client
+/// that only shut its writing side still waits for its answer), looked at twice a second.
+async fn hung_up(stream: &tokio::net::UnixStream) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut fds = [PollFd::new(stream, PollFlags::empty())];
+        let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+        if poll(&mut fds, Some(&now)).is_ok_and(|n| n > 0) && fds[0].revents().contains(PollFlags::HUP) {
+            return;
+        }
+    }
 }
 
 /// A connection written from a blocking thread, each write bounded as [`write_bounded`]'s: a
