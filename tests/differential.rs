@@ -471,6 +471,84 @@ fn a_store_that_cannot_be_read_again_is_not_known_whole() {
     );
 }
 
+/// A watch that is always far behind its events.
+struct AlwaysBehind(AtomicUsize);
+
+impl indexed::Backlog for AlwaysBehind {
+    fn behind(&self, _: Duration) -> bool {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+/// A purge stopped because the watch stayed behind decided nothing: it keeps the unit, and it
+/// records no shortfall (which would log "cannot free enough" and hold the next pressure sweep
+/// back for up to 30 s, as if the filesystem had nothing left to give). Before, only a sweep
+/// stopped by lost events said so; one stopped by a watch behind reported the whole need as
+/// missing.
+#[test]
+fn a_purge_stopped_by_a_watch_behind_reports_no_shortfall() {
+    let env = TestEnv::new();
+    let root = env.dir.path().join("local0");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.canonicalize().unwrap();
+    let store = root.join(store_name(0));
+    let unit: Vec<PathBuf> = ["data", "index"]
+        .iter()
+        .map(|ext| store.join(format!("0c/shuffle_0_1_0.{ext}")))
+        .collect();
+    for f in &unit {
+        write_aged(f, 4096, 60 * MIN);
+    }
+    // Any used filesystem is above this `low`: a purge always has a need.
+    let cfg = Config::from_toml(
+        &format!(
+            "roots = [{:?}]\nmax_age = \"2h\"\nmin_age = \"20m\"\nstate_dir = \"\"\n[watermark]\nhigh = 0.000002\nlow = 0.000001\n",
+            root.display().to_string()
+        ),
+        None,
+    )
+    .unwrap();
+    let mut scratch = Report::new(false, false, 0);
+    let present = sweep::roots::present_roots(&cfg, &Mounts::read().unwrap(), &mut scratch);
+    let index = Arc::new(Mutex::new(Index::default()));
+    let roots: Roots = Arc::new(RwLock::new(present.iter().map(|r| Some(watched_root(r))).collect()));
+    let ctx = WalkCtx {
+        watch: None,
+        index: &index,
+        roots: &roots,
+        basis: &cfg.age_basis,
+        reconcile: false,
+        before_store: None,
+    };
+    let mut walked = walk::walk(&ctx, 0, None);
+    walk::drop_unseen(&ctx, &mut walked);
+    let fence = index.lock().unwrap().fence();
+    let indexed_roots: Vec<(u32, Root)> = present.iter().map(|r| (0, r.clone())).collect();
+    let opts = sweep::Options {
+        mode: Mode::Purge,
+        dry_run: false,
+        list_files: false,
+        listing: None,
+        opens: None,
+        now: None,
+    };
+    let backlog = AlwaysBehind(AtomicUsize::new(0));
+    let cancel = AtomicBool::new(false);
+    let report = indexed::run_watched(&cfg, &indexed_roots, &index, &opts, &cancel, fence, &backlog);
+    assert!(
+        backlog.0.load(Ordering::Relaxed) > 0,
+        "the purge reached the unit and asked the watch"
+    );
+    assert!(unit.iter().all(|f| f.exists()), "the unit is kept");
+    assert!(report.cancelled, "the purge stopped");
+    assert!(
+        report.filesystems.iter().all(|f| f.shortfall.is_none()),
+        "no shortfall is recorded for a purge that decided nothing: {:?}",
+        report.filesystems.iter().map(|f| &f.shortfall).collect::<Vec<_>>()
+    );
+}
+
 fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
     let env = TestEnv::new();
     let paths: Vec<PathBuf> = (0..ROOTS)

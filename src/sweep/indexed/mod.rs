@@ -117,9 +117,14 @@ const BEHIND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Ctx<'_> {
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
-            || self.abandoned.load(Ordering::Relaxed)
-            || self.behind.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || self.decided_nothing()
+    }
+
+    /// The sweep stopped by itself because the index could not be trusted (the watch lost
+    /// events, or stayed too far behind them): what it left undone says nothing about the
+    /// filesystem, so it records no shortfall and the next sweep is not held back.
+    fn decided_nothing(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed) || self.behind.load(Ordering::Relaxed)
     }
 
     /// What the index lost of store `id` since the sweep began. Lost events may have been
@@ -465,8 +470,8 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
                 freed = freed.saturating_add(bytes);
             }
         }
-        if ctx.abandoned.load(Ordering::Relaxed) {
-            // Decided nothing: no shortfall to back off on, the sweep runs again.
+        if ctx.decided_nothing() {
+            // No shortfall to back off on: the sweep runs again.
             return;
         }
         // Spared: kept, and they age their roots' oldest.
