@@ -18,7 +18,8 @@ from the disk; its memory (peak RSS, bytes per unit of the index, and with --chu
 over a churn of map outputs created and removed); and, as root, disk pressure on a tmpfs of
 --files files (--pressure-fs ext4: ext4 on a loop image in --dir, filled to 80 % by a ballast
 file; --pressure-only runs that case alone): the time from crossing watermark.high to the first
-deletion and down to watermark.low, for the daemon and for the walking sweep.
+deletion and down to watermark.low, for the daemon and for the walking sweep, and the rate of
+`find -mmin +TTL -delete` on the same tree (--pressure-rounds N: each on a fresh tree, medians).
 
 --dead-stores N: a sweep and find over the tree plus N empty stores of dead executors, before
 and after the janitor reaps them.
@@ -702,56 +703,87 @@ def cross_high(root, high, poller=None):
                 poller.crossed = time.time()
 
 
-def bench_pressure(work, files, fs="tmpfs"):
+def bench_pressure(work, files, fs="tmpfs", rounds=1):
     """First deletion and time to `low` after a tmpfs (or an ext4 image) of `files` files
     crosses `high`: the daemon (index) against the walking sweep (`shuffle-janitor sweep`, as
-    the daemon ran before)."""
-    print(f"\n## Disk pressure on {fs} holding {files:,} files", flush=True)
+    the daemon ran before), and `find -mmin +TTL -delete` on the same tree (its rate: files
+    deleted a second, over its whole run), each on a tree fresh from gentree, in an order that
+    rotates from round to round; medians."""
+    print(f"\n## Disk pressure on {fs} holding {files:,} files, {rounds} round(s)", flush=True)
+    modes = ["daemon", "walk", "find"]
+    runs = {m: [] for m in modes}
+    for r in range(rounds):
+        for mode in modes[r % 3:] + modes[:r % 3]:
+            made = pressure_ext4(work, files) if fs == "ext4" else pressure_tmpfs(work, files)
+            if made is None:
+                print(f"  SKIPPED: cannot mount a {fs} here (needs root)")
+                return None
+            mnt, info = made
+            try:
+                row = pressure_round(work, mnt, info, mode)
+            finally:
+                subprocess.run(["umount", mnt])
+                if fs == "ext4":
+                    os.unlink(os.path.join(work, "ext4.img"))
+            runs[mode].append(row)
     out = {}
-    for mode in ("daemon", "walk"):
-        made = pressure_ext4(work, files) if fs == "ext4" else pressure_tmpfs(work, files)
-        if made is None:
-            print(f"  SKIPPED: cannot mount a {fs} here (needs root)")
-            return None
-        mnt, info = made
-        root = os.path.join(mnt, "root")
-        try:
-            _, size = used_bytes(mnt)
-            poller = UsagePoller(mnt, 0.85 * size)
-            extra = "[watermark]\nhigh = 0.85\nlow = 0.75\npoll = \"5s\"\n[stores]\nreap = false"
-            if mode == "daemon":
-                d = Daemon(work, root, extra=extra, name="pressure", interval="1h")
-                d.wait_sweeps(1)
-                time.sleep(2)
-                poller.start()
-                cross_high(root, 0.85, poller)
-                deadline = time.time() + 600
-                while poller.final is None and time.time() < deadline:
-                    time.sleep(0.05)
-                time.sleep(1)
-                deleted = d.metric("shuffle_janitor_deleted_files_total") or 0
-                d.stop()
-            else:
-                cfg = config(os.path.join(work, "pressure.toml"), root, "3650d", "15m", extra=extra)
-                poller.start()
-                cross_high(root, 0.85, poller)
-                # The walking daemon began a sweep like this one when it saw the crossing.
-                r = subprocess.run(janitor(cfg) + ["--format", "json"], capture_output=True, text=True)
-                deleted = json.loads(r.stdout)["deleted_files"]
-            crossed = poller.crossed or float("nan")
-            first = (poller.first - crossed) if poller.first else float("nan")
-            poller.join(5)
-            done = (poller.last - crossed) if poller.last else float("nan")
-            final = poller.final if poller.final is not None else used_bytes(mnt)[0] / size
-            out[mode] = {"first": first, "done": done, "final": final, "deleted": deleted, "files": info["files"]}
-            print(f"  {mode}: first deletion {first * 1000:.0f} ms after crossing high, the last {done:.2f}s after "
-                  f"the crossing, use then {100 * final:.2f}% (low 75%); {deleted:,.0f} files deleted "
-                  f"({deleted / done if done == done and done > 0 else float('nan'):,.0f} per second)", flush=True)
-        finally:
-            subprocess.run(["umount", mnt])
-            if fs == "ext4":
-                os.unlink(os.path.join(work, "ext4.img"))
+    for mode in modes:
+        rows = runs[mode]
+        out[mode] = {k: statistics.median(x[k] for x in rows) for k in rows[0]}
+    if rounds > 1:
+        d, w, f = out["daemon"], out["walk"], out["find"]
+        print(f"  medians: daemon first deletion {d['first'] * 1000:.0f} ms, {d['rate']:,.0f} files/s to low; "
+              f"walk first {w['first'] * 1000:.0f} ms, {w['rate']:,.0f} files/s; find {f['rate']:,.0f} files/s; "
+              f"daemon / find rate {d['rate'] / f['rate']:.2f}x", flush=True)
     return out
+
+
+def pressure_round(work, mnt, info, mode):
+    """One pressure run of `mode` on a fresh filesystem `mnt` holding a generated tree."""
+    root = os.path.join(mnt, "root")
+    _, size = used_bytes(mnt)
+    if mode == "find":
+        ttl_min = info["ttl_minutes"]
+        t = timed(["find", root, "-type", "f", "-mmin", f"+{ttl_min}", "-delete"])
+        left = count_files(root)
+        if left != info["files"] - info["old_files"]:
+            sys.exit(f"find left {left} files, expected {info['files'] - info['old_files']}")
+        rate = info["old_files"] / t["wall"]
+        print(f"  find: {info['old_files']:,} files deleted in {t['wall']:.2f}s wall, {t['cpu']:.2f}s CPU "
+              f"({rate:,.0f} per second)", flush=True)
+        return {"first": float("nan"), "done": t["wall"], "deleted": info["old_files"], "rate": rate,
+                "cpu": t["cpu"]}
+    poller = UsagePoller(mnt, 0.85 * size)
+    extra = "[watermark]\nhigh = 0.85\nlow = 0.75\npoll = \"5s\"\n[stores]\nreap = false"
+    if mode == "daemon":
+        d = Daemon(work, root, extra=extra, name="pressure", interval="1h")
+        d.wait_sweeps(1)
+        time.sleep(2)
+        poller.start()
+        cross_high(root, 0.85, poller)
+        deadline = time.time() + 600
+        while poller.final is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)
+        deleted = d.metric("shuffle_janitor_deleted_files_total") or 0
+        d.stop()
+    else:
+        cfg = config(os.path.join(work, "pressure.toml"), root, "3650d", "15m", extra=extra)
+        poller.start()
+        cross_high(root, 0.85, poller)
+        # The walking daemon began a sweep like this one when it saw the crossing.
+        r = subprocess.run(janitor(cfg) + ["--format", "json"], capture_output=True, text=True)
+        deleted = json.loads(r.stdout)["deleted_files"]
+    crossed = poller.crossed or float("nan")
+    first = (poller.first - crossed) if poller.first else float("nan")
+    poller.join(5)
+    done = (poller.last - crossed) if poller.last else float("nan")
+    final = poller.final if poller.final is not None else used_bytes(mnt)[0] / size
+    rate = deleted / done if done == done and done > 0 else float("nan")
+    print(f"  {mode}: first deletion {first * 1000:.0f} ms after crossing high, the last {done:.2f}s after "
+          f"the crossing, use then {100 * final:.2f}% (low 75%); {deleted:,.0f} files deleted "
+          f"({rate:,.0f} per second)", flush=True)
+    return {"first": first, "done": done, "deleted": deleted, "rate": rate, "cpu": float("nan")}
 
 
 class Opener(threading.Thread):
@@ -881,6 +913,8 @@ def main():
     ap.add_argument("--dead-stores", type=int, default=0, help="also measure a sweep over N empty dead stores")
     ap.add_argument("--no-delete", action="store_true", help="skip the deleting rounds (the longest part)")
     ap.add_argument("--no-pressure", action="store_true", help="with --daemon: skip the tmpfs pressure case")
+    ap.add_argument("--pressure-rounds", type=int, default=1,
+                    help="rounds of the pressure case (daemon, walking sweep and find, order rotating)")
     ap.add_argument("--pressure-fs", choices=["tmpfs", "ext4"], default="tmpfs",
                     help="with --daemon: the pressure case on a tmpfs, or on ext4 on a loop image in --dir "
                     "(about 6.4 KB a file)")
@@ -905,7 +939,7 @@ def main():
     work = tempfile.mkdtemp(dir=args.dir)
     if args.pressure_only:
         try:
-            bench_pressure(work, args.files, args.pressure_fs)
+            bench_pressure(work, args.files, args.pressure_fs, args.pressure_rounds)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
@@ -945,7 +979,7 @@ def main():
             bench_daemon(work, master, info, walk, args.churn, args.old_janitor)
         shutil.rmtree(master, ignore_errors=True)
         if args.daemon and not args.no_pressure:
-            bench_pressure(work, args.files, args.pressure_fs)
+            bench_pressure(work, args.files, args.pressure_fs, args.pressure_rounds)
         if args.daemon and args.stores:
             bench_many_stores(work, args.stores, args.opens)
         if args.dead_stores:

@@ -3,26 +3,128 @@
 
 use super::*;
 
-/// Where a deletion's rule applied, for the journal: the filesystem, its use when the sweep
-/// read it, and (under pressure) the unit's place in least-recently-used order, 1 first.
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+/// Where a deletion's rule applied, for the journal: the filesystem and its use when the sweep
+/// read it.
 pub(super) struct Placing {
     pub(super) mountpoint: PathBuf,
     pub(super) used_before: f64,
-    pub(super) rank: Option<u64>,
 }
 
-/// Stores kept open while their units are deleted (each holds up to 128 sub-directory fds).
-pub(super) const OPEN_STORES: usize = 4;
+/// Stores kept open by each deleting thread while their units are deleted (each holds up to
+/// 128 sub-directory fds).
+const OPEN_STORES: usize = 4;
+
+/// Units in a run below which it is deleted on the sweep's own thread: starting threads costs
+/// more than a few units take.
+const PARALLEL_FROM: usize = 64;
+
+/// Units to delete in order ([`delete_run`]).
+pub(super) struct Run<'u> {
+    pub(super) units: &'u [Chosen],
+    pub(super) reason: Reason,
+    /// The place in least-recently-used order of the unit before the first (pressure; the
+    /// journal's rank is this plus the unit's place in the run, 1 first).
+    pub(super) ranked_after: Option<u64>,
+    /// Stop taking units once this much is freed, counting what was freed before the run
+    /// (pressure); `None`: every unit (the TTL).
+    pub(super) need: Option<u64>,
+}
+
+/// Deletes a run's units in order, on a few threads when the run is long and deletes for real:
+/// an unlink and a rename are kernel work (the journal, the inode's blocks, the directory entry)
+/// that runs side by side in other directories, and one thread deleted at half of `find`'s rate
+/// (issue 24). Each unit is taken by one thread, in order, while the need is not met; a thread
+/// finishes the unit in hand, so pressure frees at most a unit a thread more than it needs.
+/// Returns the bytes freed, `freed` included, and how many units were taken (from the first):
+/// the rest were not looked at. Dry runs, lists and probes go in order on this thread, as their
+/// readers expect.
+pub(super) fn delete_run(
+    ctx: &Ctx,
+    run: &Run,
+    placing: &Placing,
+    freed: u64,
+    held: &mut Shortfall,
+    report: &mut Report,
+) -> (u64, usize) {
+    let next = AtomicUsize::new(0);
+    let total = AtomicU64::new(freed);
+    let work = |held: &mut Shortfall, report: &mut Report| {
+        let mut dirs: Vec<(StoreId, StoreDir)> = Vec::with_capacity(OPEN_STORES);
+        loop {
+            if run.need.is_some_and(|n| total.load(Ordering::Relaxed) >= n) || ctx.cancelled() {
+                return;
+            }
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(c) = run.units.get(i) else { return };
+            let rank = run.ranked_after.map(|r| r + i as u64 + 1);
+            if let Some(bytes) = delete(ctx, &mut dirs, c, run.reason, placing, rank, held, report) {
+                total.fetch_add(bytes, Ordering::Relaxed);
+            }
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let in_order = ctx.dry_run || ctx.list_files || ctx.listing.is_some() || ctx.probe.is_some();
+    if threads == 1 || in_order || run.units.len() < PARALLEL_FROM {
+        work(held, report);
+    } else {
+        let blanks: Vec<Report> = (1..threads).map(|_| blank(report)).collect();
+        let work = &work;
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = blanks
+                .into_iter()
+                .enumerate()
+                .filter_map(|(n, mut report)| {
+                    // No thread to be had (a cgroup's pids.max): fewer deleting threads.
+                    std::thread::Builder::new()
+                        .name(format!("delete-{}", n + 1))
+                        .spawn_scoped(s, move || {
+                            let mut held = Shortfall::default();
+                            work(&mut held, &mut report);
+                            (held, report)
+                        })
+                        .ok()
+                })
+                .collect();
+            work(held, report);
+            for h in helpers {
+                match h.join() {
+                    Ok((theirs, r)) => {
+                        held.open_bytes = held.open_bytes.saturating_add(theirs.open_bytes);
+                        report.merge(r);
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+    }
+    let taken = next.load(Ordering::Relaxed).min(run.units.len());
+    (total.load(Ordering::Relaxed), taken)
+}
+
+/// A report with the same roots and no counts, for another deleting thread to fill.
+fn blank(like: &Report) -> Report {
+    let mut r = Report::new(like.dry_run, like.purge, like.now);
+    r.roots = like
+        .roots
+        .iter()
+        .map(|root| RootReport::new(root.path.clone(), root.present, root.mountpoint.clone()))
+        .collect();
+    r
+}
 
 /// Checks a chosen unit on disk, judges it again on what the checks read, and deletes it (in a
 /// dry run, lists it). Returns the bytes freed, or `None` when it was kept. `dirs` keeps the
 /// last few stores open: a store's units are mostly deleted one after another.
-pub(super) fn delete(
+#[allow(clippy::too_many_arguments)]
+fn delete(
     ctx: &Ctx,
     dirs: &mut Vec<(StoreId, StoreDir)>,
     c: &Chosen,
     reason: Reason,
     placing: &Placing,
+    rank: Option<u64>,
     held: &mut Shortfall,
     report: &mut Report,
 ) -> Option<u64> {
@@ -268,7 +370,7 @@ pub(super) fn delete(
                 last_use,
                 evidence,
                 age_seconds,
-                rule: crate::journal::Rule::of(reason, ctx.cfg, &placing.mountpoint, placing.used_before, placing.rank),
+                rule: crate::journal::Rule::of(reason, ctx.cfg, &placing.mountpoint, placing.used_before, rank),
             };
             j.deleted(&id, &record, freed, &removed);
         }

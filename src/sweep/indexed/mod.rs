@@ -11,7 +11,7 @@
 
 mod delete;
 
-use delete::{OPEN_STORES, Placing, delete};
+use delete::{Placing, Run, delete_run};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -422,20 +422,19 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "units judged from the index"
     );
-    let mut freed = 0u64;
-    let mut dirs: Vec<(StoreId, StoreDir)> = Vec::with_capacity(OPEN_STORES);
-    let mut at = Placing {
+    let at = Placing {
         mountpoint: fs.mountpoint.clone(),
         used_before: fs.used_ratio,
-        rank: None,
     };
-    for c in &ttl {
-        if ctx.cancelled() {
-            return;
-        }
-        if let Some(bytes) = delete(ctx, &mut dirs, c, Reason::Ttl, &at, &mut held, report) {
-            freed = freed.saturating_add(bytes);
-        }
+    let ttl_run = Run {
+        units: &ttl,
+        reason: Reason::Ttl,
+        ranked_after: None,
+        need: None,
+    };
+    let (mut freed, _) = delete_run(ctx, &ttl_run, &at, 0, &mut held, report);
+    if ctx.cancelled() {
+        return;
     }
     if let Some((need_bytes, reason)) = need {
         // Least recently used first (`Chosen::lru_order`). A pool can hold every unit of a
@@ -454,21 +453,27 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
             ms = started.elapsed().as_secs_f64() * 1000.0,
             head, "pressure's order made"
         );
-        let mut next = 0;
-        while next < pool.len() {
-            if next == head {
-                // The oldest part did not suffice (much was kept at its check): the rest too.
-                pool[head..].sort_unstable_by_key(Chosen::lru_order);
-            }
-            if freed >= need_bytes || ctx.cancelled() {
-                break;
-            }
-            let c = pool[next];
-            next += 1;
-            at.rank = Some(next as u64);
-            if let Some(bytes) = delete(ctx, &mut dirs, &c, reason, &at, &mut held, report) {
-                freed = freed.saturating_add(bytes);
-            }
+        let run = Run {
+            units: &pool[..head],
+            reason,
+            ranked_after: Some(0),
+            need: Some(need_bytes),
+        };
+        let (f, taken) = delete_run(ctx, &run, &at, freed, &mut held, report);
+        freed = f;
+        let mut next = taken;
+        if next == head && head < pool.len() && freed < need_bytes && !ctx.cancelled() {
+            // The oldest part did not suffice (much was kept at its check): the rest too.
+            pool[head..].sort_unstable_by_key(Chosen::lru_order);
+            let run = Run {
+                units: &pool[head..],
+                reason,
+                ranked_after: Some(head as u64),
+                need: Some(need_bytes),
+            };
+            let (f, taken) = delete_run(ctx, &run, &at, freed, &mut held, report);
+            freed = f;
+            next += taken;
         }
         if ctx.decided_nothing() {
             // No shortfall to back off on: the sweep runs again.
