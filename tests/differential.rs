@@ -549,6 +549,108 @@ fn a_purge_stopped_by_a_watch_behind_reports_no_shortfall() {
     );
 }
 
+/// A purge from the index deletes on several threads: it must still take the least recently
+/// used units in order and stop once the need is met (at most one unit a thread past it), delete
+/// each unit whole, and count each file once. A tmpfs of known size makes the need exact.
+#[test]
+fn a_purge_on_several_threads_takes_the_oldest_units_whole_and_stops_at_the_need() {
+    let env = TestEnv::new();
+    let root = env.dir.path().join("local0");
+    std::fs::create_dir_all(&root).unwrap();
+    let Some(_fs) = Mounted::tmpfs(&root, "size=4m") else {
+        eprintln!("SKIPPED: needs root for a tmpfs");
+        return;
+    };
+    let root = root.canonicalize().unwrap();
+    // 300 units of two one-page files, in two stores and four NN each, unit 0 the oldest.
+    const UNITS: usize = 300;
+    let unit = |i: usize| -> [PathBuf; 2] {
+        let store = root.join(store_name(i % 2));
+        let nn = SUBDIRS[i % SUBDIRS.len()];
+        ["data", "index"].map(|ext| store.join(format!("{nn}/shuffle_0_{i}_0.{ext}")))
+    };
+    for i in 0..UNITS {
+        for f in unit(i) {
+            write_aged(&f, 4096, 3 * 60 * MIN + (UNITS - i) as u32 * MIN);
+        }
+    }
+    let low = 0.40;
+    let need = shuffle_janitor::disk::usage(&root).unwrap().above(low);
+    let freeable: Vec<u64> = (0..UNITS).map(|i| unit(i).iter().map(|f| allocated(f)).sum()).collect();
+    let mut k_min = 0;
+    let mut sum = 0;
+    while sum < need {
+        sum += freeable[k_min];
+        k_min += 1;
+    }
+    assert!(
+        k_min >= 64 && k_min < UNITS - 8,
+        "a need of {need} bytes is {k_min} units"
+    );
+    let cfg = Config::from_toml(
+        &format!(
+            "roots = [{:?}]\nmax_age = \"1000d\"\nmin_age = \"20m\"\nage_basis = [\"mtime\"]\nstate_dir = \"\"\n\
+             [watermark]\nhigh = 0.99\nlow = {low}\n",
+            root.display().to_string()
+        ),
+        None,
+    )
+    .unwrap();
+    let mut scratch = Report::new(false, false, 0);
+    let present = sweep::roots::present_roots(&cfg, &Mounts::read().unwrap(), &mut scratch);
+    let index = Arc::new(Mutex::new(Index::default()));
+    let roots: Roots = Arc::new(RwLock::new(present.iter().map(|r| Some(watched_root(r))).collect()));
+    let ctx = WalkCtx {
+        watch: None,
+        index: &index,
+        roots: &roots,
+        basis: &cfg.age_basis,
+        reconcile: false,
+        before_store: None,
+    };
+    let mut walked = walk::walk(&ctx, 0, None);
+    walk::drop_unseen(&ctx, &mut walked);
+    let fence = index.lock().unwrap().fence();
+    let indexed_roots: Vec<(u32, Root)> = present.iter().map(|r| (0, r.clone())).collect();
+    let opts = sweep::Options {
+        mode: Mode::Purge,
+        dry_run: false,
+        list_files: false,
+        listing: None,
+        opens: None,
+        now: None,
+    };
+    let cancel = AtomicBool::new(false);
+    let report = indexed::run_indexed(&cfg, &indexed_roots, &index, &opts, &cancel, Some(fence));
+    let gone: Vec<usize> = (0..UNITS).filter(|&i| unit(i).iter().all(|f| !f.exists())).collect();
+    let halves: Vec<usize> = (0..UNITS)
+        .filter(|&i| unit(i).iter().any(|f| f.exists()) && unit(i).iter().any(|f| !f.exists()))
+        .collect();
+    assert!(halves.is_empty(), "units deleted in part: {halves:?}");
+    let k = gone.len();
+    assert_eq!(
+        gone,
+        (0..k).collect::<Vec<_>>(),
+        "the oldest units go first, none skipped"
+    );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    assert!(
+        (k_min..k_min + threads).contains(&k),
+        "{k} units deleted for a need of {k_min} on {threads} threads"
+    );
+    assert_eq!(report.deleted_total().files, 2 * k as u64, "each file counted once");
+    assert_eq!(
+        report.deleted_total().bytes,
+        freeable[..k].iter().sum::<u64>(),
+        "each byte counted once"
+    );
+    assert!(
+        report.filesystems.iter().all(|f| f.shortfall.is_none()),
+        "the need was met"
+    );
+    assert!(!report.cancelled);
+}
+
 fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
     let env = TestEnv::new();
     let paths: Vec<PathBuf> = (0..ROOTS)
