@@ -1442,3 +1442,66 @@ fn status_shows_the_daemons_state() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A purge frees what it needs and no more: the units are taken least recently used first and
+/// the first that meets the need is the last to go, as a dry run and `plan` say (r31 deleted
+/// them on several threads, each taking the next unit while the need was not met yet, so a
+/// unit per thread more went than the need asked for: a job's shuffle output deleted for
+/// nothing).
+#[test]
+fn a_purge_deletes_no_unit_past_the_one_that_meets_its_need() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new();
+    let Some(_fs) = Mounted::tmpfs(&env.root(), "size=8m") else {
+        eprintln!("SKIPPED: needs root to mount a tmpfs");
+        return;
+    };
+    const UNITS: usize = 200;
+    const UNIT: usize = 16 * 1024;
+    // Past min_age, within max_age: pressure's pool, least recently used first (unit 0).
+    let units: Vec<PathBuf> = (0..UNITS)
+        .map(|i| {
+            env.file(
+                &format!("{BM}/{:02x}/shuffle_9_{i}_0.data", i % 64),
+                UNIT,
+                2 * HOUR + Duration::from_secs(10 * (UNITS - i) as u64),
+            )
+        })
+        .collect();
+    let usage = rustix::fs::statvfs(env.root()).unwrap();
+    let (used, size) = (
+        (usage.f_blocks - usage.f_bfree) * usage.f_frsize,
+        (usage.f_blocks - usage.f_bfree + usage.f_bavail) * usage.f_frsize,
+    );
+    // The need: 100 units and a half; 101 must go, no more.
+    let want = 101;
+    let low = (used - (want as u64 * UNIT as u64 - UNIT as u64 / 2)) as f64 / size as f64;
+    let (cfg, state) = config_with_socket(&env, &format!("[watermark]\nhigh = 0.9999\nlow = {low}"));
+    let d = Daemon::start(&env, &cfg);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "startup")], |v| v == 1.0);
+    d.signal(Signal::USR2);
+    d.wait_metric("shuffle_janitor_sweeps_total", &[("trigger", "signal")], |v| v == 1.0);
+    let gone: Vec<usize> = (0..UNITS).filter(|i| !units[*i].exists()).collect();
+    assert_eq!(
+        gone,
+        (0..want).collect::<Vec<_>>(),
+        "the {want} least recently used units went, and only they\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.metric(
+            "shuffle_janitor_deleted_files_total",
+            &[("reason", "manual"), ("kind", "shuffle")]
+        ),
+        Some(want as f64)
+    );
+    let journal = std::fs::read_to_string(state.join("deletions.jsonl")).unwrap();
+    let mut ranks: Vec<u64> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "deleted")
+        .map(|v| v["rule"]["rank"].as_u64().unwrap_or_else(|| panic!("{v}")))
+        .collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=want as u64).collect::<Vec<_>>());
+}

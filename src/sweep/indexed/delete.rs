@@ -3,7 +3,7 @@
 
 use super::*;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Condvar, Mutex};
 
 /// Where a deletion's rule applied, for the journal: the filesystem and its use when the sweep
 /// read it.
@@ -35,8 +35,9 @@ pub(super) struct Run<'u> {
 /// Deletes a run's units in order, on a few threads when the run is long and deletes for real:
 /// an unlink and a rename are kernel work (the journal, the inode's blocks, the directory entry)
 /// that runs side by side in other directories, and one thread deleted at half of `find`'s rate
-/// (issue 24). Each unit is taken by one thread, in order, while the need is not met; a thread
-/// finishes the unit in hand, so pressure frees at most a unit a thread more than it needs.
+/// (issue 24). Each unit is taken by one thread, in order, while what is freed and what the
+/// units in hand are expected to free (the index's sizes) fall short of the need: pressure
+/// takes the units a single thread would, unless one freed more than the index said.
 /// Returns the bytes freed, `freed` included, and how many units were taken (from the first):
 /// the rest were not looked at. Dry runs, lists and probes go in order on this thread, as their
 /// readers expect.
@@ -48,19 +49,49 @@ pub(super) fn delete_run(
     held: &mut Shortfall,
     report: &mut Report,
 ) -> (u64, usize) {
-    let next = AtomicUsize::new(0);
-    let total = AtomicU64::new(freed);
+    // Which unit is next, what was freed, and what the units in hand are expected to free:
+    // a thread takes the next unit only while what is freed and in hand falls short of the
+    // need, and else waits for the units in hand. Taking the next unit while the need was not
+    // yet met, whatever the others had in hand, deleted up to a unit a thread more than the
+    // need (and than a dry run, `plan` and `explain` say).
+    let state = Mutex::new(Taking {
+        next: 0,
+        freed,
+        in_hand: 0,
+    });
+    let settled = Condvar::new();
     let work = |held: &mut Shortfall, report: &mut Report| {
         let mut dirs: Vec<(StoreId, StoreDir)> = Vec::with_capacity(OPEN_STORES);
         loop {
-            if run.need.is_some_and(|n| total.load(Ordering::Relaxed) >= n) || ctx.cancelled() {
-                return;
-            }
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(c) = run.units.get(i) else { return };
+            let (i, expected) = {
+                let mut t = state.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if ctx.cancelled() || run.need.is_some_and(|n| t.freed >= n) {
+                        return;
+                    }
+                    if run.need.is_none_or(|n| t.freed.saturating_add(t.in_hand) < n) {
+                        break;
+                    }
+                    t = settled.wait(t).unwrap_or_else(|e| e.into_inner());
+                }
+                let i = t.next;
+                let Some(c) = run.units.get(i) else { return };
+                t.next += 1;
+                let expected = if run.need.is_some() { expected_bytes(ctx, c) } else { 0 };
+                t.in_hand = t.in_hand.saturating_add(expected);
+                (i, expected)
+            };
+            // Settles the unit in hand however its deletion ends (a panic too: the others
+            // would wait for it for ever).
+            let mut hand = Hand {
+                state: &state,
+                settled: &settled,
+                expected,
+                freed: 0,
+            };
             let rank = run.ranked_after.map(|r| r + i as u64 + 1);
-            if let Some(bytes) = delete(ctx, &mut dirs, c, run.reason, placing, rank, held, report) {
-                total.fetch_add(bytes, Ordering::Relaxed);
+            if let Some(bytes) = delete(ctx, &mut dirs, &run.units[i], run.reason, placing, rank, held, report) {
+                hand.freed = bytes;
             }
         }
     };
@@ -99,8 +130,47 @@ pub(super) fn delete_run(
             }
         });
     }
-    let taken = next.load(Ordering::Relaxed).min(run.units.len());
-    (total.load(Ordering::Relaxed), taken)
+    let t = state.into_inner().unwrap_or_else(|e| e.into_inner());
+    (t.freed, t.next.min(run.units.len()))
+}
+
+/// What the threads of a [`delete_run`] share.
+struct Taking {
+    /// The next unit to take.
+    next: usize,
+    /// Bytes freed, with what was freed before the run.
+    freed: u64,
+    /// Bytes the units being deleted are expected to free (pressure).
+    in_hand: u64,
+}
+
+/// A unit being deleted: when dropped, its expected bytes leave `in_hand`, what it freed is
+/// counted, and the threads waiting for it look again.
+struct Hand<'a> {
+    state: &'a Mutex<Taking>,
+    settled: &'a Condvar,
+    expected: u64,
+    freed: u64,
+}
+
+impl Drop for Hand<'_> {
+    fn drop(&mut self) {
+        let mut t = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        t.in_hand = t.in_hand.saturating_sub(self.expected);
+        t.freed = t.freed.saturating_add(self.freed);
+        drop(t);
+        self.settled.notify_all();
+    }
+}
+
+/// What the index says a chosen unit frees (0 when it is gone or another unit took its slot).
+fn expected_bytes(ctx: &Ctx, c: &Chosen) -> u64 {
+    let index = ctx.index.lock().unwrap_or_else(|e| e.into_inner());
+    index
+        .store(c.store)
+        .and_then(|s| s.unit(c.slot))
+        .filter(|u| crate::store_dir::stem_hash(u.stem) == c.stem)
+        .map_or(0, |u| u.freeable)
 }
 
 /// A report with the same roots and no counts, for another deleting thread to fill.
