@@ -584,7 +584,7 @@ fn a_purge_on_several_threads_takes_the_oldest_units_whole_and_stops_at_the_need
         k_min += 1;
     }
     assert!(
-        k_min >= 64 && k_min < UNITS - 8,
+        (64..UNITS - 8).contains(&k_min),
         "a need of {need} bytes is {k_min} units"
     );
     let cfg = Config::from_toml(
@@ -649,6 +649,74 @@ fn a_purge_on_several_threads_takes_the_oldest_units_whole_and_stops_at_the_need
         "the need was met"
     );
     assert!(!report.cancelled);
+}
+
+/// A deletion judges its unit again on every open the watch saw before its checks on disk. The
+/// watch thread lets a burst of events gather (2 ms) instead of waking at each: an open queued
+/// meanwhile must still reach the index before the unit is judged again, which
+/// `Watch::catch_up` (the deletion's own read of the queue, through `Backlog::behind`) does.
+/// Before, an open made while the thread slept was not in the index when a purge re-judged
+/// its unit, and on a `noatime` disk nothing else showed the use.
+#[test]
+fn an_open_queued_while_the_watch_gathers_a_burst_is_in_the_index_before_a_deletion_judges() {
+    let env = TestEnv::new();
+    let root = env.dir.path().join("local0");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.canonicalize().unwrap();
+    let store = root.join(store_name(0));
+    let data = store.join("0c/shuffle_0_1_0.data");
+    write_aged(&data, 10, 3 * 60 * MIN);
+    write_aged(&store.join("1f/shuffle_0_1_0.index"), 10, 3 * 60 * MIN);
+    let cfg = config(std::slice::from_ref(&root));
+    let mut scratch = Report::new(false, false, 0);
+    let present = sweep::roots::present_roots(&cfg, &Mounts::read().unwrap(), &mut scratch);
+    let index = Arc::new(Mutex::new(Index::default()));
+    let roots: Roots = Arc::new(RwLock::new(present.iter().map(|r| Some(watched_root(r))).collect()));
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = Watch::start(index.clone(), roots.clone(), cfg.age_basis.clone(), tx).unwrap();
+    let ctx = WalkCtx {
+        watch: Some(&watch),
+        index: &index,
+        roots: &roots,
+        basis: &cfg.age_basis,
+        reconcile: false,
+        before_store: None,
+    };
+    full_walk(&ctx, &watch, &[0]);
+    assert!(watch.settle(Duration::from_secs(5), true));
+    let rel = PathBuf::from(store_name(0));
+    let last_open = || {
+        let index = index.lock().unwrap();
+        let id = index.find(0, &rel).expect("the store is indexed");
+        index.store(id).unwrap().find_unit(b"shuffle_0_1_0").unwrap().last_open
+    };
+    let backlog: &dyn indexed::Backlog = &watch;
+    for round in 0..20 {
+        // A burst the thread reads in one round: queued while it waits for the index.
+        {
+            let _held = index.lock().unwrap();
+            for i in 0..60 {
+                let junk = store.join(format!("0c/junk-{i}"));
+                std::fs::write(&junk, b"").unwrap();
+                std::fs::remove_file(&junk).unwrap();
+            }
+        }
+        // The thread reads and applies it, then gathers the next events.
+        std::thread::sleep(Duration::from_micros(500));
+        let before = nanos(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap(),
+        );
+        drop(std::fs::File::open(&data).unwrap());
+        // What a deletion asks after its checks on disk, before it judges the unit again.
+        assert!(!backlog.behind(Duration::from_secs(2)), "the watch is not far behind");
+        let seen = last_open();
+        assert!(
+            seen >= before,
+            "round {round}: the open at {before} is not in the index before the deletion judges (last open {seen})"
+        );
+    }
 }
 
 fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {

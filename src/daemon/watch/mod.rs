@@ -131,6 +131,11 @@ struct Inner {
     full_at: AtomicU64,
     /// Whether an overflow may be queued or read and not yet in the index.
     lag: Lag,
+    /// Held while events are read and applied, by the thread or by a deletion catching up
+    /// ([`Watch::catch_up`]): they reach the index in the kernel's order.
+    draining: Mutex<()>,
+    /// Events read by every drain, for the thread's choice to let a burst gather.
+    read_total: AtomicU64,
 }
 
 /// Whether the watch may hold an overflow the index does not show yet (see [`Watch::behind`]).
@@ -204,7 +209,7 @@ fn full_at() -> u64 {
 }
 
 /// Events read in one round from which the thread takes them as a stream ([`GATHER`]).
-const BUSY_EVENTS: usize = 64;
+const BUSY_EVENTS: u64 = 64;
 
 /// How long the thread lets events gather after a busy round before it looks again.
 const GATHER: Duration = Duration::from_millis(2);
@@ -276,6 +281,8 @@ impl Watch {
             generation: AtomicU64::new(0),
             full_at: AtomicU64::new(full_at()),
             lag: Lag::default(),
+            draining: Mutex::new(()),
+            read_total: AtomicU64::new(0),
         });
         let reader = inner.clone();
         let thread = std::thread::Builder::new()
@@ -341,6 +348,24 @@ impl Watch {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+
+    /// Reads and applies, on the calling thread, the events queued now, in order with the
+    /// thread's drains: a deletion calls it after its checks on disk, so that an open (or a
+    /// file) of the unit seen before them is in the index when the unit is judged again. The
+    /// thread does not have to be woken for it, which lets it gather a burst of events
+    /// instead of waking at each. Returns whether the queue was emptied; it reads a few
+    /// batches at most, so events that never stop coming leave it false.
+    pub fn catch_up(&self) -> bool {
+        // First the thread's drain under way, if any: the events it read are applied when
+        // it lets go, though the queue they left is empty already.
+        let _draining = self.inner.draining.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = self.inner.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if rustix::io::ioctl_fionread(&*fd).is_ok_and(|queued| queued == 0) {
+            return true;
+        }
+        let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+        (0..4).any(|_| self.inner.drain(&fd, &mut buf))
     }
 
     /// The directories announced since the last call: a sweep that settled the watch reads
@@ -522,6 +547,7 @@ impl Inner {
     fn run(self: Arc<Self>) {
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         let mut last_refresh = Instant::now();
+        let mut read_before = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             let ino = self.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
             let pending = self.index.lock().unwrap_or_else(|e| e.into_inner()).has_dirty();
@@ -544,7 +570,10 @@ impl Inner {
                 let mut b = [0u8; 8];
                 let _ = rustix::io::read(&self.wake, &mut b);
             }
-            let (emptied, read) = if events { self.drain(&ino, &mut buf) } else { (true, 0) };
+            let emptied = !events || {
+                let _draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+                self.drain(&ino, &mut buf)
+            };
             if pending && (ready == 0 || woken || last_refresh.elapsed() > Duration::from_millis(200)) {
                 self.refresh_dirty(4096);
                 last_refresh = Instant::now();
@@ -553,27 +582,31 @@ impl Inner {
             if emptied {
                 self.emptied.store(round, Ordering::Release);
             }
-            // Only with room to spare: a round gathers about as many as the last one read,
-            // and a queue made small (`fs.inotify.max_queued_events`) must not overflow
+            // The events read since the last round, by this thread or by deletions catching
+            // up. Only with room to spare: a round gathers about as many as the last one
+            // read, and a queue made small (`fs.inotify.max_queued_events`) must not overflow
             // while the thread sleeps.
-            let room = (read as u64).saturating_mul(SMALLEST_EVENT * 16) < self.full_at.load(Ordering::Relaxed);
+            let total = self.read_total.load(Ordering::Relaxed);
+            let read = total.saturating_sub(std::mem::replace(&mut read_before, total));
+            let room = read.saturating_mul(SMALLEST_EVENT * 16) < self.full_at.load(Ordering::Relaxed);
             if emptied && read >= BUSY_EVENTS && room {
                 // Events are pouring in (a sweep deleting thousands of files a second, each a
                 // rename and an unlink: three events): let them gather instead of waiting in
                 // poll, where each one queued costs the process that made it a wake-up of
                 // this thread (an interrupt to the other core; 11 % of a deleting thread's
-                // CPU under `perf`, and half a core here, issue 24). An event waits at most
-                // this much longer to be applied; a queue filling meanwhile is noticed by
-                // `behind` as before, from the queue's length, and the thread reads on at
-                // once when a round reads so many that the next might not fit.
+                // CPU under `perf`, and half a core here, issue 24). A deletion does not wait
+                // for it: it applies what is queued itself before it judges a unit again
+                // (`catch_up`). A queue filling meanwhile is noticed by `behind` as before,
+                // from the queue's length, and the thread reads on at once when a round reads
+                // so many that the next might not fit.
                 std::thread::sleep(GATHER);
             }
         }
     }
 
     /// Reads and applies the events queued now, up to a batch; returns whether the queue was
-    /// emptied, and how many events were read.
-    fn drain(&self, ino: &Arc<OwnedFd>, buf: &mut [MaybeUninit<u8>]) -> (bool, usize) {
+    /// emptied. The caller holds `draining`.
+    fn drain(&self, ino: &Arc<OwnedFd>, buf: &mut [MaybeUninit<u8>]) -> bool {
         let mut reader = inotify::Reader::new(&**ino, buf);
         let mut batch: Vec<RawEvent> = Vec::new();
         let full_at = self.full_at.load(Ordering::SeqCst);
@@ -581,7 +614,7 @@ impl Inner {
         self.lag.read(&batch);
         let at = now_nanos();
         let mut overflowed = false;
-        let read = batch.len();
+        self.read_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for (wd, mask, name) in batch {
             tracing::trace!(wd, ?mask, name = ?name.as_deref().map(String::from_utf8_lossy), "inotify event");
             if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
@@ -595,7 +628,7 @@ impl Inner {
         if emptied || overflowed {
             self.lag.caught_up();
         }
-        (emptied || overflowed, read)
+        emptied || overflowed
     }
 
     fn overflow(&self, at: Nanos) {
@@ -658,8 +691,21 @@ fn stat_file(dir: &OwnedFd, name: &[u8]) -> Result<Option<FileStat>, ()> {
 }
 
 impl crate::sweep::indexed::Backlog for Watch {
+    /// Not far behind ([`Watch::behind`]) and every event queued now applied
+    /// ([`Watch::catch_up`]), within `timeout`.
     fn behind(&self, timeout: Duration) -> bool {
-        Watch::behind(self, timeout)
+        let start = Instant::now();
+        loop {
+            if Watch::behind(self, timeout.saturating_sub(start.elapsed())) {
+                return true;
+            }
+            if self.catch_up() {
+                return false;
+            }
+            if start.elapsed() >= timeout {
+                return true;
+            }
+        }
     }
 }
 
