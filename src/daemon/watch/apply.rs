@@ -267,6 +267,10 @@ impl Inner {
 
     /// Stats again the files of dirty units (at most `limit` units).
     pub(super) fn refresh_dirty(&self, limit: usize) {
+        // No event is applied between the listing of the units and their update (a deletion
+        // catching up would otherwise apply one there, and a unit written since its stat here
+        // would be marked clean with the older stat), as when only this thread applied them.
+        let _draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
         let todo = self.index.lock().unwrap_or_else(|e| e.into_inner()).dirty(limit);
         if todo.is_empty() {
             return;
