@@ -365,8 +365,14 @@ fn sweep_filesystem(ctx: &mut Ctx, idx: &[usize], mode: Mode, mountpoint: PathBu
             let wm = ctx.cfg.watermark;
             need = policy::pressure_need(usage, wm.high, wm.low, mode);
             if let Some((bytes, reason)) = need {
-                info!(mountpoint = %fs.mountpoint.display(), used = usage.ratio(), need_bytes = bytes,
-                      reason = reason.as_str(), "filesystem must shed load");
+                // A question (`plan`, `explain`) only previews it: not news for the log.
+                if ctx.query {
+                    debug!(mountpoint = %fs.mountpoint.display(), used = usage.ratio(), need_bytes = bytes,
+                           reason = reason.as_str(), "filesystem must shed load");
+                } else {
+                    info!(mountpoint = %fs.mountpoint.display(), used = usage.ratio(), need_bytes = bytes,
+                          reason = reason.as_str(), "filesystem must shed load");
+                }
                 fs.need_bytes = bytes;
                 fs.need_reason = Some(reason);
             } else if mode == Mode::Purge {
