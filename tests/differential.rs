@@ -35,6 +35,7 @@ use shuffle_janitor::disk::Mounts;
 use shuffle_janitor::index::{Index, Lost};
 use shuffle_janitor::policy::{Mode, Nanos, nanos};
 use shuffle_janitor::report::Report;
+use shuffle_janitor::spark::DirRole;
 use shuffle_janitor::sweep::{self, OpenSource, Root, indexed};
 
 /// Store `i` lives in root `i % ROOTS`; root 0 is always configured, root 1 comes and goes.
@@ -717,6 +718,65 @@ fn an_open_queued_while_the_watch_gathers_a_burst_is_in_the_index_before_a_delet
             "round {round}: the open at {before} is not in the index before the deletion judges (last open {seen})"
         );
     }
+}
+
+/// A deletion catching up (`Watch::catch_up`) may read an overflow and replace the inotify
+/// instance while the watch thread waits on the old one: the thread must then apply nothing it
+/// reads from the old instance, whose watch descriptors the new one numbers again from 1 for
+/// other directories. Before, the old instance's events of a store removed were applied to the
+/// new one's watches of another store: its directories were taken for gone, their files dropped
+/// from the index and their watches forgotten (a unit then judged without some of its files).
+#[test]
+fn events_of_an_instance_a_deletion_replaced_are_not_applied_to_the_new_one() {
+    let env = TestEnv::new();
+    let root = env.dir.path().join("local0");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.canonicalize().unwrap();
+    let stores: Vec<PathBuf> = (0..2).map(|i| root.join(store_name(i))).collect();
+    for s in &stores {
+        write_aged(&s.join("0c/shuffle_0_1_0.data"), 10, 3 * 60 * MIN);
+        write_aged(&s.join("1f/shuffle_0_1_0.index"), 10, 3 * 60 * MIN);
+    }
+    let cfg = config(std::slice::from_ref(&root));
+    let mut scratch = Report::new(false, false, 0);
+    let present = sweep::roots::present_roots(&cfg, &Mounts::read().unwrap(), &mut scratch);
+    let index = Arc::new(Mutex::new(Index::default()));
+    let roots: Roots = Arc::new(RwLock::new(present.iter().map(|r| Some(watched_root(r))).collect()));
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = Watch::start(index.clone(), roots.clone(), cfg.age_basis.clone(), tx).unwrap();
+    let ctx = WalkCtx {
+        watch: Some(&watch),
+        index: &index,
+        roots: &roots,
+        basis: &cfg.age_basis,
+        reconcile: false,
+        before_store: None,
+    };
+    let rel = |i: usize| PathBuf::from(store_name(i));
+    // Store 0 watched on the first instance; the thread waits on it.
+    walk::walk(&ctx, 0, Some((&rel(0), DirRole::Store)));
+    assert!(watch.settle(Duration::from_secs(5), true));
+    std::thread::sleep(Duration::from_millis(50));
+    // An overflow read by a deletion: a new instance, on which store 1 is watched (its
+    // descriptors are the numbers store 0's had on the old one).
+    watch.overflow_now();
+    walk::walk(&ctx, 0, Some((&rel(1), DirRole::Store)));
+    assert_eq!(watch.watched(), 3, "store 1 and its two NN directories");
+    // Store 0 goes: the old instance, still watching it, queues its removal.
+    std::fs::remove_dir_all(&stores[0]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(watch.settle(Duration::from_secs(5), true));
+    assert_eq!(
+        watch.watched(),
+        3,
+        "store 1's watches were dropped by the old instance's events of store 0"
+    );
+    let index = index.lock().unwrap();
+    let id = index.find(0, &rel(1)).expect("store 1 is indexed");
+    let s = index.store(id).unwrap();
+    assert!(s.complete, "store 1 is known whole");
+    let unit = s.find_unit(b"shuffle_0_1_0").expect("store 1's unit is indexed");
+    assert_eq!(unit.nfiles, 2, "store 1's unit has both its files");
 }
 
 fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {

@@ -354,18 +354,34 @@ impl Watch {
     /// thread's drains: a deletion calls it after its checks on disk, so that an open (or a
     /// file) of the unit seen before them is in the index when the unit is judged again. The
     /// thread does not have to be woken for it, which lets it gather a burst of events
-    /// instead of waking at each. Returns whether the queue was emptied; it reads a few
-    /// batches at most, so events that never stop coming leave it false.
-    pub fn catch_up(&self) -> bool {
+    /// instead of waking at each. Returns whether the queue was emptied by `deadline`; it
+    /// reads a few batches at most, so events that never stop coming leave it false, and so
+    /// does a drain or a refresh of the thread's that holds on past the deadline (a stat on a
+    /// mount that hangs): the deletion is then not decided, never waited on for ever.
+    pub fn catch_up(&self, deadline: Instant) -> bool {
         // First the thread's drain under way, if any: the events it read are applied when
         // it lets go, though the queue they left is empty already.
-        let _draining = self.inner.draining.lock().unwrap_or_else(|e| e.into_inner());
+        let _draining = loop {
+            match self.inner.draining.try_lock() {
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() >= deadline => return false,
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_micros(50)),
+            }
+        };
         let fd = self.inner.fd.read().unwrap_or_else(|e| e.into_inner()).clone();
         if rustix::io::ioctl_fionread(&*fd).is_ok_and(|queued| queued == 0) {
             return true;
         }
         let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
         (0..4).any(|_| self.inner.drain(&fd, &mut buf))
+    }
+
+    /// What a drain does when it reads an overflow, done from the calling thread as a
+    /// deletion's catch-up does it: a new instance, no watches, events marked lost. For tests.
+    #[doc(hidden)]
+    pub fn overflow_now(&self) {
+        self.inner.overflow(now_nanos());
     }
 
     /// The directories announced since the last call: a sweep that settled the watch reads
@@ -570,9 +586,17 @@ impl Inner {
                 let mut b = [0u8; 8];
                 let _ = rustix::io::read(&self.wake, &mut b);
             }
-            let emptied = !events || {
+            let emptied = {
                 let _draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
-                self.drain(&ino, &mut buf)
+                // The instance may have been replaced meanwhile by a deletion catching up
+                // (it read an overflow): the old one's events must not be applied to the new
+                // one's watches, whose descriptors reuse its numbers. Its events are lost
+                // events, marked as such by the overflow; the next round polls the new one
+                // (this one empties nothing).
+                let current = Arc::ptr_eq(&ino, &self.fd.read().unwrap_or_else(|e| e.into_inner()));
+                // With no events, taken too: a catch-up may hold events it read and has not
+                // applied yet, and `settle` must not count this round as emptied before they are.
+                current && (!events || self.drain(&ino, &mut buf))
             };
             if pending && (ready == 0 || woken || last_refresh.elapsed() > Duration::from_millis(200)) {
                 self.refresh_dirty(4096);
@@ -699,7 +723,7 @@ impl crate::sweep::indexed::Backlog for Watch {
             if Watch::behind(self, timeout.saturating_sub(start.elapsed())) {
                 return true;
             }
-            if self.catch_up() {
+            if self.catch_up(start + timeout) {
                 return false;
             }
             if start.elapsed() >= timeout {
@@ -712,6 +736,24 @@ impl crate::sweep::indexed::Backlog for Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deletion catching up while the thread holds the drain (a refresh's stat on a mount
+    /// that hangs) gives up at its deadline, unsure, instead of waiting for ever; before, it
+    /// waited on the lock with no bound, and every deleting thread with it.
+    #[test]
+    fn a_catch_up_gives_up_at_its_deadline_while_the_drain_is_held() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let watch = Watch::start(Arc::default(), Arc::default(), Vec::new(), tx).unwrap();
+        let held = watch.inner.draining.lock().unwrap();
+        let start = Instant::now();
+        assert!(!watch.catch_up(start + Duration::from_millis(50)), "not caught up");
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        drop(held);
+        assert!(
+            watch.catch_up(Instant::now() + Duration::from_secs(5)),
+            "caught up once let go"
+        );
+    }
 
     #[test]
     fn a_batch_never_ends_inside_what_the_kernel_handed_over() {
