@@ -95,7 +95,7 @@ pub(super) fn delete_run(
             }
         }
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let threads = crate::sweep::threads_per_filesystem();
     let in_order = ctx.dry_run || ctx.list_files || ctx.listing.is_some() || ctx.probe.is_some();
     if threads == 1 || in_order || run.units.len() < PARALLEL_FROM {
         work(held, report);
