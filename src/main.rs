@@ -53,6 +53,9 @@ impl From<Exit> for ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `sweep` and `report` read and delete on several threads a filesystem, each holding a
+    // store's directories open; a shell's or cron's soft limit is 1024.
+    sweep::raise_fd_limit();
     init_logging(&cli);
     let exit = match cli.command {
         Command::Run(args) => run(&args),

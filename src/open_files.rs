@@ -39,6 +39,48 @@ fn pids(proc: &Path) -> io::Result<impl Iterator<Item = std::path::PathBuf>> {
     }))
 }
 
+/// Every process directory of `proc`, or the error that cut the listing short: a process not
+/// listed would be a process whose open files are not known.
+fn all_pids(proc: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(proc).map_err(|e| at(proc, e))? {
+        let e = e.map_err(|e| at(proc, e))?;
+        let name = e.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
+}
+
+/// How a read under `/proc/PID` failed, for the scan of open files.
+enum Failure {
+    /// The process or the fd went away meanwhile (`ENOENT`, `ESRCH`): nothing of it is open.
+    Gone,
+    /// Not allowed to look (`EACCES`, `EPERM`: `CAP_SYS_PTRACE`): counted and said.
+    Refused,
+    /// Anything else (`EMFILE`, `ENFILE`, `ENOMEM`, `EIO`, a `/proc` that is not one): what the
+    /// process holds is unknown, so the scan fails and every unit is kept as if open.
+    Unknown,
+}
+
+fn failure(e: &io::Error) -> Failure {
+    match (e.kind(), e.raw_os_error()) {
+        (io::ErrorKind::NotFound, _) => Failure::Gone,
+        (_, Some(libc::ESRCH)) => Failure::Gone,
+        (io::ErrorKind::PermissionDenied, _) => Failure::Refused,
+        _ => Failure::Unknown,
+    }
+}
+
+/// `e`, naming the path it happened on.
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 /// One line of `/proc/PID/maps`: the mapped file's device and inode, its length, and its path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping<'a> {
@@ -76,14 +118,29 @@ pub fn parse_mapping(line: &str) -> Option<Mapping<'_>> {
 }
 
 impl OpenFiles {
-    /// Reads `/proc`, keeping only files on the devices in `devs`.
+    /// Reads `/proc`, keeping only files on the devices in `devs`. A process that went away
+    /// holds nothing and one that may not be read is counted ([`Failure`]); any other failure
+    /// (out of fds or memory) fails the scan, naming the path: a process taken for gone
+    /// because its fds could not be listed would have its open files deleted.
     pub fn scan(proc: &Path, devs: &[u64]) -> io::Result<OpenFiles> {
         let mut open = OpenFiles::default();
-        for pid in pids(proc)? {
+        'pids: for pid in all_pids(proc)? {
             let mut refused = false;
-            match std::fs::read_dir(pid.join("fd")) {
+            let fd_dir = pid.join("fd");
+            match std::fs::read_dir(&fd_dir) {
                 Ok(fds) => {
-                    for fd in fds.flatten() {
+                    for fd in fds {
+                        let fd = match fd {
+                            Ok(fd) => fd,
+                            Err(e) => match failure(&e) {
+                                Failure::Gone => continue 'pids,
+                                Failure::Refused => {
+                                    refused = true;
+                                    break;
+                                }
+                                Failure::Unknown => return Err(at(&fd_dir, e)),
+                            },
+                        };
                         // Follows the magic link to the open file itself, with cached
                         // attributes only: a file on a hung network mount cannot hang a sweep.
                         match crate::fsx::stat_proc_link(&fd.path()) {
@@ -91,15 +148,22 @@ impl OpenFiles {
                                 open.files.insert((dev, ino));
                             }
                             Ok(_) => {}
-                            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
-                            Err(_) => {} // closed meanwhile
+                            Err(e) => match failure(&e) {
+                                Failure::Gone => {} // closed meanwhile
+                                Failure::Refused => refused = true,
+                                Failure::Unknown => return Err(at(&fd.path(), e)),
+                            },
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
-                Err(_) => continue, // the process exited meanwhile
+                Err(e) => match failure(&e) {
+                    Failure::Gone => continue, // the process exited meanwhile
+                    Failure::Refused => refused = true,
+                    Failure::Unknown => return Err(at(&fd_dir, e)),
+                },
             }
-            match std::fs::read_to_string(pid.join("maps")) {
+            let maps_path = pid.join("maps");
+            match std::fs::read_to_string(&maps_path) {
                 Ok(maps) => {
                     for m in maps.lines().filter_map(parse_mapping) {
                         if devs.contains(&m.dev) {
@@ -107,8 +171,11 @@ impl OpenFiles {
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused = true,
-                Err(_) => {}
+                Err(e) => match failure(&e) {
+                    Failure::Gone => {}
+                    Failure::Refused => refused = true,
+                    Failure::Unknown => return Err(at(&maps_path, e)),
+                },
             }
             if refused {
                 open.unreadable += 1;
@@ -281,6 +348,24 @@ mod tests {
         assert_eq!(unfreed_bytes(Path::new("/proc"), &[dir.path().to_owned()]), 0);
         let other_dev = OpenFiles::scan(Path::new("/proc"), &[h.dev().wrapping_add(1)]).unwrap();
         assert!(!other_dev.contains(h.dev(), h.ino()));
+    }
+
+    /// A process whose fds cannot be listed for a reason other than its exit or a refusal (here
+    /// a `/proc` whose `PID/fd` is not a directory; on a node, `EMFILE` or `ENOMEM`) is not taken
+    /// for a process that holds nothing open: the scan fails, and the sweep keeps every unit.
+    #[test]
+    fn a_process_whose_fds_cannot_be_listed_fails_the_scan() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc.path().join("123")).unwrap();
+        std::fs::write(proc.path().join("123/fd"), b"").unwrap();
+        std::fs::write(proc.path().join("123/maps"), b"").unwrap();
+        let e = OpenFiles::scan(proc.path(), &[1]).expect_err("fds unknown, not none");
+        assert!(e.to_string().contains("123/fd"), "{e}");
+        // Gone meanwhile: holds nothing, and the scan goes on.
+        std::fs::remove_dir_all(proc.path().join("123")).unwrap();
+        std::fs::create_dir_all(proc.path().join("124")).unwrap();
+        let open = OpenFiles::scan(proc.path(), &[1]).unwrap();
+        assert_eq!(open.unreadable, 0);
     }
 
     #[test]

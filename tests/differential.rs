@@ -634,7 +634,7 @@ fn a_purge_on_several_threads_takes_the_oldest_units_whole_and_stops_at_the_need
         (0..k).collect::<Vec<_>>(),
         "the oldest units go first, none skipped"
     );
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let threads = shuffle_janitor::sweep::threads_per_filesystem(1, 4);
     assert!(
         (k_min..k_min + threads).contains(&k),
         "{k} units deleted for a need of {k_min} on {threads} threads"

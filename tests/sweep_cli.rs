@@ -869,3 +869,48 @@ fn explain_reads_a_big_journal_once_for_many_paths() {
         "its intent is closed by its deleted line"
     );
 }
+
+/// Each thread of a sweep holds a store's `NN` directories open while it reads and deletes
+/// there, and a sweep runs several threads a filesystem. Under a shell's or cron's default soft
+/// limit on open files (1024, here 60) stores would go unread (EMFILE: kept, but counted as
+/// errors, exit 1) unless the sweep raises its soft limit to the hard one, as the daemon does;
+/// under a hard limit too low for its threads (here 300: 8 threads of 67 fds would not fit) it
+/// runs fewer threads.
+#[test]
+fn a_low_limit_on_open_files_leaves_no_store_unread() {
+    for limit in ["ulimit -Sn 60", "ulimit -n 300"] {
+        let env = TestEnv::new();
+        let mut old = Vec::new();
+        // 12 stores of 64 units, each unit's two files in two of the 64 `NN` directories: a
+        // thread deleting a store holds them all open.
+        for s in 0..12 {
+            let bm = format!("blockmgr-8ef70c7d-f7b0-46e5-a2b0-ccbc7824c1{s:02}");
+            for m in 0..64 {
+                let (a, b) = (m, (m + 1) % 64);
+                old.push(env.file(&format!("{bm}/{a:02x}/shuffle_0_{m}_0.data"), 100, 8 * HOUR));
+                old.push(env.file(&format!("{bm}/{b:02x}/shuffle_0_{m}_0.index"), 16, 8 * HOUR));
+            }
+        }
+        let cfg = env.config("");
+        for command in ["report", "sweep"] {
+            let out = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    &format!("{limit} && exec \"$0\" {command} --format json --config \"$1\""),
+                ])
+                .arg(env!("CARGO_BIN_EXE_shuffle-janitor"))
+                .arg(&cfg)
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("run shuffle-janitor under a low limit on open files");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let report: serde_json::Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+            assert_eq!(report["errors"], 0, "{limit}; {command}: {stdout}");
+            assert_eq!(out.status.code(), Some(0), "{limit}; {command}: {stdout}");
+        }
+        for p in &old {
+            assert!(!p.exists(), "{limit}: {} should be gone", p.display());
+        }
+    }
+}

@@ -102,7 +102,7 @@ pub enum DaemonError {
 /// Runs the daemon until SIGTERM or SIGINT. `config_path` (with the command line's `overrides`
 /// on top) and the web config file are re-read on SIGHUP.
 pub fn run(config_path: Option<PathBuf>, overrides: Overrides, cfg: Config, web: WebConfig) -> Result<(), DaemonError> {
-    raise_fd_limit();
+    crate::sweep::raise_fd_limit();
     map_large_tables();
     // Every setting of the wall clock, even one undone before the next sweep, makes the JVMs
     // running then untrusted owners (see `procs`); the baseline is taken now.
@@ -123,22 +123,6 @@ pub fn run(config_path: Option<PathBuf>, overrides: Overrides, cfg: Config, web:
     });
     rt.shutdown_timeout(Duration::from_millis(100));
     result
-}
-
-/// The soft limit on open files up to the hard one (at most 65536): systemd's default soft
-/// limit is 1024, and the metrics listener must never take the fds a sweep needs.
-fn raise_fd_limit() {
-    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let want = lim.maximum.map_or(65536, |m| m.min(65536));
-    if lim.current.is_some_and(|c| c < want) {
-        let _ = rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(want),
-                maximum: lim.maximum,
-            },
-        );
-    }
 }
 
 struct Daemon {

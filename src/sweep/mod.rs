@@ -172,7 +172,7 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
         first_errors: FirstNotices::default(),
         procs: std::sync::OnceLock::new(),
     };
-    let workers = threads_per_filesystem();
+    let workers = threads_per_filesystem(by_dev.len(), 1);
     let parts: Vec<Report> = std::thread::scope(|s| {
         let handles: Vec<_> = by_dev
             .iter()
@@ -215,9 +215,47 @@ pub fn run(cfg: &Config, opts: &Options, cancel: &AtomicBool) -> Report {
 /// bound by the latency of each rename and unlink, which wait on the filesystem's journal and the
 /// disk most of the time. On 2 cores, deleting the stale half of 200,000 files on ext4 took half
 /// the wall time on 8 threads as on 2, at the same CPU; a no-op sweep took the same (issue 24).
-pub(crate) fn threads_per_filesystem() -> usize {
+/// At most 8: each reading thread keeps its buffers for the next store (about 2 MiB with stores
+/// of 10,000 files), and a node sweeps each of its disks at once. Fewer when the limit on open
+/// files (after [`raise_fd_limit`]) would not hold `stores_each` stores open on each thread of
+/// each of `filesystems` swept at once: a store that cannot be opened whole is kept and counted
+/// as an error, which would make more threads free less.
+pub fn threads_per_filesystem(filesystems: usize, stores_each: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores * 4).clamp(4, 16)
+    let wanted = (cores * 4).clamp(4, 8);
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let each = (filesystems.max(1) as u64)
+        .saturating_mul(stores_each.max(1) as u64)
+        .saturating_mul(FDS_PER_STORE);
+    let fit = limit.saturating_sub(FDS_RESERVED) / each;
+    wanted.min(fit.max(1).try_into().unwrap_or(usize::MAX))
+}
+
+/// The fds a thread holds for a store it has open: the store's directory and write guard, up
+/// to 128 `NN` directories (`spark.diskStore.subDirectories`) and the one being listed.
+const FDS_PER_STORE: u64 = 132;
+/// The fds left for the rest: the walk, the metrics listener and its clients, the control
+/// socket, the journal, inotify, `/proc`.
+const FDS_RESERVED: u64 = 512;
+
+/// The soft limit on open files up to the hard one (at most 65536), for the daemon and `sweep`:
+/// systemd's and a shell's default soft limit is 1024, each thread of a sweep holds a store's
+/// sub-directories open (64 to 128 fds, up to 4 stores on a deleting thread of the daemon), and
+/// the metrics listener must never take the fds a sweep needs.
+pub fn raise_fd_limit() {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let want = lim.maximum.map_or(65536, |m| m.min(65536));
+    if lim.current.is_some_and(|c| c < want) {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(want),
+                maximum: lim.maximum,
+            },
+        );
+    }
 }
 
 fn rules(cfg: &Config) -> Rules {

@@ -95,7 +95,8 @@ pub(super) fn delete_run(
             }
         }
     };
-    let threads = crate::sweep::threads_per_filesystem();
+    // Filesystems are swept one after the other here.
+    let threads = crate::sweep::threads_per_filesystem(1, OPEN_STORES);
     let in_order = ctx.dry_run || ctx.list_files || ctx.listing.is_some() || ctx.probe.is_some();
     if threads == 1 || in_order || run.units.len() < PARALLEL_FROM {
         work(held, report);
